@@ -1,0 +1,1 @@
+"""Ray cluster helpers: connect or start, list GPU types, build resource requests."""

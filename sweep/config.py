@@ -1,0 +1,105 @@
+"""The configuration of one trial: a frozen dataclass that validates itself.
+
+Every field is something a user can sweep. Validation happens in ``__post_init__`` and raises
+``ValueError`` naming the field and the allowed values, before any model is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from sweep.catalog import DECODER, get_spec
+
+TASKS = ("seq-cls", "causal-lm")
+MODES = ("train", "inference")
+PRECISIONS = ("fp32", "tf32", "fp16-mixed", "bf16-mixed")
+ATTENTIONS = ("sdpa", "eager", "flash_attention_2")
+OPTIMIZERS = ("adamw", "adamw-fused", "apex-fused-adam")
+HARNESSES = ("native", "lightning")
+DEVICES = ("auto", "cuda", "cpu")
+
+_CHOICES = {
+    "task": TASKS, "mode": MODES, "precision": PRECISIONS, "attention": ATTENTIONS,
+    "optimizer": OPTIMIZERS, "harness": HARNESSES, "device": DEVICES,
+}
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """What one trial measures. Times in seconds; lengths in tokens."""
+
+    model: str = "bert-tiny"  # a catalog name or a path to a config.json
+    task: str = "seq-cls"  # seq-cls (2 labels) or causal-lm (decoders only)
+    mode: str = "train"  # train: forward+backward+optimizer; inference: forward, no grad
+    batch_size: int = 8
+    seq_len: int = 128
+    precision: str = "fp32"
+    attention: str = "sdpa"
+    compile: bool = False
+    optimizer: str = "adamw-fused"
+    gradient_checkpointing: bool = False
+    harness: str = "native"
+    warmup_steps: int = 3  # excluded from the figures (compilation, first optimizer step)
+    steps: int = 10  # measured steps, at least
+    min_measure_s: float = 0.0  # keep measuring until this much time has passed too
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+        for name in ("batch_size", "seq_len", "warmup_steps", "steps", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name}: expected an integer, got {value!r}")
+        for name in ("batch_size", "seq_len", "warmup_steps", "steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        for name in ("compile", "gradient_checkpointing"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected true or false, got {getattr(self, name)!r}")
+        if isinstance(self.min_measure_s, bool) or not isinstance(self.min_measure_s, (int, float)) \
+                or self.min_measure_s < 0:
+            raise ValueError(f"min_measure_s: must be a number >= 0, got {self.min_measure_s!r}")
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"model: expected a model name, got {self.model!r}")
+        spec = get_spec(self.model)  # raises ValueError("model: ...")
+        if self.seq_len > spec.max_seq_len:
+            raise ValueError(f"seq_len: {self.seq_len} is longer than {self.model} supports "
+                             f"({spec.max_seq_len} tokens)")
+        if self.task == "causal-lm" and spec.family != DECODER:
+            raise ValueError(f"task: causal-lm needs a decoder; {self.model} is an encoder "
+                             f"(use seq-cls)")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
+        """Build from a dict; unknown keys are an error naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown trial field(s): {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(names))}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrialConfig)]
+
+
+def choices(name: str) -> tuple[str, ...] | None:
+    """The allowed values of an enumerated field, or None for a free field."""
+    return _CHOICES.get(name)

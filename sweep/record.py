@@ -1,0 +1,192 @@
+"""The one record that travels from a trial to the store to the UI.
+
+A ``Trial`` is frozen and versioned. It never imports torch: the store and the web app read it.
+Units live in the metric names (``step_time_ms_p50``, ``tokens_per_s``, ``peak_allocated_gib``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# Statuses a trial process itself returns.
+OK, OOM, UNSUPPORTED, NONFINITE, ERROR = "ok", "oom", "unsupported", "nonfinite", "error"
+# Statuses the engine assigns when a trial could not report for itself.
+TIMEOUT, CRASHED, NO_GPU_TYPE, SKIPPED_OOM = "timeout", "crashed", "no_gpu_type", "skipped_oom"
+STATUSES = (OK, OOM, UNSUPPORTED, NONFINITE, ERROR, TIMEOUT, CRASHED, NO_GPU_TYPE, SKIPPED_OOM)
+# A resumed sweep skips keys stored with one of these. Not final: crashed (a lost node or a killed
+# process may succeed next time) and no_gpu_type (the cluster may have the type next time).
+FINAL_STATUSES = frozenset({OK, OOM, UNSUPPORTED, NONFINITE, ERROR, TIMEOUT, SKIPPED_OOM})
+
+MEASURED, REFERENCE = "measured", "reference"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def trial_key(config: dict[str, Any], gpu_type: str | None, repeat: int = 0) -> str:
+    """A stable hash of what was asked: the configuration, the GPU type and the repeat index."""
+    blob = json.dumps({"config": config, "gpu_type": gpu_type, "repeat": repeat},
+                      sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One measured (or failed, or skipped) training configuration.
+
+    config: the TrialConfig as a dict (what was asked).
+    status: one of STATUSES.
+    metrics: numbers with units in their names (ms, s, gib, per_s, w, j, mhz, pct); None if unmeasured.
+    env: the machine and software the trial ran on (GPU, driver, versions, host, commit).
+    error / error_type: the exception message and class name when status is not ok.
+    gpu_type: the Ray accelerator type asked for (None: any GPU or the CPU).
+    node: the Ray node (or host) the trial ran on; ray_trial_id: Tune's id.
+    source: "measured" for this project's own runs, "reference" for shipped rows (see provenance).
+    """
+
+    config: dict[str, Any]
+    status: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = None
+    gpu_type: str | None = None
+    repeat: int = 0
+    sweep: str | None = None
+    node: str | None = None
+    ray_trial_id: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    source: str = MEASURED
+    provenance: str | None = None
+    key: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status: {self.status!r} is not one of {', '.join(STATUSES)}")
+        if not self.key:
+            object.__setattr__(self, "key", trial_key(self.config, self.gpu_type, self.repeat))
+
+    def replace(self, **changes: Any) -> Trial:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False,
+                          default=_json_default, **kw)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trial:
+        """Read a record of this or an older schema version; a newer one is an error."""
+        data = dict(data)
+        version = int(data.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"schema_version: record is version {version}, this program reads "
+                             f"up to {SCHEMA_VERSION}; upgrade transformers-sweep")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown record field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Trial:
+        return cls.from_dict(json.loads(text))
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Replace non-finite floats by None so that the record stays valid JSON."""
+    out = {}
+    for k, v in metrics.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+            v = None
+        out[k] = v
+    return out
+
+
+# The metrics a trial reports, with their meaning. Units are in the names.
+METRICS: dict[str, str] = {
+    "step_time_ms_p50": "median time of one training step (forward+backward+optimizer), ms",
+    "step_time_ms_p10": "10th percentile step time, ms",
+    "step_time_ms_p90": "90th percentile step time, ms",
+    "step_time_ms_mean": "mean step time, ms",
+    "step_time_ms_std": "standard deviation of step time, ms",
+    "step_time_cv": "coefficient of variation of step time (std / mean)",
+    "steps_measured": "number of measured steps (after warm-up)",
+    "forward_ms_p50": "median forward time (loss included), ms",
+    "backward_ms_p50": "median backward time, ms",
+    "optimizer_ms_p50": "median optimizer step (with zero_grad and grad-scaler), ms",
+    "data_ms_p50": "median time waiting for the batch (Lightning harness), ms",
+    "other_ms_p50": "median time of the step not in a named phase (hooks, framework), ms",
+    "sequences_per_s": "sequences per second, from the median step time",
+    "tokens_per_s": "tokens per second (batch x seq_len / median step time)",
+    "warmup_steps": "warm-up steps run before measuring (excluded)",
+    "warmup_s": "seconds spent in warm-up (compilation, first optimizer step)",
+    "setup_s": "seconds to build the model, optimizer and inputs",
+    "measure_s": "wall seconds of the measured steps",
+    "trial_s": "wall seconds of the whole trial in its process",
+    "flops_per_step": "FLOPs of one step counted by torch FlopCounterMode",
+    "flops_per_step_analytic": "FLOPs of one step by 6N + 12*L*d*T per token (training)",
+    "tflops_per_s": "achieved TFLOP/s (counted FLOPs / median step time)",
+    "peak_tflops": "datasheet dense peak TFLOP/s of the GPU for the precision (None if unknown)",
+    "mfu": "model FLOPs utilization: achieved / peak (None if the peak is unknown)",
+    "n_params": "parameters of the model",
+    "n_params_nonembedding": "parameters outside the embeddings",
+    "peak_allocated_gib": "torch peak allocated memory during the measured steps, GiB",
+    "peak_reserved_gib": "torch peak reserved (cached) memory during the measured steps, GiB",
+    "nvml_peak_used_gib": "peak device memory used seen by NVML (context included), GiB",
+    "device_total_gib": "device memory, GiB",
+    "gpu_util_pct_mean": "NVML GPU utilization, mean over measured steps, %",
+    "mem_util_pct_mean": "NVML memory-controller utilization, mean, %",
+    "sm_clock_mhz_mean": "SM clock, mean, MHz",
+    "power_w_mean": "board power, mean, W",
+    "temperature_c_max": "GPU temperature, max, C",
+    "energy_j": "energy over the measured steps (NVML total-energy counter), J",
+    "joules_per_token": "energy / tokens processed in the measured steps, J",
+    "throttle_reasons": "NVML clock throttle reasons seen (names, comma-separated)",
+    "loss_first": "loss of the first measured step",
+    "loss_last": "loss of the last measured step",
+    "max_batch_size": "largest batch that fits (max-batch search rows only)",
+}
+
+ENV_KEYS = (
+    "device", "gpu_name", "gpu_uuid", "gpu_memory_total_gib", "compute_capability", "driver_version",
+    "cuda_version", "cudnn_version", "power_limit_w", "torch_version", "transformers_version",
+    "lightning_version", "ray_version", "python_version", "cpu_model", "hostname", "git_commit",
+)
+
+_TOP = ("key", "status", "source", "sweep", "gpu_type", "repeat", "node", "ray_trial_id",
+        "started_at", "finished_at", "error_type", "error", "provenance", "schema_version")
+
+
+def flatten(trial: Trial) -> dict[str, Any]:
+    """One flat row for a DataFrame: top-level fields, config fields and metrics by their own
+    names (they do not collide), environment as ``env.<key>``, and ``gpu``: the GPU's name, or
+    "cpu" for CPU trials."""
+    row: dict[str, Any] = {k: getattr(trial, k) for k in _TOP}
+    row.update(trial.config)
+    row.update(trial.metrics)
+    for k, v in trial.env.items():
+        row[f"env.{k}"] = v
+    row["gpu"] = trial.env.get("gpu_name") or ("cpu" if trial.env.get("device") == "cpu"
+                                               else trial.gpu_type)
+    return row

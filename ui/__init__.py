@@ -1,0 +1,1 @@
+"""The Gradio web app over the results database (never imports torch)."""
