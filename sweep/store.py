@@ -1,0 +1,305 @@
+"""The central store: every finished trial, one SQLite row each, written the moment it ends.
+
+SQLite in WAL mode so that readers (the web app, ``python -m sweep status``) read while a sweep
+writes (https://www.sqlite.org/wal.html: readers do not block the writer, nor it them). Each
+``put`` is its own transaction, so a driver killed mid-sweep keeps every row it had written.
+
+The full ``Trial`` record is stored as JSON; the few columns next to it (status, sweep, GPU type,
+node, ...) exist only to query without parsing. A record replaced by a later run of the same key is
+moved to ``superseded``, never deleted: nothing stored is lost.
+
+This module imports neither torch nor ray: the web app loads results without them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from sweep.record import ENV_KEYS, FINAL_STATUSES, METRICS, OK, Trial, flatten
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# PRAGMA application_id marks the file as ours (https://www.sqlite.org/pragma.html#pragma_application_id),
+# so that pointing --db at some other SQLite file is an error, not a silent schema change.
+APPLICATION_ID = 0x54535750  # "TSWP"
+STORE_VERSION = 1  # the table layout (PRAGMA user_version); the record carries its own version
+
+_COLUMNS = (
+    "key",
+    "sweep",
+    "status",
+    "gpu_type",
+    "node",
+    "ray_trial_id",
+    "schema_version",
+    "finished_at",
+    "record",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS trials (
+    key TEXT PRIMARY KEY,
+    sweep TEXT,
+    status TEXT NOT NULL,
+    gpu_type TEXT,
+    node TEXT,
+    ray_trial_id TEXT,
+    schema_version INTEGER NOT NULL,
+    finished_at TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trials_sweep ON trials(sweep);
+CREATE TABLE IF NOT EXISTS superseded (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    replaced_at TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+"""
+
+
+class StoreError(ValueError):
+    """The database cannot be used: the message names the path and the reason."""
+
+
+def _should_replace(old_status: str, new_status: str) -> bool:
+    """Whether a new record for an already stored key takes its place.
+
+    An ok row is only replaced by another ok row (a --rerun measurement): a flaky OOM or a crash on
+    a rerun must not hide a good measurement. Any other final row is replaced by a final row; a
+    non-final row (crashed, no_gpu_type) by anything.
+    """
+    if old_status == OK:
+        return new_status == OK
+    if old_status in FINAL_STATUSES:
+        return new_status in FINAL_STATUSES
+    return True
+
+
+class Store:
+    """Trials in a SQLite file. ``Store(path)`` creates the file and its tables if needed.
+
+    readonly=True opens an existing database without creating or changing anything (a missing
+    file is then an error).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        self.path = os.fspath(path)
+        self.readonly = readonly
+        self._lock = threading.Lock()  # Tune callbacks and the progress line share the driver
+        self._conn = self._open()
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _fail(self, reason: str) -> StoreError:
+        return StoreError(f"database {self.path!r}: {reason}")
+
+    def _open(self) -> sqlite3.Connection:
+        path = self.path
+        if os.path.isdir(path):
+            raise self._fail("is a directory, not a results database file")
+        exists = os.path.exists(path)
+        if self.readonly and not exists:
+            raise self._fail("does not exist (run a sweep first: python -m sweep)")
+        if not exists:
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent):
+                raise self._fail(f"cannot be created: directory {parent!r} does not exist")
+            if not os.access(parent, os.W_OK):
+                raise self._fail(f"cannot be created: directory {parent!r} is not writable")
+        elif not self.readonly and not os.access(path, os.W_OK):
+            raise self._fail("is not writable")
+        try:
+            if self.readonly:
+                uri = "file:" + os.path.abspath(path) + "?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per put.
+            conn.isolation_level = None
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        except sqlite3.DatabaseError as exc:  # "file is not a database", unreadable, ...
+            raise self._fail(f"is not a results database ({exc})") from None
+        ours = app_id == APPLICATION_ID
+        if not ours and (app_id != 0 or tables):
+            conn.close()
+            raise self._fail(
+                "is not a transformers-sweep results database "
+                f"(it holds other tables: {', '.join(sorted(tables)) or 'none'})"
+            )
+        if self.readonly:
+            if not ours:
+                conn.close()
+                raise self._fail("is empty, not a results database")
+            return conn
+        try:
+            # WAL: concurrent readers while the sweep writes; NORMAL sync is durable against a
+            # killed process (only a power loss can drop the last commits in WAL mode).
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if not ours:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executescript(_SCHEMA)  # executescript commits the open transaction
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version={STORE_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._fail(f"cannot be written ({exc})") from None
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > STORE_VERSION:
+            conn.close()
+            raise self._fail(
+                f"was written by a newer transformers-sweep (store version "
+                f"{version} > {STORE_VERSION}); upgrade"
+            )
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put(self, trial: Trial) -> bool:
+        """Store one trial in its own transaction. Returns whether it was written (False: an
+        existing row for the same key was kept, see ``_should_replace``)."""
+        if self.readonly:
+            raise self._fail("opened read-only")
+        record = trial.to_json()
+        row = (
+            trial.key,
+            trial.sweep,
+            trial.status,
+            trial.gpu_type,
+            trial.node,
+            trial.ray_trial_id,
+            trial.schema_version,
+            trial.finished_at,
+            record,
+        )
+        with self._lock:
+            conn = self._conn
+            # IMMEDIATE takes the write lock now, so the read-compare-write below cannot race
+            # another writer (two drivers on one file).
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                old = conn.execute(
+                    "SELECT status, record FROM trials WHERE key=?", (trial.key,)
+                ).fetchone()
+                if old is not None:
+                    if not _should_replace(old[0], trial.status):
+                        conn.execute("ROLLBACK")
+                        return False
+                    conn.execute(
+                        "INSERT INTO superseded(key, replaced_at, record) "
+                        "VALUES (?, datetime('now'), ?)",
+                        (trial.key, old[1]),
+                    )
+                conn.execute(
+                    f"INSERT OR REPLACE INTO trials({', '.join(_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+                    row,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return True
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def _decode(self, key: str, text: str) -> Trial:
+        try:
+            return Trial.from_json(text)
+        except ValueError as exc:
+            raise self._fail(f"row {key}: {exc}") from None
+
+    def trials(self, sweep: str | None = None) -> list[Trial]:
+        """Every stored trial (of one sweep if given), in the order they were first written."""
+        if sweep is None:
+            rows = self._query("SELECT key, record FROM trials ORDER BY rowid")
+        else:
+            rows = self._query(
+                "SELECT key, record FROM trials WHERE sweep=? ORDER BY rowid", (sweep,)
+            )
+        return [self._decode(k, r) for k, r in rows]
+
+    def get(self, key: str) -> Trial | None:
+        rows = self._query("SELECT key, record FROM trials WHERE key=?", (key,))
+        return self._decode(*rows[0]) if rows else None
+
+    def statuses(self) -> dict[str, str]:
+        """key -> status of every stored row."""
+        return dict(self._query("SELECT key, status FROM trials"))
+
+    def final_keys(self) -> set[str]:
+        """Keys stored with a final status: a resumed sweep skips them."""
+        return {k for k, s in self.statuses().items() if s in FINAL_STATUSES}
+
+    def counts(self, sweep: str | None = None) -> dict[str, int]:
+        """Number of stored trials by status."""
+        if sweep is None:
+            rows = self._query("SELECT status, COUNT(*) FROM trials GROUP BY status")
+        else:
+            rows = self._query(
+                "SELECT status, COUNT(*) FROM trials WHERE sweep=? GROUP BY status", (sweep,)
+            )
+        return dict(Counter(dict(rows)))
+
+    def superseded(self, key: str | None = None) -> list[Trial]:
+        """Records replaced by a later run, oldest first."""
+        if key is None:
+            rows = self._query("SELECT key, record FROM superseded ORDER BY id")
+        else:
+            rows = self._query("SELECT key, record FROM superseded WHERE key=? ORDER BY id", (key,))
+        return [self._decode(k, r) for k, r in rows]
+
+    def __len__(self) -> int:
+        return self._query("SELECT COUNT(*) FROM trials")[0][0]
+
+
+def frame_columns() -> list[str]:
+    """The columns every results frame has, in order (more may follow: extra env or metrics)."""
+    from sweep.config import TrialConfig
+
+    probe = flatten(Trial(config=TrialConfig().to_dict(), status=OK))
+    top = [c for c in probe if c != "gpu"]
+    return top + [m for m in METRICS if m not in probe] + [f"env.{k}" for k in ENV_KEYS] + ["gpu"]
+
+
+def trials_frame(trials: list[Trial]) -> pd.DataFrame:
+    """One row per trial (``record.flatten``), with at least ``frame_columns()``."""
+    import pandas as pd
+
+    columns = frame_columns()
+    rows = [flatten(t) for t in trials]
+    extra = sorted({c for r in rows for c in r} - set(columns))
+    return pd.DataFrame(rows, columns=columns + extra)
+
+
+def load_frame(path: str | os.PathLike[str], sweep: str | None = None) -> pd.DataFrame:
+    """Every trial stored at ``path`` as one flat DataFrame (read-only; no torch, no ray).
+
+    An empty database gives an empty frame with the usual columns; a missing file or a file that
+    is not a results database raises StoreError naming the path.
+    """
+    with Store(path, readonly=True) as store:
+        return trials_frame(store.trials(sweep))
