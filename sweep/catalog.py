@@ -33,37 +33,64 @@ class ModelSpec:
 
 def _bert(name, layers, hidden, heads, inter, src, tiny=False):
     hp = dict(
-        vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, intermediate_size=inter, max_position_embeddings=512,
-        type_vocab_size=2, pad_token_id=0,
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=inter,
+        max_position_embeddings=512,
+        type_vocab_size=2,
+        pad_token_id=0,
     )
     return ModelSpec(name, "bert", ENCODER, 512, 30522, hidden, layers, hp, src, tiny)
 
 
 def _roberta(name, layers, hidden, heads, inter, src):
     hp = dict(
-        vocab_size=50265, hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, intermediate_size=inter, max_position_embeddings=514,
-        type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        vocab_size=50265,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=inter,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
     )
     return ModelSpec(name, "roberta", ENCODER, 512, 50265, hidden, layers, hp, src)
 
 
 def _gpt2(name, layers, hidden, heads, src, tiny=False, n_positions=1024):
     hp = dict(
-        vocab_size=50257, n_positions=n_positions, n_embd=hidden, n_layer=layers, n_head=heads,
-        bos_token_id=50256, eos_token_id=50256, pad_token_id=50256,
+        vocab_size=50257,
+        n_positions=n_positions,
+        n_embd=hidden,
+        n_layer=layers,
+        n_head=heads,
+        bos_token_id=50256,
+        eos_token_id=50256,
+        pad_token_id=50256,
     )
     return ModelSpec(name, "gpt2", DECODER, n_positions, 50257, hidden, layers, hp, src, tiny)
 
 
-def _llama(name, model_type, layers, hidden, heads, kv, inter, vocab, max_pos, theta, src,
-           tiny=False):
+def _llama(
+    name, model_type, layers, hidden, heads, kv, inter, vocab, max_pos, theta, src, tiny=False
+):
     hp = dict(
-        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
-        max_position_embeddings=max_pos, rope_theta=theta, rms_norm_eps=1e-5 if model_type ==
-        "llama" else 1e-6, tie_word_embeddings=True, pad_token_id=0,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        intermediate_size=inter,
+        max_position_embeddings=max_pos,
+        rope_theta=theta,
+        rms_norm_eps=1e-5 if model_type == "llama" else 1e-6,
+        tie_word_embeddings=True,
+        pad_token_id=0,
     )
     return ModelSpec(name, model_type, DECODER, max_pos, vocab, hidden, layers, hp, src, tiny)
 
@@ -74,31 +101,81 @@ CATALOG: dict[str, ModelSpec] = {
     s.name: s
     for s in [
         _bert("bert-base-uncased", 12, 768, 12, 3072, _HF.format("google-bert/bert-base-uncased")),
-        _bert("bert-large-uncased", 24, 1024, 16, 4096,
-              _HF.format("google-bert/bert-large-uncased")),
+        _bert(
+            "bert-large-uncased", 24, 1024, 16, 4096, _HF.format("google-bert/bert-large-uncased")
+        ),
         _roberta("roberta-base", 12, 768, 12, 3072, _HF.format("FacebookAI/roberta-base")),
         _roberta("roberta-large", 24, 1024, 16, 4096, _HF.format("FacebookAI/roberta-large")),
-        _roberta("distilroberta-base", 6, 768, 12, 3072, _HF.format("distilbert/distilroberta-base")),
+        _roberta(
+            "distilroberta-base", 6, 768, 12, 3072, _HF.format("distilbert/distilroberta-base")
+        ),
         ModelSpec(
-            "distilbert-base-uncased", "distilbert", ENCODER, 512, 30522, 768, 6,
-            dict(vocab_size=30522, dim=768, n_layers=6, n_heads=12, hidden_dim=3072,
-                 max_position_embeddings=512, pad_token_id=0),
+            "distilbert-base-uncased",
+            "distilbert",
+            ENCODER,
+            512,
+            30522,
+            768,
+            6,
+            dict(
+                vocab_size=30522,
+                dim=768,
+                n_layers=6,
+                n_heads=12,
+                hidden_dim=3072,
+                max_position_embeddings=512,
+                pad_token_id=0,
+            ),
             _HF.format("distilbert/distilbert-base-uncased"),
         ),
         _gpt2("gpt2", 12, 768, 12, _HF.format("openai-community/gpt2")),
         _gpt2("gpt2-medium", 24, 1024, 16, _HF.format("openai-community/gpt2-medium")),
         _gpt2("gpt2-large", 36, 1280, 20, _HF.format("openai-community/gpt2-large")),
-        _llama("smollm2-135m", "llama", 30, 576, 9, 3, 1536, 49152, 8192, 100000.0,
-               _HF.format("HuggingFaceTB/SmolLM2-135M")),
-        _llama("qwen2.5-0.5b", "qwen2", 24, 896, 14, 2, 4864, 151936, 32768, 1000000.0,
-               _HF.format("Qwen/Qwen2.5-0.5B")),
+        _llama(
+            "smollm2-135m",
+            "llama",
+            30,
+            576,
+            9,
+            3,
+            1536,
+            49152,
+            8192,
+            100000.0,
+            _HF.format("HuggingFaceTB/SmolLM2-135M"),
+        ),
+        _llama(
+            "qwen2.5-0.5b",
+            "qwen2",
+            24,
+            896,
+            14,
+            2,
+            4864,
+            151936,
+            32768,
+            1000000.0,
+            _HF.format("Qwen/Qwen2.5-0.5B"),
+        ),
         # Tiny stand-ins for CPU work. bert-tiny/bert-mini are Turc et al. 2019's compact BERTs
         # (google/bert_uncased_L-2_H-128_A-2, L-4_H-256_A-4); the others are shrunk here.
         _bert("bert-tiny", 2, 128, 2, 512, _HF.format("google/bert_uncased_L-2_H-128_A-2"), True),
         _bert("bert-mini", 4, 256, 4, 1024, _HF.format("google/bert_uncased_L-4_H-256_A-4"), True),
         _gpt2("gpt2-tiny", 2, 128, 2, "gpt2 shrunk to 2 layers, width 128 (this project)", True),
-        _llama("llama-tiny", "llama", 2, 128, 4, 2, 256, 32000, 2048, 10000.0,
-               "Llama shape shrunk to 2 layers, width 128 (this project)", True),
+        _llama(
+            "llama-tiny",
+            "llama",
+            2,
+            128,
+            4,
+            2,
+            256,
+            32000,
+            2048,
+            10000.0,
+            "Llama shape shrunk to 2 layers, width 128 (this project)",
+            True,
+        ),
     ]
 }
 
@@ -122,21 +199,50 @@ def spec_from_config_file(path: str) -> ModelSpec:
     if mtype in ("roberta", "xlm-roberta", "camembert") and max_len is not None:
         max_len -= int(raw.get("pad_token_id", 1)) + 1  # positions start after padding_idx
     decoder = bool(raw.get("is_decoder")) or mtype in DECODER_TYPES
-    hparams = {k: v for k, v in raw.items() if k not in ("model_type", "architectures",
-                                                         "transformers_version", "torch_dtype",
-                                                         "dtype", "_name_or_path")}
+    hparams = {
+        k: v
+        for k, v in raw.items()
+        if k
+        not in (
+            "model_type",
+            "architectures",
+            "transformers_version",
+            "torch_dtype",
+            "dtype",
+            "_name_or_path",
+        )
+    }
     return ModelSpec(
-        name=path, model_type=mtype, family=DECODER if decoder else ENCODER,
+        name=path,
+        model_type=mtype,
+        family=DECODER if decoder else ENCODER,
         max_seq_len=max_len or 10**9,
         vocab_size=int(raw.get("vocab_size", 0)),
         hidden_size=int(raw.get("hidden_size", raw.get("n_embd", raw.get("dim", 0)))),
         num_layers=int(raw.get("num_hidden_layers", raw.get("n_layer", raw.get("n_layers", 0)))),
-        hparams=hparams, source=f"file {path}",
+        hparams=hparams,
+        source=f"file {path}",
     )
 
 
-DECODER_TYPES = {"gpt2", "gpt_neo", "gptj", "llama", "mistral", "qwen2", "qwen3", "gemma",
-                 "gemma2", "phi", "phi3", "opt", "bloom", "falcon", "olmo", "smollm3"}
+DECODER_TYPES = {
+    "gpt2",
+    "gpt_neo",
+    "gptj",
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "phi",
+    "phi3",
+    "opt",
+    "bloom",
+    "falcon",
+    "olmo",
+    "smollm3",
+}
 
 
 def get_spec(model: str) -> ModelSpec:
@@ -145,5 +251,6 @@ def get_spec(model: str) -> ModelSpec:
         return CATALOG[model]
     if model.endswith(".json") or os.sep in model:
         return spec_from_config_file(model)
-    raise ValueError(f"model: unknown model {model!r}; known: {', '.join(CATALOG)} "
-                     "(or a path to a config.json)")
+    raise ValueError(
+        f"model: unknown model {model!r}; known: {', '.join(CATALOG)} (or a path to a config.json)"
+    )

@@ -30,11 +30,20 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
         default = getattr(defaults, f.name)
         allowed = choices(f.name)
         if isinstance(default, bool):
-            parser.add_argument(flag, type=_bool, default=default, metavar="{true,false}",
-                                help=f"(default: {default})")
+            parser.add_argument(
+                flag,
+                type=_bool,
+                default=default,
+                metavar="{true,false}",
+                help=f"(default: {default})",
+            )
         elif allowed:
-            parser.add_argument(flag, choices=allowed, default=default,
-                                help=f"one of {', '.join(allowed)} (default: {default})")
+            parser.add_argument(
+                flag,
+                choices=allowed,
+                default=default,
+                help=f"one of {', '.join(allowed)} (default: {default})",
+            )
         else:
             kind = type(default)
             extra = ""
@@ -42,8 +51,9 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
                 from sweep.catalog import CATALOG
 
                 extra = f"one of {', '.join(CATALOG)}, or a path to a config.json; "
-            parser.add_argument(flag, type=kind, default=default,
-                                help=f"{extra}(default: {default})")
+            parser.add_argument(
+                flag, type=kind, default=default, help=f"{extra}(default: {default})"
+            )
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
@@ -70,8 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:

@@ -21,8 +21,13 @@ HARNESSES = ("native", "lightning")
 DEVICES = ("auto", "cuda", "cpu")
 
 _CHOICES = {
-    "task": TASKS, "mode": MODES, "precision": PRECISIONS, "attention": ATTENTIONS,
-    "optimizer": OPTIMIZERS, "harness": HARNESSES, "device": DEVICES,
+    "task": TASKS,
+    "mode": MODES,
+    "precision": PRECISIONS,
+    "attention": ATTENTIONS,
+    "optimizer": OPTIMIZERS,
+    "harness": HARNESSES,
+    "device": DEVICES,
 }
 
 
@@ -62,18 +67,24 @@ class TrialConfig:
         for name in ("compile", "gradient_checkpointing"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: expected true or false, got {getattr(self, name)!r}")
-        if isinstance(self.min_measure_s, bool) or not isinstance(self.min_measure_s, (int, float)) \
-                or self.min_measure_s < 0:
+        if (
+            isinstance(self.min_measure_s, bool)
+            or not isinstance(self.min_measure_s, (int, float))
+            or self.min_measure_s < 0
+        ):
             raise ValueError(f"min_measure_s: must be a number >= 0, got {self.min_measure_s!r}")
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model: expected a model name, got {self.model!r}")
         spec = get_spec(self.model)  # raises ValueError("model: ...")
         if self.seq_len > spec.max_seq_len:
-            raise ValueError(f"seq_len: {self.seq_len} is longer than {self.model} supports "
-                             f"({spec.max_seq_len} tokens)")
+            raise ValueError(
+                f"seq_len: {self.seq_len} is longer than {self.model} supports "
+                f"({spec.max_seq_len} tokens)"
+            )
         if self.task == "causal-lm" and spec.family != DECODER:
-            raise ValueError(f"task: causal-lm needs a decoder; {self.model} is an encoder "
-                             f"(use seq-cls)")
+            raise ValueError(
+                f"task: causal-lm needs a decoder; {self.model} is an encoder (use seq-cls)"
+            )
 
     @property
     def tokens_per_step(self) -> int:
@@ -88,8 +99,9 @@ class TrialConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"unknown trial field(s): {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(names))}")
+            raise ValueError(
+                f"unknown trial field(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+            )
         return cls(**data)
 
     def replace(self, **changes: Any) -> TrialConfig:

@@ -33,8 +33,12 @@ def utc_now() -> str:
 
 def trial_key(config: dict[str, Any], gpu_type: str | None, repeat: int = 0) -> str:
     """A stable hash of what was asked: the configuration, the GPU type and the repeat index."""
-    blob = json.dumps({"config": config, "gpu_type": gpu_type, "repeat": repeat},
-                      sort_keys=True, separators=(",", ":"), default=str)
+    blob = json.dumps(
+        {"config": config, "gpu_type": gpu_type, "repeat": repeat},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -44,7 +48,8 @@ class Trial:
 
     config: the TrialConfig as a dict (what was asked).
     status: one of STATUSES.
-    metrics: numbers with units in their names (ms, s, gib, per_s, w, j, mhz, pct); None if unmeasured.
+    metrics: numbers with units in their names (ms, s, gib, per_s, w, j, mhz, pct);
+        None if unmeasured.
     env: the machine and software the trial ran on (GPU, driver, versions, host, commit).
     error / error_type: the exception message and class name when status is not ok.
     gpu_type: the Ray accelerator type asked for (None: any GPU or the CPU).
@@ -83,8 +88,9 @@ class Trial:
         return dataclasses.asdict(self)
 
     def to_json(self, **kw: Any) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False,
-                          default=_json_default, **kw)
+        return json.dumps(
+            self.to_dict(), sort_keys=True, allow_nan=False, default=_json_default, **kw
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trial:
@@ -92,8 +98,10 @@ class Trial:
         data = dict(data)
         version = int(data.get("schema_version", 0))
         if version > SCHEMA_VERSION:
-            raise ValueError(f"schema_version: record is version {version}, this program reads "
-                             f"up to {SCHEMA_VERSION}; upgrade transformers-sweep")
+            raise ValueError(
+                f"schema_version: record is version {version}, this program reads "
+                f"up to {SCHEMA_VERSION}; upgrade transformers-sweep"
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -151,6 +159,7 @@ METRICS: dict[str, str] = {
     "mfu": "model FLOPs utilization: achieved / peak (None if the peak is unknown)",
     "n_params": "parameters of the model",
     "n_params_nonembedding": "parameters outside the embeddings",
+    "n_matmul_params": "parameters used in matrix products (the N of 6N)",
     "peak_allocated_gib": "torch peak allocated memory during the measured steps, GiB",
     "peak_reserved_gib": "torch peak reserved (cached) memory during the measured steps, GiB",
     "nvml_peak_used_gib": "peak device memory used seen by NVML (context included), GiB",
@@ -162,6 +171,7 @@ METRICS: dict[str, str] = {
     "temperature_c_max": "GPU temperature, max, C",
     "energy_j": "energy over the measured steps (NVML total-energy counter), J",
     "joules_per_token": "energy / tokens processed in the measured steps, J",
+    "nvml_samples": "NVML readings taken during the measured steps",
     "throttle_reasons": "NVML clock throttle reasons seen (names, comma-separated)",
     "loss_first": "loss of the first measured step",
     "loss_last": "loss of the last measured step",
@@ -169,13 +179,41 @@ METRICS: dict[str, str] = {
 }
 
 ENV_KEYS = (
-    "device", "gpu_name", "gpu_uuid", "gpu_memory_total_gib", "compute_capability", "driver_version",
-    "cuda_version", "cudnn_version", "power_limit_w", "torch_version", "transformers_version",
-    "lightning_version", "ray_version", "python_version", "cpu_model", "hostname", "git_commit",
+    "device",
+    "gpu_name",
+    "gpu_uuid",
+    "gpu_memory_total_gib",
+    "compute_capability",
+    "driver_version",
+    "cuda_version",
+    "cudnn_version",
+    "power_limit_w",
+    "torch_version",
+    "transformers_version",
+    "lightning_version",
+    "ray_version",
+    "python_version",
+    "cpu_model",
+    "hostname",
+    "git_commit",
 )
 
-_TOP = ("key", "status", "source", "sweep", "gpu_type", "repeat", "node", "ray_trial_id",
-        "started_at", "finished_at", "error_type", "error", "provenance", "schema_version")
+_TOP = (
+    "key",
+    "status",
+    "source",
+    "sweep",
+    "gpu_type",
+    "repeat",
+    "node",
+    "ray_trial_id",
+    "started_at",
+    "finished_at",
+    "error_type",
+    "error",
+    "provenance",
+    "schema_version",
+)
 
 
 def flatten(trial: Trial) -> dict[str, Any]:
@@ -187,6 +225,7 @@ def flatten(trial: Trial) -> dict[str, Any]:
     row.update(trial.metrics)
     for k, v in trial.env.items():
         row[f"env.{k}"] = v
-    row["gpu"] = trial.env.get("gpu_name") or ("cpu" if trial.env.get("device") == "cpu"
-                                               else trial.gpu_type)
+    row["gpu"] = trial.env.get("gpu_name") or (
+        "cpu" if trial.env.get("device") == "cpu" else trial.gpu_type
+    )
     return row

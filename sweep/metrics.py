@@ -1,0 +1,108 @@
+"""Pure functions from raw timings and counts to reported metrics. No torch, no clock.
+
+Units are in the names: milliseconds (``_ms``), seconds (``_s``), per second (``_per_s``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation between order statistics
+    (numpy's default "linear" method)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def summarize_ms(samples_ms: Sequence[float], prefix: str = "step_time_ms") -> dict[str, float]:
+    """Median, p10, p90, mean, std (population) and count of per-step times in ms."""
+    n = len(samples_ms)
+    if n == 0:
+        raise ValueError(f"{prefix}: no measured steps")
+    mean = sum(samples_ms) / n
+    std = math.sqrt(sum((x - mean) ** 2 for x in samples_ms) / n)
+    return {
+        f"{prefix}_p50": percentile(samples_ms, 50),
+        f"{prefix}_p10": percentile(samples_ms, 10),
+        f"{prefix}_p90": percentile(samples_ms, 90),
+        f"{prefix}_mean": mean,
+        f"{prefix}_std": std,
+    }
+
+
+def throughput(batch_size: int, seq_len: int, step_time_ms: float) -> dict[str, float]:
+    """Sequences and tokens per second from one step's time (the optimizer step included)."""
+    if step_time_ms <= 0:
+        raise ValueError(f"step time must be positive, got {step_time_ms} ms")
+    seq_per_s = batch_size * 1000.0 / step_time_ms
+    return {"sequences_per_s": seq_per_s, "tokens_per_s": seq_per_s * seq_len}
+
+
+def analytic_flops_per_token(
+    n_matmul_params: int, num_layers: int, hidden: int, seq_len: int, train: bool = True
+) -> float:
+    """FLOPs per token: 6N + 12*L*d*T for a training step (PaLM, Chowdhery et al. 2022,
+    appendix B; nanoGPT's ``estimate_mfu``): 2N forward and 4N backward for the weight matrices,
+    plus the attention score and value products. A forward pass alone is a third of that.
+
+    N counts the parameters that take part in matrix products (linear layers, a tied LM head),
+    not embedding look-ups.
+    """
+    per_token = 6.0 * n_matmul_params + 12.0 * num_layers * hidden * seq_len
+    return per_token if train else per_token / 3.0
+
+
+def achieved_tflops(flops_per_step: float | None, step_time_ms: float) -> float | None:
+    if flops_per_step is None or step_time_ms <= 0:
+        return None
+    return flops_per_step / (step_time_ms / 1000.0) / 1e12
+
+
+def mfu(achieved: float | None, peak: float | None) -> float | None:
+    """Model FLOPs utilization: achieved / peak TFLOP/s. Unknown peak -> None (never guessed)."""
+    if achieved is None or not peak:
+        return None
+    return achieved / peak
+
+
+def joules_per_token(energy_j: float | None, tokens: int) -> float | None:
+    if energy_j is None or tokens <= 0:
+        return None
+    return energy_j / tokens
+
+
+def cv(mean: float, std: float) -> float | None:
+    """Coefficient of variation (std / mean)."""
+    return std / mean if mean > 0 else None
+
+
+def phase_split_ms(boundaries_ms: Sequence[Sequence[float]], names: Sequence[str]):
+    """Per-step phase durations from event timestamps.
+
+    ``boundaries_ms[i]`` holds step i's timestamps (ms, any origin): its start, then the end of
+    each named phase in order. The step lasts until the next step's start; what lies between
+    the last phase's end and the next start goes to ``other``. So each step's phases add up to
+    its step time exactly. The final row only needs its first value: the time the last measured
+    step ended (the next step's start).
+
+    Returns (step_times_ms, {name: [ms per step], "other": [...]}).
+    """
+    if len(boundaries_ms) < 2:
+        raise ValueError("need at least two steps of timestamps")
+    steps: list[float] = []
+    phases: dict[str, list[float]] = {n: [] for n in (*names, "other")}
+    for cur, nxt in zip(boundaries_ms, boundaries_ms[1:], strict=False):
+        if len(cur) != len(names) + 1:
+            raise ValueError(f"expected {len(names) + 1} timestamps per step, got {len(cur)}")
+        steps.append(nxt[0] - cur[0])
+        for j, n in enumerate(names):
+            phases[n].append(cur[j + 1] - cur[j])
+        phases["other"].append(nxt[0] - cur[-1])
+    return steps, phases

@@ -1,0 +1,179 @@
+"""One trial: build the workload, warm up, measure, and return a ``Trial`` record.
+
+``run_trial`` never raises. Out of memory, an unsupported option, a non-finite loss or any
+other failure comes back as a record with that status, the error kept and the GPU's memory
+released, so that a sweep can go on in the same process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import math
+import sys
+import time
+from typing import Any
+
+from sweep import metrics as M
+from sweep.config import TrialConfig
+from sweep.hardware import peak_tflops
+from sweep.record import (
+    ERROR,
+    NONFINITE,
+    OK,
+    OOM,
+    UNSUPPORTED,
+    Trial,
+    clean_metrics,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    # cuBLAS/cuDNN/Triton report a failed allocation as a plain RuntimeError.
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text.lower() or "CUBLAS_STATUS_ALLOC_FAILED" in text
+    )
+
+
+def derive_metrics(
+    config: TrialConfig,
+    raw,
+    params: dict[str, int],
+    flops: int | None,
+    gpu_name: str | None,
+    device_total_gib: float | None,
+) -> dict[str, Any]:
+    """Raw timings and counts -> the record's metrics. Pure apart from its inputs."""
+    steps, phases = M.phase_split_ms(raw.rows_ms, raw.phase_names)
+    out: dict[str, Any] = M.summarize_ms(steps)
+    out["steps_measured"] = len(steps)
+    out["step_time_cv"] = M.cv(out["step_time_ms_mean"], out["step_time_ms_std"])
+    lightning = config.harness == "lightning"
+    for name, values in phases.items():
+        key = {"other": "data" if lightning else "other", "hooks": "other"}.get(name, name)
+        out[f"{key}_ms_p50"] = M.percentile(values, 50)
+    out.update(M.throughput(config.batch_size, config.seq_len, out["step_time_ms_p50"]))
+    out["warmup_steps"] = raw.warmup_steps
+    out["warmup_s"] = raw.warmup_s
+    out["measure_s"] = raw.measure_s
+    out.update(params)
+    spec_layers, spec_hidden = _layers_hidden(config)
+    train = config.mode == "train"
+    out["flops_per_step_analytic"] = (
+        M.analytic_flops_per_token(
+            params["n_matmul_params"], spec_layers, spec_hidden, config.seq_len, train
+        )
+        * config.tokens_per_step
+    )
+    out["flops_per_step"] = flops
+    out["tflops_per_s"] = M.achieved_tflops(flops, out["step_time_ms_p50"])
+    out["peak_tflops"] = peak_tflops(gpu_name, config.precision) if gpu_name else None
+    out["mfu"] = M.mfu(out["tflops_per_s"], out["peak_tflops"])
+    gib = 2**30
+    out["peak_allocated_gib"] = raw.peak_allocated_bytes / gib if raw.peak_allocated_bytes else None
+    out["peak_reserved_gib"] = raw.peak_reserved_bytes / gib if raw.peak_reserved_bytes else None
+    out["device_total_gib"] = device_total_gib
+    out.update(raw.nvml)
+    tokens = config.tokens_per_step * len(steps)
+    out["joules_per_token"] = M.joules_per_token(raw.nvml.get("energy_j"), tokens)
+    if raw.losses:
+        out["loss_first"], out["loss_last"] = raw.losses[0], raw.losses[-1]
+    return out
+
+
+def _layers_hidden(config: TrialConfig) -> tuple[int, int]:
+    from sweep.catalog import get_spec
+
+    spec = get_spec(config.model)
+    return spec.num_layers, spec.hidden_size
+
+
+def _release(device_type: str | None, compiled: bool) -> None:
+    gc.collect()
+    if device_type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+    if compiled:
+        import torch
+
+        torch._dynamo.reset()
+
+
+def _measure(config: TrialConfig, device_type: str, env: dict[str, Any]):
+    from sweep.harness import run_lightning, run_native
+    from sweep.workload import build_workload, check_support, count_flops
+
+    check_support(config, device_type)
+    t0 = time.perf_counter()
+    w = build_workload(config, device_type)
+    from sweep.measure import synchronize
+
+    synchronize(device_type)
+    setup_s = time.perf_counter() - t0
+    run = run_lightning if config.harness == "lightning" else run_native
+    raw = run(w, env.get("gpu_uuid"))
+    flops = count_flops(w)
+    out = derive_metrics(
+        config, raw, w.params, flops, env.get("gpu_name"), env.get("gpu_memory_total_gib")
+    )
+    out["setup_s"] = setup_s
+    finite = all(math.isfinite(x) for x in raw.losses)
+    return out, finite
+
+
+def run_trial(
+    config: TrialConfig, *, sweep: str | None = None, gpu_type: str | None = None, repeat: int = 0
+) -> Trial:
+    """Measure one configuration in this process. Always returns a record; never raises."""
+    from sweep.env import capture
+    from sweep.workload import Unsupported, resolve_device
+
+    started = utc_now()
+    t0 = time.perf_counter()
+    env: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    status, error, error_type = OK, None, None
+    device_type = None
+    # Libraries print to stdout; the trial command keeps stdout for the record alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            device_type = resolve_device(config)
+            env = capture(device_type)
+            metrics, finite = _measure(config, device_type, env)
+            if not finite:
+                status, error = NONFINITE, "a measured step's loss was NaN or infinite"
+        except Unsupported as exc:
+            status, error, error_type = UNSUPPORTED, str(exc), "Unsupported"
+        except Exception as exc:  # every failure is a result, not a crash
+            status = OOM if _is_oom(exc) else ERROR
+            error, error_type = f"{exc}"[:4000], type(exc).__name__
+            if status == ERROR:
+                log.exception("trial failed: %s", config)
+            del exc  # drop the traceback's frames, which hold the model and its tensors
+        finally:
+            _release(device_type, config.compile)
+    metrics["trial_s"] = time.perf_counter() - t0
+    return Trial(
+        config=config.to_dict(),
+        status=status,
+        metrics=clean_metrics(metrics),
+        env=env,
+        error=error,
+        error_type=error_type,
+        gpu_type=gpu_type,
+        repeat=repeat,
+        sweep=sweep,
+        node=env.get("hostname"),
+        started_at=started,
+        finished_at=utc_now(),
+    )

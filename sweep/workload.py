@@ -1,0 +1,239 @@
+"""What one trial runs: the model, its synthetic batch, the optimizer and the precision.
+
+Built directly on the trial's device (``with torch.device(...)``), so a large model is never
+initialised on the CPU and then copied. Weights are random: a throughput benchmark needs the
+architecture, not the checkpoint, and nothing is fetched from a hub.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sweep.catalog import DECODER, ModelSpec, get_spec
+from sweep.config import TrialConfig
+
+
+class Unsupported(Exception):
+    """The configuration cannot run here (fp16 on a CPU, flash attention not installed...)."""
+
+
+def resolve_device(config: TrialConfig) -> str:
+    if config.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise Unsupported("device: cuda asked for, but no CUDA device is visible")
+    return config.device
+
+
+def check_support(config: TrialConfig, device_type: str) -> None:
+    """Raise Unsupported, naming the field, for what this machine cannot run."""
+    if device_type == "cpu":
+        if config.precision in ("fp16-mixed", "tf32"):
+            raise Unsupported(
+                f"precision: {config.precision} needs a CUDA GPU "
+                "(use fp32 or bf16-mixed on the CPU)"
+            )
+        if config.optimizer == "apex-fused-adam":
+            raise Unsupported("optimizer: apex-fused-adam needs a CUDA GPU")
+        if config.attention == "flash_attention_2":
+            raise Unsupported("attention: flash_attention_2 needs a CUDA GPU")
+    else:
+        major, _ = torch.cuda.get_device_capability(0)
+        if config.precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
+            raise Unsupported(
+                "precision: bf16-mixed needs compute capability 8.0 or newer "
+                f"(this GPU has {major}.x)"
+            )
+    if config.attention == "flash_attention_2":
+        try:
+            import flash_attn  # noqa: F401
+        except ImportError:
+            raise Unsupported(
+                "attention: flash_attention_2 needs the flash-attn package, which is not installed"
+            ) from None
+    if config.optimizer == "apex-fused-adam":
+        try:
+            from apex.optimizers import FusedAdam  # noqa: F401
+        except ImportError:
+            raise Unsupported(
+                "optimizer: apex-fused-adam needs NVIDIA apex, which does not "
+                "import here (it is not on PyPI; the NGC PyTorch image ships it)"
+            ) from None
+    if config.harness == "lightning" and config.mode == "inference":
+        raise Unsupported("harness: inference mode is measured with the native harness only")
+
+
+def set_matmul_precision(precision: str) -> None:
+    """fp32 means true fp32 matrix products; tf32 lets them use TF32 tensor cores."""
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def autocast_dtype(precision: str):
+    return {"fp16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
+
+
+def count_params(model: torch.nn.Module) -> dict[str, int]:
+    """All parameters; those outside embeddings; those in matrix products (linear layers,
+    GPT-2's Conv1D, a tied LM head counted once per use), for the 6N FLOPs estimate."""
+    total = sum(p.numel() for p in model.parameters())
+    emb = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    matmul = 0
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D":
+            matmul += m.weight.numel()
+    return {"n_params": total, "n_params_nonembedding": total - emb, "n_matmul_params": matmul}
+
+
+def build_model(spec: ModelSpec, config: TrialConfig, device: torch.device) -> torch.nn.Module:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    hf_config = AutoConfig.for_model(spec.model_type, **spec.hparams)
+    hf_config.num_labels = 2
+    if getattr(hf_config, "pad_token_id", None) is None and spec.family == DECODER:
+        # Sequence classification on a decoder finds each row's last token through the pad id.
+        hf_config.pad_token_id = getattr(hf_config, "eos_token_id", None) or 0
+    cls = AutoModelForCausalLM if config.task == "causal-lm" else AutoModelForSequenceClassification
+    with torch.device(device):
+        model = cls.from_config(
+            hf_config, attn_implementation=config.attention, dtype=torch.float32
+        )
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train(config.mode == "train")
+    return model
+
+
+def synthetic_batch(
+    spec: ModelSpec, config: TrialConfig, device: torch.device, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Token ids of exactly (batch, seq_len), never a special id (0..2) nor the last id (GPT-2's
+    pad/eos), so that no row looks padded; labels for the task."""
+    shape = (config.batch_size, config.seq_len)
+    high = max(spec.vocab_size - 1, 4)
+    ids = torch.randint(3, high, shape, generator=generator).to(device)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if config.mode == "train":
+        if config.task == "causal-lm":
+            batch["labels"] = ids.clone()
+        else:
+            batch["labels"] = torch.randint(0, 2, (config.batch_size,), generator=generator).to(
+                device
+            )
+    return batch
+
+
+def build_optimizer(name: str, params, lr: float = 2e-5):
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr)  # torch picks foreach on CUDA
+    if name == "adamw-fused":
+        return torch.optim.AdamW(params, lr=lr, fused=True)
+    if name == "apex-fused-adam":
+        from apex.optimizers import FusedAdam
+
+        return FusedAdam(params, lr=lr, adam_w_mode=True)
+    raise ValueError(f"optimizer: {name!r}")
+
+
+@dataclass
+class Workload:
+    config: TrialConfig
+    spec: ModelSpec
+    device: torch.device
+    model: torch.nn.Module  # eager model (FLOP counting, Lightning's registry)
+    run_model: Any  # what the step calls: the model, or torch.compile(model)
+    batch: dict[str, torch.Tensor]
+    optimizer: Any
+    scaler: Any  # torch.amp.GradScaler for fp16-mixed, else None
+    params: dict[str, int]
+
+    def autocast(self):
+        dtype = autocast_dtype(self.config.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+
+def build_workload(config: TrialConfig, device_type: str) -> Workload:
+    spec = get_spec(config.model)
+    device = torch.device(device_type)
+    torch.manual_seed(config.seed)
+    set_matmul_precision(config.precision)
+    model = build_model(spec, config, device)
+    gen = torch.Generator().manual_seed(config.seed)
+    batch = synthetic_batch(spec, config, device, gen)
+    optimizer = None
+    scaler = None
+    if config.mode == "train":
+        optimizer = build_optimizer(config.optimizer, model.parameters())
+        if config.precision == "fp16-mixed" and config.harness == "native":
+            scaler = torch.amp.GradScaler(device_type)
+    run_model = torch.compile(model) if config.compile else model
+    return Workload(
+        config, spec, device, model, run_model, batch, optimizer, scaler, count_params(model)
+    )
+
+
+def train_step(w: Workload, mark=None) -> torch.Tensor:
+    """One training step: forward (with the loss), backward, optimizer (with zero_grad).
+    ``mark`` (if given) is called at the start and after each phase. Returns the detached loss
+    without synchronizing (the caller checks losses after the measured steps)."""
+    if mark:
+        mark()
+    with w.autocast():
+        loss = w.run_model(**w.batch).loss
+    if mark:
+        mark()
+    if w.scaler is not None:
+        w.scaler.scale(loss).backward()
+    else:
+        loss.backward()
+    if mark:
+        mark()
+    if w.scaler is not None:
+        w.scaler.step(w.optimizer)
+        w.scaler.update()
+    else:
+        w.optimizer.step()
+    w.optimizer.zero_grad(set_to_none=True)
+    if mark:
+        mark()
+    return loss.detach()
+
+
+def inference_step(w: Workload, mark=None) -> None:
+    """One forward pass under inference mode (no autograd), marks at start and end."""
+    if mark:
+        mark()
+    with torch.inference_mode(), w.autocast():
+        w.run_model(**w.batch)
+    if mark:
+        mark()
+
+
+def count_flops(w: Workload) -> int:
+    """FLOPs of one step as torch's FlopCounterMode counts them, on the eager model.
+
+    Counted on a batch of one and multiplied by the batch size: every operation in these
+    models is per-sequence, so the count is exactly linear in the batch (a test checks it),
+    and a batch of one cannot run out of memory where the measured batch just fit.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    one = {k: v[:1] for k, v in w.batch.items()}
+    counter = FlopCounterMode(display=False)
+    if w.config.mode == "train":
+        with counter:
+            with w.autocast():
+                loss = w.model(**one).loss
+            loss.backward()
+        w.model.zero_grad(set_to_none=True)
+    else:
+        with counter, torch.inference_mode(), w.autocast():
+            w.model(**one)
+    return counter.get_total_flops() * w.config.batch_size

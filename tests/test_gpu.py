@@ -1,0 +1,102 @@
+"""Truth checks on a real GPU (marked `gpu`: skipped without CUDA; `make test-gpu` runs them)."""
+
+import pytest
+
+from sweep.config import TrialConfig
+from sweep.hardware import peak_tflops
+from sweep.trial import run_trial
+
+pytestmark = pytest.mark.gpu
+
+BASE = dict(
+    model="bert-base-uncased",
+    batch_size=32,
+    seq_len=128,
+    precision="bf16-mixed",
+    warmup_steps=3,
+    steps=20,
+    device="cuda",
+)
+
+
+@pytest.fixture(scope="module")
+def bf16_trial():
+    rec = run_trial(TrialConfig(**BASE))
+    assert rec.status == "ok", rec.error
+    return rec
+
+
+def test_gpu_record_is_complete_and_consistent(bf16_trial):
+    m, env = bf16_trial.metrics, bf16_trial.env
+    assert env["gpu_name"] and env["gpu_uuid"].startswith("GPU-")
+    assert env["driver_version"] and env["cuda_version"] and env["compute_capability"]
+    assert m["peak_tflops"] == peak_tflops(env["gpu_name"], "bf16-mixed")
+    if m["peak_tflops"] is not None:
+        assert 0 < m["mfu"] < 1
+    # the split adds up: forward + backward + optimizer + the gap between steps = the step
+    parts = m["forward_ms_p50"] + m["backward_ms_p50"] + m["optimizer_ms_p50"] + m["other_ms_p50"]
+    assert parts == pytest.approx(m["step_time_ms_p50"], rel=0.02)
+    # throughput is from the whole step, the optimizer included
+    assert m["sequences_per_s"] == pytest.approx(32 * 1000 / m["step_time_ms_p50"])
+    assert m["optimizer_ms_p50"] > 0
+
+
+def test_gpu_memory_and_nvml(bf16_trial):
+    m = bf16_trial.metrics
+    assert 0 < m["peak_allocated_gib"] <= m["peak_reserved_gib"] < m["device_total_gib"]
+    # NVML sees the allocator's reserve plus the CUDA context: above torch's peak, not below
+    assert m["nvml_peak_used_gib"] >= m["peak_reserved_gib"]
+    assert m["nvml_samples"] >= 1
+    assert m["energy_j"] > 0 and m["joules_per_token"] > 0
+    assert m["power_w_mean"] > 0 and m["sm_clock_mhz_mean"] > 0
+    assert bf16_trial.env["power_limit_w"] > 0
+
+
+def test_forward_grows_with_the_batch():
+    # the original project's host timers showed a flat forward from batch 1 to 256
+    small = run_trial(TrialConfig(**{**BASE, "batch_size": 8}))
+    large = run_trial(TrialConfig(**{**BASE, "batch_size": 256}))
+    assert small.status == large.status == "ok"
+    assert large.metrics["forward_ms_p50"] > 4 * small.metrics["forward_ms_p50"]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"precision": "fp16-mixed"},
+        {"precision": "tf32"},
+        {"precision": "fp32"},
+        {"harness": "lightning"},
+        {"compile": True},
+        {"attention": "eager"},
+        {"optimizer": "adamw"},
+        {"gradient_checkpointing": True},
+        {"mode": "inference"},
+        {"model": "gpt2", "task": "causal-lm", "seq_len": 1024, "batch_size": 8},
+        {"model": "smollm2-135m", "seq_len": 512, "batch_size": 8},
+    ],
+)
+def test_gpu_options_run(changes):
+    rec = run_trial(TrialConfig(**{**BASE, "steps": 5, **changes}))
+    assert rec.status == "ok", rec.error
+    assert rec.metrics["tokens_per_s"] > 0
+
+
+def test_real_oom_is_a_record_and_memory_is_released():
+    import torch
+
+    rec = run_trial(
+        TrialConfig(
+            **{
+                **BASE,
+                "model": "bert-large-uncased",
+                "seq_len": 512,
+                "batch_size": 8192,
+                "steps": 2,
+            }
+        )
+    )
+    assert rec.status == "oom", (rec.status, rec.error)
+    assert "out of memory" in rec.error.lower()
+    assert torch.cuda.memory_allocated() < 2**30  # the failed trial's tensors are gone
+    assert run_trial(TrialConfig(**{**BASE, "steps": 3})).status == "ok"

@@ -1,0 +1,138 @@
+"""Metric arithmetic on invented numbers (no torch, no clock)."""
+
+import math
+
+import pytest
+
+from sweep import metrics as M
+from sweep.hardware import gpu_peak, peak_tflops
+from sweep.measure import summarize_nvml, throttle_names
+
+
+def test_percentile_matches_linear_interpolation():
+    xs = [10.0, 20.0, 30.0, 40.0]
+    assert M.percentile(xs, 50) == 25.0
+    assert M.percentile(xs, 10) == pytest.approx(13.0)
+    assert M.percentile(xs, 90) == pytest.approx(37.0)
+    assert M.percentile([5.0], 90) == 5.0
+    assert M.percentile([3.0, 1.0, 2.0], 50) == 2.0  # order does not matter
+
+
+def test_summary_of_step_times():
+    s = M.summarize_ms([10.0, 12.0, 11.0, 30.0, 11.0])
+    assert s["step_time_ms_p50"] == 11.0  # the median ignores the straggler
+    assert s["step_time_ms_mean"] == pytest.approx(14.8)
+    assert s["step_time_ms_std"] == pytest.approx(
+        math.sqrt(((4.8**2) * 1 + 2.8**2 + 3.8**2 * 2 + 15.2**2) / 5)
+    )
+    with pytest.raises(ValueError):
+        M.summarize_ms([])
+
+
+def test_throughput_counts_the_whole_step():
+    t = M.throughput(batch_size=32, seq_len=128, step_time_ms=100.0)
+    assert t["sequences_per_s"] == pytest.approx(320.0)
+    assert t["tokens_per_s"] == pytest.approx(320.0 * 128)
+    with pytest.raises(ValueError):
+        M.throughput(1, 1, 0.0)
+
+
+def test_phase_split_adds_up_to_the_step():
+    # two steps: start, fwd end, bwd end, opt end; then the end of the last step
+    rows = [[0.0, 3.0, 9.0, 10.0], [10.5, 13.0, 19.0, 20.0], [21.0]]
+    steps, phases = M.phase_split_ms(rows, ("forward", "backward", "optimizer"))
+    assert steps == [10.5, 10.5]
+    assert phases["forward"] == [3.0, 2.5]
+    assert phases["backward"] == [6.0, 6.0]
+    assert phases["optimizer"] == [1.0, 1.0]
+    assert phases["other"] == [0.5, 1.0]
+    for i, step in enumerate(steps):
+        assert sum(p[i] for p in phases.values()) == pytest.approx(step)
+    with pytest.raises(ValueError):
+        M.phase_split_ms([[0.0, 1.0], [2.0]], ("forward", "backward"))
+
+
+def test_analytic_flops_is_6n_plus_attention():
+    # nanoGPT's example: N=124M-ish, L=12, d=768, T=1024
+    per_tok = M.analytic_flops_per_token(85_000_000, 12, 768, 1024)
+    assert per_tok == 6 * 85_000_000 + 12 * 12 * 768 * 1024
+    assert M.analytic_flops_per_token(85_000_000, 12, 768, 1024, train=False) == per_tok / 3
+
+
+def test_mfu_and_unknown_peak():
+    achieved = M.achieved_tflops(flops_per_step=4.0e12, step_time_ms=10.0)
+    assert achieved == pytest.approx(400.0)
+    assert M.mfu(achieved, 989.4) == pytest.approx(400.0 / 989.4)
+    assert M.mfu(achieved, None) is None  # unknown GPU: no MFU, never a guess
+    assert M.achieved_tflops(None, 10.0) is None
+    assert M.joules_per_token(100.0, 1000) == pytest.approx(0.1)
+    assert M.joules_per_token(None, 1000) is None
+    assert M.cv(10.0, 0.1) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(
+    "name,precision,expected",
+    [
+        ("NVIDIA H200", "bf16-mixed", 989.4),
+        ("NVIDIA H200 NVL", "bf16-mixed", 835.5),
+        ("NVIDIA H100 80GB HBM3", "fp16-mixed", 989.4),
+        ("NVIDIA H100 PCIe", "bf16-mixed", 756.5),
+        ("NVIDIA A100-SXM4-40GB", "tf32", 156.0),
+        ("NVIDIA A100-SXM4-80GB", "fp32", 19.5),
+        ("Tesla V100-DGXS-16GB", "fp16-mixed", 125.0),
+        ("Tesla V100-SXM2-16GB", "bf16-mixed", None),  # no bf16 tensor cores on Volta
+        ("Tesla V100-PCIE-16GB", "tf32", 14.0),  # no TF32 on Volta: fp32 math
+        ("Tesla T4", "fp16-mixed", 65.0),
+        ("Some Future GPU", "bf16-mixed", None),
+        (None, "bf16-mixed", None),
+    ],
+)
+def test_peak_table(name, precision, expected):
+    assert peak_tflops(name, precision) == expected
+
+
+def test_every_peak_entry_cites_a_source():
+    from sweep.hardware import PEAKS
+
+    for _, peak in PEAKS:
+        assert peak.source.startswith("https://"), peak.label
+    assert gpu_peak("NVIDIA H200").label == "H200 SXM"
+
+
+def test_nvml_summary_from_replayed_samples():
+    samples = [
+        {
+            "gpu_util": 90,
+            "mem_util": 40,
+            "used_bytes": 10 * 2**30,
+            "power_w": 500.0,
+            "sm_mhz": 1980,
+            "temp_c": 50,
+        },
+        {
+            "gpu_util": 100,
+            "mem_util": 60,
+            "used_bytes": 12 * 2**30,
+            "power_w": 600.0,
+            "sm_mhz": 1900,
+            "temp_c": 55,
+        },
+        {
+            "gpu_util": None,
+            "mem_util": None,
+            "used_bytes": None,
+            "power_w": None,
+            "sm_mhz": None,
+            "temp_c": None,
+        },  # a failed reading is skipped, not a zero
+    ]
+    s = summarize_nvml(samples, energy_j=1100.0, throttle_mask=0x1 | 0x4)
+    assert s["gpu_util_pct_mean"] == 95
+    assert s["power_w_mean"] == 550.0
+    assert s["nvml_peak_used_gib"] == 12.0
+    assert s["temperature_c_max"] == 55
+    assert s["energy_j"] == 1100.0
+    assert s["throttle_reasons"] == "sw_power_cap"  # gpu_idle is not a throttle
+    assert throttle_names(0x8 | 0x40) == ["hw_slowdown", "hw_thermal_slowdown"]
+    empty = summarize_nvml([], None, 0)
+    assert empty["gpu_util_pct_mean"] is None and empty["nvml_peak_used_gib"] is None

@@ -1,0 +1,261 @@
+"""One trial on tiny models on the CPU: complete records from both harnesses, failures as
+statuses, FLOPs counted correctly, the record's JSON round-trip."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sweep.config import TrialConfig
+from sweep.record import Trial
+from sweep.trial import run_trial
+from sweep.workload import build_workload, count_flops
+
+TINY = dict(model="bert-tiny", batch_size=4, seq_len=32, warmup_steps=2, steps=4, device="cpu")
+
+# Metrics a training trial must always fill, whatever the device.
+REQUIRED = (
+    "step_time_ms_p50",
+    "step_time_ms_p10",
+    "step_time_ms_p90",
+    "step_time_ms_std",
+    "steps_measured",
+    "forward_ms_p50",
+    "backward_ms_p50",
+    "optimizer_ms_p50",
+    "sequences_per_s",
+    "tokens_per_s",
+    "warmup_steps",
+    "warmup_s",
+    "setup_s",
+    "flops_per_step",
+    "flops_per_step_analytic",
+    "tflops_per_s",
+    "n_params",
+    "loss_first",
+    "loss_last",
+    "trial_s",
+)
+
+
+@pytest.mark.parametrize("harness", ["native", "lightning"])
+def test_both_harnesses_give_complete_records(harness):
+    rec = run_trial(TrialConfig(**TINY, harness=harness))
+    assert rec.status == "ok", rec.error
+    m = rec.metrics
+    for key in REQUIRED:
+        assert m.get(key) is not None, key
+    assert m["steps_measured"] == 4
+    assert m["warmup_steps"] == 2
+    # throughput comes from the median step, which includes the optimizer
+    assert m["sequences_per_s"] == pytest.approx(4 * 1000.0 / m["step_time_ms_p50"])
+    assert m["tokens_per_s"] == pytest.approx(m["sequences_per_s"] * 32)
+    assert m["step_time_ms_p10"] <= m["step_time_ms_p50"] <= m["step_time_ms_p90"]
+    phases = m["forward_ms_p50"] + m["backward_ms_p50"] + m["optimizer_ms_p50"]
+    assert 0 < phases <= m["step_time_ms_p90"] * 1.05
+    assert m["mfu"] is None and m["peak_tflops"] is None  # no GPU: no MFU, not a guess
+    assert m.get("gpu_util_pct_mean") is None and m.get("energy_j") is None  # no NVML here
+    assert rec.env["device"] == "cpu" and rec.env["torch_version"]
+    if harness == "lightning":
+        assert m["data_ms_p50"] is not None
+    assert Trial.from_json(rec.to_json()) == rec
+
+
+def test_inference_mode_reports_latency():
+    rec = run_trial(TrialConfig(**TINY, mode="inference"))
+    assert rec.status == "ok", rec.error
+    assert rec.metrics["step_time_ms_p50"] > 0
+    assert rec.metrics.get("backward_ms_p50") is None  # forward only
+    # a forward pass is a third of a training step's FLOPs (both by the count and the estimate)
+    train = run_trial(TrialConfig(**TINY))
+    assert rec.metrics["flops_per_step"] < train.metrics["flops_per_step"] / 2.5
+    assert rec.metrics["flops_per_step_analytic"] == pytest.approx(
+        train.metrics["flops_per_step_analytic"] / 3
+    )
+
+
+@pytest.mark.parametrize(
+    "model,task",
+    [
+        ("gpt2-tiny", "seq-cls"),
+        ("gpt2-tiny", "causal-lm"),
+        ("llama-tiny", "causal-lm"),
+        ("bert-mini", "seq-cls"),
+    ],
+)
+def test_decoders_and_tasks_run(model, task):
+    rec = run_trial(
+        TrialConfig(
+            model=model,
+            task=task,
+            batch_size=2,
+            seq_len=16,
+            warmup_steps=1,
+            steps=2,
+            device="cpu",
+            precision="bf16-mixed",
+        )
+    )
+    assert rec.status == "ok", rec.error
+    assert rec.metrics["loss_first"] > 0
+
+
+def test_counted_flops_match_flop_counter_and_estimate():
+    cfg = TrialConfig(**TINY, attention="eager")
+    w = build_workload(cfg, "cpu")
+    # The trial counts a batch of one and scales; the full batch counted directly must agree.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = w.model(**w.batch).loss
+        loss.backward()
+    direct = counter.get_total_flops()
+    assert count_flops(w) == direct
+    from sweep.metrics import analytic_flops_per_token
+
+    analytic = analytic_flops_per_token(w.params["n_matmul_params"], 2, 128, 32) * 4 * 32
+    assert analytic == pytest.approx(direct, rel=0.10)
+
+
+def test_sdpa_and_eager_count_the_same_flops():
+    # FlopCounterMode must see attention whichever kernel computes it, or MFU drops silently.
+    eager = count_flops(build_workload(TrialConfig(**TINY, attention="eager"), "cpu"))
+    sdpa = count_flops(build_workload(TrialConfig(**TINY, attention="sdpa"), "cpu"))
+    assert sdpa == pytest.approx(eager, rel=0.02)
+
+
+def test_oom_inside_a_step_becomes_an_oom_record(monkeypatch):
+    import sweep.workload as wl
+
+    real = wl.train_step
+    calls = {"n": 0}
+
+    def exploding(w, mark=None):
+        calls["n"] += 1
+        if calls["n"] == 3:  # inside the warm-up, after real steps ran
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(w, mark)
+
+    monkeypatch.setattr("sweep.harness.train_step", exploding)
+    rec = run_trial(TrialConfig(**TINY))
+    assert rec.status == "oom"
+    assert "Tried to allocate 20.00 GiB" in rec.error
+    assert rec.error_type == "OutOfMemoryError"
+    assert rec.metrics["trial_s"] > 0
+    # the process goes on: the next trial runs normally
+    monkeypatch.setattr("sweep.harness.train_step", real)
+    assert run_trial(TrialConfig(**TINY)).status == "ok"
+
+
+def test_cublas_alloc_failure_counts_as_oom(monkeypatch):
+    def failing(*a, **k):
+        raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate")
+
+    monkeypatch.setattr("sweep.harness.train_step", failing)
+    assert run_trial(TrialConfig(**TINY)).status == "oom"
+
+
+def test_other_failures_become_error_records(monkeypatch):
+    def broken(*a, **k):
+        raise KeyError("boom")
+
+    monkeypatch.setattr("sweep.harness.train_step", broken)
+    rec = run_trial(TrialConfig(**TINY))
+    assert rec.status == "error" and rec.error_type == "KeyError" and "boom" in rec.error
+
+
+def test_nonfinite_loss_is_flagged(monkeypatch):
+    import sweep.workload as wl
+
+    real = wl.train_step
+
+    def nan_loss(w, mark=None):
+        return real(w, mark) * float("nan")
+
+    monkeypatch.setattr("sweep.harness.train_step", nan_loss)
+    rec = run_trial(TrialConfig(**TINY))
+    assert rec.status == "nonfinite"
+    assert rec.metrics["step_time_ms_p50"] > 0  # the timing is still reported
+    assert rec.metrics["loss_last"] is None  # NaN is stored as null: the JSON stays valid
+    json.loads(rec.to_json())
+
+
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        ({"precision": "fp16-mixed"}, "precision"),
+        ({"precision": "tf32"}, "precision"),
+        ({"attention": "flash_attention_2"}, "attention"),
+        ({"optimizer": "apex-fused-adam"}, "optimizer"),
+        ({"harness": "lightning", "mode": "inference"}, "harness"),
+    ],
+)
+def test_unsupported_on_this_machine(changes, field):
+    rec = run_trial(TrialConfig(**{**TINY, **changes}))
+    assert rec.status == "unsupported"
+    assert rec.error.startswith(f"{field}:")
+
+
+def test_cuda_asked_without_cuda_is_unsupported():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    rec = run_trial(TrialConfig(**{**TINY, "device": "cuda"}))
+    assert rec.status == "unsupported" and "no CUDA device" in rec.error
+
+
+def test_min_measure_time_extends_the_measurement():
+    rec = run_trial(TrialConfig(**{**TINY, "steps": 1, "min_measure_s": 0.3}))
+    assert rec.status == "ok"
+    assert rec.metrics["measure_s"] >= 0.3
+    assert rec.metrics["steps_measured"] > 1
+
+
+def test_trial_command_prints_only_the_record_on_stdout():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweep",
+            "trial",
+            "--model",
+            "bert-tiny",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "16",
+            "--steps",
+            "2",
+            "--warmup-steps",
+            "1",
+            "--device",
+            "cpu",
+            "--harness",
+            "lightning",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rec = Trial.from_json(out.stdout)  # Lightning's banners went to stderr
+    assert rec.status == "ok" and rec.config["harness"] == "lightning"
+    assert rec.config["batch_size"] == 2
+
+
+def test_record_roundtrip_and_versions():
+    rec = Trial(config=TrialConfig().to_dict(), status="ok", metrics={"x_ms": 1.5})
+    again = Trial.from_json(rec.to_json())
+    assert again == rec and again.key == rec.key
+    old = {**rec.to_dict(), "schema_version": 0}
+    assert Trial.from_dict(old).schema_version == 0
+    with pytest.raises(ValueError, match="schema_version"):
+        Trial.from_dict({**rec.to_dict(), "schema_version": 99})
+    with pytest.raises(ValueError, match="status"):
+        Trial(config={}, status="fine")
+    # the key separates repeats and GPU types, and is stable
+    assert Trial(config=rec.config, status="ok", repeat=1).key != rec.key
+    assert Trial(config=rec.config, status="ok", gpu_type="A100").key != rec.key
+    assert Trial(config=rec.config, status="oom").key == rec.key
