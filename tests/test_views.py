@@ -1,0 +1,376 @@
+"""The view functions of the web app on a recorded set of trials (no Gradio)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from sweep.config import TrialConfig
+from sweep.record import SCHEMA_VERSION
+from ui import views
+from ui.data import DATA_DIR, load_references, read_jsonl
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURE = os.path.join(HERE, "data", "trials_small.jsonl")
+REPO = os.path.dirname(HERE)
+
+
+@pytest.fixture(scope="module")
+def measured() -> pd.DataFrame:
+    from sweep.store import trials_frame
+
+    trials, problems = read_jsonl(FIXTURE)
+    assert problems == []
+    return trials_frame(trials)
+
+
+@pytest.fixture(scope="module")
+def refs() -> dict[str, pd.DataFrame]:
+    frames, messages = load_references()
+    assert messages == []
+    return frames
+
+
+@pytest.fixture(scope="module")
+def frame(measured, refs) -> pd.DataFrame:
+    return views.combine(measured, refs)
+
+
+def bert128(frame, **extra):
+    return views.select(
+        frame,
+        {
+            "model": "bert-base-uncased",
+            "seq_len": "128",
+            "precision": "bf16-mixed",
+            "compile": "False",
+            **extra,
+        },
+    )
+
+
+# -- reference rows --------------------------------------------------------------------------
+
+
+def test_reference_rows_keep_every_config_and_their_caveats(refs):
+    ref = refs["seed_v100_a100"]
+    # 108 configurations, 39 without metrics (README of seed-results): none may vanish.
+    assert len(ref) == 108
+    assert (ref["status"] == "ok").sum() == 69 and (ref["status"] == "oom").sum() == 39
+    assert set(ref["gpu"]) == {"Tesla V100-DGXS-16GB", "A100-SXM4-40GB"}
+    assert (ref["source"] == "reference").all() and ref["key"].is_unique
+    assert ref.loc[ref.status == "oom", "error"].str.contains("out of memory").all()
+    assert ref.loc[ref.status == "oom", "sequences_per_s"].isna().all()
+    prov = ref["provenance"].iloc[0]
+    for needed in ("tlkh/transformers-benchmarking", "09628d5", "not a peak", "optimizer"):
+        assert needed in prov
+    # Memory is a mean, never passed off as a peak.
+    assert ref[["peak_allocated_gib", "nvml_peak_used_gib"]].isna().all().all()
+    assert ref.loc[ref.status == "ok", "nvml_mean_used_gib"].notna().all()
+    assert set(ref["env.torch_version"]) == {"1.7.0a0"} and set(ref["precision"]) == {"fp16-mixed"}
+
+
+def test_reference_throughput_is_the_step_based_figure(refs):
+    """derived_per_config.csv: A100 distilroberta-base seq 128 batch 64 has step_seq_s 1192.03
+    (the dashboard formula, which leaves out the optimizer step, gives 1237.15)."""
+    ref = refs["seed_v100_a100"]
+    row = ref[
+        (ref.gpu == "A100-SXM4-40GB")
+        & (ref.model == "distilroberta-base")
+        & (ref.seq_len == 128)
+        & (ref.batch_size == 64)
+    ].iloc[0]
+    assert row["sequences_per_s"] == pytest.approx(1192.028, abs=0.01)
+    assert row["tokens_per_s"] == pytest.approx(row["sequences_per_s"] * 128, rel=1e-4)
+    assert row["step_time_ms_mean"] == pytest.approx(64 / 1192.028 * 1e3, rel=1e-3)
+
+
+def test_converter_reproduces_the_committed_file(tmp_path):
+    src = os.path.join(REPO, "..", "shared", "anchors", "seed-results")
+    if not os.path.isdir(src):
+        pytest.skip("shared/anchors/seed-results is not beside this checkout")
+    out = tmp_path / "ref.jsonl"
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "scripts", "convert_seed_results.py"),
+            "--src",
+            src,
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    committed = os.path.join(DATA_DIR, "reference_seed_v100_a100.jsonl")
+    assert out.read_text() == open(committed, encoding="utf-8").read()
+
+
+# -- selecting -------------------------------------------------------------------------------
+
+
+def test_select_compares_dropdown_strings_with_typed_columns(frame):
+    sel = views.select(frame, {"seq_len": "512", "compile": "True"})
+    assert sel.empty  # compile runs are all at seq 128
+    sel = views.select(frame, {"seq_len": "128", "compile": "True"})
+    assert len(sel) == 4 and set(sel["batch_size"]) == {32, 64, 128, 256}
+    assert len(views.select(frame, {"model": views.ANY})) == len(frame)
+    only_refs = views.select(frame, {}, ["seed_v100_a100"])
+    assert set(only_refs["dataset"]) == {"seed_v100_a100"}
+    assert views.select(frame, {"no_such_column": "x"}).empty
+
+
+def test_default_filters_prefer_the_users_rows(frame, refs):
+    assert views.default_filters(frame) == {
+        "model": "bert-base-uncased",
+        "seq_len": "128",
+        "precision": "bf16-mixed",
+    }
+    only_ref = views.combine(None, refs)
+    assert views.default_filters(only_ref)["precision"] == "fp16-mixed"
+
+
+def test_series_never_merge_two_configurations(frame):
+    sel = views.select(
+        frame,
+        {"model": "bert-base-uncased", "seq_len": "128", "precision": "bf16-mixed"},
+        ["measured"],
+    )
+    labels = set(views.series_labels(sel))
+    assert "NVIDIA H200 · compile=True" in labels and "NVIDIA H200 · compile=False" in labels
+
+
+# -- compare GPUs ----------------------------------------------------------------------------
+
+
+def test_throughput_points_median_of_repeats_and_oom_marked(frame):
+    sel = bert128(frame)
+    pts = views.throughput_points(sel, "sequences_per_s")
+    h200_64 = pts[(pts.series.str.startswith("NVIDIA H200")) & (pts.batch_size == 64)].iloc[0]
+    raw = sel[(sel.gpu == "NVIDIA H200") & (sel.batch_size == 64)]["sequences_per_s"]
+    assert h200_64["repeats"] == 3 and h200_64["value"] == pytest.approx(raw.median())
+    l4 = pts[pts.series == "NVIDIA L4"]
+    assert l4.loc[l4.oom, "batch_size"].tolist() == [256, 512]  # the OOM and the skipped one
+    assert l4.loc[~l4.oom, "value"].notna().all()
+    summary = views.fit_summary(pts).set_index("series")
+    assert summary.loc["NVIDIA L4", "largest_batch_that_fits"] == 128
+    assert summary.loc["NVIDIA L4", "smallest_oom_batch"] == 256
+    assert summary.loc["NVIDIA H200", "largest_batch_that_fits"] == 512
+    assert pd.isna(summary.loc["NVIDIA H200", "smallest_oom_batch"])
+    # tokens/s is sequences/s x 128 on this selection
+    tok = views.throughput_points(sel, "tokens_per_s").set_index(["series", "batch_size"])
+    seq = pts.set_index(["series", "batch_size"])
+    both = seq.join(tok[["value"]].rename(columns={"value": "value_tok"})).dropna(subset=["value"])
+    assert (both["value_tok"] / both["value"]).round(0).eq(128).all()
+
+
+def test_reference_and_measured_rows_on_one_chart(frame):
+    sel = views.select(frame, {"seq_len": "128"})
+    pts = views.throughput_points(sel, "sequences_per_s")
+    assert pts["reference"].any() and (~pts["reference"]).any()
+    assert any("(ref seed-2020)" in s for s in pts.series)
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+
+def test_memory_fit_recovers_the_line_and_the_capacity_limits(frame):
+    sel = bert128(frame)
+    pts = views.memory_points(sel, "nvml_peak_used_gib")
+    fit = views.memory_fit(pts).set_index("series")
+    # The fixture's memory is 2.4 GiB + 0.85 GiB per 1000 tokens: 0.1088 GiB per sequence.
+    h200 = fit.loc["NVIDIA H200"]
+    assert h200["slope_gib_per_seq"] == pytest.approx(0.1088, rel=1e-3)
+    assert h200["intercept_gib"] == pytest.approx(2.4, abs=0.01)
+    assert h200["r2"] == pytest.approx(1.0, abs=1e-6)
+    # The estimate obeys its own line and is within one sequence of the true limit.
+    for cap in (16, 141):
+        n = h200[f"max_batch_{cap}gb"]
+        slope, icpt = h200["slope_gib_per_seq"], h200["intercept_gib"]
+        # (the table rounds slope and intercept: allow 0.05 GiB)
+        assert icpt + slope * n <= cap + 0.05 and cap < icpt + slope * (n + 1) + 0.05
+        assert abs(n - (cap - 2.4) / 0.1088) <= 1
+    assert h200["max_batch_16gb"] < h200["max_batch_24gb"] < h200["max_batch_141gb"]
+    # OOM rows carry no memory and are not part of the fit
+    assert fit.loc["NVIDIA L4", "measured_up_to_batch"] == 128
+
+
+def test_memory_fit_needs_two_batch_sizes():
+    pts = pd.DataFrame(
+        {
+            "series": ["x"],
+            "reference": [False],
+            "batch_size": [8],
+            "value": [3.0],
+            "repeats": [1],
+            "oom": [False],
+        }
+    )
+    fit = views.memory_fit(pts)
+    assert pd.isna(fit.loc[0, "slope_gib_per_seq"]) and pd.isna(fit.loc[0, "max_batch_16gb"])
+
+
+def test_memory_metric_of_the_references_is_the_mean(refs):
+    ref = views.combine(None, refs)
+    assert views.memory_metrics_present(ref) == ["nvml_mean_used_gib"]
+
+
+# -- time, efficiency ------------------------------------------------------------------------
+
+
+def test_time_breakdown_adds_up_and_flags_host_timers(frame):
+    bd = views.time_breakdown(
+        views.select(frame, {"seq_len": "128", "compile": "False", "model": "bert-base-uncased"})
+    )
+    h = bd[bd.series == "NVIDIA H200"].set_index("batch_size")
+    total = h[["forward_ms", "backward_ms", "optimizer_ms", "other_ms"]].sum(axis=1)
+    assert (total - h["step_ms"]).abs().max() < 0.01
+    assert not h["host_timers"].any()
+    ref = views.time_breakdown(views.select(frame, {"model": "roberta-base"}))
+    assert len(ref) and ref["host_timers"].all()
+    one = ref.iloc[0]
+    assert one[["forward_ms", "backward_ms", "optimizer_ms", "other_ms"]].sum() == pytest.approx(
+        one["step_ms"], abs=0.01
+    )
+
+
+def test_efficiency_has_every_metric_and_blanks_for_references(frame):
+    eff = views.efficiency(views.select(frame, {"seq_len": "128"}))
+    h = eff[eff.series.str.startswith("NVIDIA H200 ·")]
+    assert h[list(views.EFFICIENCY_METRICS)].notna().all().all()
+    ref = eff[eff.series.str.contains("ref seed-2020")]
+    assert ref["mfu"].notna().all() and ref["power_w_mean"].isna().all()
+
+
+# -- cost ------------------------------------------------------------------------------------
+
+
+def test_parse_prices_accepts_dollars_and_reports_bad_rows():
+    table = pd.DataFrame(
+        [
+            ["H200", "$5.50", "mine"],
+            ["A100", "cheap", ""],
+            ["", "", ""],
+            ["L4", -1, ""],
+            ["", 2.0, ""],
+        ],
+        columns=views.PRICE_COLUMNS,
+    )
+    good, errors = views.parse_prices(table)
+    assert good["gpu_name_contains"].tolist() == ["H200"] and good["usd_per_gpu_hour"][0] == 5.5
+    assert len(errors) == 3
+    assert "row 2 (A100)" in errors[0] and "'cheap' is not a number" in errors[0]
+    assert "positive" in errors[1] and "no GPU name" in errors[2]
+
+
+def test_price_match_prefers_the_most_specific_entry():
+    prices = pd.DataFrame([["A100", 2.0, ""], ["A100 80GB", 3.0, ""]], columns=views.PRICE_COLUMNS)
+    assert views.price_for("NVIDIA A100-SXM4-80GB", prices) == (3.0, "A100 80GB")
+    assert views.price_for("A100-SXM4-40GB", prices) == (2.0, "A100")
+    assert views.price_for("NVIDIA H200", prices) is None
+
+
+def test_cost_per_million_tokens_and_the_cheapest_gpu(frame):
+    sel = bert128(frame, dataset=None)
+    costs = views.cost_table(sel, views.DEFAULT_PRICES).set_index("gpu")
+    h200 = costs.loc["NVIDIA H200"]
+    best = (
+        sel[(sel.gpu == "NVIDIA H200") & (sel.status == "ok")]
+        .groupby("batch_size")["tokens_per_s"]
+        .median()
+        .max()
+    )
+    assert h200["best_tokens_per_s"] == pytest.approx(best, abs=0.1)
+    assert h200["usd_per_million_tokens"] == pytest.approx(5.408 / (best * 3600) * 1e6, rel=1e-3)
+    l4_tps = costs.loc["NVIDIA L4", "best_tokens_per_s"]
+    a100_tps = costs.loc["NVIDIA A100-SXM4-80GB", "best_tokens_per_s"]
+    assert l4_tps < a100_tps
+    # L4 reaches a low target and is cheapest per hour; a target above L4 picks the A100.
+    sentence, reach = views.cheapest(costs.reset_index(), l4_tps * 0.9)
+    assert reach.iloc[0]["gpu"] == "NVIDIA L4" and "NVIDIA L4" in sentence
+    sentence, reach = views.cheapest(costs.reset_index(), l4_tps * 1.1)
+    assert reach.iloc[0]["gpu"] == "NVIDIA A100-SXM4-80GB"
+    sentence, reach = views.cheapest(costs.reset_index(), 1e12)
+    assert reach.empty and "No single priced GPU reaches" in sentence
+    sentence, _ = views.cheapest(costs.reset_index(), float("nan"))
+    assert "enter a number" in sentence
+
+
+# -- speedup ---------------------------------------------------------------------------------
+
+
+def test_speedup_is_relative_to_the_baseline_for_the_same_configuration(frame):
+    sel = bert128(frame)
+    sp = views.speedup(sel, "NVIDIA A100-SXM4-80GB")
+    assert (sp.loc[sp.gpu == "NVIDIA A100-SXM4-80GB", "speedup"] == 1.0).all()
+    row = sp[(sp.gpu == "NVIDIA H200") & (sp.batch_size == 128)].iloc[0]
+    h = sel[(sel.gpu == "NVIDIA H200") & (sel.batch_size == 128)]["sequences_per_s"].median()
+    a = sel[(sel.gpu == "NVIDIA A100-SXM4-80GB") & (sel.batch_size == 128)][
+        "sequences_per_s"
+    ].median()
+    assert row["speedup"] == pytest.approx(h / a, abs=1e-3)
+    # batch 512 ran out of memory on the A100 at no batch... L4 has no 256: no speedup there
+    assert sp[(sp.gpu == "NVIDIA L4") & (sp.batch_size == 256)].empty
+    # The 2020 rows use another optimizer and harness: never compared as the same configuration
+    both = views.speedup(views.select(frame, {"seq_len": "128"}), "NVIDIA A100-SXM4-80GB")
+    assert not both["gpu"].str.contains("ref").any()
+
+
+def test_gpu_labels(frame):
+    labels = views.gpu_labels(frame)
+    assert "NVIDIA H200" in labels and "A100-SXM4-40GB (ref seed-2020)" in labels
+    assert not any("·" in g for g in labels)
+
+
+# -- table, command, environment -------------------------------------------------------------
+
+
+def test_table_search_and_status(frame):
+    t = views.table(frame, "out of memory")
+    assert (
+        len(t)
+        and t.astype(str)
+        .apply(lambda c: c.str.contains("out of memory", case=False))
+        .any(axis=1)
+        .all()
+    )
+    oom = views.table(frame, "", "oom")
+    assert set(oom["status"]) == {"oom"} and len(oom) == 39 + 4
+    assert list(views.table(frame).columns[:4]) == ["key", "dataset", "status", "gpu"]
+
+
+def test_reproduce_command_round_trips_every_config_field(frame):
+    row = frame[(frame.gpu == "NVIDIA H200") & (frame["compile"] == True)].iloc[0]  # noqa: E712
+    cmd = views.reproduce_command(row)
+    assert cmd.startswith("python -m sweep trial ")
+    from sweep.cli import build_parser
+
+    args = build_parser().parse_args(shlex.split(cmd)[3:])
+    parsed = {k: str(getattr(args, k)) for k in TrialConfig().to_dict()}
+    assert parsed == {k: str(row[k]) for k in parsed}  # every field, as recorded
+    assert "--compile true" in cmd and "--batch-size 32" in cmd
+
+
+def test_environment_lists_software_and_provenance(refs):
+    row = refs["seed_v100_a100"].iloc[0]
+    env = dict(views.environment(row).values.tolist())
+    assert env["gpu_name"] == "Tesla V100-DGXS-16GB" and env["cudnn_version"] == "8.0.4"
+    assert "09628d5" in env["provenance"]
+
+
+def test_older_record_version_is_read(measured):
+    old = measured[measured["schema_version"] < SCHEMA_VERSION]
+    assert len(old) == 1 and old["source"].iloc[0] == "measured"
+    assert pd.isna(old["mfu"].iloc[0]) and old["sequences_per_s"].notna().all()
+
+
+def test_progress_counts():
+    p = views.progress({"ok": 7, "oom": 2, "crashed": 1})
+    assert p["status"].tolist() == ["ok", "oom", "crashed", "total"]
+    assert p.set_index("status").loc["total", "trials"] == 10
+    assert p.set_index("status").loc["ok", "percent"] == 70.0

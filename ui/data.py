@@ -1,0 +1,157 @@
+"""Loading what the app shows: the user's results database and the shipped reference rows.
+
+Nothing here raises on bad input: each loader returns what it could read and messages that say
+what went wrong, so that the app always opens (with the reference rows at least).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from sweep.record import SCHEMA_VERSION, Trial
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+REFERENCE_GLOB = "reference_*.jsonl"
+
+
+def _frame(trials: list[Trial]) -> pd.DataFrame:
+    from sweep.store import trials_frame
+
+    return trials_frame(trials)
+
+
+def reference_name(path: str) -> str:
+    """ui/data/reference_seed_v100_a100.jsonl -> "seed_v100_a100"."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return stem[len("reference_") :] if stem.startswith("reference_") else stem
+
+
+def read_jsonl(path: str) -> tuple[list[Trial], list[str]]:
+    """Trials from a file of one JSON record per line; a bad line is skipped with a message."""
+    trials, problems = [], []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                trials.append(Trial.from_json(line))
+            except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+                problems.append(f"{os.path.basename(path)} line {n}: {exc}")
+    return trials, problems
+
+
+def load_references(data_dir: str = DATA_DIR) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Every ``reference_*.jsonl`` shipped in ``data_dir``, by name."""
+    frames, messages = {}, []
+    for path in sorted(glob.glob(os.path.join(data_dir, REFERENCE_GLOB))):
+        trials, problems = read_jsonl(path)
+        messages += problems
+        if trials:
+            frames[reference_name(path)] = _frame(trials)
+    if not frames:
+        messages.append(f"no reference rows found in {data_dir} (reference_*.jsonl)")
+    return frames, messages
+
+
+def load_database(path: str | None) -> tuple[pd.DataFrame | None, list[str]]:
+    """The user's trials as a frame, or None with a message saying why there is none.
+
+    A missing file, a file that is not a results database and an empty database each give one
+    clear message. A row the program cannot read (a newer record version, a damaged record) is
+    skipped with a message naming its key; rows of older versions are read
+    (``Trial.from_dict`` accepts them).
+    """
+    if not path:
+        return None, []
+    from sweep.store import Store, StoreError
+
+    if not os.path.exists(path):
+        return None, [
+            f"Results database {path!r} does not exist yet: showing the reference rows "
+            "only. Run a sweep (`python -m sweep`) to create it."
+        ]
+    try:
+        store = Store(path, readonly=True)
+    except StoreError as exc:
+        return None, [f"Cannot read results: {exc}. Showing the reference rows only."]
+    try:
+        trials, problems = _read_rows(store)
+    finally:
+        store.close()
+    if not trials and not problems:
+        return None, [f"Results database {path!r} is empty (no trial has finished yet)."]
+    messages = (
+        [
+            f"{len(problems)} row(s) of {path!r} could not be read and are left out: "
+            + "; ".join(problems[:5])
+            + (" ..." if len(problems) > 5 else "")
+        ]
+        if problems
+        else []
+    )
+    old = sum(t.schema_version < SCHEMA_VERSION for t in trials)
+    if old:
+        messages.append(
+            f"{old} row(s) were written by an older version of the record "
+            f"(schema < {SCHEMA_VERSION}); metrics they did not record are empty."
+        )
+    return _frame(trials), messages
+
+
+def _read_rows(store) -> tuple[list[Trial], list[str]]:
+    """Each stored record on its own, so that one unreadable row does not hide the others.
+
+    ``Store.trials()`` stops at the first row it cannot decode; the app would rather show the
+    rest. Reads the record column through the store's own query helper (no second copy of the
+    SQL schema here).
+    """
+    trials, problems = [], []
+    for key, text in store._query("SELECT key, record FROM trials ORDER BY rowid"):
+        try:
+            trials.append(Trial.from_json(text))
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{key}: {exc}")
+    return trials, problems
+
+
+def database_counts(path: str | None) -> tuple[dict[str, int], str | None]:
+    """Trials by status in the database (for sweep progress), or ({}, why not)."""
+    if not path:
+        return {}, "no database given (--db)"
+    from sweep.store import Store, StoreError
+
+    if not os.path.exists(path):
+        return {}, f"{path!r} does not exist yet"
+    try:
+        with Store(path, readonly=True) as store:
+            return store.counts(), None
+    except StoreError as exc:
+        return {}, str(exc)
+
+
+@dataclass
+class Data:
+    """What the app currently shows: reference frames, the user's frame and messages."""
+
+    db_path: str | None
+    references: dict[str, pd.DataFrame] = field(default_factory=dict)
+    measured: pd.DataFrame | None = None
+    messages: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, db_path: str | None, data_dir: str = DATA_DIR) -> Data:
+        refs, ref_msgs = load_references(data_dir)
+        measured, db_msgs = load_database(db_path)
+        return cls(db_path, refs, measured, db_msgs + ref_msgs)
+
+    @property
+    def n_measured(self) -> int:
+        return 0 if self.measured is None else len(self.measured)
+
+    def datasets(self) -> list[str]:
+        names = ["measured"] if self.n_measured else []
+        return names + list(self.references)
