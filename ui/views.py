@@ -516,7 +516,7 @@ def cheapest(costs: pd.DataFrame, target_tokens_per_s: float) -> tuple[str, pd.D
     return (
         f"Cheapest GPU reaching {target:,.0f} tokens/s: **{top['series']}** at "
         f"${top['usd_per_gpu_hour']:.2f}/h ({top['best_tokens_per_s']:,.0f} tokens/s at batch "
-        f"{top['at_batch']}, ${top['usd_per_million_tokens']:.3f} per million tokens).",
+        f"{top['at_batch']}, ${top['usd_per_million_tokens']:.4f} per million tokens).",
         reach,
     )
 

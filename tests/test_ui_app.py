@@ -1,0 +1,299 @@
+"""The web app: launch rules, bad input, and the running app driven with gradio_client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.test_views import FIXTURE
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=REPO)
+
+
+def fixture_trials():
+    from ui.data import read_jsonl
+
+    trials, _ = read_jsonl(FIXTURE)
+    return trials
+
+
+def make_db(path, trials):
+    from sweep.store import Store
+
+    with Store(path) as store:
+        for t in trials:
+            store.put(t)
+    return str(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- launching -------------------------------------------------------------------------------
+
+
+def test_app_imports_neither_torch_nor_ray():
+    code = (
+        "import sys, ui.app, ui.__main__; "
+        "bad = [m for m in ('torch', 'ray') if m in sys.modules]; "
+        "print('loaded:', bad); sys.exit(1 if bad else 0)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_public_address_without_password_is_refused(capsys):
+    from ui.__main__ import main
+
+    assert main(["--host", "0.0.0.0"], environ={}) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve on 0.0.0.0 without a password" in err and "--auth" in err
+    assert main(["--host", "10.1.2.3", "--auth", "admin"], environ={}) == 2
+    assert "expected user:password" in capsys.readouterr().err
+    assert main(["--host", "0.0.0.0"], environ={"TSWEEP_UI_AUTH": ":pw"}) == 2
+    assert "TSWEEP_UI_AUTH" in capsys.readouterr().err
+    assert main(["--port", "70000"], environ={}) == 2
+
+
+def test_refusal_from_the_real_command_line():
+    run = subprocess.run(
+        [sys.executable, "-m", "ui", "--host", "0.0.0.0"],
+        cwd=REPO,
+        env={k: v for k, v in ENV.items() if k != "TSWEEP_UI_AUTH"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().startswith("error: refusing to serve on 0.0.0.0")
+    assert "Traceback" not in run.stderr
+
+
+def test_loopback_rules():
+    from ui.__main__ import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert is_loopback("127.0.0.2")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    assert not is_loopback("myhost.example")  # a name may resolve anywhere
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def test_missing_database_gives_reference_rows_and_a_message(tmp_path):
+    from ui.data import Data
+
+    data = Data.load(str(tmp_path / "nope.db"))
+    assert data.measured is None and "seed_v100_a100" in data.references
+    assert any("does not exist yet" in m for m in data.messages)
+
+
+def test_file_that_is_not_a_database(tmp_path):
+    from ui.data import Data
+
+    bad = tmp_path / "notes.db"
+    bad.write_text("these are my notes, not a database\n" * 200)
+    data = Data.load(str(bad))
+    assert data.measured is None and data.references
+    assert any("is not a results database" in m for m in data.messages), data.messages
+
+
+def test_empty_database(tmp_path):
+    from sweep.store import Store
+    from ui.data import Data
+
+    Store(tmp_path / "empty.db").close()
+    data = Data.load(str(tmp_path / "empty.db"))
+    assert data.measured is None and any("is empty" in m for m in data.messages)
+
+
+def test_unreadable_and_older_rows(tmp_path):
+    """A row written by a newer program is left out with a message; the others are read."""
+    import sqlite3
+
+    from ui.data import Data
+
+    path = make_db(tmp_path / "r.db", fixture_trials())
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "UPDATE trials SET record = replace(record, '\"schema_version\": 1', "
+            "'\"schema_version\": 99') WHERE rowid = 1"
+        )
+    data = Data.load(path)
+    assert data.n_measured == len(fixture_trials()) - 1
+    text = " ".join(data.messages)
+    assert "1 row(s)" in text and "version 99" in text
+    assert "older version of the record" in text
+
+
+# -- the running app -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The app on 127.0.0.1 (a free port) over a database made from the fixture; every outgoing
+    connection to a non-loopback address made meanwhile is recorded."""
+    from ui.app import THEME, Holder, build_app
+
+    outbound: list = []
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in (
+            "127.0.0.1",
+            "::1",
+            "localhost",
+        ):
+            outbound.append(address)
+        return real_connect(self, address)
+
+    socket.socket.connect = guarded
+    db = make_db(tmp_path_factory.mktemp("db") / "results.db", fixture_trials())
+    holder = Holder(db)
+    demo = build_app(holder, refresh_s=1.0).queue()
+    port = free_port()
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+        share=False,
+        theme=THEME,
+    )
+    try:
+        yield {"url": f"http://127.0.0.1:{port}/", "holder": holder, "db": db, "outbound": outbound}
+    finally:
+        demo.close()
+        socket.socket.connect = real_connect
+
+
+def _frame(value) -> pd.DataFrame:
+    return pd.DataFrame(value["data"], columns=value["headers"])
+
+
+def _render(client, **changes):
+    """Call /render with the app's defaults, changing the named inputs."""
+    info = client.view_api(return_format="dict", print_info=False)
+    params = info["named_endpoints"]["/render"]["parameters"]
+    names = [
+        "datasets",
+        "model",
+        "seq_len",
+        "precision",
+        "attention",
+        "compile",
+        "harness",
+        "optimizer",
+        "mode",
+        "gradient_checkpointing",
+        "tp_metric",
+        "mem_metric",
+        "prices",
+        "target",
+        "baseline",
+        "search",
+        "status",
+    ]
+    assert len(params) == len(names)
+    args = [changes.get(n, p.get("parameter_default")) for n, p in zip(names, params, strict=True)]
+    return client.predict(*args, api_name="/render")
+
+
+def test_filters_change_the_returned_data(served):
+    from gradio_client import Client
+
+    client = Client(served["url"], verbose=False)
+    out128 = _render(client, datasets=["measured"], seq_len="128", compile="False")
+    out512 = _render(client, datasets=["measured"], seq_len="512", compile="False")
+    fit128, fit512 = _frame(out128[1]).set_index("series"), _frame(out512[1]).set_index("series")
+    # the L4 fits batch 128 at 128 tokens, only 32 at 512 (fixture: 22 GiB usable)
+    assert fit128.loc["NVIDIA L4", "largest_batch_that_fits"] == 128
+    assert fit512.loc["NVIDIA L4", "largest_batch_that_fits"] == 32
+    assert out128[0]["type"] == "matplotlib" and out128[0]["plot"].startswith("data:image/png")
+    assert out128[0]["plot"] != out512[0]["plot"]
+    table128 = _frame(out128[13])
+    assert set(table128["seq_len"].astype(int)) == {128}
+    # the CSV behind the download button holds the same rows as the table
+    download = out128[14]
+    csv = pd.read_csv(download["value"] if isinstance(download, dict) else download)
+    assert len(csv) == len(table128) and set(csv["key"]) == set(table128["key"])
+    # reference rows join the same chart when switched on
+    both = _render(
+        client,
+        datasets=["measured", "seed_v100_a100"],
+        model="(any)",
+        precision="(any)",
+        seq_len="128",
+    )
+    series = set(_frame(both[1])["series"])
+    assert any("(ref seed-2020)" in s for s in series) and any("NVIDIA H200" in s for s in series)
+    assert served["outbound"] == []
+
+
+def test_malformed_price_gets_a_clear_message(served):
+    from gradio_client import Client
+
+    client = Client(served["url"], verbose=False)
+    prices = {
+        "headers": ["gpu_name_contains", "usd_per_gpu_hour", "source"],
+        "data": [["H200", "five dollars", ""], ["L4", 0.8, "mine"]],
+        "metadata": None,
+    }
+    out = _render(
+        client, datasets=["measured"], seq_len="128", compile="False", prices=prices, target=1000
+    )
+    message = out[8]
+    assert "'five dollars' is not a number" in message
+    assert "No price for: NVIDIA A100-SXM4-80GB, NVIDIA H200" in message
+    assert "Cheapest GPU reaching 1,000 tokens/s: **NVIDIA L4**" in message
+
+
+def test_selecting_a_row_shows_its_command_and_environment(served):
+    from ui import views
+
+    holder = served["holder"]
+    row = holder.frame[
+        (holder.frame["gpu"] == "NVIDIA H200") & (holder.frame["batch_size"] == 64)
+    ].iloc[0]
+    cmd = views.reproduce_command(row)
+    assert "--model bert-base-uncased" in cmd and "--batch-size 64" in cmd
+    env = dict(views.environment(row).values.tolist())
+    assert env["gpu_name"] == "NVIDIA H200" and env["torch_version"].startswith("2.11")
+
+
+def test_progress_counts_follow_the_database(served):
+    from gradio_client import Client
+
+    from sweep.record import Trial
+    from sweep.store import Store
+
+    client = Client(served["url"], verbose=False)
+    before, holder = _frame(client.predict(0, api_name="/progress")[1]), served["holder"]
+    total = int(before.set_index("status").loc["total", "trials"])
+    assert total == len(fixture_trials())
+    new = Trial(
+        config=fixture_trials()[0].config | {"batch_size": 3},
+        status="crashed",
+        sweep="live",
+        error="node lost",
+    )
+    with Store(served["db"]) as store:
+        store.put(new)
+    after = _frame(client.predict(0, api_name="/progress")[1]).set_index("status")
+    assert int(after.loc["total", "trials"]) == total + 1
+    assert holder.data.n_measured == total + 1  # reloaded for the charts too
+    assert "md" not in after.index

@@ -1,0 +1,133 @@
+"""``python -m ui [--db results.db] [--host 127.0.0.1] [--port N] [--auth user:password]``.
+
+Serves the comparison app on the loopback address by default. A non-loopback address needs a
+user and password (``--auth`` or the TSWEEP_UI_AUTH environment variable, both ``user:password``):
+the app shows a cluster's results, and the mission's rule is that nothing is exposed without a
+password. Analytics and share links are off; fonts are the system's (nothing from the internet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+
+AUTH_ENV = "TSWEEP_UI_AUTH"
+EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """A command-line problem: one message, exit code 2."""
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and "localhost" are loopback; any other name may resolve outwards."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(text: str | None, where: str) -> tuple[str, str] | None:
+    if text is None or text == "":
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise UsageError(f"{where}: expected user:password (both non-empty)")
+    return user, password
+
+
+def resolve_auth(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str, str] | None:
+    """The credentials to ask for, or None; refuses a public address without them."""
+    auth = parse_auth(args.auth, "--auth") or parse_auth(environ.get(AUTH_ENV), AUTH_ENV)
+    if auth is None and not is_loopback(args.host):
+        raise UsageError(
+            f"refusing to serve on {args.host} without a password: anyone who can "
+            f"reach it would see the results. Pass --auth user:password or set "
+            f"{AUTH_ENV}=user:password (or use --host 127.0.0.1)."
+        )
+    return auth
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ui", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--db",
+        default="results.db",
+        help="results database written by python -m sweep (default: results.db; "
+        "a missing file shows the reference rows only)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; any other needs --auth)",
+    )
+    p.add_argument(
+        "--port", type=int, default=None, help="port (default: the first free one from 7860)"
+    )
+    p.add_argument(
+        "--auth",
+        default=None,
+        metavar="USER:PASSWORD",
+        help=f"ask for this user and password (or set {AUTH_ENV})",
+    )
+    p.add_argument(
+        "--refresh",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often sweep progress is re-read (default 5)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    environ = dict(os.environ) if environ is None else environ
+    try:
+        auth = resolve_auth(args, environ)
+        if args.port is not None and not 0 < args.port < 65536:
+            raise UsageError(f"--port: {args.port} is not a port number (1-65535)")
+        if args.refresh <= 0:
+            raise UsageError(f"--refresh: must be a positive number of seconds, got {args.refresh}")
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    from ui.app import THEME, Holder, build_app  # gradio is imported only once args are good
+
+    holder = Holder(args.db)
+    for msg in holder.data.messages:
+        print(f"note: {msg}", file=sys.stderr)
+    demo = build_app(holder, refresh_s=args.refresh)
+    demo.queue()
+    _app, local_url, _share = demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        auth=auth,
+        share=False,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
+        theme=THEME,
+        footer_links=["api", "settings"],
+    )
+    print(
+        f"transformers-sweep UI: {local_url}" + (" (password required)" if auth else ""), flush=True
+    )
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

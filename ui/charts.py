@@ -1,0 +1,336 @@
+"""Matplotlib figures drawn from the frames ``ui.views`` returns (no Gradio, no data logic).
+
+Each function returns a ``matplotlib.figure.Figure`` built without pyplot's global state, so that
+concurrent requests of the web app do not draw into each other's figures. Every chart has a
+title, axis labels with units and a legend; an empty selection gives a figure that says so.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: figures are rendered to PNG for the browser
+
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from ui import views  # noqa: E402
+
+WIDTH, HEIGHT, DPI = 10.0, 5.2, 100
+OOM_COLOR = "#d62728"
+
+
+def _figure(height: float = HEIGHT) -> Figure:
+    return Figure(figsize=(WIDTH, height), dpi=DPI, layout="constrained")
+
+
+def empty(title: str, why: str) -> Figure:
+    fig = _figure(2.2)
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=13)
+    ax.text(0.5, 0.45, why, ha="center", va="center", fontsize=12, wrap=True, color="#555")
+    return fig
+
+
+def _batch_axis(ax, batches) -> None:
+    """Batch sizes are powers of two in most sweeps: a log2 axis with the batch sizes as ticks."""
+    batches = sorted({int(b) for b in batches})
+    if not batches:
+        return
+    if batches[-1] / max(batches[0], 1) >= 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(batches)
+    ax.set_xticklabels([str(b) for b in batches])
+    ax.minorticks_off()
+    ax.set_xlabel("batch size (sequences per step)")
+
+
+def _colors(series: list[str]) -> dict[str, str]:
+    palette = matplotlib.colormaps["tab10"].colors
+    return {
+        s: matplotlib.colors.to_hex(palette[i % len(palette)]) for i, s in enumerate(sorted(series))
+    }
+
+
+def throughput(points: pd.DataFrame, metric: str, title: str) -> Figure:
+    """Throughput against batch size: one line per series (dashed: reference rows), out-of-memory
+    batches as red crosses on the axis, and the largest batch that fits ringed."""
+    if points.empty:
+        return empty(title, "No rows match this selection: change the filters above.")
+    fig = _figure()
+    ax = fig.add_subplot()
+    colors = _colors(points["series"].unique().tolist())
+    any_oom = False
+    for series, g in points.groupby("series", sort=True):
+        ok, oom = g[~g["oom"]], g[g["oom"]]
+        ref = bool(g["reference"].iloc[0])
+        if len(ok):
+            ax.plot(
+                ok["batch_size"],
+                ok["value"],
+                marker="o",
+                color=colors[series],
+                linestyle="--" if ref else "-",
+                label=series,
+            )
+            top = ok.loc[ok["batch_size"].idxmax()]
+            ax.plot(
+                [top["batch_size"]],
+                [top["value"]],
+                marker="o",
+                markersize=14,
+                markerfacecolor="none",
+                markeredgecolor=colors[series],
+                markeredgewidth=1.5,
+            )
+        if len(oom):
+            any_oom = True
+            # x in data, y just above the axis: OOM has no throughput, only a position
+            ax.scatter(
+                oom["batch_size"],
+                [0.03] * len(oom),
+                marker="x",
+                s=90,
+                linewidths=2.5,
+                color=colors[series],
+                transform=ax.get_xaxis_transform(),
+                zorder=5,
+                clip_on=False,
+            )
+    _batch_axis(ax, points["batch_size"])
+    ax.set_ylabel(views.THROUGHPUT_METRICS.get(metric, metric))
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=13)
+    ax.grid(True, alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(
+        Line2D(
+            [],
+            [],
+            marker="o",
+            markersize=12,
+            markerfacecolor="none",
+            markeredgecolor="#444",
+            linestyle="none",
+        )
+    )
+    labels.append("largest batch that fits")
+    if any_oom:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="x",
+                color="#444",
+                markersize=9,
+                linestyle="none",
+                markeredgewidth=2.5,
+            )
+        )
+        labels.append("out of memory (no throughput)")
+    if points["reference"].any():
+        handles.append(Line2D([], [], color="#444", linestyle="--"))
+        labels.append("dashed: reference rows (see provenance)")
+    ax.legend(handles, labels, loc="upper left", fontsize=9, framealpha=0.9)
+    return fig
+
+
+def memory(points: pd.DataFrame, fit: pd.DataFrame, metric: str, title: str) -> Figure:
+    """Memory against batch size with the fitted lines (dotted) and the capacities of common GPUs
+    as horizontal lines."""
+    if points.empty:
+        return empty(
+            title, "No memory readings for this selection: change the filters or the memory metric."
+        )
+    fig = _figure()
+    ax = fig.add_subplot()
+    colors = _colors(points["series"].unique().tolist())
+    ymax = float(points["value"].max(skipna=True) or 1)
+    for series, g in points.groupby("series", sort=True):
+        ok, oom = g[~g["oom"]], g[g["oom"]]
+        ref = bool(g["reference"].iloc[0])
+        if len(ok):
+            ax.plot(
+                ok["batch_size"],
+                ok["value"],
+                marker="o",
+                color=colors[series],
+                linestyle="none",
+                label=series,
+            )
+        f = fit[fit["series"] == series]
+        if len(f) and pd.notna(f["slope_gib_per_seq"].iloc[0]):
+            slope, icpt = float(f["slope_gib_per_seq"].iloc[0]), float(f["intercept_gib"].iloc[0])
+            xs = sorted(set(points["batch_size"].astype(int)))
+            ax.plot(
+                xs,
+                [icpt + slope * x for x in xs],
+                color=colors[series],
+                linestyle=":" if not ref else "-.",
+                linewidth=1.2,
+                alpha=0.8,
+            )
+        if len(oom):
+            ax.scatter(
+                oom["batch_size"],
+                [0.03] * len(oom),
+                marker="x",
+                s=90,
+                linewidths=2.5,
+                color=colors[series],
+                transform=ax.get_xaxis_transform(),
+                zorder=5,
+                clip_on=False,
+            )
+    top = max(ymax * 1.15, 18)
+    for cap in views.CAPACITIES_GB:
+        if cap <= top * 1.05:
+            ax.axhline(cap, color="#888", linewidth=1, alpha=0.7)
+            ax.text(
+                1.0,
+                cap,
+                f" {cap} GB",
+                transform=ax.get_yaxis_transform(),
+                va="center",
+                fontsize=9,
+                color="#555",
+            )
+    ax.set_ylim(0, top)
+    _batch_axis(ax, points["batch_size"])
+    ax.set_ylabel(views.MEMORY_METRICS.get(metric, metric))
+    ax.set_title(title, fontsize=13)
+    ax.grid(True, alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="#444", linestyle=":"))
+    labels.append("linear fit (estimate)")
+    handles.append(Line2D([], [], color="#888"))
+    labels.append("GPU capacity (nominal)")
+    ax.legend(handles, labels, loc="upper left", fontsize=9, framealpha=0.9)
+    return fig
+
+
+def breakdown(frame: pd.DataFrame, title: str) -> Figure:
+    """Stacked bars of forward / backward / optimizer / other per batch size, one panel per
+    series (at most four shown)."""
+    if frame.empty:
+        return empty(title, "No time breakdown for this selection.")
+    series = list(dict.fromkeys(frame["series"]))[:4]
+    fig = _figure(4.2 if len(series) <= 2 else 7.5)
+    cols = 2 if len(series) > 1 else 1
+    rows = (len(series) + cols - 1) // cols
+    phase_colors = {
+        "forward": "#1f77b4",
+        "backward": "#ff7f0e",
+        "optimizer": "#2ca02c",
+        "other": "#9e9e9e",
+    }
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, name in zip(axes, series, strict=False):
+        g = frame[frame["series"] == name].sort_values("batch_size")
+        x = list(range(len(g)))
+        bottom = [0.0] * len(g)
+        for phase in views.PHASES:
+            vals = g[f"{phase}_ms"].fillna(0).tolist()
+            ax.bar(x, vals, bottom=bottom, color=phase_colors[phase], label=phase, width=0.7)
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        ax.set_xticks(x)
+        ax.set_xticklabels([str(b) for b in g["batch_size"]])
+        ax.set_xlabel("batch size (sequences per step)")
+        ax.set_ylabel("time per step (ms)")
+        note = " — host timers, no GPU sync" if g["host_timers"].any() else ""
+        ax.set_title(name + note, fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+    for ax in axes[len(series) :]:
+        ax.set_axis_off()
+    axes[0].legend(loc="upper left", fontsize=9)
+    fig.suptitle(title, fontsize=13)
+    return fig
+
+
+def efficiency(frame: pd.DataFrame, title: str) -> Figure:
+    """One small panel per efficiency metric against batch size; a metric with no value in the
+    selection says so in its panel."""
+    if frame.empty:
+        return empty(title, "No efficiency readings for this selection.")
+    fig = _figure(6.5)
+    axes = fig.subplots(2, 3).ravel()
+    colors = _colors(frame["series"].unique().tolist())
+    for ax, (metric, label) in zip(axes, views.EFFICIENCY_METRICS.items(), strict=False):
+        drawn = False
+        for series, g in frame.groupby("series", sort=True):
+            g = g.dropna(subset=[metric])
+            if len(g):
+                drawn = True
+                ax.plot(g["batch_size"], g[metric], marker="o", color=colors[series], label=series)
+        ax.set_title(label, fontsize=10)
+        if drawn:
+            _batch_axis(ax, frame["batch_size"])
+            ax.grid(True, alpha=0.3)
+        else:
+            ax.text(
+                0.5,
+                0.5,
+                "not recorded\nfor these rows",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="#777",
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+    legend_ax = axes[-1]
+    legend_ax.set_axis_off()
+    handles = [Line2D([], [], color=c, marker="o") for c in colors.values()]
+    legend_ax.legend(handles, list(colors), loc="center", fontsize=9, title="GPU")
+    fig.suptitle(title, fontsize=13)
+    return fig
+
+
+def cost(costs: pd.DataFrame, title: str) -> Figure:
+    """Horizontal bars: dollars per million training tokens at each series' best rate."""
+    priced = costs.dropna(subset=["usd_per_million_tokens"])
+    if priced.empty:
+        return empty(title, "No priced GPU in this selection: add its price to the table.")
+    priced = priced.sort_values("usd_per_million_tokens", ascending=False)
+    fig = _figure(max(2.5, 0.5 * len(priced) + 1.5))
+    ax = fig.add_subplot()
+    bars = ax.barh(priced["series"], priced["usd_per_million_tokens"], color="#1f77b4")
+    for bar, (_, r) in zip(bars, priced.iterrows(), strict=True):
+        ax.text(
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" ${r['usd_per_million_tokens']:.4f}  ({r['best_tokens_per_s']:,.0f} tok/s at "
+            f"${r['usd_per_gpu_hour']:.2f}/h)",
+            va="center",
+            fontsize=9,
+        )
+    ax.set_xlabel("US dollars per million training tokens (lower is better)")
+    ax.set_xlim(0, priced["usd_per_million_tokens"].max() * 1.6)
+    ax.set_title(title, fontsize=13)
+    ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def speedup(frame: pd.DataFrame, baseline: str, title: str) -> Figure:
+    """Speedup over the baseline against batch size, one line per GPU (and configuration)."""
+    others = frame[frame["gpu"] != baseline]
+    if others.empty:
+        return empty(title, "No other GPU ran the same configurations as the baseline.")
+    fig = _figure()
+    ax = fig.add_subplot()
+    many = others["config"].nunique() > 1
+    labels = others["gpu"] + ((" · " + others["config"]) if many else "")
+    others = others.assign(label=labels)
+    colors = _colors(others["label"].unique().tolist())
+    for label, g in others.groupby("label", sort=True):
+        ax.plot(g["batch_size"], g["speedup"], marker="o", color=colors[label], label=label)
+    ax.axhline(1.0, color="#444", linewidth=1, linestyle="--", label=f"baseline: {baseline}")
+    _batch_axis(ax, frame["batch_size"])
+    ax.set_ylabel("speedup over the baseline (×, same configuration)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=13)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    return fig
