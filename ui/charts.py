@@ -63,7 +63,7 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> Figure:
     ax = fig.add_subplot()
     colors = _colors(points["series"].unique().tolist())
     any_oom = False
-    for series, g in points.groupby("series", sort=True):
+    for i, (series, g) in enumerate(points.groupby("series", sort=True)):
         ok, oom = g[~g["oom"]], g[g["oom"]]
         ref = bool(g["reference"].iloc[0])
         if len(ok):
@@ -87,10 +87,11 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> Figure:
             )
         if len(oom):
             any_oom = True
-            # x in data, y just above the axis: OOM has no throughput, only a position
+            # x in data, y just above the axis (staggered per series so that two GPUs' crosses
+            # at one batch size stay apart): OOM has no throughput, only a position
             ax.scatter(
                 oom["batch_size"],
-                [0.03] * len(oom),
+                [0.03 + 0.04 * i] * len(oom),
                 marker="x",
                 s=90,
                 linewidths=2.5,
