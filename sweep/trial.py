@@ -120,9 +120,10 @@ def _measure(config: TrialConfig, device_type: str, env: dict[str, Any]):
 
     synchronize(device_type)
     setup_s = time.perf_counter() - t0
+    # Counted before the run: Lightning's teardown moves the model back to the CPU.
+    flops = count_flops(w)
     run = run_lightning if config.harness == "lightning" else run_native
     raw = run(w, env.get("gpu_uuid"))
-    flops = count_flops(w)
     out = derive_metrics(
         config, raw, w.params, flops, env.get("gpu_name"), env.get("gpu_memory_total_gib")
     )
