@@ -34,8 +34,11 @@ test-gpu: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# The default sweep (smoke on a CPU, seed on a GPU machine) into results.db, its summary, then
+# the web app over it on http://127.0.0.1:7860 (Ctrl-C to stop).
 demo: $(STAMP)
-	$(BIN)/python -m sweep
+	$(BIN)/python -m sweep --db results.db
+	GRADIO_ANALYTICS_ENABLED=False $(BIN)/python -m ui --db results.db
 
 clean:
 	rm -rf $(VENV) .pytest_cache results.db*

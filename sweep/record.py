@@ -96,7 +96,8 @@ class Trial:
     def from_dict(cls, data: dict[str, Any]) -> Trial:
         """Read a record of this or an older schema version; a newer one is an error."""
         data = dict(data)
-        version = int(data.get("schema_version", 0))
+        # A record without a version predates versioning: version 0, not the current one.
+        version = int(data.setdefault("schema_version", 0))
         if version > SCHEMA_VERSION:
             raise ValueError(
                 f"schema_version: record is version {version}, this program reads "
@@ -176,6 +177,15 @@ METRICS: dict[str, str] = {
     "loss_first": "loss of the first measured step",
     "loss_last": "loss of the last measured step",
     "max_batch_size": "largest batch that fits (max-batch search rows only)",
+    # Reference rows from the 2020 project, whose instruments differ (see their provenance):
+    "nvml_mean_used_gib": "mean of nvidia-smi memory.used samples (context and cache), GiB; "
+    "not a peak",
+    "forward_ms_host_mean": "forward by host timers without GPU sync, mean, ms",
+    "backward_ms_host_mean": "backward by host timers without GPU sync, mean, ms",
+    "optimizer_ms_host_mean": "optimizer by host timers without GPU sync, mean, ms",
+    "other_ms_host_mean": "framework hooks by host timers, mean, ms",
+    "sequences_per_s_wall": "sequences per second over the whole run's wall time, warm-up included",
+    "train_duration_s": "wall seconds of the whole training run",
 }
 
 ENV_KEYS = (
