@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trial", help="run one trial in this process and print its record as JSON")
     add_trial_arguments(p)
     p.set_defaults(func=cmd_trial)
+    from sweep.commands import add_sweep_commands  # run, plan, presets, status, export, default
+
+    add_sweep_commands(parser, sub)
     return parser
 
 

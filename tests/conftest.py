@@ -24,3 +24,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the whole test session: 2 logical CPUs, no dashboard, no
+    worker pre-import (the fake trials need no torch; the real ones import it themselves)."""
+    ray = pytest.importorskip("ray")
+    from cluster.ray_cluster import connect
+
+    connect(num_cpus=2, preimport=False)
+    yield ray
+    ray.shutdown()

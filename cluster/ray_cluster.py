@@ -1,0 +1,189 @@
+"""Connect to (or start) Ray, read what GPUs the cluster has, build a trial's resource request.
+
+GPU types are Ray accelerator types: every GPU node advertises a custom resource
+``accelerator_type:<T>`` (Ray detects T from the GPU name: "NVIDIA H100 80GB HBM3" -> "H100";
+https://docs.ray.io/en/latest/ray-core/accelerator-types.html). A trial asks for a small fraction
+of it (0.001), so any number of one-GPU trials fit on a node of that type, and the ``GPU: 1`` it
+also asks for is what limits them to one per GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ACCELERATOR_PREFIX = "accelerator_type:"
+# Requesting this fraction of a node's accelerator_type resource pins a trial to that GPU type
+# without limiting how many trials the node runs (Ray's own idiom for accelerator_type).
+ACCELERATOR_FRACTION = 0.001
+# Ray writes the autoscaler's cluster config here on the head node of a `ray up` cluster.
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+PREIMPORT_HOOK = "cluster.worker.preimport"
+
+# Environment every worker runs with: offline (no model hub), no telemetry.
+WORKER_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+
+def runtime_env(preimport: bool = True) -> dict[str, Any]:
+    """The job's runtime environment: offline env vars, and the hook that imports torch and
+    transformers as each worker process starts (``worker_process_setup_hook``)."""
+    env: dict[str, Any] = {"env_vars": dict(WORKER_ENV)}
+    if preimport:
+        env["worker_process_setup_hook"] = PREIMPORT_HOOK
+    return env
+
+
+def connect(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    preimport: bool = True,
+    log_to_driver: bool = False,
+) -> str:
+    """Join the cluster at ``address`` (or $RAY_ADDRESS), else start a local Ray instance.
+
+    Returns a short description ("joined ray://..." / "local"). Does nothing if Ray is already
+    initialized in this process (a test fixture, a notebook): that instance is used as it is.
+    """
+    import ray
+
+    # No usage statistics leave the machine (MISSION: no telemetry). Must be set before init.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return "already connected"
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = dict(
+        runtime_env=runtime_env(preimport),
+        log_to_driver=log_to_driver,
+        logging_level=logging.WARNING,
+        include_dashboard=False,
+        configure_logging=True,
+    )
+    if address:
+        ray.init(address=address, **kwargs)
+        return f"joined {address}"
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
+    return "local"
+
+
+def _alive_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def gpu_types_of_nodes(nodes: list[dict[str, Any]]) -> dict[str, int]:
+    """GPU type -> number of GPUs, from ``ray.nodes()`` entries (pure, for tests)."""
+    out: dict[str, int] = {}
+    for node in nodes:
+        res = node.get("Resources", {})
+        gpus = int(res.get("GPU", 0))
+        for key in res:
+            if key.startswith(ACCELERATOR_PREFIX) and gpus:
+                t = key[len(ACCELERATOR_PREFIX) :]
+                out[t] = out.get(t, 0) + gpus
+    return out
+
+
+def autoscaler_gpu_types(path: str = BOOTSTRAP_CONFIG) -> dict[str, int]:
+    """GPU types the autoscaler can start (worker types with max_workers > 0), read from the
+    cluster config Ray leaves on the head node. A cluster that scales from zero has no GPU node
+    yet, but its types are not missing: trials for them wait for the autoscaler."""
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path):
+        return {}
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            config = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        log.warning("cannot read the autoscaler config %s: %s", path, exc)
+        return {}
+    out: dict[str, int] = {}
+    for node_type in (config.get("available_node_types") or {}).values():
+        res = node_type.get("resources") or {}
+        if not node_type.get("max_workers", config.get("max_workers", 0)):
+            continue
+        gpus = int(res.get("GPU", 0))
+        for key in res:
+            if key.startswith(ACCELERATOR_PREFIX) and gpus:
+                t = key[len(ACCELERATOR_PREFIX) :]
+                out[t] = out.get(t, 0) + gpus
+    return out
+
+
+def gpu_types() -> dict[str, int]:
+    """GPU type -> GPUs the cluster has now, plus the types its autoscaler can add (count 0 when
+    none is running yet)."""
+    now = gpu_types_of_nodes(_alive_nodes())
+    for t in autoscaler_gpu_types():
+        now.setdefault(t, 0)
+    return now
+
+
+def total_gpus() -> int:
+    """GPUs in the cluster now (any type), plus 1 if the autoscaler can add GPU nodes."""
+    import ray
+
+    n = int(ray.cluster_resources().get("GPU", 0))
+    return n if n or not autoscaler_gpu_types() else 1
+
+
+def free_gpus() -> dict[str, float]:
+    """Free GPUs now: {"GPU": all free GPUs, "<type>": free GPUs on nodes of that type}.
+
+    Per-node availability has no public API in Ray 2.60 besides the state API (which needs the
+    dashboard, off here), so this reads ray._private.state; it is only used for display.
+    """
+    import ray
+
+    out: dict[str, float] = {"GPU": float(ray.available_resources().get("GPU", 0))}
+    try:
+        from ray._private.state import available_resources_per_node
+
+        per_node = available_resources_per_node()
+    except Exception:  # a private API: degrade to the total only
+        return out
+    for node in _alive_nodes():
+        free = per_node.get(node["NodeID"], {})
+        for key in node.get("Resources", {}):
+            if key.startswith(ACCELERATOR_PREFIX):
+                t = key[len(ACCELERATOR_PREFIX) :]
+                out[t] = out.get(t, 0.0) + float(free.get("GPU", 0))
+    return out
+
+
+def resource_request(gpu: bool, gpu_type: str | None = None, cpus: int = 1):
+    """The placement group of one trial: ``cpus`` CPUs, plus one GPU (of ``gpu_type`` if given)."""
+    from ray.tune import PlacementGroupFactory
+
+    bundle: dict[str, float] = {"CPU": float(cpus)}
+    if gpu:
+        bundle["GPU"] = 1.0
+        if gpu_type:
+            bundle[ACCELERATOR_PREFIX + gpu_type] = ACCELERATOR_FRACTION
+    return PlacementGroupFactory([bundle])
+
+
+def describe() -> str:
+    """One line: nodes, CPUs, GPUs by type."""
+    import ray
+
+    res = ray.cluster_resources()
+    types = gpu_types()
+    by_type = ", ".join(f"{n} {t}" for t, n in sorted(types.items())) or "no GPU"
+    return (
+        f"{len(_alive_nodes())} node(s), {int(res.get('CPU', 0))} CPU, "
+        f"{int(res.get('GPU', 0))} GPU ({by_type})"
+    )

@@ -1,0 +1,253 @@
+"""The sweep subcommands of ``python -m sweep``: run, plan, presets, status, export, and the
+default (no subcommand): run the default sweep.
+
+Bad input (a sweep file, a preset name, a database path) is one ``error: ...`` line on stderr and
+exit status 2, before Ray starts and with the database untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+DEFAULT_DB = "results.db"
+EXPORT_FORMATS = ("csv", "parquet", "jsonl")
+
+
+def _connection_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)",
+    )
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=DEFAULT_DB, help=f"results database (default: {DEFAULT_DB})")
+    p.add_argument(
+        "--rerun", action="store_true", help="run trials again even if stored with a final status"
+    )
+    _connection_flags(p)
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="restarts of a trial whose process died, e.g. a lost node (default: 1)",
+    )
+    p.add_argument(
+        "--num-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)"
+    )
+    p.add_argument(
+        "--no-preimport",
+        action="store_true",
+        help="do not import torch/transformers when a Ray worker starts",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.add_argument("--verbose", action="store_true", help="Ray's and the workers' own logs")
+    # For tests and experiments: another trial function ("module:function").
+    p.add_argument("--trial-fn", default=None, help=argparse.SUPPRESS)
+
+
+def add_sweep_commands(parser: argparse.ArgumentParser, sub: Any) -> None:
+    """Add run/plan/presets/status/export to ``python -m sweep`` and make the bare command run
+    the default sweep."""
+    _run_flags(parser)
+    parser.set_defaults(func=cmd_default)
+
+    p = sub.add_parser("run", help="run a sweep (a YAML file or a preset) and store every trial")
+    p.add_argument("source", help="a preset name (see `presets`) or a path to a .yaml sweep file")
+    _run_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plan", help="print the trials a sweep would run, without running them")
+    p.add_argument("source")
+    p.add_argument("--db", default=DEFAULT_DB)
+    _connection_flags(p)
+    p.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="do not start or join Ray to list the cluster's GPU types",
+    )
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("presets", help="list the shipped sweeps")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("status", help="stored trials by sweep and status")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("export", help="write the stored trials as one flat table")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--sweep", default=None, help="only this sweep's trials")
+    p.add_argument(
+        "-o", "--output", default=None, help="file to write (default: stdout; parquet needs a file)"
+    )
+    p.set_defaults(func=cmd_export)
+
+
+def _error(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _options(args: argparse.Namespace):
+    from sweep.engine import TRIAL_FN, EngineOptions
+
+    if args.retries < 0:
+        raise ValueError(f"--retries: must be >= 0, got {args.retries}")
+    return EngineOptions(
+        db=args.db,
+        rerun=args.rerun,
+        address=args.address,
+        trial_fn=args.trial_fn or TRIAL_FN,
+        retries=args.retries,
+        preimport=not args.no_preimport,
+        progress=not args.no_progress,
+        verbose=args.verbose,
+        num_cpus=args.num_cpus,
+    )
+
+
+def _check_db(path: str) -> None:
+    """Open (creating if needed) the database now, so that a bad path fails before Ray starts."""
+    from sweep.store import Store
+
+    Store(path).close()
+
+
+def _run(spec, args: argparse.Namespace) -> int:
+    from sweep.engine import format_summary, run_sweep
+
+    outcome = run_sweep(spec, _options(args))
+    print(format_summary(outcome.frame))
+    counts = ", ".join(f"{s} {n}" for s, n in sorted(outcome.counts.items()))
+    print(
+        f"sweep {spec.name}: {len(outcome.keys)} rows ({counts}) in {args.db}; "
+        f"{outcome.wall_s:.1f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sweep import sweepfile
+    from sweep.store import StoreError
+
+    try:
+        spec = sweepfile.load(args.source)
+        options = _options(args)
+        _check_db(options.db)
+    except (ValueError, StoreError) as exc:
+        return _error(exc)
+    return _run(spec, args)
+
+
+def cmd_default(args: argparse.Namespace) -> int:
+    """No subcommand: the ``seed`` sweep where there are GPUs, else ``smoke`` on the CPU."""
+    from cluster import ray_cluster
+    from sweep import sweepfile
+
+    try:
+        options = _options(args)
+        _check_db(options.db)
+    except ValueError as exc:
+        return _error(exc)
+    if not options.verbose:
+        from sweep.engine import _quiet_ray
+
+        _quiet_ray()
+    ray_cluster.connect(
+        options.address,
+        num_cpus=options.num_cpus,
+        preimport=options.preimport,
+        log_to_driver=options.verbose,
+    )
+    name = "seed" if ray_cluster.total_gpus() > 0 else "smoke"
+    print(
+        f"python -m sweep: {ray_cluster.describe()}; running the {name!r} preset "
+        f"(see `python -m sweep presets`)",
+        file=sys.stderr,
+    )
+    return _run(sweepfile.load(name), args)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from sweep import sweepfile
+    from sweep.engine import plan_lines
+    from sweep.store import StoreError
+
+    try:
+        spec = sweepfile.load(args.source)
+        types = has_gpu = None
+        if not args.no_cluster:
+            from cluster import ray_cluster
+            from sweep.engine import _quiet_ray
+
+            _quiet_ray()
+            ray_cluster.connect(args.address, preimport=False)
+            types, has_gpu = ray_cluster.gpu_types(), ray_cluster.total_gpus() > 0
+        lines = plan_lines(spec, args.db, types, has_gpu)
+    except (ValueError, StoreError) as exc:
+        return _error(exc)
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from sweep import sweepfile
+    from sweep.grid import expand
+
+    for name in sweepfile.preset_names():
+        spec = sweepfile.load(name)
+        n = len(expand(spec))
+        unit = "groups" if spec.mode == "max-batch" else "trials"
+        print(f"{name:<12} {n:>4} {unit:<7} {spec.description}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sweep.engine import stored_summary
+    from sweep.store import StoreError
+
+    try:
+        print(stored_summary(args.db))
+    except StoreError as exc:
+        return _error(exc)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sweep.store import StoreError, load_frame
+
+    if args.format == "parquet" and not args.output:
+        return _error(ValueError("--format parquet needs -o FILE"))
+    try:
+        frame = load_frame(args.db, sweep=args.sweep)
+    except StoreError as exc:
+        return _error(exc)
+    out = args.output
+    if args.format == "csv":
+        frame.to_csv(out if out else sys.stdout, index=False)
+    elif args.format == "jsonl":
+        # JSONL is the lossless form: one full Trial record per line (Trial.from_json reads it).
+        from sweep.store import Store
+
+        with Store(args.db, readonly=True) as store:
+            text = "".join(t.to_json() + "\n" for t in store.trials(args.sweep))
+        if out:
+            with open(out, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            sys.stdout.write(text)
+    else:
+        try:
+            frame.to_parquet(out, index=False)
+        except ImportError as exc:
+            return _error(ValueError(f"parquet needs pyarrow (pip install pyarrow): {exc}"))
+    if out:
+        print(f"wrote {len(frame)} trials to {os.path.abspath(out)}", file=sys.stderr)
+    return 0

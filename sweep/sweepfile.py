@@ -1,0 +1,211 @@
+"""Sweep files and presets: YAML in, a validated ``SweepSpec`` out, or one ValueError naming the
+problem. Nothing here touches Ray or the database, so bad input is refused before anything runs.
+
+A sweep file uses the trial configuration's own field names::
+
+    name: bert-cpu
+    axes:              # the grid is the product of these lists
+      model: [bert-tiny, bert-mini]
+      batch_size: [8, 32]
+    fixed:             # the same for every trial
+      precision: fp32
+      device: cpu
+    gpu_types: []      # Ray accelerator types (V100, A100, H100, H200, ...); empty: any GPU
+    repeats: 1
+    timeout_s: 600     # per trial
+    mode: grid         # or max-batch: find the largest batch that fits, per group
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from sweep.config import choices, field_names
+from sweep.grid import MAX_BATCH, MODES, SweepSpec, expand
+
+TOP_KEYS = (
+    "name",
+    "description",
+    "mode",
+    "axes",
+    "fixed",
+    "gpu_types",
+    "repeats",
+    "timeout_s",
+    "batch_limit",
+    "cpus_per_trial",
+)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_GPU_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # as Ray writes them: V100, A100-80G
+
+
+class SweepFileError(ValueError):
+    """A sweep file or preset that cannot be run; the message names the file and the problem."""
+
+
+def preset_names() -> list[str]:
+    files = resources.files("sweep").joinpath("presets")
+    return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def _preset_text(name: str) -> str:
+    return resources.files("sweep").joinpath("presets", f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def load(source: str) -> SweepSpec:
+    """A preset name or a path to a YAML sweep file -> a validated SweepSpec."""
+    if source in preset_names():
+        return parse(_preset_text(source), origin=f"preset {source!r}")
+    looks_like_path = source.endswith((".yaml", ".yml")) or os.sep in source
+    if not looks_like_path:
+        raise SweepFileError(
+            f"unknown preset {source!r}; presets: {', '.join(preset_names())} "
+            "(or give a path to a .yaml sweep file)"
+        )
+    if not os.path.isfile(source):
+        raise SweepFileError(f"sweep file {source!r} does not exist")
+    try:
+        with open(source, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SweepFileError(f"sweep file {source!r} cannot be read: {exc}") from None
+    default_name = os.path.splitext(os.path.basename(source))[0]
+    return parse(text, origin=f"sweep file {source!r}", default_name=default_name)
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def parse(text: str, origin: str = "sweep", default_name: str | None = None) -> SweepSpec:
+    """Parse and validate YAML text; every expanded configuration is built, so that its own
+    validation runs. Raises SweepFileError naming ``origin`` and the problem."""
+
+    def fail(msg: str) -> SweepFileError:
+        return SweepFileError(f"{origin}: {msg}")
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise fail(f"does not parse as YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise fail(f"expected a mapping with keys {', '.join(TOP_KEYS)}, got {_type_name(raw)}")
+    unknown = sorted(set(map(str, raw)) - set(TOP_KEYS))
+    if unknown:
+        raise fail(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(TOP_KEYS)}")
+
+    name = raw.get("name", default_name)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise fail(f"name: expected a name of letters, digits, '.', '_' or '-', got {name!r}")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise fail(f"description: expected text, got {_type_name(description)}")
+
+    mode = raw.get("mode", "grid")
+    if mode not in MODES:
+        raise fail(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+
+    known_fields = field_names()
+    axes_raw = raw.get("axes") or {}
+    # axes: one mapping (a grid) or a list of mappings (a union of grids).
+    grids = axes_raw if isinstance(axes_raw, list) else [axes_raw]
+    fixed = raw.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise fail(f"fixed: expected a mapping of field -> value, got {_type_name(fixed)}")
+    for key, v in fixed.items():
+        if key not in known_fields:
+            raise fail(f"fixed: unknown field {key!r}; known: {', '.join(known_fields)}")
+        if isinstance(v, (list, dict)):
+            raise fail(f"fixed.{key}: expected one value, got {v!r} (put lists under axes)")
+    if not grids:
+        raise fail("axes: is an empty list (no grid, no trials)")
+    for i, grid in enumerate(grids):
+        where = "axes" if len(grids) == 1 and not isinstance(axes_raw, list) else f"axes[{i}]"
+        if not isinstance(grid, dict):
+            raise fail(
+                f"{where}: expected a mapping of field -> list of values, got {_type_name(grid)}"
+            )
+        for key, values in grid.items():
+            if key not in known_fields:
+                raise fail(f"{where}: unknown field {key!r}; known: {', '.join(known_fields)}")
+            if not isinstance(values, list):
+                raise fail(
+                    f"{where}.{key}: expected a list of values, got "
+                    f"{_type_name(values)} ({values!r}); write [{values!r}] for one value"
+                )
+            if not values:
+                raise fail(f"{where}.{key}: is empty (a grid with an empty axis has no trials)")
+            allowed = choices(key)
+            for v in values:
+                if isinstance(v, (list, dict)):
+                    raise fail(f"{where}.{key}: values must be scalars, got {v!r}")
+                if allowed and v not in allowed:
+                    raise fail(f"{where}.{key}: {v!r} is not one of {', '.join(allowed)}")
+        both = sorted(set(grid) & set(fixed))
+        if both:
+            raise fail(f"{', '.join(both)}: given both in {where} and in fixed")
+    axes = tuple(grids)
+
+    gpu_types = raw.get("gpu_types") or []
+    if not isinstance(gpu_types, list) or not all(
+        isinstance(g, str) and _GPU_TYPE.match(g) for g in gpu_types
+    ):
+        raise fail(
+            f"gpu_types: expected a list of Ray accelerator types such as [A100, H100], "
+            f"got {gpu_types!r}"
+        )
+    if len(set(gpu_types)) != len(gpu_types):
+        raise fail(f"gpu_types: {gpu_types!r} lists a type twice")
+
+    def integer(key: str, default: int, minimum: int) -> int:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(f"{key}: expected an integer, got {value!r}")
+        if value < minimum:
+            raise fail(f"{key}: must be at least {minimum}, got {value}")
+        return value
+
+    repeats = integer("repeats", 1, 1)
+    batch_limit = integer("batch_limit", 4096, 1)
+    cpus_per_trial = integer("cpus_per_trial", 1, 1)
+    timeout_s = raw.get("timeout_s", 600)
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+        raise fail(f"timeout_s: expected a number of seconds, got {timeout_s!r}")
+    if not timeout_s > 0:
+        raise fail(f"timeout_s: must be positive, got {timeout_s}")
+
+    if mode == MAX_BATCH:
+        if any("batch_size" in g for g in axes):
+            raise fail(
+                "axes.batch_size: in max-batch mode the batch size is searched; "
+                "set fixed.batch_size to the first batch to try (default 1)"
+            )
+        if repeats != 1:
+            raise fail("repeats: max-batch mode searches once per group (repeats: 1)")
+        fixed = {"batch_size": 1, **fixed}
+        start = fixed["batch_size"]
+        if isinstance(start, int) and not isinstance(start, bool) and start > batch_limit:
+            raise fail(f"batch_limit: {batch_limit} is below the first batch size {start}")
+
+    spec = SweepSpec(
+        name=name,
+        axes=axes,
+        fixed=fixed,
+        gpu_types=tuple(gpu_types),
+        repeats=repeats,
+        timeout_s=float(timeout_s),
+        mode=mode,
+        batch_limit=batch_limit,
+        cpus_per_trial=cpus_per_trial,
+        description=description,
+    )
+    try:
+        expand(spec)  # builds every TrialConfig: their own validation names the field
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    return spec

@@ -1,0 +1,93 @@
+"""Trial functions that stand in for sweep.trial:run_trial in engine tests (no torch).
+
+Each takes a TrialConfig and returns a Trial, as run_trial does. The engine imports them in the
+Ray worker by their dotted path ("tests.fake_trials:oom_above_64"). Behaviour that depends on a
+threshold reads it from the environment so that one function serves several tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+from sweep.config import TrialConfig
+from sweep.record import OK, OOM, Trial, utc_now
+
+# The largest batch that "fits" for oom_above when the config's seed is 0. A test picks another
+# limit through the seed field (free for fake trials), so that one function serves every test.
+FIT_LIMIT = 64
+
+
+def _env() -> dict:
+    return {"hostname": socket.gethostname(), "device": "cpu", "pid": os.getpid()}
+
+
+def _ok(config: TrialConfig, **metrics) -> Trial:
+    step_ms = 1.0 + config.batch_size * 0.01
+    m = {
+        "step_time_ms_p50": step_ms,
+        "sequences_per_s": config.batch_size / step_ms * 1e3,
+        "tokens_per_s": config.tokens_per_step / step_ms * 1e3,
+        "peak_allocated_gib": config.batch_size * config.seq_len / 2**20,
+        "trial_s": 0.0,
+    }
+    m.update(metrics)
+    return Trial(
+        config=config.to_dict(),
+        status=OK,
+        metrics=m,
+        env=_env(),
+        started_at=utc_now(),
+        finished_at=utc_now(),
+    )
+
+
+def noop(config: TrialConfig) -> Trial:
+    """Returns at once: the engine's own overhead is all that is left to measure."""
+    return _ok(config)
+
+
+def oom_above(config: TrialConfig) -> Trial:
+    """ok up to the limit (config.seed, or FIT_LIMIT; seq_len >= 256 halves it), oom above."""
+    limit = (config.seed or FIT_LIMIT) // (2 if config.seq_len >= 256 else 1)
+    if config.batch_size > limit:
+        return Trial(
+            config=config.to_dict(),
+            status=OOM,
+            env=_env(),
+            error="CUDA out of memory (fake)",
+            error_type="OutOfMemoryError",
+            finished_at=utc_now(),
+        )
+    return _ok(config)
+
+
+def kill_self(config: TrialConfig) -> Trial:
+    """The process dies as with a segfault or the kernel's OOM killer: nothing is returned."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)
+    raise AssertionError("unreachable")
+
+
+def hang(config: TrialConfig) -> Trial:
+    """Never returns within any reasonable timeout."""
+    time.sleep(3600)
+    return _ok(config)
+
+
+def raise_error(config: TrialConfig) -> Trial:
+    """Breaks the contract (run_trial never raises): the adapter must still make it a row."""
+    raise RuntimeError("boom from the fake trial")
+
+
+def sleep_by_batch(config: TrialConfig) -> Trial:
+    """Sleeps batch_size / 10 seconds, so that a sweep is slow enough to be killed midway."""
+    time.sleep(config.batch_size / 10)
+    return _ok(config)
+
+
+def chaos(config: TrialConfig) -> Trial:
+    """By config.seed: 0 ok, 1 kills its process, 2 hangs, 3 raises."""
+    return {0: noop, 1: kill_self, 2: hang, 3: raise_error}[config.seed](config)
