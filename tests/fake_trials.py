@@ -21,7 +21,13 @@ FIT_LIMIT = 64
 
 
 def _env() -> dict:
-    return {"hostname": socket.gethostname(), "device": "cpu", "pid": os.getpid()}
+    # CUDA_VISIBLE_DEVICES: what Ray gave this process (a test checks one GPU per trial)
+    return {
+        "hostname": socket.gethostname(),
+        "device": "cpu",
+        "pid": os.getpid(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
 
 
 def _ok(config: TrialConfig, **metrics) -> Trial:
