@@ -1,0 +1,218 @@
+"""scripts/make_results.py on a small database built from the recorded fixture (no GPU).
+
+The fixture's bert-base-uncased rows are renamed roberta-base so that they meet the 2020 reference
+rows (which are RoBERTa models) at matching (model, seq_len, batch_size).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sweep.record import MEASURED, REFERENCE, Trial
+from sweep.store import Store
+from ui.data import read_jsonl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "make_results.py")
+FIXTURE = os.path.join(ROOT, "tests", "data", "trials_small.jsonl")
+SEED_REF = os.path.join(ROOT, "ui", "data", "reference_seed_v100_a100.jsonl")
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("make_results", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+mr = _script()
+
+
+def _fixture_trials() -> list[Trial]:
+    trials, problems = read_jsonl(FIXTURE)
+    assert not problems
+    out = []
+    for t in trials:
+        if t.config["model"] == "bert-base-uncased":
+            t = t.replace(config=t.config | {"model": "roberta-base"}, key="")
+        out.append(t)
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The database, the script run on it once, and what it wrote."""
+    tmp = tmp_path_factory.mktemp("results")
+    db = tmp / "results-fixture.db"
+    trials = _fixture_trials()
+    with Store(db) as store:
+        for t in trials:
+            store.put(t)
+        # One row of someone else's reference data in the same file: never shipped.
+        store.put(trials[0].replace(source=REFERENCE, provenance="elsewhere", key="ref-x"))
+    out, docs = tmp / "reference_h200.jsonl", tmp / "docs"
+    messages: list[str] = []
+    files = mr.run([str(db)], str(out), str(docs), SEED_REF, print_fn=messages.append)
+    return dict(db=db, trials=trials, out=out, docs=docs, files=files, messages=messages)
+
+
+def test_reference_file_round_trips_with_metrics_unchanged(built):
+    lines = built["out"].read_text(encoding="utf-8").splitlines()
+    refs = [Trial.from_json(line) for line in lines]
+    by_key = {t.key: t for t in built["trials"]}
+    assert len(refs) == len(by_key)  # every measured row, and the foreign reference row left out
+    assert {t.key for t in refs} == set(by_key)  # keys unchanged
+    for r in refs:
+        m = by_key[r.key]
+        assert m.source == MEASURED and r.source == REFERENCE
+        assert r.metrics == m.metrics  # never altered, never filled in
+        assert (r.config, r.status, r.env, r.repeat) == (m.config, m.status, m.env, m.repeat)
+        assert r.provenance.startswith("Measured by transformers-sweep on ")
+    ok = next(r for r in refs if r.status == "ok" and r.env.get("gpu_name") == "NVIDIA H200")
+    for needle in (
+        "NVIDIA H200",
+        "driver 570.133.20",
+        "torch 2.11.0+cu128",
+        "transformers 5.17.0",
+        "2026-05-02",
+        "git commit 0e4a542",
+        "CUDA events",
+        "warm-up steps excluded",
+        f"median of {ok.metrics['steps_measured']} measured steps",
+    ):
+        assert needle in ok.provenance
+    # Deterministic: sorted, and the same input writes the same bytes.
+    assert [mr._order(t) for t in refs] == sorted(mr._order(t) for t in refs)
+    again = built["out"].parent / "again.jsonl"
+    mr.write_reference(mr.reference_records(mr.measured(mr.load([str(built["db"])]))[0]), again)
+    assert again.read_bytes() == built["out"].read_bytes()
+
+
+def test_speedup_equals_hand_computed_ratio(built):
+    meas = mr.results_frame(mr.measured(mr.load([str(built["db"])]))[0])
+    ref = mr.reference_frame(SEED_REF)
+    wide, ratios = mr.seed_comparison(meas, ref)
+    assert "H200 bf16 / A100 2020" in ratios and "H200 bf16 / V100 2020" in ratios
+    # By hand: the H200 fixture row and the 2020 A100 row at roberta-base, seq 128, batch 32.
+    h200 = next(
+        t
+        for t in built["trials"]
+        if t.gpu_type == "H200"
+        and t.status == "ok"
+        and t.config["model"] == "roberta-base"
+        and t.config["seq_len"] == 128
+        and t.config["batch_size"] == 32
+        and not t.config["compile"]
+    )
+    ref_rows = [json.loads(line) for line in open(SEED_REF, encoding="utf-8")]
+    a100 = next(
+        r
+        for r in ref_rows
+        if r["gpu_type"] == "A100"
+        and r["config"]["model"] == "roberta-base"
+        and r["config"]["seq_len"] == 128
+        and r["config"]["batch_size"] == 32
+    )
+    expected = h200.metrics["tokens_per_s"] / a100["metrics"]["tokens_per_s"]
+    row = wide[(wide.model == "roberta-base") & (wide.seq_len == 128) & (wide.batch_size == 32)]
+    assert len(row) == 1
+    assert row["H200 bf16"].iloc[0] == h200.metrics["tokens_per_s"]
+    assert row["H200 bf16 / A100 2020"].iloc[0] == pytest.approx(expected, rel=1e-12)
+    # An out-of-memory cell says so, and has no ratio.
+    oom = wide[(wide.seq_len == 512) & (wide.batch_size == 512)]
+    assert oom["H200 bf16"].iloc[0] == "OOM"
+    # The table in tables.md shows the same ratio.
+    md = (built["docs"] / "tables.md").read_text(encoding="utf-8")
+    assert "| roberta-base | 128 | 32 | " in md
+    line = next(x for x in md.splitlines() if x.startswith("| roberta-base | 128 | 32 | "))
+    assert f"{expected:.2f}x" in line
+
+
+def test_tables_and_figures_written(built):
+    docs = built["docs"]
+    md = (docs / "tables.md").read_text(encoding="utf-8")
+    for heading in ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)", "(h)"):
+        assert f"## {heading}" in md
+    assert md.count("GPU: ") >= 8 and "Units" in md
+    for name in ("seed_throughput.png", "seed_speedup.png", "memory.png", "time_breakdown.png"):
+        assert (docs / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in md
+    # Compile ratio from the same run, at the same batch: by hand for batch 64.
+    meas = mr.results_frame(mr.measured(mr.load([str(built["db"])]))[0])
+    comp = mr.pair_ratio(meas, "compile", True, False)
+    on = [
+        t.metrics["tokens_per_s"]
+        for t in built["trials"]
+        if t.gpu_type == "H200" and t.config["compile"] and t.config["batch_size"] == 64
+    ]
+    off = sorted(
+        t.metrics["tokens_per_s"]
+        for t in built["trials"]
+        if t.gpu_type == "H200"
+        and t.status == "ok"
+        and not t.config["compile"]
+        and t.config["model"] == "roberta-base"
+        and t.config["seq_len"] == 128
+        and t.config["batch_size"] == 64
+    )
+    assert len(on) == 1 and len(off) == 3  # three repeats: their median is the middle one
+    row = comp[comp.batch_size == 64]
+    assert row["ratio"].iloc[0] == pytest.approx(on[0] / off[1])
+    # Repeats: three of H200 roberta-base 128 x 64; the CV across them by hand.
+    rep = mr.repeat_stats(meas)
+    r = rep[(rep.gpu == "H200") & (rep.batch_size == 64)].iloc[0]
+    p50 = [
+        t.metrics["step_time_ms_p50"]
+        for t in built["trials"]
+        if t.gpu_type == "H200"
+        and t.status == "ok"
+        and not t.config["compile"]
+        and t.config["seq_len"] == 128
+        and t.config["batch_size"] == 64
+        and t.config["model"] == "roberta-base"
+    ]
+    mean = sum(p50) / 3
+    std = (sum((x - mean) ** 2 for x in p50) / 2) ** 0.5
+    assert r["repeats"] == 3
+    assert r["cv_across_repeats_pct"] == pytest.approx(100 * std / mean, abs=1e-3)
+    # Status counts add up to the rows.
+    counts = mr.status_counts(meas)
+    assert counts["total"].sum() == len(built["trials"])
+    assert counts["skipped_oom"].sum() == sum(t.status == "skipped_oom" for t in built["trials"])
+
+
+def _cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_missing_database_is_one_clear_error(tmp_path):
+    missing = tmp_path / "nope.db"
+    out, docs = tmp_path / "ref.jsonl", tmp_path / "docs"
+    proc = _cli(missing, "--out", out, "--docs", docs, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert str(missing) in proc.stderr and "does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not docs.exists()
+
+
+def test_no_measured_rows_writes_nothing(tmp_path):
+    db = tmp_path / "refs-only.db"
+    with Store(db) as store:
+        for t in _fixture_trials()[:3]:
+            store.put(t.replace(source=REFERENCE, provenance="someone else's"))
+    empty = tmp_path / "empty.db"
+    Store(empty).close()
+    out, docs = tmp_path / "ref.jsonl", tmp_path / "docs"
+    for path in (db, empty):
+        proc = _cli(path, "--out", out, "--docs", docs, cwd=tmp_path)
+        assert proc.returncode == 1
+        assert "no measured rows" in proc.stderr and "nothing written" in proc.stderr
+        assert not out.exists() and not docs.exists()
