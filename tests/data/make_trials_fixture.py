@@ -28,7 +28,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trials_small.jso
 GIB = 2**30
 
 GPUS = {
-    # name, ray type, usable GiB, dense bf16 TFLOP/s, saturated MFU, step overhead ms, power W
+    # name, usable GiB, dense bf16 TFLOP/s, saturated MFU, step overhead ms, power W
     "H200": ("NVIDIA H200", 139.8, 989.0, 0.36, 7.0, 640.0, "9.0", 700),
     "A100": ("NVIDIA A100-SXM4-80GB", 79.1, 312.0, 0.46, 9.0, 370.0, "8.0", 400),
     "L4": ("NVIDIA L4", 22.0, 121.0, 0.40, 12.0, 70.0, "8.9", 72),
@@ -40,7 +40,7 @@ MODELS = {  # non-embedding params, layers, hidden, total params, fixed GiB, GiB
 
 
 def env(gpu: str) -> dict:
-    name, _t, total, *_rest, cc, plimit = GPUS[gpu]
+    name, total, *_rest, cc, plimit = GPUS[gpu]
     return {
         "device": "cuda",
         "gpu_name": name,
