@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole GPU measurement of issues 2, 3 and 5 in one go, in priority order, on a machine with
+# one GPU (run from the repository root; Ray, torch and transformers importable):
+#
+#   benchmarks/gpu_campaign.sh OUTDIR [BUDGET_S]
+#
+# Every sweep goes through the product (`python -m sweep run`, a local Ray instance, one GPU per
+# trial) into OUTDIR/h200.db. Steps that would start after BUDGET_S seconds (default 1200) are
+# skipped and say so. OUTDIR/campaign.log has each step's wall time; OUTDIR/DONE marks the end.
+set -u
+D=${1:?usage: gpu_campaign.sh OUTDIR [BUDGET_S]}
+BUDGET=${2:-1200}
+mkdir -p "$D"
+export PYTHONUNBUFFERED=1 GRADIO_ANALYTICS_ENABLED=False
+LOG=$D/campaign.log
+T0=$(date +%s)
+say() { echo "$(date +%T) [$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
+
+step() {  # step NAME COMMAND...: runs unless the budget is spent; logs wall time and exit code
+  local name=$1; shift
+  if (( $(date +%s) - T0 > BUDGET )); then say "SKIPPED $name (budget of ${BUDGET}s spent)"; return; fi
+  say "START $name: $*"
+  local s=$(date +%s.%N)
+  "$@" > "$D/$name.out" 2> "$D/$name.err"
+  local rc=$?
+  say "END $name rc=$rc wall=$(python3 -c "print(round($(date +%s.%N) - $s, 1))")s"
+}
+
+{ nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm,memory.total --format=csv
+  python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|pytorch-lightning|ray|pandas|pyarrow|nvidia-ml-py) "
+  nproc; } >> "$LOG" 2>&1
+
+DB=$D/h200.db
+step gpu_tests python3 -m pytest -q -ra -m gpu tests/test_gpu.py -p no:cacheprovider
+step seed python3 -m sweep run seed --db "$DB"
+step harness python3 benchmarks/harness_overhead.py --json "$D/harness.json"
+step repeats python3 -m sweep run benchmarks/sweeps/h200-repeats.yaml --db "$DB"
+step seed_fp16 python3 -m sweep run seed-fp16 --db "$DB"
+step harness_sweep python3 -m sweep run benchmarks/sweeps/h200-harness.yaml --db "$DB"
+step families python3 -m sweep run benchmarks/sweeps/h200-families.yaml --db "$DB"
+step llama python3 -m sweep run benchmarks/sweeps/h200-llama.yaml --db "$DB"
+step max_batch python3 -m sweep run benchmarks/sweeps/h200-max-batch.yaml --db "$DB"
+step overhead_preimport python3 -m sweep run benchmarks/sweeps/h200-overhead.yaml --db "$D/overhead-pre.db" --preimport
+step overhead_default python3 -m sweep run benchmarks/sweeps/h200-overhead.yaml --db "$D/overhead-default.db"
+step mfu python3 benchmarks/mfu_ceiling.py --compile true --batch-sizes 128 --json "$D/mfu.json"
+say "ALL DONE"
+touch "$D/DONE"
