@@ -33,7 +33,7 @@ WORKER_ENV = {
 }
 
 
-def runtime_env(preimport: bool = True) -> dict[str, Any]:
+def runtime_env(preimport: bool = False) -> dict[str, Any]:
     """The job's runtime environment: offline env vars, and the hook that imports torch and
     transformers as each worker process starts (``worker_process_setup_hook``)."""
     env: dict[str, Any] = {"env_vars": dict(WORKER_ENV)}
@@ -47,7 +47,7 @@ def connect(
     *,
     num_cpus: int | None = None,
     num_gpus: int | None = None,
-    preimport: bool = True,
+    preimport: bool = False,
     log_to_driver: bool = False,
 ) -> str:
     """Join the cluster at ``address`` (or $RAY_ADDRESS), else start a local Ray instance.

@@ -40,9 +40,16 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
         "--num-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)"
     )
     p.add_argument(
-        "--no-preimport",
+        "--preimport",
         action="store_true",
-        help="do not import torch/transformers when a Ray worker starts",
+        help="import torch/transformers as each Ray worker starts (measured slower with one "
+        "process per trial: benchmarks/sweep_overhead.py)",
+    )
+    p.add_argument(
+        "--reuse-workers",
+        action="store_true",
+        help="run trials one after another in the same Ray worker process instead of a fresh "
+        "process each (faster start; the next trial may see the previous one's process state)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--verbose", action="store_true", help="Ray's and the workers' own logs")
@@ -105,7 +112,8 @@ def _options(args: argparse.Namespace):
         address=args.address,
         trial_fn=args.trial_fn or TRIAL_FN,
         retries=args.retries,
-        preimport=not args.no_preimport,
+        preimport=args.preimport,
+        reuse_workers=args.reuse_workers,
         progress=not args.no_progress,
         verbose=args.verbose,
         num_cpus=args.num_cpus,

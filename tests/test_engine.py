@@ -210,7 +210,6 @@ timeout_s: 60
         _gcs_address(ray_session),
         "--trial-fn",
         FAKE + "sleep_by_batch",
-        "--no-preimport",
         "--retries",
         "0",
     ]
@@ -267,3 +266,23 @@ def test_bad_database_path_fails_before_anything_runs(tmp_path, ray_session):
     with pytest.raises(ValueError, match="does not exist"):
         run_sweep(spec, options(tmp_path / "missing" / "r.db", "noop"))
     assert rec.OK  # the record module is still importable after a failed run (no side effects)
+
+
+def test_reuse_workers_runs_trials_in_one_process_and_a_hang_still_times_out(tmp_path, ray_session):
+    spec = sweepfile.parse("""
+name: reuse
+axes:
+  batch_size: [8, 16, 32]
+fixed: {device: cpu, seed: 0}
+timeout_s: 3
+cpus_per_trial: 2
+""")
+    run_sweep(spec, options(tmp_path / "r.db", "chaos", reuse_workers=True))
+    trials = Store(tmp_path / "r.db").trials()
+    assert [t.status for t in trials] == ["ok"] * 3
+    assert len({t.env["pid"] for t in trials}) == 1  # one worker process served all three
+    # a hang in a reused worker ends its process (it must not run beside the next trial)
+    hang = sweepfile.parse("name: h\nfixed: {device: cpu, seed: 2}\ntimeout_s: 3\n")
+    run_sweep(hang, options(tmp_path / "h.db", "chaos", reuse_workers=True))
+    (t,) = Store(tmp_path / "h.db").trials()
+    assert t.status == "timeout" and "timeout of 3 s" in t.error

@@ -1,0 +1,129 @@
+"""What the sweep engine costs per trial, outside the trial's own work.
+
+Runs sweeps of trials whose body does (almost) nothing through the whole engine (searcher, a
+fresh Ray worker process per trial, the trainable adapter, the store callback, SQLite), on a
+local Ray instance, and prints:
+
+- trials per minute for no-op trials;
+- engine overhead per trial: wall seconds x concurrent trial slots / trials, minus the trial
+  bodies' own mean seconds (what each GPU slot loses per trial);
+- the same for a body that imports torch and transformers (what a real trial does first),
+  with and without the worker pre-import hook (cluster.worker.preimport), to show whether
+  importing them at worker start-up pays off.
+
+    python benchmarks/sweep_overhead.py                 # 12 trials per scenario
+    python benchmarks/sweep_overhead.py --trials 24 --num-cpus 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def noop_trial(config):
+    """Returns at once."""
+    from sweep.record import OK, Trial
+
+    return Trial(config=config.to_dict(), status=OK, metrics={"trial_s": 0.0})
+
+
+def import_trial(config):
+    """Imports torch and transformers, as the real trial does first; reports how long it took
+    (near zero when the worker pre-imported them)."""
+    from sweep.record import OK, Trial
+
+    t0 = time.perf_counter()
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    return Trial(config=config.to_dict(), status=OK, metrics={"trial_s": time.perf_counter() - t0})
+
+
+def run(name: str, fn: str, trials: int, preimport: bool, slots: int) -> dict:
+    import ray
+
+    from sweep import sweepfile
+    from sweep.engine import EngineOptions, run_sweep
+    from sweep.store import Store
+
+    # distinct seeds: distinct groups, so that trials run side by side on every slot
+    spec = sweepfile.parse(
+        f"name: {name}\naxes: {{seed: {list(range(trials))}}}\n"
+        "fixed: {device: cpu, model: bert-tiny}\ntimeout_s: 300\n"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "r.db")
+        t0 = time.perf_counter()
+        run_sweep(
+            spec,
+            EngineOptions(
+                db=db, trial_fn=fn, preimport=preimport, retries=0, progress=False, num_cpus=slots
+            ),
+        )
+        wall = time.perf_counter() - t0
+        rows = Store(db).trials()
+    ray.shutdown()  # the pre-import hook is set per Ray job: a fresh instance per scenario
+    assert len(rows) == trials and all(r.status == "ok" for r in rows), [r.status for r in rows]
+    body = statistics.mean(r.metrics.get("trial_s") or 0.0 for r in rows)
+    return {
+        "name": name,
+        "wall_s": wall,
+        "per_min": trials / wall * 60,
+        "overhead_s": wall * slots / trials - body,
+        "body_s": body,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument(
+        "--num-cpus",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="concurrent trial slots (Ray CPUs, one per trial)",
+    )
+    args = parser.parse_args()
+    os.chdir(REPO)  # Ray puts the driver's directory on the workers' path: benchmarks.* imports
+
+    from benchmarks._machine import machine
+
+    print(f"machine: {machine()}; {os.cpu_count()} CPU cores, {args.num_cpus} trial slots")
+    me = "benchmarks.sweep_overhead:"
+    results = [
+        run("noop", me + "noop_trial", args.trials, preimport=False, slots=args.num_cpus),
+        run("import", me + "import_trial", args.trials, preimport=False, slots=args.num_cpus),
+        run(
+            "import-preimport",
+            me + "import_trial",
+            args.trials,
+            preimport=True,
+            slots=args.num_cpus,
+        ),
+    ]
+    print(
+        f"{'scenario':<18} {'trials/min':>10} {'wall s':>8} {'body s':>8} {'overhead s/trial':>17}"
+    )
+    for r in results:
+        print(
+            f"{r['name']:<18} {r['per_min']:>10.1f} {r['wall_s']:>8.1f} {r['body_s']:>8.2f} "
+            f"{r['overhead_s']:>17.2f}"
+        )
+    base, pre = results[1], results[2]
+    print(
+        f"pre-import: {base['wall_s'] / pre['wall_s']:.2f}x the wall time of importing in the "
+        f"trial ({pre['body_s']:.2f} s of import left in the body vs {base['body_s']:.2f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
