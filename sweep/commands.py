@@ -199,6 +199,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
             ray_cluster.connect(args.address, preimport=False)
             types, has_gpu = ray_cluster.gpu_types(), ray_cluster.total_gpus() > 0
         lines = plan_lines(spec, args.db, types, has_gpu)
+        if not args.no_cluster:
+            free = ", ".join(f"{k} {v:g}" for k, v in sorted(ray_cluster.free_gpus().items()))
+            lines.insert(2, f"free GPUs now: {free}")
     except (ValueError, StoreError) as exc:
         return _error(exc)
     print("\n".join(lines))

@@ -1,0 +1,138 @@
+"""Engine pieces that need no Ray instance: placement, summary, progress, and the CLI's plan,
+status and export on a stored database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+
+from sweep import record as rec
+from sweep import sweepfile
+from sweep.config import TrialConfig
+from sweep.engine import Progress, place, summary_table
+from sweep.grid import expand
+from sweep.store import Store, trials_frame
+
+FLEET = """
+name: fleet
+axes: {batch_size: [8, 16]}
+fixed: {device: cuda}
+gpu_types: [V100, A100]
+"""
+
+
+def test_place_keeps_types_the_autoscaler_can_start():
+    spec = sweepfile.parse(FLEET)
+    planned = expand(spec)
+    # A100 has no node yet (count 0) but the autoscaler can start one: runnable, not missing
+    p = place(spec, planned, {"A100": 0}, has_gpu=True)
+    assert {t.gpu_type for t, gpu in p.runnable} == {"A100"}
+    assert all(gpu for _, gpu in p.runnable)
+    assert [r.gpu_type for r in p.unplaceable] == ["V100", "V100"]
+    assert all(r.status == "no_gpu_type" and "no V100 GPU" in r.error for r in p.unplaceable)
+    # keys of the rows are the planned keys: a later run with the type replaces them
+    assert {r.key for r in p.unplaceable} == {t.key for t in planned if t.gpu_type == "V100"}
+
+
+def test_place_auto_device_follows_the_cluster():
+    spec = sweepfile.parse("name: a\naxes: {batch_size: [8]}\nfixed: {device: auto}\n")
+    planned = expand(spec)
+    assert place(spec, planned, {}, has_gpu=False).runnable[0][1] is False  # CPU trial
+    assert place(spec, planned, {"H200": 1}, has_gpu=True).runnable[0][1] is True
+    cuda = sweepfile.parse("name: c\nfixed: {device: cuda}\n")
+    p = place(cuda, expand(cuda), {}, has_gpu=False)
+    assert not p.runnable and p.unplaceable[0].error == "the cluster has no GPU"
+
+
+def _trial(batch, status="ok", repeat=0, tps=None):
+    metrics = {"tokens_per_s": tps, "sequences_per_s": tps / 128} if tps else {}
+    return rec.Trial(
+        config=TrialConfig(batch_size=batch).to_dict(),
+        status=status,
+        metrics=metrics,
+        repeat=repeat,
+        env={"device": "cpu"},
+    )
+
+
+def test_summary_takes_the_median_over_repeats_and_keeps_failures():
+    frame = trials_frame(
+        [
+            _trial(8, tps=100.0),
+            _trial(8, repeat=1, tps=300.0),
+            _trial(8, repeat=2, tps=200.0),
+            _trial(64, status="oom"),
+        ]
+    )
+    table = summary_table(frame)
+    assert len(table) == 2
+    row8 = table[table.batch_size == 8].iloc[0]
+    assert row8["n"] == 3 and row8["tokens_per_s"] == 200.0 and row8["status"] == "ok"
+    row64 = table[table.batch_size == 64].iloc[0]
+    assert row64["status"] == "oom" and pd.isna(row64["tokens_per_s"])
+
+
+def test_progress_line_counts_and_eta():
+    p = Progress(total=10, label="s", enabled=False)
+    p.add("ok", ran=True)
+    p.add("oom", ran=True)
+    p.add("skipped_oom", ran=False)
+    p.add("crashed", ran=True)
+    p.already = 2
+    line = p.line()
+    assert line.startswith("[s] 6/10 trials | ok 1 oom 1 skipped 1 failed 1 no-gpu-type 0")
+    assert "ETA" in line and "2 already stored" in line
+
+
+def _db(tmp_path):
+    db = tmp_path / "r.db"
+    with Store(db) as s:
+        for t in (_trial(8, tps=100.0), _trial(16, tps=150.0), _trial(32, status="oom")):
+            s.put(t.replace(sweep="smoke"))
+    return db
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "sweep", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_status_export_and_plan(tmp_path):
+    db = _db(tmp_path)
+    out = _cli("status", "--db", str(db))
+    assert out.returncode == 0 and "smoke: 3 (ok 2, oom 1)" in out.stdout
+
+    out = _cli("export", "--db", str(db), "--format", "csv")
+    assert out.returncode == 0
+    assert out.stdout.splitlines()[0].startswith("key,status,")
+    assert len(out.stdout.strip().splitlines()) == 4
+
+    jl = tmp_path / "r.jsonl"
+    assert _cli("export", "--db", str(db), "--format", "jsonl", "-o", str(jl)).returncode == 0
+    back = [rec.Trial.from_json(line) for line in jl.read_text().splitlines()]
+    assert back == Store(db).trials()  # lossless
+
+    pq = tmp_path / "r.parquet"
+    assert _cli("export", "--db", str(db), "--format", "parquet", "-o", str(pq)).returncode == 0
+    frame = pd.read_parquet(pq)
+    assert sorted(frame["batch_size"]) == [8, 16, 32]
+
+    # plan: the smoke trials, and which are already stored (none of these keys: other config)
+    out = _cli("plan", "smoke", "--db", str(db), "--no-cluster")
+    assert out.returncode == 0, out.stderr
+    assert "sweep smoke: 4 trials, 0 already stored" in out.stdout
+    assert len([ln for ln in out.stdout.splitlines() if "bert-tiny" in ln]) == 2
+
+    out = _cli("export", "--db", str(tmp_path / "none.db"))
+    assert out.returncode == 2 and "does not exist" in out.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_presets_command_lists_every_preset():
+    out = _cli("presets")
+    assert out.returncode == 0
+    names = [line.split()[0] for line in out.stdout.splitlines()]
+    assert names == sweepfile.preset_names()
