@@ -133,9 +133,10 @@ def _run(spec, args: argparse.Namespace) -> int:
     outcome = run_sweep(spec, _options(args))
     print(format_summary(outcome.frame))
     counts = ", ".join(f"{s} {n}" for s, n in sorted(outcome.counts.items()))
+    not_run = f"; {outcome.not_run} not run (run again to resume)" if outcome.not_run else ""
     print(
-        f"sweep {spec.name}: {len(outcome.keys)} rows ({counts}) in {args.db}; "
-        f"{outcome.wall_s:.1f} s",
+        f"sweep {spec.name}: {len(outcome.keys) - outcome.not_run} rows ({counts}){not_run} in "
+        f"{args.db}; {outcome.wall_s:.1f} s",
         file=sys.stderr,
     )
     return 0

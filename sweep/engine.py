@@ -193,7 +193,17 @@ def trainable(payload: dict[str, Any]) -> dict[str, Any]:
         started_at=record.started_at or started,
         finished_at=record.finished_at or utc_now(),
     )
-    return {"record": record.to_json(), "status": record.status}
+    try:
+        text = record.to_json()
+    except (TypeError, ValueError) as exc:  # a metric JSON cannot hold: still a row, not a crash
+        text = record.replace(
+            status=ERROR,
+            metrics={},
+            env=_host_env(),
+            error=f"the trial's record is not valid JSON: {exc}",
+            error_type=type(exc).__name__,
+        ).to_json()
+    return {"record": text, "status": Trial.from_json(text).status}
 
 
 def _resources(payload: dict[str, Any]):
@@ -319,6 +329,7 @@ class SweepSearcher(Searcher):
         self.progress = progress
         self.groups = [_Group(members) for members in groups(runnable).values()]
         self.live: dict[str, tuple[_Group, PlannedTrial]] = {}
+        self.handed: list[PlannedTrial] = []  # every trial given to Tune, for the safety net
         self.finalize: list[tuple[str, int]] = []
         self.max_batch = spec.mode == MAX_BATCH
         self._cursor = 0
@@ -439,6 +450,7 @@ class SweepSearcher(Searcher):
                 self._cursor = (self._cursor + i + 1) % n
                 g.in_flight += 1
                 self.live[trial_id] = (g, t)
+                self.handed.append(t)
                 return self._payload(t)
         if self.live:
             return None  # waiting for a result that may prune or steer the rest
@@ -655,6 +667,7 @@ class SweepOutcome:
     frame: Any  # pandas DataFrame of those rows, from the store
     wall_s: float
     counts: dict[str, int]
+    not_run: int = 0  # planned but not run (an interrupted sweep); a resumed run runs them
 
 
 def _quiet_ray() -> None:
@@ -749,12 +762,17 @@ def _run(
         keys += [k for g in searcher.groups for k in (g.lo_key, g.hi_key) if k]
     keys += written
     keys = list(dict.fromkeys(keys))
-    if not max_batch:
-        _fill_missing(spec, store, runnable)
+    if searcher is not None:
+        _fill_missing(spec, store, searcher.handed)
     trials = [t for t in (store.get(k) for k in keys) if t is not None]
     frame = trials_frame(trials)
     return SweepOutcome(
-        spec, keys, frame, time.monotonic() - t0, dict(Counter(t.status for t in trials))
+        spec,
+        keys,
+        frame,
+        time.monotonic() - t0,
+        dict(Counter(t.status for t in trials)),
+        not_run=len(keys) - len(trials),
     )
 
 
@@ -788,11 +806,12 @@ def _fit(
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _fill_missing(spec: SweepSpec, store: Store, runnable: list[PlannedTrial]) -> None:
-    """The final table is built from every planned trial: one that Tune never reported (it should
-    not happen) becomes a crashed row rather than a silently missing cell."""
+def _fill_missing(spec: SweepSpec, store: Store, handed: list[PlannedTrial]) -> None:
+    """Every trial handed to Tune ends as a row: one that Tune never reported (it should not
+    happen) becomes a crashed row rather than a silently missing cell. Trials never handed out
+    (the sweep was interrupted) are not rows: a resumed run runs them."""
     statuses = store.statuses()
-    for t in runnable:
+    for t in handed:
         if t.key not in statuses:
             store.put(
                 Trial(
