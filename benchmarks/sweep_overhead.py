@@ -9,7 +9,8 @@ local Ray instance, and prints:
   bodies' own mean seconds (what each GPU slot loses per trial);
 - the same for a body that imports torch and transformers (what a real trial does first),
   with and without the worker pre-import hook (cluster.worker.preimport), to show whether
-  importing them at worker start-up pays off.
+  importing them at worker start-up pays off, and with worker processes reused across trials
+  (--reuse-workers).
 
     python benchmarks/sweep_overhead.py                 # 12 trials per scenario
     python benchmarks/sweep_overhead.py --trials 24 --num-cpus 4
@@ -47,7 +48,7 @@ def import_trial(config):
     return Trial(config=config.to_dict(), status=OK, metrics={"trial_s": time.perf_counter() - t0})
 
 
-def run(name: str, fn: str, trials: int, preimport: bool, slots: int) -> dict:
+def run(name: str, fn: str, trials: int, preimport: bool, slots: int, reuse: bool = False) -> dict:
     import ray
 
     from sweep import sweepfile
@@ -65,7 +66,13 @@ def run(name: str, fn: str, trials: int, preimport: bool, slots: int) -> dict:
         run_sweep(
             spec,
             EngineOptions(
-                db=db, trial_fn=fn, preimport=preimport, retries=0, progress=False, num_cpus=slots
+                db=db,
+                trial_fn=fn,
+                preimport=preimport,
+                retries=0,
+                progress=False,
+                num_cpus=slots,
+                reuse_workers=reuse,
             ),
         )
         wall = time.perf_counter() - t0
@@ -108,6 +115,14 @@ def main() -> int:
             preimport=True,
             slots=args.num_cpus,
         ),
+        run(
+            "import-reuse",
+            me + "import_trial",
+            args.trials,
+            preimport=False,
+            slots=args.num_cpus,
+            reuse=True,
+        ),
     ]
     print(
         f"{'scenario':<18} {'trials/min':>10} {'wall s':>8} {'body s':>8} {'overhead s/trial':>17}"
@@ -117,10 +132,11 @@ def main() -> int:
             f"{r['name']:<18} {r['per_min']:>10.1f} {r['wall_s']:>8.1f} {r['body_s']:>8.2f} "
             f"{r['overhead_s']:>17.2f}"
         )
-    base, pre = results[1], results[2]
+    base, pre, reuse = results[1], results[2], results[3]
     print(
-        f"pre-import: {base['wall_s'] / pre['wall_s']:.2f}x the wall time of importing in the "
-        f"trial ({pre['body_s']:.2f} s of import left in the body vs {base['body_s']:.2f} s)"
+        f"speed against importing in each fresh trial process: pre-import "
+        f"{base['wall_s'] / pre['wall_s']:.2f}x ({pre['body_s']:.2f} s of import left in the "
+        f"body vs {base['body_s']:.2f} s), reused workers {base['wall_s'] / reuse['wall_s']:.2f}x"
     )
     return 0
 
