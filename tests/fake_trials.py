@@ -83,6 +83,15 @@ def hang(config: TrialConfig) -> Trial:
     return _ok(config)
 
 
+def hold_gil(config: TrialConfig) -> Trial:
+    """Hangs inside one C call that never releases the GIL (catastrophic regex backtracking), so
+    that no other thread of the process runs: the trial's own watchdog cannot end it."""
+    import re
+
+    re.match(r"(a+)+$", "a" * 64 + "b")
+    return _ok(config)
+
+
 def raise_error(config: TrialConfig) -> Trial:
     """Breaks the contract (run_trial never raises): the adapter must still make it a row."""
     raise RuntimeError("boom from the fake trial")
@@ -95,5 +104,5 @@ def sleep_by_batch(config: TrialConfig) -> Trial:
 
 
 def chaos(config: TrialConfig) -> Trial:
-    """By config.seed: 0 ok, 1 kills its process, 2 hangs, 3 raises."""
-    return {0: noop, 1: kill_self, 2: hang, 3: raise_error}[config.seed](config)
+    """By config.seed: 0 ok, 1 kills its process, 2 hangs, 3 raises, 4 hangs holding the GIL."""
+    return {0: noop, 1: kill_self, 2: hang, 3: raise_error, 4: hold_gil}[config.seed](config)

@@ -286,3 +286,13 @@ cpus_per_trial: 2
     run_sweep(hang, options(tmp_path / "h.db", "chaos", reuse_workers=True))
     (t,) = Store(tmp_path / "h.db").trials()
     assert t.status == "timeout" and "timeout of 3 s" in t.error
+
+
+def test_a_hang_holding_the_gil_is_killed_from_the_driver(tmp_path, ray_session):
+    # the worker's watchdog thread cannot run; the driver kills the actor at timeout + grace
+    spec = sweepfile.parse("name: gil\nfixed: {device: cpu, seed: 4}\ntimeout_s: 2\n")
+    t0 = time.monotonic()
+    run_sweep(spec, options(tmp_path / "r.db", "chaos", kill_grace_s=3.0))
+    (t,) = Store(tmp_path / "r.db").trials()
+    assert t.status == "timeout" and "was killed" in t.error
+    assert time.monotonic() - t0 < 60
