@@ -8,6 +8,7 @@ architecture, not the checkpoint, and nothing is fetched from a hub.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,8 @@ import torch
 
 from sweep.catalog import DECODER, ModelSpec, get_spec
 from sweep.config import TrialConfig
+
+log = logging.getLogger(__name__)
 
 
 class Unsupported(Exception):
@@ -216,16 +219,9 @@ def inference_step(w: Workload, mark=None) -> None:
         mark()
 
 
-def count_flops(w: Workload) -> int:
-    """FLOPs of one step as torch's FlopCounterMode counts them, on the eager model.
-
-    Counted on a batch of one and multiplied by the batch size: every operation in these
-    models is per-sequence, so the count is exactly linear in the batch (a test checks it),
-    and a batch of one cannot run out of memory where the measured batch just fit.
-    """
+def _count_once(w: Workload, one: dict[str, torch.Tensor]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
-    one = {k: v[:1] for k, v in w.batch.items()}
     counter = FlopCounterMode(display=False)
     if w.config.mode == "train":
         with counter:
@@ -236,4 +232,38 @@ def count_flops(w: Workload) -> int:
     else:
         with counter, torch.inference_mode(), w.autocast():
             w.model(**one)
-    return counter.get_total_flops() * w.config.batch_size
+    return counter.get_total_flops()
+
+
+def count_flops(w: Workload) -> int:
+    """FLOPs of one step as torch's FlopCounterMode counts them, on the eager model.
+
+    Counted on a batch of one and multiplied by the batch size: every operation in these
+    models is per-sequence, so the count is exactly linear in the batch (a test checks it),
+    and a batch of one cannot run out of memory where the measured batch just fit.
+
+    torch's FLOP formula for the fused attention kernels rejects grouped-query attention (keys
+    and values with fewer heads than queries, as in Llama/Qwen; seen on the H200 with torch
+    2.11: "sdpa_flop_count: query/key/value shapes are incompatible"). The count is then taken
+    with transformers' eager attention, which repeats the key/value heads and multiplies the
+    same matrices: the same arithmetic, in operations the counter knows.
+    """
+    one = {k: v[:1] for k, v in w.batch.items()}
+    try:
+        return _count_once(w, one) * w.config.batch_size
+    except Exception as exc:
+        cfg = w.model.config
+        if getattr(cfg, "_attn_implementation", "eager") == "eager":
+            raise
+        log.info(
+            "FLOP count with %s attention failed (%s); counting with eager attention",
+            cfg._attn_implementation,
+            exc,
+        )
+        w.model.zero_grad(set_to_none=True)
+        previous = cfg._attn_implementation
+        cfg._attn_implementation = "eager"
+        try:
+            return _count_once(w, one) * w.config.batch_size
+        finally:
+            cfg._attn_implementation = previous

@@ -259,3 +259,26 @@ def test_record_roundtrip_and_versions():
     assert Trial(config=rec.config, status="ok", repeat=1).key != rec.key
     assert Trial(config=rec.config, status="ok", gpu_type="A100").key != rec.key
     assert Trial(config=rec.config, status="oom").key == rec.key
+
+
+def test_flop_count_falls_back_to_eager_attention(monkeypatch):
+    # torch's sdpa FLOP formula rejects grouped-query attention on CUDA (seen on the H200);
+    # the count is then taken with eager attention and must equal eager's own count.
+    import sweep.workload as wl
+
+    cfg = TrialConfig(**{**TINY, "model": "llama-tiny", "attention": "sdpa"})
+    w = build_workload(cfg, "cpu")
+    expected = count_flops(build_workload(cfg.replace(attention="eager"), "cpu"))
+    real = wl._count_once
+    seen = []
+
+    def picky(w, one):
+        seen.append(w.model.config._attn_implementation)
+        if w.model.config._attn_implementation == "sdpa":
+            raise RuntimeError("sdpa_flop_count: query/key/value shapes are incompatible")
+        return real(w, one)
+
+    monkeypatch.setattr(wl, "_count_once", picky)
+    assert count_flops(w) == expected
+    assert seen == ["sdpa", "eager"]
+    assert w.model.config._attn_implementation == "sdpa"  # restored for the measured steps
