@@ -95,6 +95,14 @@ def add_sweep_commands(parser: argparse.ArgumentParser, sub: Any) -> None:
     )
     p.set_defaults(func=cmd_export)
 
+    # A flag given before the subcommand (`python -m sweep --db x.db status`) must not be reset
+    # by the subcommand's own default: there, the top-level value (or default) stands.
+    top = {a.dest for a in parser._actions}
+    for subparser in sub.choices.values():
+        for action in subparser._actions:
+            if action.dest in top and action.dest != "help":
+                action.default = argparse.SUPPRESS
+
 
 def _error(exc: Exception) -> int:
     print(f"error: {exc}", file=sys.stderr)

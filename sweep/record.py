@@ -235,7 +235,7 @@ def flatten(trial: Trial) -> dict[str, Any]:
     row.update(trial.metrics)
     for k, v in trial.env.items():
         row[f"env.{k}"] = v
-    row["gpu"] = trial.env.get("gpu_name") or (
-        "cpu" if trial.env.get("device") == "cpu" else trial.gpu_type
-    )
+    # rows the engine makes itself (skipped_oom, crashed) carry no environment: use the config
+    on_cpu = trial.env.get("device", trial.config.get("device")) == "cpu"
+    row["gpu"] = trial.env.get("gpu_name") or ("cpu" if on_cpu else trial.gpu_type)
     return row

@@ -1,0 +1,35 @@
+"""The command line's flag handling (no Ray, no torch: plan --no-cluster, status)."""
+
+import subprocess
+import sys
+
+from sweep.config import TrialConfig
+from sweep.record import Trial, flatten
+from sweep.store import Store
+
+
+def _sweep(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "sweep", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def test_db_flag_works_before_and_after_the_subcommand(tmp_path):
+    db = tmp_path / "mine.db"
+    with Store(db) as store:
+        store.put(Trial(config=TrialConfig(device="cpu").to_dict(), status="ok", sweep="s"))
+    before = _sweep("--db", str(db), "status", cwd=tmp_path)
+    after = _sweep("status", "--db", str(db), cwd=tmp_path)
+    for out in (before, after):
+        assert out.returncode == 0, out.stderr
+        assert "mine.db: 1 trials" in out.stdout
+    assert not (tmp_path / "results.db").exists()  # the default was not used behind our back
+
+
+def test_engine_made_cpu_rows_are_labelled_cpu():
+    row = flatten(Trial(config=TrialConfig(device="cpu").to_dict(), status="skipped_oom"))
+    assert row["gpu"] == "cpu"
+    row = flatten(
+        Trial(config=TrialConfig(device="cuda").to_dict(), status="crashed", gpu_type="A100")
+    )
+    assert row["gpu"] == "A100"
