@@ -51,6 +51,12 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
         help="run trials one after another in the same Ray worker process instead of a fresh "
         "process each (faster start; the next trial may see the previous one's process state)",
     )
+    p.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="run each trial inside the Ray worker process instead of a fresh process forked "
+        "from the worker's warm fork server (the default; see sweep/isolate.py)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--verbose", action="store_true", help="Ray's and the workers' own logs")
     # For tests and experiments: another trial function ("module:function").
@@ -122,6 +128,7 @@ def _options(args: argparse.Namespace):
         retries=args.retries,
         preimport=args.preimport,
         reuse_workers=args.reuse_workers,
+        isolate=not args.no_isolate,
         progress=not args.no_progress,
         verbose=args.verbose,
         num_cpus=args.num_cpus,

@@ -19,7 +19,6 @@ This module imports ray but neither torch (the trial function does, in the worke
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import re
@@ -39,6 +38,7 @@ from ray.tune.search import Searcher
 
 from sweep.config import TrialConfig
 from sweep.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand, groups
+from sweep.isolate import resolve
 from sweep.record import (
     CRASHED,
     ERROR,
@@ -86,9 +86,12 @@ class EngineOptions:
     retries: int = 1
     kill_grace_s: float = 60.0
     preimport: bool = False
-    # Run the next trial in the same worker process (Tune's reuse_actors). Off by default: a
-    # fresh process per trial carries no memory, caches or CUDA state from the previous one. On
-    # saves the process start and the torch import and CUDA initialisation per trial.
+    # Each trial runs in a fresh process forked from a warm fork server in the worker
+    # (sweep/isolate.py): clean CUDA state per trial without paying interpreter start and
+    # imports per trial. The Ray worker itself is then reused (it only launches trials).
+    isolate: bool = True
+    # Without isolation: run the next trial in the same worker process (Tune's reuse_actors).
+    # Off by default: the next trial would see the previous one's memory, caches and CUDA state.
     reuse_workers: bool = False
     progress: bool = True
     verbose: bool = False
@@ -98,17 +101,6 @@ class EngineOptions:
 
 # ------------------------------------------------------------------------------------------------
 # Worker side: the trainable.
-
-
-def resolve(path: str) -> Callable[..., Any]:
-    """Import "package.module:function" (or "package.module.function")."""
-    module, sep, attr = path.partition(":")
-    if not sep:
-        module, _, attr = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ValueError(f"trial_fn: cannot import {path!r}: {exc}") from None
 
 
 def _error_record(config: dict[str, Any], status: str, exc_text: str, exc_type: str) -> Trial:
@@ -178,9 +170,16 @@ def trainable(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         fn = resolve(payload["trial_fn"])
         config = TrialConfig.from_dict(payload["config"])
-        record = run_bounded(
-            fn, config, float(payload["timeout_s"]), exit_now=payload.get("reuse", False)
-        )
+        if payload.get("isolate"):
+            from sweep.isolate import run_in_child
+
+            record = run_in_child(
+                payload["trial_fn"], config.to_dict(), float(payload["timeout_s"]), _host_env()
+            )
+        else:
+            record = run_bounded(
+                fn, config, float(payload["timeout_s"]), exit_now=payload.get("reuse", False)
+            )
     except Exception as exc:
         record = _error_record(payload["config"], ERROR, traceback.format_exc(), type(exc).__name__)
     record = record.replace(
@@ -745,7 +744,8 @@ def _run(
             trial_fn=options.trial_fn,
             gpu=gpu_flags.pop(),
             cpus=spec.cpus_per_trial,
-            reuse=options.reuse_workers,
+            reuse=options.reuse_workers and not options.isolate,
+            isolate=options.isolate,
         )
         searcher = SweepSearcher(spec, runnable, extra, stored, options.rerun, write, progress)
         if max_batch:
@@ -787,7 +787,7 @@ def _fit(
             search_alg=searcher,
             num_samples=-1,  # the searcher says when it is finished
             # False: a fresh process per trial, no memory carried over (see EngineOptions)
-            reuse_actors=options.reuse_workers,
+            reuse_actors=options.reuse_workers or options.isolate,
             trial_dirname_creator=lambda t: t.trial_id,
         ),
         run_config=tune.RunConfig(

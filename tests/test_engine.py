@@ -131,7 +131,38 @@ timeout_s: 60
     assert set(out2.frame["max_batch_size"].dropna()) == {5}
 
 
+def test_isolated_trials_crash_hang_and_raise_as_rows(tmp_path, ray_session):
+    # The default: each trial in its own process forked from the worker's fork server. The
+    # worker sees the child die or hang and writes the row itself; the worker lives on.
+    spec = sweepfile.parse("""
+name: chaos-isolated
+axes:
+  seed: [0, 1, 2, 3, 4]
+fixed: {device: cpu}
+timeout_s: 4
+""")
+    t0 = time.monotonic()
+    out = run_sweep(spec, options(tmp_path / "r.db", "chaos"))
+    trials = {t.config["seed"]: t for t in Store(tmp_path / "r.db").trials()}
+    assert {s: t.status for s, t in trials.items()} == {
+        0: "ok",
+        1: "crashed",
+        2: "timeout",
+        3: "error",
+        4: "timeout",
+    }
+    assert trials[1].error_type == "ProcessDied" and "SIGKILL" in trials[1].error
+    assert trials[2].error.startswith("trial ran past its timeout of 4 s")
+    assert trials[4].error.startswith("trial ran past its timeout of 4 s")  # GIL held: killed
+    assert "boom from the fake trial" in trials[3].error
+    assert all(t.ray_trial_id and t.node for t in trials.values())
+    assert out.counts == {"ok": 1, "crashed": 1, "timeout": 2, "error": 1}
+    assert time.monotonic() - t0 < 120
+
+
 def test_crash_hang_and_exception_each_end_as_a_row(tmp_path, ray_session):
+    # Trials inside the Ray worker itself (no isolation): a dead process is an actor death
+    # that Tune reports and retries.
     spec = sweepfile.parse("""
 name: chaos
 axes:
@@ -140,7 +171,7 @@ fixed: {device: cpu}
 timeout_s: 4
 """)
     t0 = time.monotonic()
-    out = run_sweep(spec, options(tmp_path / "r.db", "chaos", retries=1))
+    out = run_sweep(spec, options(tmp_path / "r.db", "chaos", retries=1, isolate=False))
     trials = {t.config["seed"]: t for t in Store(tmp_path / "r.db").trials()}
     assert {s: t.status for s, t in trials.items()} == {
         0: "ok",
@@ -161,7 +192,7 @@ timeout_s: 4
     assert time.monotonic() - t0 < 120  # the hang did not hold the sweep
 
     # crashed is not final: a resume tries it again (and it crashes again, still one row)
-    run_sweep(spec, options(tmp_path / "r.db", "chaos"))
+    run_sweep(spec, options(tmp_path / "r.db", "chaos", isolate=False))
     with Store(tmp_path / "r.db") as s:
         assert len(s) == 4
         assert [t.config["seed"] for t in s.superseded()] == [1]
@@ -277,13 +308,13 @@ fixed: {device: cpu, seed: 0}
 timeout_s: 3
 cpus_per_trial: 2
 """)
-    run_sweep(spec, options(tmp_path / "r.db", "chaos", reuse_workers=True))
+    run_sweep(spec, options(tmp_path / "r.db", "chaos", reuse_workers=True, isolate=False))
     trials = Store(tmp_path / "r.db").trials()
     assert [t.status for t in trials] == ["ok"] * 3
     assert len({t.env["pid"] for t in trials}) == 1  # one worker process served all three
     # a hang in a reused worker ends its process (it must not run beside the next trial)
     hang = sweepfile.parse("name: h\nfixed: {device: cpu, seed: 2}\ntimeout_s: 3\n")
-    run_sweep(hang, options(tmp_path / "h.db", "chaos", reuse_workers=True))
+    run_sweep(hang, options(tmp_path / "h.db", "chaos", reuse_workers=True, isolate=False))
     (t,) = Store(tmp_path / "h.db").trials()
     assert t.status == "timeout" and "timeout of 3 s" in t.error
 

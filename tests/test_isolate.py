@@ -1,0 +1,73 @@
+"""Each trial in a fresh process forked from a warm fork server (sweep/isolate.py)."""
+
+import subprocess
+import sys
+import textwrap
+
+from sweep.config import TrialConfig
+from sweep.isolate import run_in_child
+
+FAKE = "tests.fake_trials:"
+CFG = TrialConfig(
+    model="bert-tiny", batch_size=2, seq_len=16, warmup_steps=1, steps=2, device="cpu"
+).to_dict()
+
+
+def test_real_trial_runs_in_a_child_with_imports_done():
+    first = run_in_child("sweep.trial:run_trial", CFG, 120)
+    second = run_in_child("sweep.trial:run_trial", {**CFG, "seed": 1}, 120)
+    for rec in (first, second):
+        assert rec.status == "ok", rec.error
+        # the fork server imported transformers' model code: building is quick in the child
+        assert rec.metrics["setup_s"] < 2.0
+    assert first.env["hostname"] and first.config["seed"] == 0 and second.config["seed"] == 1
+
+
+def test_each_trial_is_a_new_process():
+    a = run_in_child(FAKE + "noop", CFG, 60)
+    b = run_in_child(FAKE + "noop", CFG, 60)
+    assert a.env["pid"] != b.env["pid"]
+    import os
+
+    assert os.getpid() not in (a.env["pid"], b.env["pid"])
+
+
+def test_death_hang_and_exception_become_rows():
+    died = run_in_child(FAKE + "kill_self", {**CFG, "seed": 1}, 30)
+    assert died.status == "crashed" and "SIGKILL" in died.error
+    assert died.error_type == "ProcessDied"
+    hung = run_in_child(FAKE + "hang", {**CFG, "seed": 2}, 2)
+    assert hung.status == "timeout" and "timeout of 2 s" in hung.error
+    gil = run_in_child(FAKE + "hold_gil", {**CFG, "seed": 4}, 2)
+    assert gil.status == "timeout"
+    raised = run_in_child(FAKE + "raise_error", {**CFG, "seed": 3}, 30)
+    assert raised.status == "error" and "boom from the fake trial" in raised.error
+    assert raised.error_type == "RuntimeError"
+    # after all that, the fork server still serves
+    assert run_in_child(FAKE + "noop", CFG, 30).status == "ok"
+
+
+def test_preload_never_touches_cuda():
+    # A fork server that initialised CUDA would hand every trial a broken CUDA: the preload
+    # must not call into torch.cuda at all.
+    code = textwrap.dedent("""
+        import torch
+        calls = []
+        for name in ("is_available", "device_count", "_lazy_init", "get_device_properties",
+                     "get_device_capability", "is_bf16_supported", "current_device"):
+            orig = getattr(torch.cuda, name)
+            def spy(*a, _o=orig, _n=name, **k):
+                calls.append(_n)
+                return _o(*a, **k)
+            setattr(torch.cuda, name, spy)
+        import sweep.preload
+        assert calls == [], calls
+        assert not torch.cuda.is_initialized()
+        import sys
+        for mod in ("transformers.models.roberta.modeling_roberta", "sweep.trial"):
+            assert mod in sys.modules, mod
+        print("clean")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "clean" in out.stdout
