@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +14,6 @@ import pytest
 from tests.test_ui_app import ENV, REPO, fixture_trials, free_port, make_db
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT_DOC = os.path.join(REPO, "docs", "ui-screenshot.png")
 
 
 def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
@@ -99,8 +97,6 @@ def test_browser_filter_updates_chart_and_table(tmp_path):
             page.screenshot(path=str(shot), full_page=False)
             browser.close()
         assert shot.stat().st_size > 20_000
-        os.makedirs(os.path.dirname(SCREENSHOT_DOC), exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT_DOC)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -54,6 +54,13 @@ def _colors(series: list[str]) -> dict[str, str]:
     }
 
 
+def _legend_below(fig: Figure, handles, labels) -> None:
+    """The legend under the axes, never over the data: series labels name every option that
+    differs, so they are long, and a legend inside the axes hid the highest points."""
+    fig.set_figheight(HEIGHT + 0.22 * len(labels))
+    fig.legend(handles, labels, loc="outside lower center", fontsize=9, ncols=1, frameon=False)
+
+
 def throughput(points: pd.DataFrame, metric: str, title: str) -> Figure:
     """Throughput against batch size: one line per series (dashed: reference rows), out-of-memory
     batches as red crosses on the axis, and the largest batch that fits ringed."""
@@ -134,7 +141,7 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> Figure:
     if points["reference"].any():
         handles.append(Line2D([], [], color="#444", linestyle="--"))
         labels.append("dashed: reference rows (see provenance)")
-    ax.legend(handles, labels, loc="upper left", fontsize=9, framealpha=0.9)
+    _legend_below(fig, handles, labels)
     return fig
 
 
@@ -208,7 +215,7 @@ def memory(points: pd.DataFrame, fit: pd.DataFrame, metric: str, title: str) -> 
     labels.append("linear fit (estimate)")
     handles.append(Line2D([], [], color="#888"))
     labels.append("GPU capacity (nominal)")
-    ax.legend(handles, labels, loc="upper left", fontsize=9, framealpha=0.9)
+    _legend_below(fig, handles, labels)
     return fig
 
 
