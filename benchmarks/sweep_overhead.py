@@ -10,7 +10,10 @@ local Ray instance, and prints:
 - the same for a body that imports torch and transformers (what a real trial does first),
   with and without the worker pre-import hook (cluster.worker.preimport), to show whether
   importing them at worker start-up pays off, and with worker processes reused across trials
-  (--reuse-workers).
+  (--reuse-workers);
+- the real trial (sweep.trial:run_trial on bert-tiny, CPU) in a fresh Ray worker per trial
+  (--no-isolate) against the default: a fresh process per trial forked from the worker's warm
+  fork server (sweep/isolate.py), which keeps the imports out of every trial but the first.
 
     python benchmarks/sweep_overhead.py                 # 12 trials per scenario
     python benchmarks/sweep_overhead.py --trials 24 --num-cpus 4
@@ -48,7 +51,15 @@ def import_trial(config):
     return Trial(config=config.to_dict(), status=OK, metrics={"trial_s": time.perf_counter() - t0})
 
 
-def run(name: str, fn: str, trials: int, preimport: bool, slots: int, reuse: bool = False) -> dict:
+def run(
+    name: str,
+    fn: str,
+    trials: int,
+    preimport: bool,
+    slots: int,
+    reuse: bool = False,
+    isolate: bool = False,
+) -> dict:
     import ray
 
     from sweep import sweepfile
@@ -73,6 +84,7 @@ def run(name: str, fn: str, trials: int, preimport: bool, slots: int, reuse: boo
                 progress=False,
                 num_cpus=slots,
                 reuse_workers=reuse,
+                isolate=isolate,
             ),
         )
         wall = time.perf_counter() - t0
@@ -124,6 +136,18 @@ def main() -> int:
             reuse=True,
         ),
     ]
+    real = "sweep.trial:run_trial"
+    results += [
+        run("real-fresh-worker", real, args.trials, preimport=False, slots=args.num_cpus),
+        run(
+            "real-isolated",
+            real,
+            args.trials,
+            preimport=False,
+            slots=args.num_cpus,
+            isolate=True,
+        ),
+    ]
     print(
         f"{'scenario':<18} {'trials/min':>10} {'wall s':>8} {'body s':>8} {'overhead s/trial':>17}"
     )
@@ -137,6 +161,12 @@ def main() -> int:
         f"speed against importing in each fresh trial process: pre-import "
         f"{base['wall_s'] / pre['wall_s']:.2f}x ({pre['body_s']:.2f} s of import left in the "
         f"body vs {base['body_s']:.2f} s), reused workers {base['wall_s'] / reuse['wall_s']:.2f}x"
+    )
+    fresh, isolated = results[4], results[5]
+    print(
+        f"real trials: isolated (default) {fresh['wall_s'] / isolated['wall_s']:.2f}x the speed of "
+        f"a fresh Ray worker per trial; overhead per trial {fresh['overhead_s']:.2f} s -> "
+        f"{isolated['overhead_s']:.2f} s"
     )
     return 0
 
