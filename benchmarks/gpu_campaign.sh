@@ -7,6 +7,16 @@
 # Every sweep goes through the product (`python -m sweep run`, a local Ray instance, one GPU per
 # trial) into OUTDIR/h200.db. Steps that would start after BUDGET_S seconds (default 1200) are
 # skipped and say so. OUTDIR/campaign.log has each step's wall time; OUTDIR/DONE marks the end.
+#
+# On the lent H200 (no Ray there; the bundle from ../shared/gpu/make-bundle travels as .gpu),
+# start it detached so that it outlives one 10-minute command, and collect with later calls:
+#   .gpu/install-bundle .gpu /tmp/site >/dev/null &&
+#   chmod +x /tmp/site/ray/core/src/ray/gcs/gcs_server /tmp/site/ray/core/src/ray/raylet/raylet &&
+#   export PYTHONPATH=/tmp/site:$PWD && mkdir -p /tmp/camp &&
+#   (setsid nohup bash benchmarks/gpu_campaign.sh /tmp/camp 1000 >/tmp/camp/stdout 2>&1 </dev/null &)
+# (the bundle's Ray binaries lose their executable bit when the wheel is unpacked: chmod them).
+# Each later call: wait, then `tar czf $OUT/camp.tgz -C /tmp/camp .` before its time is up,
+# and call again within 30 s, or the machine (and the campaign) is given back.
 set -u
 D=${1:?usage: gpu_campaign.sh OUTDIR [BUDGET_S]}
 BUDGET=${2:-1200}
