@@ -12,7 +12,8 @@
 # start it detached so that it outlives one 10-minute command, and collect with later calls:
 #   .gpu/install-bundle .gpu /tmp/site >/dev/null &&
 #   chmod +x /tmp/site/ray/core/src/ray/gcs/gcs_server /tmp/site/ray/core/src/ray/raylet/raylet &&
-#   export PYTHONPATH=/tmp/site:$PWD && mkdir -p /tmp/camp &&
+#   export PYTHONPATH=/tmp/site:$PWD TSWEEP_GIT_COMMIT=<git rev-parse HEAD, pasted here> &&
+#   mkdir -p /tmp/camp &&
 #   (setsid nohup bash benchmarks/gpu_campaign.sh /tmp/camp 1000 >/tmp/camp/stdout 2>&1 </dev/null &)
 # (the bundle's Ray binaries lose their executable bit when the wheel is unpacked: chmod them).
 # Each later call: wait, then `tar czf $OUT/camp.tgz -C /tmp/camp .` before its time is up,

@@ -29,7 +29,10 @@ def cpu_model() -> str | None:
 
 
 def git_commit() -> str | None:
-    """The project's commit when it runs from a git checkout (None in an installed wheel)."""
+    """The project's commit: ``TSWEEP_GIT_COMMIT`` when set (a copy of the tree without its
+    .git, as on a lent GPU machine), else ``git rev-parse`` in a checkout, else None."""
+    if os.environ.get("TSWEEP_GIT_COMMIT"):
+        return os.environ["TSWEEP_GIT_COMMIT"][:12]
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         out = subprocess.run(

@@ -282,3 +282,12 @@ def test_flop_count_falls_back_to_eager_attention(monkeypatch):
     assert count_flops(w) == expected
     assert seen == ["sdpa", "eager"]
     assert w.model.config._attn_implementation == "sdpa"  # restored for the measured steps
+
+
+def test_commit_comes_from_the_environment_where_there_is_no_git(monkeypatch):
+    from sweep.env import git_commit
+
+    monkeypatch.setenv("TSWEEP_GIT_COMMIT", "0123456789abcdef0123")
+    assert git_commit() == "0123456789ab"
+    monkeypatch.delenv("TSWEEP_GIT_COMMIT")
+    assert git_commit() != "0123456789ab"
