@@ -162,6 +162,14 @@ def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
                 state["t1"] = time.perf_counter()
             mark()
 
+        def on_train_end(self, trainer, pl_module):
+            # The measured steps end here, before Lightning's teardown moves the model back to
+            # the CPU: that copy must not land in the last step's time.
+            if measuring():
+                mark()
+                synchronize(w.device.type)
+                state["t_end"] = time.perf_counter()
+
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if not measuring():
                 return
@@ -198,11 +206,9 @@ def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
     loader = DataLoader(SameBatch(), batch_size=None, num_workers=0)
     trainer.fit(Module(), train_dataloaders=loader)
     marks = state["marks"]
-    if marks is None:
+    if marks is None or state.get("t_end") is None:
         raise RuntimeError("lightning: training ended before the measured steps began")
-    marks.mark()
-    synchronize(w.device.type)
-    measure_s = time.perf_counter() - state["t1"]
+    measure_s = state["t_end"] - state["t1"]
     nvml = state["sampler"].stop()
     alloc, reserved = _peaks(w)
     flat = marks.read_ms()

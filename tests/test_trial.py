@@ -291,3 +291,24 @@ def test_commit_comes_from_the_environment_where_there_is_no_git(monkeypatch):
     assert git_commit() == "0123456789ab"
     monkeypatch.delenv("TSWEEP_GIT_COMMIT")
     assert git_commit() != "0123456789ab"
+
+
+def test_lightning_teardown_is_not_in_the_measured_steps(monkeypatch):
+    # Lightning's teardown copies the model back to the CPU (seconds for a large model on a
+    # GPU); the last measured step must end before it.
+    import time as _time
+
+    from pytorch_lightning.strategies import SingleDeviceStrategy
+
+    real = SingleDeviceStrategy.teardown
+
+    def slow_teardown(self):
+        _time.sleep(0.6)
+        return real(self)
+
+    monkeypatch.setattr(SingleDeviceStrategy, "teardown", slow_teardown)
+    rec = run_trial(TrialConfig(**{**TINY, "harness": "lightning", "steps": 3}))
+    assert rec.status == "ok", rec.error
+    m = rec.metrics
+    assert m["step_time_ms_p90"] < 500
+    assert m["measure_s"] < 0.5
