@@ -382,3 +382,18 @@ def test_progress_counts():
     assert p["status"].tolist() == ["ok", "oom", "crashed", "total"]
     assert p.set_index("status").loc["total", "trials"] == 10
     assert p.set_index("status").loc["ok", "percent"] == 70.0
+
+
+def test_memory_chart_of_a_metric_only_the_other_rows_recorded(refs):
+    """The 2020 rows have no NVML peak: choosing that metric for them leaves only their
+    out-of-memory batches. The chart must draw them, not fail (it failed every tab at once)."""
+    from ui import charts
+
+    sel = views.select(
+        views.combine(None, refs),
+        {"model": "roberta-large", "seq_len": "512", "precision": "fp16-mixed"},
+    )
+    points = views.memory_points(sel, "nvml_peak_used_gib")
+    assert len(points) and points["value"].isna().all() and points["oom"].all()
+    fig = charts.memory(points, views.memory_fit(points), "nvml_peak_used_gib", "t")
+    assert fig.axes[0].get_ylim()[1] > 0

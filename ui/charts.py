@@ -155,7 +155,10 @@ def memory(points: pd.DataFrame, fit: pd.DataFrame, metric: str, title: str) -> 
     fig = _figure()
     ax = fig.add_subplot()
     colors = _colors(points["series"].unique().tolist())
-    ymax = float(points["value"].max(skipna=True) or 1)
+    # NaN when the selection has only out-of-memory batches for this metric (e.g. the NVML peak
+    # of the 2020 rows, which recorded none): axis limits cannot be NaN.
+    values = pd.to_numeric(points["value"], errors="coerce").dropna()
+    ymax = float(values.max()) if len(values) else 1.0
     for series, g in points.groupby("series", sort=True):
         ok, oom = g[~g["oom"]], g[g["oom"]]
         ref = bool(g["reference"].iloc[0])
