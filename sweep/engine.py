@@ -635,7 +635,8 @@ def place(
     runnable, rows = [], []
     have = ", ".join(sorted(cluster_types)) or "none"
     for t in planned:
-        gpu = has_gpu if t.uses_gpu is None else t.uses_gpu
+        # a trial pinned to a GPU type needs a GPU even with device auto
+        gpu = t.gpu_type is not None or (has_gpu if t.uses_gpu is None else t.uses_gpu)
         reason = None
         if gpu and not has_gpu:
             reason = "the cluster has no GPU"

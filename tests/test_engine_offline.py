@@ -136,3 +136,14 @@ def test_presets_command_lists_every_preset():
     assert out.returncode == 0
     names = [line.split()[0] for line in out.stdout.splitlines()]
     assert names == sweepfile.preset_names()
+
+
+def test_place_a_gpu_type_never_runs_on_the_cpu():
+    # device auto (the default) with gpu_types: a cluster without GPUs cannot run an A100 trial;
+    # running it on the CPU would store a CPU measurement under the A100 key, and a later run on
+    # a cluster with A100s would skip it as already measured.
+    spec = sweepfile.parse("name: t\naxes: {batch_size: [8]}\ngpu_types: [A100]\n")
+    p = place(spec, expand(spec), {}, has_gpu=False)
+    assert not p.runnable
+    assert [r.status for r in p.unplaceable] == ["no_gpu_type"]
+    assert p.unplaceable[0].gpu_type == "A100"
