@@ -397,3 +397,17 @@ def test_memory_chart_of_a_metric_only_the_other_rows_recorded(refs):
     assert len(points) and points["value"].isna().all() and points["oom"].all()
     fig = charts.memory(points, views.memory_fit(points), "nvml_peak_used_gib", "t")
     assert fig.axes[0].get_ylim()[1] > 0
+
+
+def test_price_entry_matches_whole_words_of_the_gpu_name():
+    """ "L4" is not the price of an L40S, nor "A10" of an A100: a word of the entry must be a whole
+    word (or dash-separated part) of the GPU name."""
+    prices = views.DEFAULT_PRICES
+    assert views.price_for("NVIDIA L40S", prices) is None
+    assert views.price_for("NVIDIA L4", prices) == (0.8048, "L4")
+    a10 = pd.DataFrame([["A10", 1.0, ""]], columns=views.PRICE_COLUMNS)
+    assert views.price_for("NVIDIA A100-SXM4-80GB", a10) is None
+    assert views.price_for("Tesla V100-DGXS-16GB", prices)[1] == "V100"
+    assert views.price_for("NVIDIA H100 80GB HBM3", prices)[1] == "H100"
+    mine = pd.DataFrame([["A100-SXM4", 2.5, ""]], columns=views.PRICE_COLUMNS)
+    assert views.price_for("NVIDIA A100-SXM4-80GB", mine) == (2.5, "A100-SXM4")

@@ -172,7 +172,8 @@ def build_app(holder: Holder, refresh_s: float = 5.0) -> gr.Blocks:
             with gr.Tab("Cost"):
                 gr.Markdown(
                     "Hourly price of **one GPU**; a row matches every GPU whose name "
-                    "contains all its words (the longest match wins). Defaults are AWS "
+                    'contains all its words as whole words ("L4" is not an L40S; the '
+                    "longest match wins). Defaults are AWS "
                     "list prices of 2024 (source per row): replace them with yours."
                 )
                 prices = gr.Dataframe(

@@ -10,6 +10,7 @@ Units are in the column names, as in the records: ``*_per_s``, ``*_gib``, ``*_ms
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from typing import Any
 
@@ -436,14 +437,21 @@ def parse_prices(table: pd.DataFrame | list | None) -> tuple[pd.DataFrame, list[
     return pd.DataFrame(good, columns=PRICE_COLUMNS), errors
 
 
+def _has_word(name: str, word: str) -> bool:
+    """``word`` occurs in ``name`` with no letter or digit right before or after it."""
+    return re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", name) is not None
+
+
 def price_for(gpu_name: str, prices: pd.DataFrame) -> tuple[float, str] | None:
     """The hourly price whose name best matches a GPU name: every word of the entry must occur in
-    the GPU name (case-insensitive); the entry with the most text wins ("A100 80GB" over "A100")."""
+    the GPU name as a whole word or dash-separated part (case-insensitive: "L4" is not the price
+    of an "L40S", nor "A10" of an "A100-SXM4-80GB"); the entry with the most text wins
+    ("A100 80GB" over "A100")."""
     name = str(gpu_name).lower()
     best = None
     for pattern, price, _source in prices.itertuples(index=False):
         words = str(pattern).lower().split()
-        if words and all(w in name for w in words):
+        if words and all(_has_word(name, w) for w in words):
             if best is None or len(pattern) > len(best[1]):
                 best = (float(price), str(pattern))
     return best
