@@ -36,7 +36,7 @@ from typing import Any
 from ray import tune
 from ray.tune.search import Searcher
 
-from sweep.config import TrialConfig
+from sweep.config import TrialConfig, field_names
 from sweep.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand, groups
 from sweep.isolate import resolve
 from sweep.record import (
@@ -859,6 +859,14 @@ def summary_table(frame) -> Any:
     df = frame.copy()
     df["gpu"] = df["gpu"].fillna(df["gpu_type"]).fillna("any")
     keys = ["model", "seq_len", "batch_size", "precision", "compile", "attention", "gpu"]
+    # any other configuration field that varies (optimizer, harness, mode, ...) tells
+    # configurations apart too: without it their rows would be merged as if repeats
+    varying = [
+        f
+        for f in field_names()
+        if f not in keys and f in df.columns and df[f].nunique(dropna=False) > 1
+    ]
+    keys = keys[:6] + varying + keys[6:]
     metrics = ["sequences_per_s", "tokens_per_s", "peak_allocated_gib", "mfu", "max_batch_size"]
     for m in metrics:
         df[m] = pd.to_numeric(df[m], errors="coerce")
@@ -871,7 +879,8 @@ def summary_table(frame) -> Any:
         )
         .reset_index()
     )
-    return agg[SUMMARY_COLUMNS]
+    columns = SUMMARY_COLUMNS[:6] + varying + SUMMARY_COLUMNS[6:]
+    return agg[columns]
 
 
 def format_summary(frame) -> str:

@@ -147,3 +147,20 @@ def test_place_a_gpu_type_never_runs_on_the_cpu():
     assert not p.runnable
     assert [r.status for r in p.unplaceable] == ["no_gpu_type"]
     assert p.unplaceable[0].gpu_type == "A100"
+
+
+def test_summary_keeps_configurations_that_differ_in_any_swept_field():
+    # two optimizers (or harnesses, modes, ...) at the same batch are two configurations, not
+    # two repeats of one: the summary must not take the median across them
+    a = _trial(8, tps=100.0)
+    b = rec.Trial(
+        config=TrialConfig(batch_size=8, optimizer="adamw").to_dict(),
+        status="ok",
+        metrics={"tokens_per_s": 300.0, "sequences_per_s": 300.0 / 128},
+        env={"device": "cpu"},
+    )
+    table = summary_table(trials_frame([a, b]))
+    assert len(table) == 2
+    assert sorted(table["tokens_per_s"]) == [100.0, 300.0]
+    assert set(table["n"]) == {1}
+    assert sorted(table["optimizer"]) == ["adamw", "adamw-fused"]
