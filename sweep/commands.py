@@ -257,24 +257,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     except StoreError as exc:
         return _error(exc)
     out = args.output
-    if args.format == "csv":
-        frame.to_csv(out if out else sys.stdout, index=False)
-    elif args.format == "jsonl":
-        # JSONL is the lossless form: one full Trial record per line (Trial.from_json reads it).
-        from sweep.store import Store
+    try:
+        if args.format == "csv":
+            frame.to_csv(out if out else sys.stdout, index=False)
+        elif args.format == "jsonl":
+            # JSONL is the lossless form: one full Trial record per line (Trial.from_json reads it).
+            from sweep.store import Store
 
-        with Store(args.db, readonly=True) as store:
-            text = "".join(t.to_json() + "\n" for t in store.trials(args.sweep))
-        if out:
-            with open(out, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            with Store(args.db, readonly=True) as store:
+                text = "".join(t.to_json() + "\n" for t in store.trials(args.sweep))
+            if out:
+                with open(out, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+            else:
+                sys.stdout.write(text)
         else:
-            sys.stdout.write(text)
-    else:
-        try:
-            frame.to_parquet(out, index=False)
-        except ImportError as exc:
-            return _error(ValueError(f"parquet needs pyarrow (pip install pyarrow): {exc}"))
+            try:
+                frame.to_parquet(out, index=False)
+            except ImportError as exc:
+                return _error(ValueError(f"parquet needs pyarrow (pip install pyarrow): {exc}"))
+    except OSError as exc:  # a directory that does not exist, no permission, a full disk
+        return _error(ValueError(f"-o {out!r}: cannot be written ({exc})"))
     if out:
         print(f"wrote {len(frame)} trials to {os.path.abspath(out)}", file=sys.stderr)
     return 0

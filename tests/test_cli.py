@@ -33,3 +33,23 @@ def test_engine_made_cpu_rows_are_labelled_cpu():
         Trial(config=TrialConfig(device="cuda").to_dict(), status="crashed", gpu_type="A100")
     )
     assert row["gpu"] == "A100"
+
+
+def test_export_to_a_path_that_cannot_be_written_is_one_clear_error(tmp_path):
+    db = tmp_path / "r.db"
+    with Store(db) as store:
+        store.put(Trial(config=TrialConfig(device="cpu").to_dict(), status="ok", sweep="s"))
+    for fmt in ("csv", "jsonl", "parquet"):
+        out = _sweep(
+            "export",
+            "--db",
+            str(db),
+            "--format",
+            fmt,
+            "-o",
+            str(tmp_path / "no" / "x"),
+            cwd=tmp_path,
+        )
+        assert out.returncode == 2, (fmt, out.stderr)
+        assert "Traceback" not in out.stderr
+        assert out.stderr.startswith("error: ") and "no/x" in out.stderr
