@@ -40,6 +40,9 @@ TOP_KEYS = (
     "batch_limit",
     "cpus_per_trial",
 )
+# The longest a trial may take. Python's pipe and thread waits refuse an infinite or
+# multi-week timeout (OverflowError), which would make every trial an error row.
+MAX_TIMEOUT_S = 7 * 24 * 3600
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _GPU_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # as Ray writes them: V100, A100-80G
 
@@ -178,6 +181,8 @@ def parse(text: str, origin: str = "sweep", default_name: str | None = None) -> 
         raise fail(f"timeout_s: expected a number of seconds, got {timeout_s!r}")
     if not timeout_s > 0:
         raise fail(f"timeout_s: must be positive, got {timeout_s}")
+    if not timeout_s <= MAX_TIMEOUT_S:  # .inf or huge: the trial's own timer cannot wait that long
+        raise fail(f"timeout_s: must be at most {MAX_TIMEOUT_S} s (a week), got {timeout_s}")
 
     if mode == MAX_BATCH:
         if any("batch_size" in g for g in axes):

@@ -116,6 +116,8 @@ def test_every_preset_loads_and_seed_is_the_original_grid():
         ("name: x\naxes: {seq_len: [2048]}", "seq_len: 2048 is longer than bert-tiny supports"),
         ("name: x\ntimeout_s: -5", "timeout_s: must be positive, got -5"),
         ("name: x\ntimeout_s: soon", "timeout_s: expected a number"),
+        ("name: x\ntimeout_s: .inf", "timeout_s: must be at most 604800"),
+        ("name: x\ntimeout_s: 1.0e+9", "timeout_s: must be at most 604800"),
         ("name: x\nrepeats: 0", "repeats: must be at least 1"),
         ("name: x\nrepeats: 1.5", "repeats: expected an integer"),
         ("name: x\ngpu_types: A100", "gpu_types: expected a list"),
