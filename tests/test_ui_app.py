@@ -297,3 +297,28 @@ def test_progress_counts_follow_the_database(served):
     assert int(after.loc["total", "trials"]) == total + 1
     assert holder.data.n_measured == total + 1  # reloaded for the charts too
     assert "md" not in after.index
+
+
+def test_choices_follow_results_that_arrive_after_launch(tmp_path):
+    """Launched before the sweep wrote anything, the app offered only the reference rows' models,
+    precisions and GPUs, and kept offering only those once results arrived: the user's model
+    could not be chosen, nor their GPU as the speedup baseline. After a reload the dropdowns hold
+    the new values, and the filters move to the user's rows."""
+    from ui.app import Holder, build_app
+
+    db = tmp_path / "later.db"
+    holder = Holder(str(db))
+    demo = build_app(holder)
+    (refresh,) = [f for f in demo.fns.values() if f.fn and f.fn.__name__ == "refresh_choices"]
+    make_db(db, fixture_trials())
+    holder.reload()
+    values = [c.value for c in refresh.inputs]
+    out = dict(zip(refresh.outputs, refresh.fn(*values), strict=True))
+    by_id = {c.elem_id: u for c, u in out.items() if getattr(c, "elem_id", None)}
+    assert "filter-model" in by_id, "the model dropdown is not refreshed"
+    models = [v for _, v in by_id["filter-model"].choices]
+    assert "bert-base-uncased" in models and "roberta-large" in models
+    assert by_id["filter-model"].value == "bert-base-uncased"
+    assert by_id["filter-precision"].value == "bf16-mixed"
+    baseline = [u for c, u in out.items() if getattr(c, "label", "") == "Baseline GPU"][0]
+    assert "NVIDIA H200" in [v for _, v in baseline.choices]

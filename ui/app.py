@@ -341,13 +341,36 @@ def build_app(holder: Holder, refresh_s: float = 5.0) -> gr.Blocks:
             holder.reload()
             return holder.version
 
-        def refresh_choices(_version: int, chosen: list[str]):
-            d = holder.data
+        def refresh_choices(_version: int, chosen: list[str], *current):
+            """The dataset boxes, the header and every dropdown's choices from the reloaded
+            data: a model, precision or GPU that arrived since launch can be chosen."""
+            d, frame = holder.data, holder.frame
             names = [v for _, v in _dataset_choices(d)]
             keep = [c for c in (chosen or []) if c in names]
+            fvals = dict(zip(filter_names, current[: len(filter_names)], strict=True))
+            base, st = current[len(filter_names) :]
             if views.MEASURED_DATASET in names and views.MEASURED_DATASET not in keep:
                 keep.insert(0, views.MEASURED_DATASET)  # new results: show them
-            return gr.CheckboxGroup(choices=_dataset_choices(d), value=keep), _header(d)
+                shown = views.select(frame, fvals, [views.MEASURED_DATASET])
+                if shown.empty:  # the filters hide every one of them: start from theirs
+                    fvals.update(views.default_filters(frame))
+            updates = []
+            for name in filter_names:
+                opts = [ANY, *views.choices(frame, name)]
+                value = fvals[name] if fvals[name] in opts else ANY
+                updates.append(gr.Dropdown(choices=opts, value=value))
+            labels = views.gpu_labels(frame)
+            mine = [g for g in labels if "(ref " not in g]
+            if base not in labels:
+                base = (mine or labels or [None])[0]
+            statuses = [ANY, *views.choices(frame, "status")]
+            return (
+                gr.CheckboxGroup(choices=_dataset_choices(d), value=keep),
+                _header(d),
+                *updates,
+                gr.Dropdown(choices=labels, value=base),
+                gr.Dropdown(choices=statuses, value=st if st in statuses else ANY),
+            )
 
         # One public endpoint ("/render": the filters in, every view out); the rest are
         # wiring, kept out of the API page.
@@ -369,7 +392,10 @@ def build_app(holder: Holder, refresh_s: float = 5.0) -> gr.Blocks:
         )
         reload_btn.click(reload_now, outputs=version, **private)
         version.change(
-            refresh_choices, inputs=[version, datasets], outputs=[datasets, header], **private
+            refresh_choices,
+            inputs=[version, datasets, *filters.values(), baseline, status],
+            outputs=[datasets, header, *filters.values(), baseline, status],
+            **private,
         ).then(render, inputs=inputs, outputs=outputs, concurrency_id="render", **private)
         del provenance
     return demo
