@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 import types
@@ -53,8 +54,25 @@ def resolve(path: str):
         raise ValueError(f"trial_fn: cannot import {path!r}: {exc}") from None
 
 
-def _child(fn_path: str, config: dict[str, Any], conn) -> None:
+def _die_with_worker(lifeline) -> None:
+    """End this trial process when the worker that started it dies (Ray kills workers with
+    SIGKILL): the worker holds the only writing end of ``lifeline``, so reading it returns only
+    at the worker's death. An orphaned trial would otherwise hold the GPU. The fork server is no
+    help here: it stays up while any trial it forked is alive."""
+
+    def watch() -> None:
+        try:
+            lifeline.recv()
+        except (EOFError, OSError):
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="worker-lifeline", daemon=True).start()
+
+
+def _child(fn_path: str, config: dict[str, Any], conn, lifeline) -> None:
     """In the trial process: run the trial function and send back its record as JSON."""
+    _die_with_worker(lifeline)
     try:
         from sweep.config import TrialConfig
 
@@ -99,11 +117,13 @@ def run_in_child(
     ctx = _context()
     warm()  # the fork server's imports are not the trial's time: start it before the clock
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(fn_path, config, send), name="sweep-trial")
+    lifeline_r, lifeline_w = ctx.Pipe(duplex=False)  # this process keeps the writing end
+    proc = ctx.Process(target=_child, args=(fn_path, config, send, lifeline_r), name="sweep-trial")
     t0 = time.monotonic()
     with _no_main_module():
         proc.start()
     send.close()  # the child holds the only writing end: EOF once it exits
+    lifeline_r.close()
     message = None
     try:
         if recv.poll(timeout_s):
@@ -113,6 +133,13 @@ def run_in_child(
                 message = None
     finally:
         recv.close()
+    try:
+        return _outcome(proc, message, config, timeout_s, t0, host_env)
+    finally:
+        lifeline_w.close()
+
+
+def _outcome(proc, message, config, timeout_s, t0, host_env) -> Trial:
     if message is None and proc.is_alive() and time.monotonic() - t0 >= timeout_s:
         proc.kill()
         proc.join(10)

@@ -71,3 +71,53 @@ def test_preload_never_touches_cuda():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "clean" in out.stdout
+
+
+def test_a_trial_dies_with_its_fork_server():
+    # When Ray kills a worker, its fork server goes, and a still-running trial must go too
+    # (it would otherwise hold the GPU). Here: a worker-like parent process starts a hanging
+    # trial, then is killed; the trial process must not survive it.
+    code = textwrap.dedent("""
+        import os, sys, threading, time
+        sys.path.insert(0, os.getcwd())
+        from sweep.isolate import run_in_child
+        from sweep.config import TrialConfig
+        cfg = TrialConfig(device="cpu", seed=2).to_dict()
+        threading.Thread(target=run_in_child, args=("tests.fake_trials:hang", cfg, 600),
+                         daemon=True).start()
+        time.sleep(600)
+    """)
+    import os
+    import signal
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=os.getcwd())
+    try:
+        deadline = time.monotonic() + 120
+        trial_pids = []
+        while time.monotonic() < deadline and not trial_pids:
+            time.sleep(0.5)
+            out = subprocess.run(
+                ["pgrep", "-f", "multiprocessing.forkserver"], capture_output=True, text=True
+            )
+            servers = [int(p) for p in out.stdout.split()]
+            for server in servers:
+                kids = subprocess.run(
+                    ["pgrep", "-P", str(server)], capture_output=True, text=True
+                ).stdout.split()
+                trial_pids += [int(k) for k in kids]
+        assert trial_pids, "the hanging trial process never started"
+    finally:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 30
+    alive = trial_pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.5)
+        alive = [
+            p
+            for p in trial_pids
+            if os.path.exists(f"/proc/{p}")
+            and "zombie" not in open(f"/proc/{p}/status").read().lower()
+        ]
+    assert not alive, f"trial processes outlived their worker: {alive}"
