@@ -354,6 +354,7 @@ class SweepSearcher(Searcher):
     def _payload(self, t: PlannedTrial) -> dict[str, Any]:
         return dict(
             self.payload_extra,
+            gpu=needs_gpu(t, self.payload_extra.get("has_gpu", False)),
             key=t.key,
             config=t.config.to_dict(),
             gpu_type=t.gpu_type,
@@ -628,6 +629,12 @@ class Placement:
     has_gpu: bool
 
 
+def needs_gpu(t: PlannedTrial, has_gpu: bool) -> bool:
+    """Whether a trial asks for a GPU: device cuda, or a GPU type (even with device auto), or
+    device auto on a cluster that has GPUs."""
+    return t.gpu_type is not None or (has_gpu if t.uses_gpu is None else t.uses_gpu)
+
+
 def place(
     spec: SweepSpec, planned: list[PlannedTrial], cluster_types: dict[str, int], has_gpu: bool
 ) -> Placement:
@@ -635,8 +642,7 @@ def place(
     runnable, rows = [], []
     have = ", ".join(sorted(cluster_types)) or "none"
     for t in planned:
-        # a trial pinned to a GPU type needs a GPU even with device auto
-        gpu = t.gpu_type is not None or (has_gpu if t.uses_gpu is None else t.uses_gpu)
+        gpu = needs_gpu(t, has_gpu)
         reason = None
         if gpu and not has_gpu:
             reason = "the cluster has no GPU"
@@ -727,7 +733,6 @@ def _run(
         progress.add(NO_GPU_TYPE, ran=False)
 
     runnable = [t for t, _ in placement.runnable]
-    gpu_of = {t.key: gpu for t, gpu in placement.runnable}
     written: list[str] = []
 
     def write(record: Trial) -> None:
@@ -736,14 +741,11 @@ def _run(
 
     searcher = None
     if runnable:
-        gpu_flags = set(gpu_of.values())
-        if len(gpu_flags) > 1:
-            raise ValueError(f"sweep {spec.name!r} mixes CPU and GPU trials; split it in two")
         extra = dict(
             sweep=spec.name,
             timeout_s=spec.timeout_s,
             trial_fn=options.trial_fn,
-            gpu=gpu_flags.pop(),
+            has_gpu=placement.has_gpu,  # each trial's own GPU request: see needs_gpu
             cpus=spec.cpus_per_trial,
             reuse=options.reuse_workers and not options.isolate,
             isolate=options.isolate,

@@ -164,3 +164,21 @@ def test_summary_keeps_configurations_that_differ_in_any_swept_field():
     assert sorted(table["tokens_per_s"]) == [100.0, 300.0]
     assert set(table["n"]) == {1}
     assert sorted(table["optimizer"]) == ["adamw", "adamw-fused"]
+
+
+def test_cpu_and_gpu_trials_of_one_sweep_each_ask_for_their_own_resources():
+    # device [cpu, cuda] on a cluster with GPUs: the sweep used to stop with a traceback
+    # ("mixes CPU and GPU trials") after Ray had started and rows had been written
+    from sweep.engine import SweepSearcher, _resources
+
+    spec = sweepfile.parse("name: mix\naxes: {device: [cpu, cuda, auto]}\n")
+    planned = expand(spec)
+    p = place(spec, planned, {"H200": 1}, has_gpu=True)
+    assert len(p.runnable) == 3
+    progress = Progress(total=3, label="mix", enabled=False)
+    s = SweepSearcher(spec, planned, {"has_gpu": True, "cpus": 1}, {}, False, None, progress)
+    payloads = [s.suggest(f"t{i}") for i in range(3)]
+    gpu = {pl["config"]["device"]: pl["gpu"] for pl in payloads}
+    assert gpu == {"cpu": False, "cuda": True, "auto": True}
+    bundles = {pl["config"]["device"]: _resources(pl).bundles[0] for pl in payloads}
+    assert "GPU" not in bundles["cpu"] and bundles["cuda"]["GPU"] == 1.0
