@@ -322,3 +322,36 @@ def test_choices_follow_results_that_arrive_after_launch(tmp_path):
     assert by_id["filter-precision"].value == "bf16-mixed"
     baseline = [u for c, u in out.items() if getattr(c, "label", "") == "Baseline GPU"][0]
     assert "NVIDIA H200" in [v for _, v in baseline.choices]
+
+
+def test_progress_reloads_when_rows_change_and_only_then(tmp_path):
+    """The charts were reloaded when the number of stored trials differed from the number read:
+    with one unreadable row that is every tick (every chart redrawn every few seconds, forever),
+    and a trial run again in place (a crashed row replaced by its ok result) was never shown."""
+    import sqlite3
+
+    from sweep.record import Trial
+    from sweep.store import Store
+    from ui.app import Holder, build_app
+
+    trials = fixture_trials()
+    crashed = Trial(config=trials[0].config | {"batch_size": 3}, status="crashed", error="lost")
+    path = make_db(tmp_path / "r.db", [*trials, crashed])
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "UPDATE trials SET record = replace(record, '\"schema_version\": 1', "
+            "'\"schema_version\": 99') WHERE rowid = 1"
+        )
+    holder = Holder(path)
+    demo = build_app(holder)
+    (tick,) = {f.fn for f in demo.fns.values() if f.fn and f.fn.__name__ == "tick"}
+    start = holder.version
+    tick(start)
+    tick(start)
+    assert holder.version == start, "reloaded although nothing changed"
+    with Store(path) as store:
+        assert store.put(crashed.replace(status="ok", error=None, metrics={"tokens_per_s": 9.0}))
+    tick(start)
+    assert holder.version == start + 1
+    row = holder.frame[holder.frame["key"] == crashed.key].iloc[0]
+    assert row["status"] == "ok"

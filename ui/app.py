@@ -19,7 +19,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ui import charts, views  # noqa: E402
-from ui.data import Data, database_counts  # noqa: E402
+from ui.data import Data, database_counts, database_signature  # noqa: E402
 
 ANY = views.ANY
 AUTO = "auto (first recorded)"
@@ -53,6 +53,8 @@ class Holder:
 
     def reload(self) -> None:
         kw = {"data_dir": self.data_dir} if self.data_dir else {}
+        # Taken before reading: a trial written meanwhile makes the next check reload again.
+        self.signature = database_signature(self.db_path)
         data = Data.load(self.db_path, **kw)
         self.data = data
         self.frame = views.combine(data.measured, data.references)
@@ -326,7 +328,9 @@ def build_app(holder: Holder, refresh_s: float = 5.0) -> gr.Blocks:
         def tick(seen: int):
             counts, why = database_counts(holder.db_path)
             stored = sum(counts.values())
-            if why is None and stored != holder.data.n_measured:
+            # A written trial (new, or run again in place) changes the signature; comparing
+            # counts with the rows read reloaded every tick when a row was unreadable.
+            if why is None and database_signature(holder.db_path) != holder.signature:
                 holder.reload()  # new rows: everything re-renders through version.change
             when = time.strftime("%H:%M:%S")
             md = (

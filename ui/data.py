@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sqlite3
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -131,6 +132,25 @@ def database_counts(path: str | None) -> tuple[dict[str, int], str | None]:
             return store.counts(), None
     except StoreError as exc:
         return {}, str(exc)
+
+
+def database_signature(path: str | None) -> tuple[int, ...] | None:
+    """Something that changes whenever a trial is written to the database, or None where it
+    cannot be read: the number of rows, the highest row id and the number of superseded records
+    (a trial run again in place keeps the count but adds a superseded record)."""
+    if not path or not os.path.exists(path):
+        return None
+    from sweep.store import Store, StoreError
+
+    try:
+        with Store(path, readonly=True) as store:
+            (n, top), (replaced,) = (
+                store._query("SELECT COUNT(*), MAX(rowid) FROM trials")[0],
+                store._query("SELECT COUNT(*) FROM superseded")[0],
+            )
+    except (StoreError, sqlite3.Error):
+        return None
+    return (n, top or 0, replaced)
 
 
 @dataclass
