@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,30 @@ WORKER_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
+
+
+class ClusterUnreachable(ConnectionError):
+    """Nothing answers at the Ray address given: the message names it."""
+
+
+def check_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail fast, naming the address, when nothing listens at a "host:port" (or "ray://host:port")
+    Ray address: ``ray.init`` would otherwise retry for minutes, printing only its own warnings.
+    Other forms ("auto", "local") are left to Ray."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address:
+        return
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterUnreachable(
+            f"--address {address!r}: no Ray cluster answers there ({exc}); start one with "
+            "`ray up cluster.yaml` or `ray start --head`, or leave --address out for a local one"
+        ) from None
 
 
 def runtime_env(preimport: bool = False) -> dict[str, Any]:
@@ -62,6 +87,7 @@ def connect(
     if ray.is_initialized():
         return "already connected"
     address = address or os.environ.get("RAY_ADDRESS") or None
+    check_address(address)
     kwargs: dict[str, Any] = dict(
         runtime_env=runtime_env(preimport),
         log_to_driver=log_to_driver,

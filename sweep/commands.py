@@ -158,14 +158,16 @@ def _run(spec, args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cluster.ray_cluster import ClusterUnreachable, check_address
     from sweep import sweepfile
     from sweep.store import StoreError
 
     try:
         spec = sweepfile.load(args.source)
         options = _options(args)
+        check_address(options.address)
         _check_db(options.db)
-    except (ValueError, StoreError) as exc:
+    except (ValueError, StoreError, ClusterUnreachable) as exc:
         return _error(exc)
     return _run(spec, args)
 
@@ -177,8 +179,9 @@ def cmd_default(args: argparse.Namespace) -> int:
 
     try:
         options = _options(args)
+        ray_cluster.check_address(options.address)
         _check_db(options.db)
-    except ValueError as exc:
+    except (ValueError, ray_cluster.ClusterUnreachable) as exc:
         return _error(exc)
     if not options.verbose:
         from sweep.engine import _quiet_ray
@@ -200,6 +203,7 @@ def cmd_default(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from cluster.ray_cluster import ClusterUnreachable
     from sweep import sweepfile
     from sweep.engine import plan_lines
     from sweep.store import StoreError
@@ -218,7 +222,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if not args.no_cluster:
             free = ", ".join(f"{k} {v:g}" for k, v in sorted(ray_cluster.free_gpus().items()))
             lines.insert(2, f"free GPUs now: {free}")
-    except (ValueError, StoreError) as exc:
+    except (ValueError, StoreError, ClusterUnreachable) as exc:
         return _error(exc)
     print("\n".join(lines))
     return 0

@@ -53,3 +53,15 @@ def test_export_to_a_path_that_cannot_be_written_is_one_clear_error(tmp_path):
         assert out.returncode == 2, (fmt, out.stderr)
         assert "Traceback" not in out.stderr
         assert out.stderr.startswith("error: ") and "no/x" in out.stderr
+
+
+def test_an_address_where_no_cluster_answers_is_one_clear_error(tmp_path):
+    # ray.init retried for minutes, printing only its own warnings
+    for args in (("plan", "smoke"), ("run", "smoke"), ()):
+        out = _sweep(
+            *args, "--address", "127.0.0.1:9", "--db", str(tmp_path / "r.db"), cwd=tmp_path
+        )
+        assert out.returncode == 2, (args, out.stderr[-2000:])
+        assert "Traceback" not in out.stderr
+        assert out.stderr.startswith("error: --address '127.0.0.1:9': no Ray cluster answers")
+    assert not (tmp_path / "r.db").exists()  # refused before the database
