@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
 import subprocess
 import sys
+import warnings
 
 import pandas as pd
 import pytest
@@ -411,3 +413,25 @@ def test_price_entry_matches_whole_words_of_the_gpu_name():
     assert views.price_for("NVIDIA H100 80GB HBM3", prices)[1] == "H100"
     mine = pd.DataFrame([["A100-SXM4", 2.5, ""]], columns=views.PRICE_COLUMNS)
     assert views.price_for("NVIDIA A100-SXM4-80GB", mine) == (2.5, "A100-SXM4")
+
+
+def test_cost_chart_keeps_room_for_its_bars_with_long_series_names(refs):
+    """With precision "(any)" the series names spell out precision, attention, optimizer and
+    harness; as bar labels they squeezed the bars into a sliver of the figure."""
+    from ui import charts
+
+    sel = views.select(
+        views.combine(None, refs),
+        {"model": "roberta-large", "seq_len": "512", "precision": views.ANY},
+    )
+    costs = views.cost_table(sel, views.DEFAULT_PRICES)
+    assert costs["series"].str.len().max() > 80
+    fig = charts.cost(costs, "t")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied ... collapsed to zero"
+        fig.savefig(io.BytesIO(), format="png")  # as the app renders it
+    renderer = fig._get_renderer()
+    ax = fig.axes[0]
+    assert ax.get_position().width > 0.4
+    for label in ax.get_yticklabels():
+        assert label.get_window_extent(renderer).x0 >= 0  # inside the figure

@@ -299,15 +299,30 @@ def efficiency(frame: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
+def _wrap(label: str, width: int = 42) -> str:
+    """A series label on several lines, broken between its " · " parts."""
+    lines: list[str] = []
+    for part in str(label).split(" · "):
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
+
+
 def cost(costs: pd.DataFrame, title: str) -> Figure:
     """Horizontal bars: dollars per million training tokens at each series' best rate."""
     priced = costs.dropna(subset=["usd_per_million_tokens"])
     if priced.empty:
         return empty(title, "No priced GPU in this selection: add its price to the table.")
     priced = priced.sort_values("usd_per_million_tokens", ascending=False)
-    fig = _figure(max(2.5, 0.5 * len(priced) + 1.5))
+    # Series names spell out every option that differs ("· precision=... · harness=..."): on
+    # one line they took the whole width and left the bars none.
+    names = [_wrap(s) for s in priced["series"]]
+    lines = sum(n.count("\n") + 1 for n in names)
+    fig = _figure(max(2.5, 0.5 * len(priced) + 0.2 * lines + 1.5))
     ax = fig.add_subplot()
-    bars = ax.barh(priced["series"], priced["usd_per_million_tokens"], color="#1f77b4")
+    bars = ax.barh(names, priced["usd_per_million_tokens"], color="#1f77b4")
     for bar, (_, r) in zip(bars, priced.iterrows(), strict=True):
         ax.text(
             bar.get_width(),
