@@ -435,3 +435,20 @@ def test_cost_chart_keeps_room_for_its_bars_with_long_series_names(refs):
     assert ax.get_position().width > 0.4
     for label in ax.get_yticklabels():
         assert label.get_window_extent(renderer).x0 >= 0  # inside the figure
+
+
+def test_cost_chart_shows_dollar_signs(refs):
+    """Two "$" in one matplotlib text are a math formula: the bar labels lost their dollar signs
+    and came out in italics with the spaces removed ("0.0089(169,343tok/sat5.41/h)")."""
+    from ui import charts
+
+    sel = views.select(
+        views.combine(None, refs),
+        {"model": "roberta-large", "seq_len": "512", "precision": "fp16-mixed"},
+    )
+    fig = charts.cost(views.cost_table(sel, views.DEFAULT_PRICES), "t")
+    fig.savefig(io.BytesIO(), format="png")
+    texts = [t for t in fig.axes[0].texts if "tok/s" in t.get_text()]
+    assert texts
+    for t in texts:
+        assert not t._preprocess_math(t.get_text())[1], t.get_text()  # not parsed as math

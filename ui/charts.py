@@ -331,6 +331,7 @@ def cost(costs: pd.DataFrame, title: str) -> Figure:
             f"${r['usd_per_gpu_hour']:.2f}/h)",
             va="center",
             fontsize=9,
+            parse_math=False,  # two "$" would make a formula: no dollar signs, no spaces
         )
     ax.set_xlabel("US dollars per million training tokens (lower is better)")
     ax.set_xlim(0, priced["usd_per_million_tokens"].max() * 1.6)
