@@ -120,6 +120,9 @@ def _options(args: argparse.Namespace):
 
     if args.retries < 0:
         raise ValueError(f"--retries: must be >= 0, got {args.retries}")
+    if args.num_cpus is not None and args.num_cpus < 1:
+        # 0: no trial could ever be scheduled (the sweep would wait forever)
+        raise ValueError(f"--num-cpus: must be at least 1, got {args.num_cpus}")
     return EngineOptions(
         db=args.db,
         rerun=args.rerun,
@@ -165,6 +168,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         spec = sweepfile.load(args.source)
         options = _options(args)
+        if options.num_cpus is not None and options.num_cpus < spec.cpus_per_trial:
+            raise ValueError(
+                f"--num-cpus: {options.num_cpus} is fewer than the {spec.cpus_per_trial} CPUs "
+                f"one trial of {spec.name} reserves (cpus_per_trial): nothing could run"
+            )
         check_address(options.address)
         _check_db(options.db)
     except (ValueError, StoreError, ClusterUnreachable) as exc:

@@ -65,3 +65,12 @@ def test_an_address_where_no_cluster_answers_is_one_clear_error(tmp_path):
         assert "Traceback" not in out.stderr
         assert out.stderr.startswith("error: --address '127.0.0.1:9': no Ray cluster answers")
     assert not (tmp_path / "r.db").exists()  # refused before the database
+
+
+def test_num_cpus_below_one_trial_is_refused_before_ray(tmp_path):
+    # 0 CPUs: no trial could ever be scheduled and the sweep waited forever; negative: a traceback
+    for n in ("0", "-2"):
+        out = _sweep("run", "smoke", "--num-cpus", n, "--db", str(tmp_path / "r.db"), cwd=tmp_path)
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert out.stderr.startswith("error: --num-cpus: must be at least 1")
+    assert not (tmp_path / "r.db").exists()
