@@ -70,9 +70,11 @@ class TrialConfig:
         if (
             isinstance(self.min_measure_s, bool)
             or not isinstance(self.min_measure_s, (int, float))
-            or self.min_measure_s < 0
+            or not 0 <= self.min_measure_s < float("inf")  # nan fails too
         ):
-            raise ValueError(f"min_measure_s: must be a number >= 0, got {self.min_measure_s!r}")
+            raise ValueError(
+                f"min_measure_s: must be a finite number >= 0, got {self.min_measure_s!r}"
+            )
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model: expected a model name, got {self.model!r}")
         spec = get_spec(self.model)  # raises ValueError("model: ...")

@@ -118,6 +118,8 @@ def test_every_preset_loads_and_seed_is_the_original_grid():
         ("name: x\ntimeout_s: soon", "timeout_s: expected a number"),
         ("name: x\ntimeout_s: .inf", "timeout_s: must be at most 604800"),
         ("name: x\ntimeout_s: 1.0e+9", "timeout_s: must be at most 604800"),
+        ("name: x\nfixed: {min_measure_s: .inf}", "min_measure_s: must be a finite number"),
+        ("name: x\nfixed: {min_measure_s: .nan}", "min_measure_s: must be a finite number"),
         ("name: x\nrepeats: 0", "repeats: must be at least 1"),
         ("name: x\nrepeats: 1.5", "repeats: expected an integer"),
         ("name: x\ngpu_types: A100", "gpu_types: expected a list"),
