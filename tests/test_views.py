@@ -452,3 +452,23 @@ def test_cost_chart_shows_dollar_signs(refs):
     assert texts
     for t in texts:
         assert not t._preprocess_math(t.get_text())[1], t.get_text()  # not parsed as math
+
+
+def test_time_breakdown_panels_name_their_gpu_readably(refs):
+    """One panel per series, titled with the series name: on one line the names ran into each
+    other and off the figure, so no panel said which GPU it was."""
+    from ui import charts
+
+    sel = views.select(
+        views.combine(None, refs),
+        {"model": "roberta-large", "seq_len": "512", "precision": views.ANY},
+    )
+    fig = charts.breakdown(views.time_breakdown(sel), "t")
+    fig.savefig(io.BytesIO(), format="png")
+    renderer, width = fig._get_renderer(), fig.bbox.width
+    boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
+    assert len(boxes) == 3
+    for box in boxes:
+        assert box.x0 >= 0 and box.x1 <= width
+    left, right = boxes[0], boxes[1]
+    assert left.x1 <= right.x0  # side by side, not over each other

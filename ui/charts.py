@@ -251,7 +251,7 @@ def breakdown(frame: pd.DataFrame, title: str) -> Figure:
         ax.set_xlabel("batch size (sequences per step)")
         ax.set_ylabel("time per step (ms)")
         note = " — host timers, no GPU sync" if g["host_timers"].any() else ""
-        ax.set_title(name + note, fontsize=10)
+        ax.set_title(_wrap(name + note, 60), fontsize=10)  # one line ran into the next panel
         ax.grid(True, axis="y", alpha=0.3)
     for ax in axes[len(series) :]:
         ax.set_axis_off()
