@@ -371,15 +371,11 @@ class SweepSearcher(Searcher):
                     self.progress.already += 1
                     continue
                 self.write(
-                    Trial(
-                        config=t.config.to_dict(),
-                        status=SKIPPED_OOM,
-                        gpu_type=t.gpu_type,
-                        repeat=t.repeat,
-                        sweep=self.spec.name,
-                        error=f"batch {g.oom_batch} of this group ran out of memory",
-                        error_type="SkippedOOM",
-                        finished_at=utc_now(),
+                    t.unrun(
+                        self.spec.name,
+                        SKIPPED_OOM,
+                        f"batch {g.oom_batch} of this group ran out of memory",
+                        "SkippedOOM",
                     )
                 )
                 self.progress.add(SKIPPED_OOM, ran=False)
@@ -649,18 +645,7 @@ def place(
         elif gpu and t.gpu_type is not None and t.gpu_type not in cluster_types:
             reason = f"the cluster has no {t.gpu_type} GPU (GPU types: {have})"
         if reason:
-            rows.append(
-                Trial(
-                    config=t.config.to_dict(),
-                    status=NO_GPU_TYPE,
-                    gpu_type=t.gpu_type,
-                    repeat=t.repeat,
-                    sweep=spec.name,
-                    error=reason,
-                    error_type="NoGpuType",
-                    finished_at=utc_now(),
-                )
-            )
+            rows.append(t.unrun(spec.name, NO_GPU_TYPE, reason, "NoGpuType"))
         else:
             runnable.append((t, gpu))
     return Placement(runnable, rows, cluster_types, has_gpu)
@@ -816,18 +801,7 @@ def _fill_missing(spec: SweepSpec, store: Store, handed: list[PlannedTrial]) -> 
     statuses = store.statuses()
     for t in handed:
         if t.key not in statuses:
-            store.put(
-                Trial(
-                    config=t.config.to_dict(),
-                    status=CRASHED,
-                    gpu_type=t.gpu_type,
-                    repeat=t.repeat,
-                    sweep=spec.name,
-                    finished_at=utc_now(),
-                    error="no result reached the driver",
-                    error_type="MissingResult",
-                )
-            )
+            store.put(t.unrun(spec.name, CRASHED, "no result reached the driver", "MissingResult"))
 
 
 # ------------------------------------------------------------------------------------------------

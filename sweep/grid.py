@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sweep.config import TrialConfig
-from sweep.record import trial_key
+from sweep.record import Trial, trial_key, utc_now
 
 GRID, MAX_BATCH = "grid", "max-batch"
 MODES = (GRID, MAX_BATCH)
@@ -54,6 +54,20 @@ class PlannedTrial:
     @property
     def key(self) -> str:
         return trial_key(self.config.to_dict(), self.gpu_type, self.repeat)
+
+    def unrun(self, sweep: str, status: str, error: str, error_type: str) -> Trial:
+        """The row for a trial the engine decided about without running it (skipped after an
+        OOM, no GPU of its type, no result ever reached the driver)."""
+        return Trial(
+            config=self.config.to_dict(),
+            status=status,
+            gpu_type=self.gpu_type,
+            repeat=self.repeat,
+            sweep=sweep,
+            error=error,
+            error_type=error_type,
+            finished_at=utc_now(),
+        )
 
     @property
     def group(self) -> str:
