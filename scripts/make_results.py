@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pandas as pd  # noqa: E402
 
 from sweep.record import MEASURED, OK, REFERENCE, Trial  # noqa: E402
-from sweep.store import Store, StoreError, _should_replace, trials_frame  # noqa: E402
+from sweep.store import Store, StoreError, should_replace, trials_frame  # noqa: E402
 from ui import views  # noqa: E402
 from ui.data import DATA_DIR, read_jsonl  # noqa: E402
 
@@ -93,7 +93,7 @@ def measured(rows: list[tuple[str, Trial]]) -> tuple[list[tuple[str, Trial]], li
     """The measured rows, one per key, and notes on what was dropped.
 
     A key stored in two databases (the same configuration, GPU type and repeat run twice) keeps
-    one row by the store's own rule (``sweep.store._should_replace``: an ok row is only replaced
+    one row by the store's own rule (``sweep.store.should_replace``: an ok row is only replaced
     by a later ok row), later databases on the command line counting as later.
     """
     by_key: dict[str, tuple[str, Trial]] = {}
@@ -106,7 +106,7 @@ def measured(rows: list[tuple[str, Trial]]) -> tuple[list[tuple[str, Trial]], li
             by_key[t.key] = (path, t)
         elif old[1] == t:
             continue
-        elif _should_replace(old[1].status, t.status):
+        elif should_replace(old[1].status, t.status):
             by_key[t.key] = (path, t)
             replaced += 1
         else:

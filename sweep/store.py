@@ -67,7 +67,7 @@ class StoreError(ValueError):
     """The database cannot be used: the message names the path and the reason."""
 
 
-def _should_replace(old_status: str, new_status: str) -> bool:
+def should_replace(old_status: str, new_status: str) -> bool:
     """Whether a new record for an already stored key takes its place.
 
     An ok row is only replaced by another ok row (a --rerun measurement): a flaky OOM or a crash on
@@ -176,7 +176,7 @@ class Store:
 
     def put(self, trial: Trial) -> bool:
         """Store one trial in its own transaction. Returns whether it was written (False: an
-        existing row for the same key was kept, see ``_should_replace``)."""
+        existing row for the same key was kept, see ``should_replace``)."""
         if self.readonly:
             raise self._fail("opened read-only")
         record = trial.to_json()
@@ -201,7 +201,7 @@ class Store:
                     "SELECT status, record FROM trials WHERE key=?", (trial.key,)
                 ).fetchone()
                 if old is not None:
-                    if not _should_replace(old[0], trial.status):
+                    if not should_replace(old[0], trial.status):
                         conn.execute("ROLLBACK")
                         return False
                     conn.execute(
