@@ -45,14 +45,16 @@ DB=$D/h200.db
 step gpu_tests python3 -m pytest -q -ra -m gpu tests/test_gpu.py -p no:cacheprovider
 step seed python3 -m sweep run seed --db "$DB"
 step harness python3 benchmarks/harness_overhead.py --json "$D/harness.json"
+step mfu python3 benchmarks/mfu_ceiling.py --compile true --batch-sizes 128 256 --json "$D/mfu.json"
 step repeats python3 -m sweep run benchmarks/sweeps/h200-repeats.yaml --db "$DB"
+# per-trial overhead, side by side: a fresh Ray worker per trial (before) against trials forked
+# from the worker's warm fork server (after, the default)
+step overhead_fresh_worker python3 -m sweep run benchmarks/sweeps/h200-overhead.yaml --db "$D/overhead-fresh-worker.db" --no-isolate
+step overhead_isolated python3 -m sweep run benchmarks/sweeps/h200-overhead.yaml --db "$D/overhead-isolated.db"
 step seed_fp16 python3 -m sweep run seed-fp16 --db "$DB"
 step harness_sweep python3 -m sweep run benchmarks/sweeps/h200-harness.yaml --db "$DB"
 step families python3 -m sweep run benchmarks/sweeps/h200-families.yaml --db "$DB"
 step llama python3 -m sweep run benchmarks/sweeps/h200-llama.yaml --db "$DB"
 step max_batch python3 -m sweep run benchmarks/sweeps/h200-max-batch.yaml --db "$DB"
-step overhead_preimport python3 -m sweep run benchmarks/sweeps/h200-overhead.yaml --db "$D/overhead-pre.db" --preimport
-step overhead_default python3 -m sweep run benchmarks/sweeps/h200-overhead.yaml --db "$D/overhead-default.db"
-step mfu python3 benchmarks/mfu_ceiling.py --compile true --batch-sizes 128 --json "$D/mfu.json"
 say "ALL DONE"
 touch "$D/DONE"

@@ -107,3 +107,21 @@ def test_real_oom_is_a_record_and_memory_is_released():
     assert "out of memory" in rec.error.lower()
     assert torch.cuda.memory_allocated() < 2**30  # the failed trial's tensors are gone
     assert run_trial(TrialConfig(**{**BASE, "steps": 3})).status == "ok"
+
+
+def test_isolated_trials_each_start_their_own_cuda_context():
+    # The engine's default: each trial is a process forked from a fork server that imported
+    # torch without initialising CUDA. If the server had touched CUDA, the forked trial would
+    # fail ("Cannot re-initialize CUDA in forked subprocess"); if trials shared a process, the
+    # second would inherit the first's allocator cache and report its peak.
+    from sweep.isolate import run_in_child
+
+    cfg = TrialConfig(**{**BASE, "steps": 5}).to_dict()
+    first = run_in_child("sweep.trial:run_trial", cfg, 300)
+    second = run_in_child("sweep.trial:run_trial", cfg, 300)
+    assert first.status == second.status == "ok", (first.error, second.error)
+    assert first.env["gpu_uuid"] == second.env["gpu_uuid"]
+    # a fresh process each time: the same peak, not one grown by the other's leftovers
+    assert second.metrics["peak_reserved_gib"] == pytest.approx(
+        first.metrics["peak_reserved_gib"], rel=0.05
+    )
