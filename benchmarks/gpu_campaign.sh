@@ -37,24 +37,32 @@ step() {  # step NAME COMMAND...: runs unless the budget is spent; logs wall tim
   say "END $name rc=$rc wall=$(python3 -c "print(round($(date +%s.%N) - $s, 1))")s"
 }
 
+sweep() {  # sweep NAME SWEEP DB [OPTIONS...]: a step through the product, then every record of
+  # that database as JSONL text too, so that the records come back even if a database does not
+  local name=$1 what=$2 db=$3; shift 3
+  step "$name" python3 -m sweep run "$what" --db "$db" "$@"
+  [ -f "$db" ] && python3 -m sweep export --format jsonl --db "$db" -o "$D/$(basename "$db" .db).jsonl" \
+    2>> "$D/$name.err"
+}
+
 { nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm,memory.total --format=csv
   python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|pytorch-lightning|ray|pandas|pyarrow|nvidia-ml-py) "
   nproc; } >> "$LOG" 2>&1
 
 DB=$D/h200.db
 step gpu_tests python3 -m pytest -q -ra -m gpu tests/test_gpu.py -p no:cacheprovider
-step seed python3 -m sweep run seed --db "$DB"
+sweep seed seed "$DB"
 step harness python3 benchmarks/harness_overhead.py --json "$D/harness.json"
 step mfu python3 benchmarks/mfu_ceiling.py --compile true --batch-sizes 128 256 --json "$D/mfu.json"
-step repeats python3 -m sweep run benchmarks/sweeps/h200-repeats.yaml --db "$DB"
+sweep repeats benchmarks/sweeps/h200-repeats.yaml "$DB"
 # per-trial overhead, side by side: a fresh Ray worker per trial (before) against trials forked
 # from the worker's warm fork server (after, the default)
-step overhead_fresh_worker python3 -m sweep run benchmarks/sweeps/h200-overhead.yaml --db "$D/overhead-fresh-worker.db" --no-isolate
-step overhead_isolated python3 -m sweep run benchmarks/sweeps/h200-overhead.yaml --db "$D/overhead-isolated.db"
-step seed_fp16 python3 -m sweep run seed-fp16 --db "$DB"
-step harness_sweep python3 -m sweep run benchmarks/sweeps/h200-harness.yaml --db "$DB"
-step families python3 -m sweep run benchmarks/sweeps/h200-families.yaml --db "$DB"
-step llama python3 -m sweep run benchmarks/sweeps/h200-llama.yaml --db "$DB"
-step max_batch python3 -m sweep run benchmarks/sweeps/h200-max-batch.yaml --db "$DB"
+sweep overhead_fresh_worker benchmarks/sweeps/h200-overhead.yaml "$D/overhead-fresh-worker.db" --no-isolate
+sweep overhead_isolated benchmarks/sweeps/h200-overhead.yaml "$D/overhead-isolated.db"
+sweep seed_fp16 seed-fp16 "$DB"
+sweep harness_sweep benchmarks/sweeps/h200-harness.yaml "$DB"
+sweep families benchmarks/sweeps/h200-families.yaml "$DB"
+sweep llama benchmarks/sweeps/h200-llama.yaml "$DB"
+sweep max_batch benchmarks/sweeps/h200-max-batch.yaml "$DB"
 say "ALL DONE"
 touch "$D/DONE"

@@ -6,7 +6,7 @@
 #
 # Waits until the campaign is DONE or WAIT_S seconds have passed, copies every SQLite database
 # with SQLite's own backup (a consistent snapshot even while a sweep writes), prints the log and
-# packs the directory into ARCHIVE (a .tgz).
+# packs the directory into ARCHIVE (a .tgz), the snapshots in snapshot/.
 set -u
 D=${1:?usage: gpu_collect.sh CAMPAIGN_DIR WAIT_S ARCHIVE}; WAIT=${2:?}; ARCHIVE=${3:?}
 S=$(date +%s)
@@ -19,4 +19,10 @@ for db in "$D"/*.db; do
 done
 cat "$D/campaign.log"
 for f in "$D"/*.out; do echo "== $f"; tail -n 4 "$f"; done
-tar czf "$ARCHIVE" -C "$D" --exclude='./*.db' --exclude='./*.db-wal' --exclude='./*.db-shm' .
+# --no-wildcards-match-slash: without it GNU tar's "./*.db" also matches ./snapshot/*.db, which
+# dropped every snapshot from the archive of the 2026-11-29 run (the live files are left out on
+# purpose: copied mid-write they can be torn).
+tar czf "$ARCHIVE" -C "$D" --no-wildcards-match-slash \
+  --exclude='./*.db' --exclude='./*.db-wal' --exclude='./*.db-shm' .
+packed=$(tar tzf "$ARCHIVE" | grep -c '^\./snapshot/.*\.db$')
+echo "packed $packed database snapshot(s) into $ARCHIVE"
