@@ -74,13 +74,20 @@ class Failure(Exception):
 
 
 def load(paths: Sequence[str]) -> list[tuple[str, Trial]]:
-    """(database path, trial) for every stored row, in the order of ``paths``. Every path is
+    """(database path, trial) for every stored row, in the order of ``paths`` (a ``.jsonl`` path
+    is read as one ``Trial`` JSON per line instead of a database). Every path is
     checked before any is read: a missing or unreadable one is a Failure (exit 2) naming it."""
     for path in paths:
         if not os.path.exists(path):
             raise Failure(f"error: results database {path!r} does not exist", 2)
     rows = []
     for path in paths:
+        if path.endswith(".jsonl"):  # records written as text (scripts/convert_summary_tables.py)
+            trials, problems = read_jsonl(path)
+            if problems:
+                raise Failure(f"error: {path}: {'; '.join(problems)}", 2)
+            rows += [(path, t) for t in trials]
+            continue
         try:
             with Store(path, readonly=True) as store:
                 rows += [(path, t) for t in store.trials()]
@@ -183,13 +190,15 @@ def _order(trial: Trial) -> tuple:
 
 
 def reference_records(rows: list[tuple[str, Trial]]) -> list[Trial]:
-    """Each measured row as a reference row: source and provenance set, nothing else touched."""
+    """Each measured row as a reference row: source and provenance set (a provenance the row
+    already carries is kept), nothing else touched."""
     by_db: dict[str, list[Trial]] = {}
     for path, t in rows:
         by_db.setdefault(path, []).append(t)
     fallback = {path: _common_env(ts) for path, ts in by_db.items()}
     out = [
-        t.replace(source=REFERENCE, provenance=provenance(t, fallback[path])) for path, t in rows
+        t.replace(source=REFERENCE, provenance=t.provenance or provenance(t, fallback[path]))
+        for path, t in rows
     ]
     return sorted(out, key=_order)
 
@@ -213,12 +222,12 @@ def short_gpu(name: Any) -> str:
 
 
 def results_frame(rows: list[tuple[str, Trial]]) -> pd.DataFrame:
-    """The flat frame of the measured rows, with ``db`` (the database's file name), ``gpu`` filled
-    from the database where a row has none, and ``probe`` (a row of a max-batch search)."""
+    """The flat frame of the measured rows, with ``db`` (the database's path as shown), ``gpu``
+    filled from the database where a row has none, and ``probe`` (a row of a max-batch search)."""
     df = trials_frame([t for _, t in rows])
-    df["db"] = [os.path.basename(p) for p, _ in rows]
+    df["db"] = [_shown(p) for p, _ in rows]
     common = {
-        os.path.basename(p): _common_env([t for q, t in rows if q == p]).get("gpu_name")
+        _shown(p): _common_env([t for q, t in rows if q == p]).get("gpu_name")
         for p in dict.fromkeys(p for p, _ in rows)
     }
     df["gpu"] = df["gpu"].fillna(df["db"].map(common)).fillna("unknown GPU")
@@ -949,7 +958,9 @@ def report(meas: pd.DataFrame, ref: pd.DataFrame, docs: str, sources: list[str])
     # (e), (f)
     comp = pair_ratio(meas, "compile", True, False)
     attn = pair_ratio(meas, "attention", "sdpa", "eager")
-    harn = pair_ratio(meas, "harness", "lightning", "native", same_sweep=False)
+    # same sweep: a sweep that runs both harnesses measures them side by side; a native row of
+    # another sweep (another run, another hour) is no baseline for it
+    harn = pair_ratio(meas, "harness", "lightning", "native")
     fmt_r = {"ratio": _ratio} | {c: _thousands for c in ("tokens_per_s",)}
     for t in (comp, attn, harn):
         fmt_r |= {c: _thousands for c in t.columns if c.startswith("tokens_per_s")}
@@ -969,8 +980,9 @@ def report(meas: pd.DataFrame, ref: pd.DataFrame, docs: str, sources: list[str])
         markdown(attn, fmt_r),
         "## (f) Lightning / native harness",
         "",
-        f"GPU: {gpus}. The same configuration and batch measured with both harnesses in one "
-        "database. Units: tokens/s; ratio: lightning / native, x (below 1: Lightning is slower).",
+        f"GPU: {gpus}. The same configuration and batch measured with both harnesses side by "
+        "side (one database, one sweep). Units: tokens/s; ratio: lightning / native, x (below "
+        "1: Lightning is slower).",
         "",
         markdown(harn, fmt_r),
     ]
@@ -1035,14 +1047,22 @@ def run(
     for n in notes:
         print_fn(f"note: {n}")
     print_fn(f"wrote {len(refs)} reference records to {out}")
-    files = report(meas, ref, docs, [os.path.basename(p) for p in dbs])
+    files = report(meas, ref, docs, [_shown(p) for p in dbs])
     print_fn(f"wrote {', '.join(files)} to {docs}")
     return [out] + [os.path.join(docs, f) for f in files]
 
 
+def _shown(path: str) -> str:
+    """A source as the report names it: relative to the repository when inside it."""
+    rel = os.path.relpath(os.path.abspath(path), ROOT)
+    return os.path.basename(path) if rel.startswith("..") else rel
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("databases", nargs="+", help="results databases (SQLite) to read")
+    p.add_argument(
+        "databases", nargs="+", help="results databases (SQLite) or .jsonl record files to read"
+    )
     p.add_argument("--out", default=DEFAULT_OUT, help="reference JSONL to write (%(default)s)")
     p.add_argument("--docs", default=DEFAULT_DOCS, help="folder for tables.md and PNGs")
     p.add_argument("--seed-ref", default=DEFAULT_SEED_REF, help="the 2020 V100/A100 rows")

@@ -216,3 +216,51 @@ def test_no_measured_rows_writes_nothing(tmp_path):
         assert proc.returncode == 1
         assert "no measured rows" in proc.stderr and "nothing written" in proc.stderr
         assert not out.exists() and not docs.exists()
+
+
+def _ok(model="roberta-base", harness="native", tokens=1000.0, sweep="s", repeat=0, **cfg):
+    config = {
+        "model": model,
+        "batch_size": 8,
+        "seq_len": 128,
+        "precision": "bf16-mixed",
+        "device": "cuda",
+        "harness": harness,
+        **cfg,
+    }
+    return Trial(
+        config=config,
+        status="ok",
+        sweep=sweep,
+        repeat=repeat,
+        metrics={"tokens_per_s": tokens, "sequences_per_s": tokens / 128},
+        env={"gpu_name": "NVIDIA H200"},
+    )
+
+
+def test_harness_ratio_pairs_rows_of_one_sweep_only():
+    # The harness sweep ran native and lightning side by side; the seed sweep's native row of
+    # the same configuration (another hour, another process) must not become the baseline.
+    rows = [
+        ("a.db", _ok(harness="lightning", tokens=900.0, sweep="harness")),
+        ("a.db", _ok(harness="native", tokens=1000.0, sweep="harness")),
+        ("a.db", _ok(harness="native", tokens=2000.0, sweep="seed")),
+    ]
+    ratio = mr.pair_ratio(mr.results_frame(rows), "harness", "lightning", "native")
+    assert len(ratio) == 1
+    assert ratio["ratio"].iloc[0] == pytest.approx(0.9)
+
+
+def test_jsonl_inputs_are_read_and_a_carried_provenance_is_kept(tmp_path):
+    src = tmp_path / "records.jsonl"
+    rows = [_ok(tokens=1000.0), _ok(tokens=1100.0, repeat=1).replace(provenance="rebuilt from X")]
+    src.write_text("".join(t.to_json() + "\n" for t in rows), encoding="utf-8")
+    loaded = mr.load([str(src)])
+    assert [t for _, t in loaded] == rows
+    refs = {t.repeat: t for t in mr.reference_records(loaded)}
+    assert refs[1].provenance == "rebuilt from X"  # said why the row is partial: kept
+    assert refs[0].provenance.startswith("Measured by transformers-sweep on NVIDIA H200")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n", encoding="utf-8")
+    with pytest.raises(mr.Failure, match="bad.jsonl"):
+        mr.load([str(bad)])
