@@ -6,7 +6,8 @@
 #
 # Every sweep goes through the product (`python -m sweep run`, a local Ray instance, one GPU per
 # trial) into OUTDIR/h200.db. Steps that would start after BUDGET_S seconds (default 1200) are
-# skipped and say so. OUTDIR/campaign.log has each step's wall time; OUTDIR/DONE marks the end.
+# skipped and say so. STEPS="name name ..." in the environment runs only those steps (in the
+# script's order), e.g. STEPS="repeats max_batch" for what a lease did not finish. OUTDIR/campaign.log has each step's wall time; OUTDIR/DONE marks the end.
 #
 # On the lent H200 (no Ray there; the bundle from ../shared/gpu/make-bundle travels as .gpu),
 # start it detached so that it outlives one 10-minute command, and collect with later calls:
@@ -29,6 +30,7 @@ say() { echo "$(date +%T) [$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
 
 step() {  # step NAME COMMAND...: runs unless the budget is spent; logs wall time and exit code
   local name=$1; shift
+  if [ -n "${STEPS:-}" ] && [[ " $STEPS " != *" $name "* ]]; then return; fi
   if (( $(date +%s) - T0 > BUDGET )); then say "SKIPPED $name (budget of ${BUDGET}s spent)"; return; fi
   say "START $name: $*"
   local s=$(date +%s.%N)

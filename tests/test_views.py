@@ -40,7 +40,10 @@ def refs() -> dict[str, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def frame(measured, refs) -> pd.DataFrame:
-    return views.combine(measured, refs)
+    # The recorded fixture beside the 2020 rows, whose content is fixed: the shipped H200 rows
+    # grow with every GPU run (and now share configurations with the fixture), so the tests
+    # that need them combine them themselves.
+    return views.combine(measured, {"seed_v100_a100": refs["seed_v100_a100"]})
 
 
 def bert128(frame, **extra):
@@ -229,7 +232,7 @@ def test_memory_metric_of_the_references_is_the_mean(refs):
 # -- time, efficiency ------------------------------------------------------------------------
 
 
-def test_time_breakdown_adds_up_and_flags_host_timers(frame):
+def test_time_breakdown_adds_up_and_flags_host_timers(frame, refs):
     bd = views.time_breakdown(
         views.select(frame, {"seq_len": "128", "compile": "False", "model": "bert-base-uncased"})
     )
@@ -241,6 +244,8 @@ def test_time_breakdown_adds_up_and_flags_host_timers(frame):
     ref = both[both.series.str.contains("ref seed-2020")]
     assert len(ref) and ref["host_timers"].all()
     # this project's H200 reference rows are CUDA-event timed, never flagged
+    shipped = views.combine(None, {"h200": refs["h200"]})
+    both = views.time_breakdown(views.select(shipped, {"model": "roberta-base"}))
     h200_ref = both[both.series.str.startswith("NVIDIA H200 (ref")]
     assert len(h200_ref) and not h200_ref["host_timers"].any()
     one = ref.iloc[0]
