@@ -7,7 +7,8 @@
 # Every sweep goes through the product (`python -m sweep run`, a local Ray instance, one GPU per
 # trial) into OUTDIR/h200.db. Steps that would start after BUDGET_S seconds (default 1200) are
 # skipped and say so. STEPS="name name ..." in the environment runs only those steps (in the
-# script's order), e.g. STEPS="repeats max_batch" for what a lease did not finish. OUTDIR/campaign.log has each step's wall time; OUTDIR/DONE marks the end.
+# script's order), e.g. STEPS="repeats max_batch" for what a lease did not finish.
+# OUTDIR/campaign.log has each step's wall time; OUTDIR/DONE marks the end.
 #
 # On the lent H200 (no Ray there; the bundle from ../shared/gpu/make-bundle travels as .gpu),
 # start it detached so that it outlives one 10-minute command, and collect with later calls:

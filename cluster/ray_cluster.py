@@ -112,13 +112,17 @@ def gpu_types_of_nodes(nodes: list[dict[str, Any]]) -> dict[str, int]:
     """GPU type -> number of GPUs, from ``ray.nodes()`` entries (pure, for tests)."""
     out: dict[str, int] = {}
     for node in nodes:
-        res = node.get("Resources", {})
-        gpus = int(res.get("GPU", 0))
-        for key in res:
-            if key.startswith(ACCELERATOR_PREFIX) and gpus:
-                t = key[len(ACCELERATOR_PREFIX) :]
-                out[t] = out.get(t, 0) + gpus
+        _count_accelerators(node.get("Resources", {}), out)
     return out
+
+
+def _count_accelerators(resources: dict, out: dict[str, int]) -> None:
+    """Add a node's GPUs to ``out`` under each ``accelerator_type:<T>`` resource it declares."""
+    gpus = int(resources.get("GPU", 0))
+    for key in resources:
+        if key.startswith(ACCELERATOR_PREFIX) and gpus:
+            t = key[len(ACCELERATOR_PREFIX) :]
+            out[t] = out.get(t, 0) + gpus
 
 
 def autoscaler_gpu_types(path: str = BOOTSTRAP_CONFIG) -> dict[str, int]:
@@ -138,14 +142,8 @@ def autoscaler_gpu_types(path: str = BOOTSTRAP_CONFIG) -> dict[str, int]:
         return {}
     out: dict[str, int] = {}
     for node_type in (config.get("available_node_types") or {}).values():
-        res = node_type.get("resources") or {}
-        if not node_type.get("max_workers", config.get("max_workers", 0)):
-            continue
-        gpus = int(res.get("GPU", 0))
-        for key in res:
-            if key.startswith(ACCELERATOR_PREFIX) and gpus:
-                t = key[len(ACCELERATOR_PREFIX) :]
-                out[t] = out.get(t, 0) + gpus
+        if node_type.get("max_workers", config.get("max_workers", 0)):
+            _count_accelerators(node_type.get("resources") or {}, out)
     return out
 
 

@@ -468,18 +468,17 @@ def pair_ratio(
     num: Any,
     den: Any,
     metric: str = "tokens_per_s",
-    same_sweep: bool = True,
 ) -> pd.DataFrame:
     """``metric`` of the rows with ``field == num`` over those with ``field == den`` where every
-    other workload field, the batch, the GPU and the database (and the sweep, if ``same_sweep``)
-    are equal; medians over repeats first. Ok rows only; max-batch probes left out."""
+    other workload field, the batch, the GPU, the database and the sweep are equal (measured
+    side by side); medians over repeats first. Ok rows only; max-batch probes left out."""
     d = meas[(meas["status"] == OK) & ~meas["probe"].astype(bool)].copy()
     d["_v"] = _num(d, metric)
     d = d[d["_v"].notna() & d[field].astype(str).isin([str(num), str(den)])]
     if d.empty:
         return pd.DataFrame()
     others = [f for f in CONFIG_ORDER if f != field]
-    keys = ["db", "gpu", *(["sweep"] if same_sweep else []), *others, "batch_size"]
+    keys = ["db", "gpu", "sweep", *others, "batch_size"]
     d["_side"] = d[field].astype(str)
     med = d.groupby([*keys, "_side"], dropna=False)["_v"].median().unstack("_side")
     if str(num) not in med or str(den) not in med:
@@ -958,8 +957,7 @@ def report(meas: pd.DataFrame, ref: pd.DataFrame, docs: str, sources: list[str])
     # (e), (f)
     comp = pair_ratio(meas, "compile", True, False)
     attn = pair_ratio(meas, "attention", "sdpa", "eager")
-    # same sweep: a sweep that runs both harnesses measures them side by side; a native row of
-    # another sweep (another run, another hour) is no baseline for it
+    # a native row of another sweep (another run, another hour) is no baseline for a lightning row
     harn = pair_ratio(meas, "harness", "lightning", "native")
     fmt_r = {"ratio": _ratio} | {c: _thousands for c in ("tokens_per_s",)}
     for t in (comp, attn, harn):

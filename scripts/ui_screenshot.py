@@ -17,39 +17,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 from playwright.sync_api import sync_playwright
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from ui.local import free_port, wait_until_serving  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 CHOICES = (("model", "roberta-large"), ("seq_len", "512"))
 # Series the picture must show before it is taken (legend labels, as in the table).
 EXPECTED = ("NVIDIA H200 (ref", "A100-SXM4-40GB (ref seed-2020)", "V100-DGXS-16GB (ref seed-2020)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"python -m ui exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "config", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"{url} did not answer within {timeout} s")
 
 
 def choose(page, name: str, value: str) -> None:
@@ -109,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             [*cmd, "--port", str(port)], cwd=empty, env=env, stdout=subprocess.DEVNULL
         )
         try:
-            wait_up(url, proc)
+            wait_until_serving(url, proc)
             shoot(url, out, args.precision)
         finally:
             proc.terminate()

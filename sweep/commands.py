@@ -191,16 +191,9 @@ def cmd_default(args: argparse.Namespace) -> int:
         _check_db(options.db)
     except (ValueError, ray_cluster.ClusterUnreachable) as exc:
         return _error(exc)
-    if not options.verbose:
-        from sweep.engine import _quiet_ray
+    from sweep.engine import connect
 
-        _quiet_ray()
-    ray_cluster.connect(
-        options.address,
-        num_cpus=options.num_cpus,
-        preimport=options.preimport,
-        log_to_driver=options.verbose,
-    )
+    connect(options)
     name = "seed" if ray_cluster.total_gpus() > 0 else "smoke"
     print(
         f"python -m sweep: {ray_cluster.describe()}; running the {name!r} preset "
@@ -221,9 +214,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         types = has_gpu = None
         if not args.no_cluster:
             from cluster import ray_cluster
-            from sweep.engine import _quiet_ray
+            from sweep.engine import quiet_ray
 
-            _quiet_ray()
+            quiet_ray()
             ray_cluster.connect(args.address, preimport=False)
             types, has_gpu = ray_cluster.gpu_types(), ray_cluster.total_gpus() > 0
         lines = plan_lines(spec, args.db, types, has_gpu)

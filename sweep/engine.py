@@ -661,7 +661,7 @@ class SweepOutcome:
     not_run: int = 0  # planned but not run (an interrupted sweep); a resumed run runs them
 
 
-def _quiet_ray() -> None:
+def quiet_ray() -> None:
     # Tune's own console output and per-trial loggers: we print one progress line and store the
     # records ourselves (errors are in the rows, not in a wall of tracebacks).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -670,6 +670,20 @@ def _quiet_ray() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     for name in ("ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def connect(options: EngineOptions) -> None:
+    """Join the cluster ``options`` name (or start a local Ray instance), quiet unless verbose."""
+    from cluster import ray_cluster
+
+    if not options.verbose:
+        quiet_ray()
+    ray_cluster.connect(
+        options.address,
+        num_cpus=options.num_cpus,
+        preimport=options.preimport,
+        log_to_driver=options.verbose,
+    )
 
 
 def run_sweep(spec: SweepSpec, options: EngineOptions | None = None) -> SweepOutcome:
@@ -689,14 +703,7 @@ def _run(
 ) -> SweepOutcome:
     from cluster import ray_cluster
 
-    if not options.verbose:
-        _quiet_ray()
-    ray_cluster.connect(
-        options.address,
-        num_cpus=options.num_cpus,
-        preimport=options.preimport,
-        log_to_driver=options.verbose,
-    )
+    connect(options)
     types = ray_cluster.gpu_types()
     placement = place(spec, planned, types, ray_cluster.total_gpus() > 0)
     stored = {} if options.rerun else store.statuses()

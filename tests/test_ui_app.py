@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.test_views import FIXTURE
+from ui.local import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=REPO)
@@ -30,12 +31,6 @@ def make_db(path, trials):
         for t in trials:
             store.put(t)
     return str(path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- launching -------------------------------------------------------------------------------

@@ -11,22 +11,10 @@ import urllib.request
 
 import pytest
 
-from tests.test_ui_app import ENV, REPO, fixture_trials, free_port, make_db
+from tests.test_ui_app import ENV, REPO, fixture_trials, make_db
+from ui.local import free_port, wait_until_serving
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"python -m ui exited: {proc.stderr.read()}")
-        try:
-            with urllib.request.urlopen(url + "config", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
 @pytest.mark.browser
@@ -48,7 +36,7 @@ def test_browser_filter_updates_chart_and_table(tmp_path):
     )
     requests: list[str] = []
     try:
-        _wait_up(url, proc)
+        wait_until_serving(url, proc)
         with pw.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1500})
