@@ -6,8 +6,8 @@
 #
 # Every sweep goes through the product (`python -m sweep run`, a local Ray instance, one GPU per
 # trial) into OUTDIR/h200.db. Steps that would start after BUDGET_S seconds (default 1200) are
-# skipped and say so. STEPS="name name ..." in the environment runs only those steps (in the
-# script's order), e.g. STEPS="repeats max_batch" for what a lease did not finish.
+# skipped and say so. STEPS="name name ..." in the environment runs only those steps, in the order
+# given, e.g. STEPS="repeats max_batch" for what a lease did not finish.
 # OUTDIR/campaign.log has each step's wall time; OUTDIR/DONE marks the end.
 #
 # On the lent H200 (no Ray there; the bundle from ../shared/gpu/make-bundle travels as .gpu),
@@ -31,7 +31,6 @@ say() { echo "$(date +%T) [$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
 
 step() {  # step NAME COMMAND...: runs unless the budget is spent; logs wall time and exit code
   local name=$1; shift
-  if [ -n "${STEPS:-}" ] && [[ " $STEPS " != *" $name "* ]]; then return; fi
   if (( $(date +%s) - T0 > BUDGET )); then say "SKIPPED $name (budget of ${BUDGET}s spent)"; return; fi
   say "START $name: $*"
   local s=$(date +%s.%N)
@@ -53,19 +52,30 @@ sweep() {  # sweep NAME SWEEP DB [OPTIONS...]: a step through the product, then 
   nproc; } >> "$LOG" 2>&1
 
 DB=$D/h200.db
-step gpu_tests python3 -m pytest -q -ra -m gpu tests/test_gpu.py -p no:cacheprovider
-sweep seed seed "$DB"
-step harness python3 benchmarks/harness_overhead.py --json "$D/harness.json"
-step mfu python3 benchmarks/mfu_ceiling.py --compile true --batch-sizes 128 256 --json "$D/mfu.json"
-sweep repeats benchmarks/sweeps/h200-repeats.yaml "$DB"
-# per-trial overhead, side by side: a fresh Ray worker per trial (before) against trials forked
-# from the worker's warm fork server (after, the default)
-sweep overhead_fresh_worker benchmarks/sweeps/h200-overhead.yaml "$D/overhead-fresh-worker.db" --no-isolate
-sweep overhead_isolated benchmarks/sweeps/h200-overhead.yaml "$D/overhead-isolated.db"
-sweep seed_fp16 seed-fp16 "$DB"
-sweep harness_sweep benchmarks/sweeps/h200-harness.yaml "$DB"
-sweep families benchmarks/sweeps/h200-families.yaml "$DB"
-sweep llama benchmarks/sweeps/h200-llama.yaml "$DB"
-sweep max_batch benchmarks/sweeps/h200-max-batch.yaml "$DB"
+run() {  # run NAME: one step of the campaign
+  case $1 in
+    gpu_tests) step gpu_tests python3 -m pytest -q -ra -m gpu tests/test_gpu.py -p no:cacheprovider ;;
+    seed) sweep seed seed "$DB" ;;
+    harness) step harness python3 benchmarks/harness_overhead.py --json "$D/harness.json" ;;
+    mfu) step mfu python3 benchmarks/mfu_ceiling.py --compile true --batch-sizes 128 256 \
+           --json "$D/mfu.json" ;;
+    repeats) sweep repeats benchmarks/sweeps/h200-repeats.yaml "$DB" ;;
+    # per-trial overhead, side by side: a fresh Ray worker per trial (before) against trials
+    # forked from the worker's warm fork server (after, the default)
+    overhead_fresh_worker) sweep overhead_fresh_worker benchmarks/sweeps/h200-overhead.yaml \
+           "$D/overhead-fresh-worker.db" --no-isolate ;;
+    overhead_isolated) sweep overhead_isolated benchmarks/sweeps/h200-overhead.yaml \
+           "$D/overhead-isolated.db" ;;
+    seed_fp16) sweep seed_fp16 seed-fp16 "$DB" ;;
+    harness_sweep) sweep harness_sweep benchmarks/sweeps/h200-harness.yaml "$DB" ;;
+    families) sweep families benchmarks/sweeps/h200-families.yaml "$DB" ;;
+    llama) sweep llama benchmarks/sweeps/h200-llama.yaml "$DB" ;;
+    max_batch) sweep max_batch benchmarks/sweeps/h200-max-batch.yaml "$DB" ;;
+    *) say "UNKNOWN step $1 (no such step)"; return 1 ;;
+  esac
+}
+ORDER="gpu_tests seed harness mfu repeats overhead_fresh_worker overhead_isolated seed_fp16
+       harness_sweep families llama max_batch"
+for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"

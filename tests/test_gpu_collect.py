@@ -62,3 +62,28 @@ def test_the_archive_holds_a_consistent_snapshot_of_each_database(tmp_path):
         .fetchall()
     )
     assert rows == [("k1",)]  # the row still in the writer's WAL made it into the snapshot
+
+
+def test_the_campaign_runs_the_named_steps_in_the_order_given(tmp_path):
+    """STEPS= puts what a lease did not finish first; a misspelt step says so, not silently."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    fake = bin_dir / "python3"  # stands in for every python3 the campaign starts
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    fake.chmod(0o755)
+    script = os.path.join(os.path.dirname(SCRIPT), "gpu_campaign.sh")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env["STEPS"] = "max_batch repeats no_such_step"
+    subprocess.run(
+        ["bash", script, str(tmp_path / "camp"), "600"], env=env, timeout=60, check=True,
+        capture_output=True,
+    )
+    runs = [line for line in calls.read_text().splitlines() if line.startswith("-m sweep run")]
+    assert [r.split()[3] for r in runs] == [
+        "benchmarks/sweeps/h200-max-batch.yaml",
+        "benchmarks/sweeps/h200-repeats.yaml",
+    ]
+    log = (tmp_path / "camp" / "campaign.log").read_text()
+    assert "UNKNOWN step no_such_step" in log
+    assert (tmp_path / "camp" / "DONE").exists()
