@@ -397,7 +397,7 @@ def test_memory_chart_of_a_metric_only_the_other_rows_recorded(refs):
     from ui import charts
 
     sel = views.select(
-        views.combine(None, refs),
+        views.combine(None, {"seed_v100_a100": refs["seed_v100_a100"]}),
         {"model": "roberta-large", "seq_len": "512", "precision": "fp16-mixed"},
     )
     points = views.memory_points(sel, "nvml_peak_used_gib")
@@ -468,11 +468,16 @@ def test_time_breakdown_panels_name_their_gpu_readably(refs):
         views.combine(None, refs),
         {"model": "roberta-large", "seq_len": "512", "precision": views.ANY},
     )
-    fig = charts.breakdown(views.time_breakdown(sel), "t")
+    frame = views.time_breakdown(sel)
+    n = frame["series"].nunique()  # the shipped H200 rows grow with every GPU run
+    assert n >= 3  # the 2020 A100 and V100 and at least one H200 sweep
+    fig = charts.breakdown(frame, "t")
     fig.savefig(io.BytesIO(), format="png")
     renderer, width = fig._get_renderer(), fig.bbox.width
     boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
-    assert len(boxes) == 3
+    assert len(boxes) == min(n, charts.MAX_PANELS)
+    if n > charts.MAX_PANELS:  # the panels left out are said, not silently dropped
+        assert f"first {charts.MAX_PANELS} of {n} series" in fig._suptitle.get_text()
     for box in boxes:
         assert box.x0 >= 0 and box.x1 <= width
     left, right = boxes[0], boxes[1]

@@ -222,12 +222,18 @@ def memory(points: pd.DataFrame, fit: pd.DataFrame, metric: str, title: str) -> 
     return fig
 
 
+MAX_PANELS = 4
+
+
 def breakdown(frame: pd.DataFrame, title: str) -> Figure:
     """Stacked bars of forward / backward / optimizer / other per batch size, one panel per
-    series (at most four shown)."""
+    series (the first MAX_PANELS shown; the title says how many were left out)."""
     if frame.empty:
         return empty(title, "No time breakdown for this selection.")
-    series = list(dict.fromkeys(frame["series"]))[:4]
+    every = list(dict.fromkeys(frame["series"]))
+    series = every[:MAX_PANELS]
+    if len(every) > len(series):  # say so: a dropped panel must not look like missing data
+        title += f"\n(first {len(series)} of {len(every)} series: narrow the filters to see the rest)"
     fig = _figure(4.2 if len(series) <= 2 else 7.5)
     cols = 2 if len(series) > 1 else 1
     rows = (len(series) + cols - 1) // cols
