@@ -169,6 +169,9 @@ def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
                 mark()
                 synchronize(w.device.type)
                 state["t_end"] = time.perf_counter()
+                # NVML's window ends with the measured steps too: the teardown after this hook
+                # leaves the GPU idle, which read as 39% busy (and its energy as the steps')
+                state["nvml"] = state["sampler"].stop()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if not measuring():
@@ -209,7 +212,7 @@ def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
     if marks is None or state.get("t_end") is None:
         raise RuntimeError("lightning: training ended before the measured steps began")
     measure_s = state["t_end"] - state["t1"]
-    nvml = state["sampler"].stop()
+    nvml = state["nvml"]
     alloc, reserved = _peaks(w)
     flat = marks.read_ms()
     # per step: batch start, step start, fwd end, bwd end, batch end -> 5 marks

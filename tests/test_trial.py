@@ -315,3 +315,32 @@ def test_lightning_teardown_is_not_in_the_measured_steps(monkeypatch):
     # teardown and 0.5 s bounds failed once under load, at 0.95 s per step)
     assert m["step_time_ms_p90"] < 2000
     assert m["measure_s"] < 2.5
+
+
+def test_lightning_telemetry_window_ends_with_the_measured_steps(monkeypatch):
+    # NVML's GPU busy, power and energy must cover the measured steps only: sampling on through
+    # Lightning's teardown read a GPU-bound H200 trial as 39% busy (98% with the native harness).
+    from pytorch_lightning.strategies import SingleDeviceStrategy
+
+    import sweep.harness as harness
+
+    events: list[str] = []
+
+    class Sampler:
+        def stop(self):
+            events.append("sampler stopped")
+            return {"gpu_util_pct_mean": 99.0}
+
+    monkeypatch.setattr(harness, "_begin_measure", lambda w, uuid: Sampler())
+    real = SingleDeviceStrategy.teardown
+
+    def teardown(self):
+        events.append("teardown")
+        return real(self)
+
+    monkeypatch.setattr(SingleDeviceStrategy, "teardown", teardown)
+    rec = run_trial(TrialConfig(**{**TINY, "harness": "lightning", "steps": 3}))
+    assert rec.status == "ok", rec.error
+    assert events.index("sampler stopped") < events.index("teardown")
+    assert events.count("sampler stopped") == 1
+    assert rec.metrics["gpu_util_pct_mean"] == 99.0
