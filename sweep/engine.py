@@ -39,6 +39,7 @@ from ray.tune.search import Searcher
 from sweep.config import TrialConfig, field_names
 from sweep.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand, groups
 from sweep.isolate import resolve
+from sweep.metrics import GPU_BUSY_MIN_PCT
 from sweep.record import (
     CRASHED,
     ERROR,
@@ -828,13 +829,15 @@ SUMMARY_COLUMNS = [
     "tokens_per_s",
     "peak_allocated_gib",
     "mfu",
+    "gpu_busy_pct",
     "max_batch_size",
 ]
 
 
 def summary_table(frame) -> Any:
-    """Per configuration and GPU: median seq/s, tokens/s, peak memory (GiB), MFU over repeats,
-    and the status (the worst one if repeats differ)."""
+    """Per configuration and GPU: median seq/s, tokens/s, peak memory (GiB), MFU and GPU busy
+    (NVML utilization during the measured steps, %) over repeats, and the statuses seen. A GPU
+    busy under sweep.metrics.GPU_BUSY_MIN_PCT marks a host-bound figure."""
     import pandas as pd
 
     if frame.empty:
@@ -850,9 +853,17 @@ def summary_table(frame) -> Any:
         if f not in keys and f in df.columns and df[f].nunique(dropna=False) > 1
     ]
     keys = keys[:6] + varying + keys[6:]
-    metrics = ["sequences_per_s", "tokens_per_s", "peak_allocated_gib", "mfu", "max_batch_size"]
+    df["gpu_busy_pct"] = df["gpu_util_pct_mean"] if "gpu_util_pct_mean" in df else float("nan")
+    metrics = [
+        "sequences_per_s",
+        "tokens_per_s",
+        "peak_allocated_gib",
+        "mfu",
+        "gpu_busy_pct",
+        "max_batch_size",
+    ]
     for m in metrics:
-        df[m] = pd.to_numeric(df[m], errors="coerce")
+        df[m] = pd.to_numeric(df[m], errors="coerce") if m in df else float("nan")
     agg = (
         df.groupby(keys, dropna=False, sort=True)
         .agg(
@@ -870,9 +881,19 @@ def format_summary(frame) -> str:
     table = summary_table(frame)
     if table.empty:
         return "(no trials)"
-    if table["max_batch_size"].isna().all():
-        table = table.drop(columns=["max_batch_size"])
-    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+    for column in ("max_batch_size", "gpu_busy_pct"):
+        if table[column].isna().all():
+            table = table.drop(columns=[column])
+    text = table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+    busy = table["gpu_busy_pct"] if "gpu_busy_pct" in table else None
+    if busy is not None and (busy < GPU_BUSY_MIN_PCT).any():
+        n = int((busy < GPU_BUSY_MIN_PCT).sum())
+        text += (
+            f"\n{n} configuration(s) kept the GPU busy under {GPU_BUSY_MIN_PCT:g}% of the measured"
+            " steps: host-bound, their figures depend on the CPU and vary from run to run"
+            " (a larger batch or longer steps measure the GPU)."
+        )
+    return text
 
 
 def stored_summary(db: str) -> str:

@@ -74,6 +74,24 @@ def test_summary_takes_the_median_over_repeats_and_keeps_failures():
     assert row64["status"] == "oom" and pd.isna(row64["tokens_per_s"])
 
 
+def test_summary_says_which_configurations_left_the_gpu_waiting_for_the_host():
+    from sweep.engine import format_summary
+
+    def busy(batch, util, repeat=0):
+        t = _trial(batch, tps=1000.0 * batch, repeat=repeat)
+        return t.replace(metrics={**t.metrics, "gpu_util_pct_mean": util})
+
+    frame = trials_frame([busy(8, 20.0), busy(8, 40.0, repeat=1), busy(256, 99.0)])
+    table = summary_table(frame)
+    assert sorted(table["gpu_busy_pct"]) == [30.0, 99.0]  # the median over repeats
+    text = format_summary(frame)
+    assert "gpu_busy_pct" in text
+    assert "1 configuration(s) kept the GPU busy under 90%" in text
+    # CPU trials measure no utilization: no column, no note
+    cpu = format_summary(trials_frame([_trial(8, tps=100.0)]))
+    assert "gpu_busy_pct" not in cpu and "host-bound" not in cpu
+
+
 def test_progress_line_counts_and_eta():
     p = Progress(total=10, label="s", enabled=False)
     p.add("ok", ran=True)

@@ -76,7 +76,10 @@ def test_the_campaign_runs_the_named_steps_in_the_order_given(tmp_path):
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     env["STEPS"] = "max_batch repeats no_such_step"
     subprocess.run(
-        ["bash", script, str(tmp_path / "camp"), "600"], env=env, timeout=60, check=True,
+        ["bash", script, str(tmp_path / "camp"), "600"],
+        env=env,
+        timeout=60,
+        check=True,
         capture_output=True,
     )
     runs = [line for line in calls.read_text().splitlines() if line.startswith("-m sweep run")]

@@ -174,6 +174,39 @@ def test_throughput_points_median_of_repeats_and_oom_marked(frame):
     assert (both["value_tok"] / both["value"]).round(0).eq(128).all()
 
 
+def test_points_where_the_gpu_waited_for_the_host_are_marked(frame):
+    """On the H200 most small-batch figures were host-bound and moved 0.75-1.41x between runs: a
+    point whose GPU was busy under 90% of the measured steps must look different from one that
+    measures the GPU, and the summary must say how busy the best point kept it."""
+    from ui import charts
+
+    sel = bert128(frame)
+    h200 = sel["gpu"].eq("NVIDIA H200")
+    busy = sel["batch_size"].map({8: 40.0, 64: 89.9}).fillna(99.0).where(h200)
+    pts = views.throughput_points(sel.assign(gpu_util_pct_mean=busy), "sequences_per_s")
+    mine = pts[pts.series == "NVIDIA H200"].set_index("batch_size")
+    assert mine.loc[8, "host_bound"] and mine.loc[64, "host_bound"]
+    assert not mine.loc[512, "host_bound"] and mine.loc[512, "gpu_busy_pct"] == 99.0
+    # not measured (the 2020 rows, other GPUs here): unknown is not host-bound
+    assert not pts.loc[pts.series != "NVIDIA H200", "host_bound"].any()
+    summary = views.fit_summary(pts).set_index("series")
+    best_at = summary.loc["NVIDIA H200", "best_at_batch"]
+    assert summary.loc["NVIDIA H200", "gpu_busy_pct_at_best"] == mine.loc[best_at, "gpu_busy_pct"]
+    fig = charts.throughput(pts, "sequences_per_s", "t")
+    white = [
+        line
+        for line in fig.axes[0].get_lines()
+        if line.get_markerfacecolor() == "white" and line.get_linestyle() == "None"
+    ]
+    assert len(white) == 1 and sorted(white[0].get_xdata()) == [8, 64]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(t.startswith("white: GPU busy under 90%") for t in legend)
+    # without utilization figures there is nothing to mark and no legend entry
+    plain = views.throughput_points(sel.drop(columns=["gpu_util_pct_mean"]), "sequences_per_s")
+    plain = charts.throughput(plain, "sequences_per_s", "t")
+    assert not any("GPU busy" in t.get_text() for t in plain.legends[0].get_texts())
+
+
 def test_reference_and_measured_rows_on_one_chart(frame):
     sel = views.select(frame, {"seq_len": "128"})
     pts = views.throughput_points(sel, "sequences_per_s")

@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from sweep.metrics import GPU_BUSY_MIN_PCT  # noqa: E402
 from ui import views  # noqa: E402
 
 WIDTH, HEIGHT, DPI = 10.0, 5.2, 100
@@ -69,7 +70,7 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> Figure:
     fig = _figure()
     ax = fig.add_subplot()
     colors = _colors(points["series"].unique().tolist())
-    any_oom = False
+    any_oom = any_host = False
     for i, (series, g) in enumerate(points.groupby("series", sort=True)):
         ok, oom = g[~g["oom"]], g[g["oom"]]
         ref = bool(g["reference"].iloc[0])
@@ -82,6 +83,19 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> Figure:
                 linestyle="--" if ref else "-",
                 label=series,
             )
+            host = ok[ok["host_bound"]] if "host_bound" in ok else ok.iloc[0:0]
+            if len(host):  # white-filled: the GPU waited for the host, the figure is the CPU's
+                any_host = True
+                ax.plot(
+                    host["batch_size"],
+                    host["value"],
+                    marker="o",
+                    linestyle="none",
+                    markerfacecolor="white",
+                    markeredgecolor=colors[series],
+                    markeredgewidth=1.5,
+                    zorder=4,
+                )
             top = ok.loc[ok["batch_size"].idxmax()]
             ax.plot(
                 [top["batch_size"]],
@@ -138,6 +152,22 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> Figure:
             )
         )
         labels.append("out of memory (no throughput)")
+    if any_host:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="none",
+                markerfacecolor="white",
+                markeredgecolor="#444",
+                markeredgewidth=1.5,
+            )
+        )
+        labels.append(
+            f"white: GPU busy under {GPU_BUSY_MIN_PCT:g}% (host-bound: the figure depends "
+            "on the CPU and varies run to run)"
+        )
     if points["reference"].any():
         handles.append(Line2D([], [], color="#444", linestyle="--"))
         labels.append("dashed: reference rows (see provenance)")
@@ -233,7 +263,9 @@ def breakdown(frame: pd.DataFrame, title: str) -> Figure:
     every = list(dict.fromkeys(frame["series"]))
     series = every[:MAX_PANELS]
     if len(every) > len(series):  # say so: a dropped panel must not look like missing data
-        title += f"\n(first {len(series)} of {len(every)} series: narrow the filters to see the rest)"
+        title += (
+            f"\n(first {len(series)} of {len(every)} series: narrow the filters to see the rest)"
+        )
     fig = _figure(4.2 if len(series) <= 2 else 7.5)
     cols = 2 if len(series) > 1 else 1
     rows = (len(series) + cols - 1) // cols

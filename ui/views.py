@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from sweep.config import TrialConfig, field_names
+from sweep.metrics import host_bound
 from sweep.record import ENV_KEYS, OK, OOM, SKIPPED_OOM
 
 ANY = "(any)"
@@ -177,21 +178,26 @@ def _is_reference(df: pd.DataFrame) -> pd.Series:
 
 def throughput_points(df: pd.DataFrame, metric: str = "sequences_per_s") -> pd.DataFrame:
     """Per series and batch size: the median ``metric`` over repeats of ok rows, and whether the
-    batch ran out of memory. Columns: series, reference, batch_size, value, repeats, oom."""
+    batch ran out of memory. Columns: series, reference, batch_size, value, repeats, oom,
+    gpu_busy_pct (median NVML utilization of those rows, NaN where not measured) and host_bound
+    (gpu_busy_pct under sweep.metrics.GPU_BUSY_MIN_PCT: the figure depends on the CPU)."""
     cols = ["series", "reference", "batch_size", "value", "repeats", "oom"]
+    cols += ["gpu_busy_pct", "host_bound"]
     if df.empty or "batch_size" not in df:
         return pd.DataFrame(columns=cols)
     d = _with_series(df).assign(reference=_is_reference(df))
     value = d[metric] if metric in d else pd.Series(float("nan"), index=d.index)
+    busy = d["gpu_util_pct_mean"] if "gpu_util_pct_mean" in d else value * float("nan")
     d = d.assign(
         value=pd.to_numeric(value, errors="coerce"),
+        busy=pd.to_numeric(busy, errors="coerce"),
         is_ok=d["status"].eq(OK),
         is_oom=d["status"].isin(OOM_STATUSES),
     )
     ok = (
         d[d.is_ok & d.value.notna()]
         .groupby(["series", "reference", "batch_size"])
-        .agg(value=("value", "median"), repeats=("value", "size"))
+        .agg(value=("value", "median"), repeats=("value", "size"), gpu_busy_pct=("busy", "median"))
         .reset_index()
     )
     oom = d[d.is_oom].groupby(["series", "reference", "batch_size"]).size().rename("n_oom")
@@ -199,6 +205,7 @@ def throughput_points(df: pd.DataFrame, metric: str = "sequences_per_s") -> pd.D
     # A batch with an ok measurement fits, even if another repeat ran out of memory.
     out["oom"] = out["value"].isna() & out["n_oom"].fillna(0).gt(0)
     out["repeats"] = out["repeats"].fillna(0).astype(int)
+    out["host_bound"] = out["gpu_busy_pct"].map(lambda v: host_bound(v) is True).astype(bool)
     out = out[out["value"].notna() | out["oom"]]
     out["batch_size"] = out["batch_size"].astype(int)
     return out[cols].sort_values(["series", "batch_size"]).reset_index(drop=True)
@@ -213,6 +220,7 @@ def fit_summary(points: pd.DataFrame) -> pd.DataFrame:
         "smallest_oom_batch",
         "best_value",
         "best_at_batch",
+        "gpu_busy_pct_at_best",
     ]
     rows = []
     for series, g in points.groupby("series", sort=True):
@@ -225,6 +233,11 @@ def fit_summary(points: pd.DataFrame) -> pd.DataFrame:
                 "smallest_oom_batch": int(oom["batch_size"].min()) if len(oom) else None,
                 "best_value": round(float(best["value"]), 1) if best is not None else None,
                 "best_at_batch": int(best["batch_size"]) if best is not None else None,
+                "gpu_busy_pct_at_best": (
+                    round(float(best["gpu_busy_pct"]), 1)
+                    if best is not None and pd.notna(best.get("gpu_busy_pct"))
+                    else None
+                ),
             }
         )
     return pd.DataFrame(rows, columns=cols)
@@ -606,6 +619,8 @@ FIRST_COLUMNS = [
     "peak_allocated_gib",
     "nvml_peak_used_gib",
     "mfu",
+    "gpu_util_pct_mean",
+    "step_time_cv",
     "error",
 ]
 
