@@ -854,14 +854,7 @@ def summary_table(frame) -> Any:
     ]
     keys = keys[:6] + varying + keys[6:]
     df["gpu_busy_pct"] = df["gpu_util_pct_mean"] if "gpu_util_pct_mean" in df else float("nan")
-    metrics = [
-        "sequences_per_s",
-        "tokens_per_s",
-        "peak_allocated_gib",
-        "mfu",
-        "gpu_busy_pct",
-        "max_batch_size",
-    ]
+    metrics = SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("n") + 1 :]
     for m in metrics:
         df[m] = pd.to_numeric(df[m], errors="coerce") if m in df else float("nan")
     agg = (
