@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 
 from sweep.config import TrialConfig, choices
@@ -93,4 +94,25 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # another pipe (a socket of Ray's, a child's): a real error
+        # stdout closed early (`python -m sweep plan seed | head`): what was asked for was
+        # read; no traceback. Point stdout at devnull so that the interpreter's final flush
+        # does not raise again (the recipe of Python's signal documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command a closed pipe stopped
+
+
+def _stdout_closed() -> bool:
+    """Whether the reader of stdout has gone (a pipe whose other end is closed polls POLLERR)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no real stdout
+        return False

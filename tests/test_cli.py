@@ -74,3 +74,34 @@ def test_num_cpus_below_one_trial_is_refused_before_ray(tmp_path):
         assert out.returncode == 2, out.stderr[-2000:]
         assert out.stderr.startswith("error: --num-cpus: must be at least 1")
     assert not (tmp_path / "r.db").exists()
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    # `python -m sweep plan seed | head` printed a BrokenPipeError traceback after head exited
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep", "presets"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    proc.stdout.close()  # before the command has imported anything, let alone printed
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(monkeypatch):
+    import argparse
+
+    import pytest
+
+    from sweep import cli
+
+    def fails(args):
+        raise BrokenPipeError("a socket, not stdout")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(parser, "parse_args", lambda argv=None: argparse.Namespace(func=fails))
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    with pytest.raises(BrokenPipeError):  # stdout (pytest's capture) is still open
+        cli.main([])
