@@ -125,13 +125,12 @@ def _count_accelerators(resources: dict, out: dict[str, int]) -> None:
             out[t] = out.get(t, 0) + gpus
 
 
-def autoscaler_gpu_types(path: str = BOOTSTRAP_CONFIG) -> dict[str, int]:
-    """GPU types the autoscaler can start (worker types with max_workers > 0), read from the
-    cluster config Ray leaves on the head node. A cluster that scales from zero has no GPU node
-    yet, but its types are not missing: trials for them wait for the autoscaler."""
+def autoscaler_node_resources(path: str = BOOTSTRAP_CONFIG) -> list[dict[str, Any]]:
+    """The declared resources of each node type the autoscaler can start (max_workers > 0), read
+    from the cluster config Ray leaves on the head node; [] without one."""
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
-        return {}
+        return []
     import yaml
 
     try:
@@ -139,12 +138,48 @@ def autoscaler_gpu_types(path: str = BOOTSTRAP_CONFIG) -> dict[str, int]:
             config = yaml.safe_load(fh) or {}
     except (OSError, yaml.YAMLError) as exc:
         log.warning("cannot read the autoscaler config %s: %s", path, exc)
-        return {}
+        return []
+    return [
+        dict(node_type.get("resources") or {})
+        for node_type in (config.get("available_node_types") or {}).values()
+        if node_type.get("max_workers", config.get("max_workers", 0))
+    ]
+
+
+def autoscaler_gpu_types(path: str = BOOTSTRAP_CONFIG) -> dict[str, int]:
+    """GPU types the autoscaler can start. A cluster that scales from zero has no GPU node
+    yet, but its types are not missing: trials for them wait for the autoscaler."""
     out: dict[str, int] = {}
-    for node_type in (config.get("available_node_types") or {}).values():
-        if node_type.get("max_workers", config.get("max_workers", 0)):
-            _count_accelerators(node_type.get("resources") or {}, out)
+    for resources in autoscaler_node_resources(path):
+        _count_accelerators(resources, out)
     return out
+
+
+def most_cpus_of_a_node(
+    nodes: list[dict[str, Any]], node_types: list[dict[str, Any]], gpu: bool
+) -> float | None:
+    """The most CPUs one node offers (a node with a GPU where ``gpu``), over the running nodes
+    (``ray.nodes()`` entries) and the node types the autoscaler can add (their declared
+    resources; one that declares CPUs but no GPUs is taken as a CPU node). None where that is not
+    known: an autoscaler type that does not declare its CPUs (Ray fills them in from the instance
+    type when it starts one). Pure, for tests."""
+    most = 0.0
+    for node in nodes:  # ray.nodes() leaves out resources a node has none of
+        resources = node.get("Resources", {})
+        if not gpu or resources.get("GPU", 0) > 0:
+            most = max(most, float(resources.get("CPU", 0)))
+    for resources in node_types:
+        if "CPU" not in resources:
+            return None  # a type that does not declare its CPUs might be large enough
+        if not gpu or resources.get("GPU", 0) > 0:  # declared without GPUs: a CPU node
+            most = max(most, float(resources["CPU"]))
+    return most
+
+
+def most_cpus_per_trial(gpu: bool) -> float | None:
+    """The most CPUs a trial can reserve on this cluster (with a GPU where ``gpu``); see
+    most_cpus_of_a_node."""
+    return most_cpus_of_a_node(_alive_nodes(), autoscaler_node_resources(), gpu)
 
 
 def gpu_types() -> dict[str, int]:

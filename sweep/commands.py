@@ -146,9 +146,12 @@ def _check_db(path: str) -> None:
 
 
 def _run(spec, args: argparse.Namespace) -> int:
-    from sweep.engine import format_summary, run_sweep
+    from sweep.engine import SweepError, format_summary, run_sweep
 
-    outcome = run_sweep(spec, _options(args))
+    try:
+        outcome = run_sweep(spec, _options(args))
+    except SweepError as exc:
+        return _error(exc)
     print(format_summary(outcome.frame))
     counts = ", ".join(f"{s} {n}" for s, n in sorted(outcome.counts.items()))
     not_run = f"; {outcome.not_run} not run (run again to resume)" if outcome.not_run else ""

@@ -652,6 +652,10 @@ def place(
     return Placement(runnable, rows, cluster_types, has_gpu)
 
 
+class SweepError(ValueError):
+    """The sweep cannot run on this cluster at all (said before anything is stored)."""
+
+
 @dataclass
 class SweepOutcome:
     spec: SweepSpec
@@ -707,6 +711,15 @@ def _run(
     connect(options)
     types = ray_cluster.gpu_types()
     placement = place(spec, planned, types, ray_cluster.total_gpus() > 0)
+    for gpu in sorted({gpu for _, gpu in placement.runnable}):
+        most = ray_cluster.most_cpus_per_trial(gpu)
+        if most is not None and most < spec.cpus_per_trial:
+            # Ray would keep such a trial pending for ever; nothing is stored yet
+            where = "node with a GPU" if gpu else "node"
+            raise SweepError(
+                f"cpus_per_trial: a trial of {spec.name} reserves {spec.cpus_per_trial} CPUs, "
+                f"but the largest {where} of this cluster has {most:g}: no trial could start"
+            )
     stored = {} if options.rerun else store.statuses()
 
     max_batch = spec.mode == MAX_BATCH

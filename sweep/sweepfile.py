@@ -14,6 +14,7 @@ A sweep file uses the trial configuration's own field names::
     repeats: 1
     timeout_s: 600     # per trial
     mode: grid         # or max-batch: find the largest batch that fits, per group
+    cpus_per_trial: 1  # CPUs a trial reserves; more than any node has is refused at the start
 """
 
 from __future__ import annotations

@@ -109,6 +109,31 @@ def test_gpu_types_of_nodes_counts_gpus_per_type():
     assert ray_cluster.gpu_types_of_nodes(nodes) == {"A100": 6, "V100": 1}
 
 
+def test_most_cpus_a_trial_can_reserve(tmp_path):
+    """A trial reserving more CPUs than any node offers waits for ever in Ray: the engine refuses
+    the sweep instead, from this figure."""
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 16}},  # a CPU-only head
+        {"Alive": True, "Resources": {"CPU": 8, "GPU": 1, "accelerator_type:V100": 1}},
+    ]
+    assert ray_cluster.most_cpus_of_a_node(nodes, [], gpu=False) == 16
+    assert ray_cluster.most_cpus_of_a_node(nodes, [], gpu=True) == 8  # the head has no GPU
+    assert ray_cluster.most_cpus_of_a_node(nodes[:1], [], gpu=True) == 0
+    # node types the autoscaler can add count as well...
+    p5 = {"CPU": 192, "GPU": 8, "accelerator_type:H100": 8}
+    assert ray_cluster.most_cpus_of_a_node(nodes, [p5], gpu=True) == 192
+    # ...one that declares CPUs and no GPU is a CPU node...
+    assert ray_cluster.most_cpus_of_a_node(nodes, [{"CPU": 64}], gpu=True) == 8
+    assert ray_cluster.most_cpus_of_a_node(nodes, [{"CPU": 64}], gpu=False) == 64
+    # ...and one that does not declare its CPUs makes the figure unknown: no refusal
+    assert ray_cluster.most_cpus_of_a_node(nodes, [{"GPU": 8}], gpu=True) is None
+    # the shipped cluster.yaml declares every worker type, as the bootstrap config on the head
+    path = tmp_path / "ray_bootstrap_config.yaml"
+    path.write_text(open(os.path.join(REPO, "cluster.yaml"), encoding="utf-8").read())
+    types = ray_cluster.autoscaler_node_resources(str(path))
+    assert ray_cluster.most_cpus_of_a_node(nodes[:1], types, gpu=True) == 192
+
+
 def test_resource_request_is_one_gpu_of_the_type():
     pgf = ray_cluster.resource_request(True, "H100", cpus=2)
     assert pgf.bundles == [{"CPU": 2.0, "GPU": 1.0, "accelerator_type:H100": 0.001}]

@@ -215,6 +215,20 @@ gpu_types: [H100]
     assert time.monotonic() - t0 < 30  # nothing was scheduled (it would wait forever)
 
 
+def test_more_cpus_per_trial_than_any_node_has_is_one_clear_error(tmp_path, ray_session):
+    # the test cluster has 2 CPUs: a trial reserving 3 would wait for ever, and did
+    from sweep.engine import SweepError
+
+    spec = sweepfile.parse("name: big\naxes: {batch_size: [8]}\ncpus_per_trial: 3\n")
+    t0 = time.monotonic()
+    with pytest.raises(
+        SweepError, match="reserves 3 CPUs, but the largest node of this cluster has 2"
+    ):
+        run_sweep(spec, options(tmp_path / "r.db", "noop"))
+    assert time.monotonic() - t0 < 30
+    assert Store(tmp_path / "r.db").trials() == []  # nothing stored
+
+
 def _gcs_address(ray) -> str:
     return ray.get_runtime_context().gcs_address
 
