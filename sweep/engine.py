@@ -412,7 +412,8 @@ class SweepSearcher(Searcher):
                 nxt = None
         else:
             nxt = (g.lo + g.hi) // 2
-            if nxt <= g.lo or nxt >= g.hi:
+            close_enough = g.lo and g.hi - g.lo <= g.lo * self.spec.batch_tolerance
+            if nxt <= g.lo or nxt >= g.hi or close_enough:
                 nxt = None
         g.next_batch = nxt
         if nxt is None:
@@ -929,10 +930,13 @@ def plan_lines(
             stored = store.statuses()
     final = sum(1 for t in planned if stored.get(t.key) in FINAL_STATUSES)
     unit = "search groups" if spec.mode == MAX_BATCH else "trials"
+    search = ""
+    if spec.mode == MAX_BATCH:
+        exact = f"within {spec.batch_tolerance * 100:g}%" if spec.batch_tolerance else "exact"
+        search = f" (mode {spec.mode}, batch up to {spec.batch_limit}, {exact})"
     lines = [
         f"sweep {spec.name}: {len(planned)} {unit}, {final} already stored with a final "
-        f"status, {len(planned) - final} to run"
-        + (f" (mode {spec.mode}, batch up to {spec.batch_limit})" if spec.mode == MAX_BATCH else "")
+        f"status, {len(planned) - final} to run{search}"
     ]
     if cluster_types is not None:
         have = ", ".join(f"{t} ({n} GPU)" for t, n in sorted(cluster_types.items())) or "none"

@@ -27,6 +27,8 @@ class SweepSpec:
 
     timeout_s: wall seconds one trial may take, its process start included.
     batch_limit: in max-batch mode, the largest batch size tried.
+    batch_tolerance: in max-batch mode, stop bisecting once the smallest batch that ran out of
+    memory is within this fraction of the largest that fits (0: find the exact batch).
     cpus_per_trial: CPUs a trial reserves (the only resource of a CPU trial; a GPU trial reserves
     one GPU besides).
     """
@@ -39,6 +41,7 @@ class SweepSpec:
     timeout_s: float = 600.0
     mode: str = GRID
     batch_limit: int = 4096
+    batch_tolerance: float = 0.0
     cpus_per_trial: int = 1
     description: str = ""
 

@@ -14,6 +14,7 @@ A sweep file uses the trial configuration's own field names::
     repeats: 1
     timeout_s: 600     # per trial
     mode: grid         # or max-batch: find the largest batch that fits, per group
+    batch_tolerance: 0 # max-batch: stop within this fraction of the answer (0.02: 2%; 0: exact)
     cpus_per_trial: 1  # CPUs a trial reserves; more than any node has is refused at the start
 """
 
@@ -39,6 +40,7 @@ TOP_KEYS = (
     "repeats",
     "timeout_s",
     "batch_limit",
+    "batch_tolerance",
     "cpus_per_trial",
 )
 # The longest a trial may take. Python's pipe and thread waits refuse an infinite or
@@ -177,6 +179,11 @@ def parse(text: str, origin: str = "sweep", default_name: str | None = None) -> 
     repeats = integer("repeats", 1, 1)
     batch_limit = integer("batch_limit", 4096, 1)
     cpus_per_trial = integer("cpus_per_trial", 1, 1)
+    batch_tolerance = raw.get("batch_tolerance", 0)
+    if isinstance(batch_tolerance, bool) or not isinstance(batch_tolerance, (int, float)):
+        raise fail(f"batch_tolerance: expected a fraction such as 0.02, got {batch_tolerance!r}")
+    if not 0 <= batch_tolerance < 1:  # nan fails too
+        raise fail(f"batch_tolerance: must be at least 0 and below 1, got {batch_tolerance}")
     timeout_s = raw.get("timeout_s", 600)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
         raise fail(f"timeout_s: expected a number of seconds, got {timeout_s!r}")
@@ -207,6 +214,7 @@ def parse(text: str, origin: str = "sweep", default_name: str | None = None) -> 
         timeout_s=float(timeout_s),
         mode=mode,
         batch_limit=batch_limit,
+        batch_tolerance=float(batch_tolerance),
         cpus_per_trial=cpus_per_trial,
         description=description,
     )

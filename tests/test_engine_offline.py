@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from sweep import record as rec
 from sweep import sweepfile
@@ -200,3 +201,40 @@ def test_cpu_and_gpu_trials_of_one_sweep_each_ask_for_their_own_resources():
     assert gpu == {"cpu": False, "cuda": True, "auto": True}
     bundles = {pl["config"]["device"]: _resources(pl).bundles[0] for pl in payloads}
     assert "GPU" not in bundles["cpu"] and bundles["cuda"]["GPU"] == 1.0
+
+
+def _search(tolerance: float, fits_up_to: int) -> tuple[list[tuple[int, str]], dict[str, int]]:
+    """The probes a max-batch search hands out against a model that fits up to ``fits_up_to``."""
+    from sweep.engine import SweepSearcher
+
+    text = "name: mb\nmode: max-batch\nfixed: {device: cpu, batch_size: 64}\n"
+    text += f"batch_tolerance: {tolerance}\n"
+    spec = sweepfile.parse(text)
+    progress = Progress(total=0, label="mb", enabled=False)
+    s = SweepSearcher(spec, expand(spec), {"cpus": 1}, {}, False, None, progress)
+    probes = []
+    while (payload := s.suggest(f"t{len(probes)}")) not in (None, s.FINISHED):
+        batch = payload["config"]["batch_size"]
+        status = "ok" if batch <= fits_up_to else "oom"
+        probes.append((batch, status))
+        s.on_trial_complete(f"t{len(probes) - 1}", {"status": status})
+    return probes, dict(s.finalize)
+
+
+def test_max_batch_search_stops_within_its_tolerance():
+    # on the H200, distilroberta-base at seq 512 fits up to 1354: 16 probes to find it exactly
+    exact, answer = _search(0, 1354)
+    assert len(exact) == 16 and list(answer.values()) == [1354]
+    near, answer = _search(0.02, 1354)
+    found = list(answer.values())[0]
+    smallest_oom = min(b for b, st in near if st == "oom")
+    assert found <= 1354 < smallest_oom and smallest_oom - found <= 0.02 * found
+    assert len(near) < len(exact) - 3  # the last, finest bisection steps are not run
+    # the same prefix: doubling, then bisection, only stopped earlier
+    assert near == exact[: len(near)]
+
+
+def test_batch_tolerance_must_be_a_fraction():
+    for bad in ("-0.1", "1", "2%", "true", ".nan"):
+        with pytest.raises(ValueError, match="batch_tolerance"):
+            sweepfile.parse(f"name: mb\nmode: max-batch\nbatch_tolerance: {bad}\n")
