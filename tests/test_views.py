@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import shlex
 import subprocess
@@ -515,3 +516,54 @@ def test_time_breakdown_panels_name_their_gpu_readably(refs):
         assert box.x0 >= 0 and box.x1 <= width
     left, right = boxes[0], boxes[1]
     assert left.x1 <= right.x0  # side by side, not over each other
+
+
+def test_batch_ticks_never_print_over_each_other():
+    from ui.charts import tick_batches
+
+    powers = [1, 8, 32, 64, 128, 256]
+    assert tick_batches(powers, log=True) == powers  # a grid's batches: every one labelled
+    probes = [64, 128, 256, 264, 265, 266, 268, 272, 288, 320, 384, 512]  # a max-batch search
+    ticks = tick_batches(probes, log=True)
+    assert ticks[0] == 64 and ticks[-1] == 512 and 256 in ticks
+    assert 265 not in ticks and len(ticks) <= 12
+    logs = [math.log2(t) for t in ticks]
+    gaps = [b - a for a, b in zip(logs, logs[1:], strict=False)]
+    assert min(gaps) >= (logs[-1] - logs[0]) / 12
+
+
+def test_efficiency_legend_leaves_the_panels_their_width(refs):
+    """With eight series of long labels the legend sat in the sixth panel's cell and squeezed
+    the five charts to slivers; it goes below them now, and every panel keeps a usable width."""
+    from ui import charts
+
+    sel = views.select(
+        views.combine(None, refs),
+        {"model": "roberta-large", "seq_len": "512", "precision": views.ANY},
+    )
+    frame = views.efficiency(sel)
+    fig = charts.efficiency(frame, "t")
+    fig.savefig(io.BytesIO(), format="png")
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == len(views.EFFICIENCY_METRICS)
+    assert all(ax.get_position().width > 0.2 for ax in panels)  # about a third of the figure
+    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes)
+    assert len(fig.legends[0].get_texts()) == frame["series"].nunique()
+
+
+def test_out_of_memory_crosses_stay_near_the_axis_with_many_series(refs):
+    from ui import charts
+
+    sel = views.select(
+        views.combine(None, refs),
+        {"model": "roberta-large", "seq_len": "512", "precision": views.ANY},
+    )
+    points = views.throughput_points(sel)
+    assert points["series"].nunique() >= 6 and points["oom"].any()
+    fig = charts.throughput(points, "sequences_per_s", "t")
+    heights = [
+        y
+        for coll in fig.axes[0].collections
+        for _, y in coll.get_offsets()  # (batch, axis fraction) of each cross
+    ]
+    assert heights and max(heights) <= 0.15

@@ -7,6 +7,8 @@ title, axis labels with units and a legend; an empty selection gives a figure th
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")  # no display: figures are rendered to PNG for the browser
@@ -35,17 +37,39 @@ def empty(title: str, why: str) -> Figure:
     return fig
 
 
-def _batch_axis(ax, batches) -> None:
+def tick_batches(batches, log: bool, n_max: int = 12) -> list[int]:
+    """The batch sizes to label on an axis: all of them unless two would print over each other
+    (a max-batch search probes 256, 264, 265, 266...). Keeps the smallest and the largest, and in
+    between those at least a 1/n_max of the axis (in log2 where the axis is log) from the last
+    kept."""
+    batches = sorted({int(b) for b in batches})
+    if len(batches) <= 2:
+        return batches
+
+    def pos(b: int) -> float:
+        return math.log2(max(b, 1)) if log else float(b)
+
+    gap = (pos(batches[-1]) - pos(batches[0])) / n_max
+    kept = [batches[0]]
+    for b in batches[1:-1]:
+        if pos(b) - pos(kept[-1]) >= gap and pos(batches[-1]) - pos(b) >= gap:
+            kept.append(b)
+    return kept + [batches[-1]]
+
+
+def _batch_axis(ax, batches, label: str = "batch size (sequences per step)") -> None:
     """Batch sizes are powers of two in most sweeps: a log2 axis with the batch sizes as ticks."""
     batches = sorted({int(b) for b in batches})
     if not batches:
         return
-    if batches[-1] / max(batches[0], 1) >= 8:
+    log = batches[-1] / max(batches[0], 1) >= 8
+    if log:
         ax.set_xscale("log", base=2)
-    ax.set_xticks(batches)
-    ax.set_xticklabels([str(b) for b in batches])
+    ticks = tick_batches(batches, log)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(b) for b in ticks])
     ax.minorticks_off()
-    ax.set_xlabel("batch size (sequences per step)")
+    ax.set_xlabel(label)
 
 
 def _colors(series: list[str]) -> dict[str, str]:
@@ -55,10 +79,10 @@ def _colors(series: list[str]) -> dict[str, str]:
     }
 
 
-def _legend_below(fig: Figure, handles, labels) -> None:
+def _legend_below(fig: Figure, handles, labels, height: float = HEIGHT) -> None:
     """The legend under the axes, never over the data: series labels name every option that
     differs, so they are long, and a legend inside the axes hid the highest points."""
-    fig.set_figheight(HEIGHT + 0.22 * len(labels))
+    fig.set_figheight(height + 0.22 * len(labels))
     fig.legend(handles, labels, loc="outside lower center", fontsize=9, ncols=1, frameon=False)
 
 
@@ -71,7 +95,10 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> Figure:
     ax = fig.add_subplot()
     colors = _colors(points["series"].unique().tolist())
     any_oom = any_host = False
-    for i, (series, g) in enumerate(points.groupby("series", sort=True)):
+    # crosses are staggered per series that has any, not per series: with eight series the
+    # last ones' crosses sat a third of the way up, where they read as data
+    with_oom = sorted(points.loc[points["oom"], "series"].unique())
+    for series, g in points.groupby("series", sort=True):
         ok, oom = g[~g["oom"]], g[g["oom"]]
         ref = bool(g["reference"].iloc[0])
         if len(ok):
@@ -110,9 +137,10 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> Figure:
             any_oom = True
             # x in data, y just above the axis (staggered per series so that two GPUs' crosses
             # at one batch size stay apart): OOM has no throughput, only a position
+            i = with_oom.index(series)
             ax.scatter(
                 oom["batch_size"],
-                [0.03 + 0.04 * i] * len(oom),
+                [0.03 + min(0.04, 0.12 / max(len(with_oom) - 1, 1)) * i] * len(oom),
                 marker="x",
                 s=90,
                 linewidths=2.5,
@@ -315,7 +343,7 @@ def efficiency(frame: pd.DataFrame, title: str) -> Figure:
                 ax.plot(g["batch_size"], g[metric], marker="o", color=colors[series], label=series)
         ax.set_title(label, fontsize=10)
         if drawn:
-            _batch_axis(ax, frame["batch_size"])
+            _batch_axis(ax, frame["batch_size"], "batch size")
             ax.grid(True, alpha=0.3)
         else:
             ax.text(
@@ -329,10 +357,12 @@ def efficiency(frame: pd.DataFrame, title: str) -> Figure:
             )
             ax.set_xticks([])
             ax.set_yticks([])
-    legend_ax = axes[-1]
-    legend_ax.set_axis_off()
+    for ax in axes[len(views.EFFICIENCY_METRICS) :]:
+        ax.set_axis_off()
+    # below the panels, as on the other charts: in the sixth panel's cell, long series labels
+    # squeezed every panel to a sliver
     handles = [Line2D([], [], color=c, marker="o") for c in colors.values()]
-    legend_ax.legend(handles, list(colors), loc="center", fontsize=9, title="GPU")
+    _legend_below(fig, handles, list(colors), height=6.5)
     fig.suptitle(title, fontsize=13)
     return fig
 
