@@ -39,7 +39,7 @@ from ray.tune.search import Searcher
 from sweep.config import TrialConfig, field_names
 from sweep.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand, groups
 from sweep.isolate import resolve
-from sweep.metrics import GPU_BUSY_MIN_PCT
+from sweep.metrics import GPU_BUSY_MIN_PCT, host_bound
 from sweep.record import (
     CRASHED,
     ERROR,
@@ -867,10 +867,10 @@ def summary_table(frame) -> Any:
         if f not in keys and f in df.columns and df[f].nunique(dropna=False) > 1
     ]
     keys = keys[:6] + varying + keys[6:]
-    df["gpu_busy_pct"] = df["gpu_util_pct_mean"] if "gpu_util_pct_mean" in df else float("nan")
+    df["gpu_busy_pct"] = df["gpu_util_pct_mean"]  # a results frame has every metric's column
     metrics = SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("n") + 1 :]
     for m in metrics:
-        df[m] = pd.to_numeric(df[m], errors="coerce") if m in df else float("nan")
+        df[m] = pd.to_numeric(df[m], errors="coerce")
     agg = (
         df.groupby(keys, dropna=False, sort=True)
         .agg(
@@ -892,9 +892,8 @@ def format_summary(frame) -> str:
         if table[column].isna().all():
             table = table.drop(columns=[column])
     text = table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
-    busy = table["gpu_busy_pct"] if "gpu_busy_pct" in table else None
-    if busy is not None and (busy < GPU_BUSY_MIN_PCT).any():
-        n = int((busy < GPU_BUSY_MIN_PCT).sum())
+    n = int(table["gpu_busy_pct"].map(host_bound).eq(True).sum()) if "gpu_busy_pct" in table else 0
+    if n:
         text += (
             f"\n{n} configuration(s) kept the GPU busy under {GPU_BUSY_MIN_PCT:g}% of the measured"
             " steps: host-bound, their figures depend on the CPU and vary from run to run"

@@ -118,12 +118,6 @@ GPU_BUSY_MIN_PCT = 90.0
 def host_bound(gpu_util_pct: float | None) -> bool | None:
     """Whether a trial's measured steps kept the GPU busy less than GPU_BUSY_MIN_PCT of the time;
     None where utilization was not measured (CPU trials, reference rows without it)."""
-    if gpu_util_pct is None or isinstance(gpu_util_pct, bool):
+    if gpu_util_pct is None or math.isnan(gpu_util_pct):
         return None
-    try:
-        value = float(gpu_util_pct)
-    except (TypeError, ValueError):
-        return None
-    if math.isnan(value):
-        return None
-    return value < GPU_BUSY_MIN_PCT
+    return gpu_util_pct < GPU_BUSY_MIN_PCT

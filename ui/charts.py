@@ -110,7 +110,7 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> Figure:
                 linestyle="--" if ref else "-",
                 label=series,
             )
-            host = ok[ok["host_bound"]] if "host_bound" in ok else ok.iloc[0:0]
+            host = ok[ok["host_bound"]]
             if len(host):  # white-filled: the GPU waited for the host, the figure is the CPU's
                 any_host = True
                 ax.plot(

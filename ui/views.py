@@ -187,7 +187,7 @@ def throughput_points(df: pd.DataFrame, metric: str = "sequences_per_s") -> pd.D
         return pd.DataFrame(columns=cols)
     d = _with_series(df).assign(reference=_is_reference(df))
     value = d[metric] if metric in d else pd.Series(float("nan"), index=d.index)
-    busy = d["gpu_util_pct_mean"] if "gpu_util_pct_mean" in d else value * float("nan")
+    busy = d["gpu_util_pct_mean"] if "gpu_util_pct_mean" in d else pd.Series(float("nan"), d.index)
     d = d.assign(
         value=pd.to_numeric(value, errors="coerce"),
         busy=pd.to_numeric(busy, errors="coerce"),
@@ -205,7 +205,7 @@ def throughput_points(df: pd.DataFrame, metric: str = "sequences_per_s") -> pd.D
     # A batch with an ok measurement fits, even if another repeat ran out of memory.
     out["oom"] = out["value"].isna() & out["n_oom"].fillna(0).gt(0)
     out["repeats"] = out["repeats"].fillna(0).astype(int)
-    out["host_bound"] = out["gpu_busy_pct"].map(lambda v: host_bound(v) is True).astype(bool)
+    out["host_bound"] = out["gpu_busy_pct"].map(host_bound).eq(True)
     out = out[out["value"].notna() | out["oom"]]
     out["batch_size"] = out["batch_size"].astype(int)
     return out[cols].sort_values(["series", "batch_size"]).reset_index(drop=True)
