@@ -46,6 +46,6 @@ COPY ui ./ui
 # The import check fails the build if the base image has lost apex: then the cluster would
 # silently measure another optimizer than the one a sweep asks for.
 RUN pip install --no-deps -e . \
-    && python -c "import sweep.engine, cluster.ray_cluster; from apex.optimizers import FusedAdam"
+    && python -c "import sweep.engine.run, cluster.ray_cluster; from apex.optimizers import FusedAdam"
 
 CMD ["python", "-m", "sweep", "--help"]

@@ -6,7 +6,7 @@ import platform
 
 
 def machine() -> str:
-    from sweep.env import cpu_model, software
+    from sweep.trial.env import cpu_model, software
 
     sw = software()
     parts = [
@@ -22,7 +22,7 @@ def machine() -> str:
         import torch
 
         if torch.cuda.is_available():
-            from sweep.env import gpu_facts
+            from sweep.trial.env import gpu_facts
 
             g = gpu_facts(0)
             parts.insert(

@@ -28,7 +28,7 @@ def plain_loop(
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from sweep.catalog import get_spec
+    from sweep.plan.catalog import get_spec
 
     spec = get_spec(model_name)
     cfg = AutoConfig.for_model(spec.model_type, **spec.hparams)
@@ -71,8 +71,8 @@ def plain_loop(
 
 def trial(harness: str, args) -> tuple[float, float]:
     """(median-step seq/s, whole-measurement seq/s) of run_trial with this harness."""
-    from sweep.config import TrialConfig
-    from sweep.trial import run_trial
+    from sweep.plan.config import TrialConfig
+    from sweep.trial.run import run_trial
 
     rec = run_trial(
         TrialConfig(

@@ -45,8 +45,8 @@ def main() -> None:
     args = p.parse_args()
 
     from benchmarks._machine import machine
-    from sweep.config import TrialConfig
-    from sweep.trial import run_trial
+    from sweep.plan.config import TrialConfig
+    from sweep.trial.run import run_trial
 
     ceiling = matmul_ceiling_tflops()
     print(f"machine: {machine()}")

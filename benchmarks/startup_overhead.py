@@ -36,7 +36,7 @@ def main() -> None:
     torch.cuda.synchronize()
     t_cuda = time.perf_counter() - t
 
-    from sweep.catalog import get_spec
+    from sweep.plan.catalog import get_spec
 
     spec = get_spec(args.model)
     cfg = AutoConfig.for_model(spec.model_type, **spec.hparams)

@@ -11,9 +11,10 @@ local Ray instance, and prints:
   with and without the worker pre-import hook (cluster.worker.preimport), to show whether
   importing them at worker start-up pays off, and with worker processes reused across trials
   (--reuse-workers);
-- the real trial (sweep.trial:run_trial on bert-tiny, CPU) in a fresh Ray worker per trial
+- the real trial (sweep.trial.run:run_trial on bert-tiny, CPU) in a fresh Ray worker per trial
   (--no-isolate) against the default: a fresh process per trial forked from the worker's warm
-  fork server (sweep/isolate.py), which keeps the imports out of every trial but the first.
+  fork server (sweep/engine/forkserver.py), which keeps the imports out of every trial but the
+  first.
 
     python benchmarks/sweep_overhead.py                 # 12 trials per scenario
     python benchmarks/sweep_overhead.py --trials 24 --num-cpus 4
@@ -34,7 +35,7 @@ sys.path.insert(0, REPO)
 
 def noop_trial(config):
     """Returns at once."""
-    from sweep.record import OK, Trial
+    from sweep.results.record import OK, Trial
 
     return Trial(config=config.to_dict(), status=OK, metrics={"trial_s": 0.0})
 
@@ -42,7 +43,7 @@ def noop_trial(config):
 def import_trial(config):
     """Imports torch and transformers, as the real trial does first; reports how long it took
     (near zero when the worker pre-imported them)."""
-    from sweep.record import OK, Trial
+    from sweep.results.record import OK, Trial
 
     t0 = time.perf_counter()
     import torch  # noqa: F401
@@ -62,9 +63,9 @@ def run(
 ) -> dict:
     import ray
 
-    from sweep import sweepfile
-    from sweep.engine import EngineOptions, run_sweep
-    from sweep.store import Store
+    from sweep.engine.run import EngineOptions, run_sweep
+    from sweep.plan import sweepfile
+    from sweep.results.store import Store
 
     # distinct seeds: distinct groups, so that trials run side by side on every slot
     spec = sweepfile.parse(
@@ -136,7 +137,7 @@ def main() -> int:
             reuse=True,
         ),
     ]
-    real = "sweep.trial:run_trial"
+    real = "sweep.trial.run:run_trial"
     results += [
         run("real-fresh-worker", real, args.trials, preimport=False, slots=args.num_cpus),
         run(

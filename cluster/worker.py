@@ -20,8 +20,8 @@ def preimport() -> None:
     """Import the heavy modules a trial needs; a missing one is not an error here (the trial
     itself reports it as its record's error)."""
     t0 = time.perf_counter()
-    # sweep.engine brings ray.tune, which every trial's actor class needs before the trial starts
-    for name in ("torch", "transformers", "sweep.engine", "sweep.trial"):
+    # ray.tune: every trial actor class needs it before the trial starts
+    for name in ("torch", "transformers", "ray.tune", "sweep.trial.run"):
         try:
             __import__(name)
         except Exception as exc:  # ImportError, or a broken CUDA install: the trial will say

@@ -28,8 +28,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sweep.config import TrialConfig  # noqa: E402
-from sweep.record import OK, OOM, REFERENCE, Trial, trial_key  # noqa: E402
+from sweep.plan.config import TrialConfig  # noqa: E402
+from sweep.results.record import OK, OOM, REFERENCE, Trial, trial_key  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_SRC = os.path.join(HERE, "..", "..", "shared", "anchors", "seed-results")

@@ -36,8 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pandas as pd  # noqa: E402
 
-from sweep import grid, sweepfile  # noqa: E402
-from sweep.record import MEASURED, STATUSES, Trial  # noqa: E402
+from sweep.plan import grid, sweepfile  # noqa: E402
+from sweep.results.record import MEASURED, STATUSES, Trial  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_RUN = os.path.join(ROOT, "benchmarks", "results", "2026-11-29-h200-run2")

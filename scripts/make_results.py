@@ -37,8 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pandas as pd  # noqa: E402
 
-from sweep.record import MEASURED, OK, REFERENCE, Trial  # noqa: E402
-from sweep.store import Store, StoreError, should_replace, trials_frame  # noqa: E402
+from sweep.results.record import MEASURED, OK, REFERENCE, Trial  # noqa: E402
+from sweep.results.store import Store, StoreError, should_replace, trials_frame  # noqa: E402
 from ui import views  # noqa: E402
 from ui.data import DATA_DIR, read_jsonl  # noqa: E402
 
@@ -47,7 +47,7 @@ DEFAULT_OUT = os.path.join(DATA_DIR, "reference_h200.jsonl")
 DEFAULT_DOCS = os.path.join(ROOT, "docs", "results")
 DEFAULT_SEED_REF = os.path.join(DATA_DIR, "reference_seed_v100_a100.jsonl")
 
-# The seed grid as the `seed` / `seed-fp16` presets run it (sweep/presets/seed*.yaml): every
+# The seed grid as the `seed` / `seed-fp16` presets run it (sweep/plan/presets/seed*.yaml): every
 # workload field but model, sequence length, precision and batch is fixed.
 SEED_FIXED = {
     "task": "seq-cls",
@@ -100,8 +100,8 @@ def measured(rows: list[tuple[str, Trial]]) -> tuple[list[tuple[str, Trial]], li
     """The measured rows, one per key, and notes on what was dropped.
 
     A key stored in two databases (the same configuration, GPU type and repeat run twice) keeps
-    one row by the store's own rule (``sweep.store.should_replace``: an ok row is only replaced
-    by a later ok row), later databases on the command line counting as later.
+    one row by the store's own rule (``sweep.results.store.should_replace``: an ok row is
+    only replaced by a later ok row), later databases on the command line counting as later.
     """
     by_key: dict[str, tuple[str, Trial]] = {}
     replaced = kept_old = 0
@@ -506,7 +506,7 @@ def repeat_stats(meas: pd.DataFrame) -> pd.DataFrame:
     d = meas[(meas["status"] == OK) & ~meas["probe"].astype(bool)].copy()
     if d.empty:
         return pd.DataFrame()
-    from sweep.config import field_names
+    from sweep.plan.config import field_names
 
     fields = [f for f in field_names() if f in d]
     d["_cfg"] = d[fields].astype(str).agg("|".join, axis=1)

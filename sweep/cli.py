@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from sweep.config import TrialConfig, choices
+from sweep.plan.config import TrialConfig, choices
 
 
 def _bool(text: str) -> bool:
@@ -49,7 +49,7 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
             kind = type(default)
             extra = ""
             if f.name == "model":
-                from sweep.catalog import CATALOG
+                from sweep.plan.catalog import CATALOG
 
                 extra = f"one of {', '.join(CATALOG)}, or a path to a config.json; "
             parser.add_argument(
@@ -58,7 +58,7 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
-    from sweep.trial import run_trial
+    from sweep.trial.run import run_trial
 
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrialConfig)}
     try:

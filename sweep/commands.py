@@ -55,7 +55,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
         "--no-isolate",
         action="store_true",
         help="run each trial inside the Ray worker process instead of a fresh process forked "
-        "from the worker's warm fork server (the default; see sweep/isolate.py)",
+        "from the worker's warm fork server (the default; see sweep/engine/forkserver.py)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--verbose", action="store_true", help="Ray's and the workers' own logs")
@@ -116,7 +116,7 @@ def _error(exc: Exception) -> int:
 
 
 def _options(args: argparse.Namespace):
-    from sweep.engine import TRIAL_FN, EngineOptions
+    from sweep.engine.run import TRIAL_FN, EngineOptions
 
     if args.retries < 0:
         raise ValueError(f"--retries: must be >= 0, got {args.retries}")
@@ -140,13 +140,13 @@ def _options(args: argparse.Namespace):
 
 def _check_db(path: str) -> None:
     """Open (creating if needed) the database now, so that a bad path fails before Ray starts."""
-    from sweep.store import Store
+    from sweep.results.store import Store
 
     Store(path).close()
 
 
 def _run(spec, args: argparse.Namespace) -> int:
-    from sweep.engine import SweepError, format_summary, run_sweep
+    from sweep.engine.run import SweepError, format_summary, run_sweep
 
     try:
         outcome = run_sweep(spec, _options(args))
@@ -165,8 +165,8 @@ def _run(spec, args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from cluster.ray_cluster import ClusterUnreachable, check_address
-    from sweep import sweepfile
-    from sweep.store import StoreError
+    from sweep.plan import sweepfile
+    from sweep.results.store import StoreError
 
     try:
         spec = sweepfile.load(args.source)
@@ -186,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_default(args: argparse.Namespace) -> int:
     """No subcommand: the ``seed`` sweep where there are GPUs, else ``smoke`` on the CPU."""
     from cluster import ray_cluster
-    from sweep import sweepfile
+    from sweep.plan import sweepfile
 
     try:
         options = _options(args)
@@ -194,7 +194,7 @@ def cmd_default(args: argparse.Namespace) -> int:
         _check_db(options.db)
     except (ValueError, ray_cluster.ClusterUnreachable) as exc:
         return _error(exc)
-    from sweep.engine import connect
+    from sweep.engine.run import connect
 
     connect(options)
     name = "seed" if ray_cluster.total_gpus() > 0 else "smoke"
@@ -208,16 +208,16 @@ def cmd_default(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from cluster.ray_cluster import ClusterUnreachable
-    from sweep import sweepfile
-    from sweep.engine import plan_lines
-    from sweep.store import StoreError
+    from sweep.engine.run import plan_lines
+    from sweep.plan import sweepfile
+    from sweep.results.store import StoreError
 
     try:
         spec = sweepfile.load(args.source)
         types = has_gpu = None
         if not args.no_cluster:
             from cluster import ray_cluster
-            from sweep.engine import quiet_ray
+            from sweep.engine.run import quiet_ray
 
             quiet_ray()
             ray_cluster.connect(args.address, preimport=False)
@@ -233,8 +233,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from sweep import sweepfile
-    from sweep.grid import expand
+    from sweep.plan import sweepfile
+    from sweep.plan.grid import expand
 
     for name in sweepfile.preset_names():
         spec = sweepfile.load(name)
@@ -245,8 +245,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sweep.engine import stored_summary
-    from sweep.store import StoreError
+    from sweep.engine.run import stored_summary
+    from sweep.results.store import StoreError
 
     try:
         print(stored_summary(args.db))
@@ -256,7 +256,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from sweep.store import StoreError, load_frame
+    from sweep.results.store import StoreError, load_frame
 
     if args.format == "parquet" and not args.output:
         return _error(ValueError("--format parquet needs -o FILE"))
@@ -270,7 +270,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             frame.to_csv(out if out else sys.stdout, index=False)
         elif args.format == "jsonl":
             # JSONL is the lossless form: one full Trial record per line (Trial.from_json reads it).
-            from sweep.store import Store
+            from sweep.results.store import Store
 
             with Store(args.db, readonly=True) as store:
                 text = "".join(t.to_json() + "\n" for t in store.trials(args.sweep))

@@ -1,4 +1,4 @@
-"""Trial functions that stand in for sweep.trial:run_trial in engine tests (no torch).
+"""Trial functions that stand in for sweep.trial.run:run_trial in engine tests (no torch).
 
 Each takes a TrialConfig and returns a Trial, as run_trial does. The engine imports them in the
 Ray worker by their dotted path ("tests.fake_trials:oom_above_64"). Behaviour that depends on a
@@ -12,8 +12,8 @@ import signal
 import socket
 import time
 
-from sweep.config import TrialConfig
-from sweep.record import OK, OOM, Trial, utc_now
+from sweep.plan.config import TrialConfig
+from sweep.results.record import OK, OOM, Trial, utc_now
 
 # The largest batch that "fits" for oom_above when the config's seed is 0. A test picks another
 # limit through the seed field (free for fake trials), so that one function serves every test.

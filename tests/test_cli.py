@@ -3,9 +3,9 @@
 import subprocess
 import sys
 
-from sweep.config import TrialConfig
-from sweep.record import Trial, flatten
-from sweep.store import Store
+from sweep.plan.config import TrialConfig
+from sweep.results.record import Trial, flatten
+from sweep.results.store import Store
 
 
 def _sweep(*args, cwd):

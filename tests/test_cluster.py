@@ -159,8 +159,8 @@ def scenario(db: str, out: str) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from sweep import sweepfile
-    from sweep.engine import EngineOptions, run_sweep
+    from sweep.engine.run import EngineOptions, run_sweep
+    from sweep.plan import sweepfile
 
     cluster = Cluster(
         initialize_head=True,
@@ -190,7 +190,7 @@ def scenario(db: str, out: str) -> None:
 
 @pytest.mark.timeout(240)
 def test_fake_cluster_each_trial_lands_on_a_node_of_its_type(tmp_path):
-    from sweep.store import Store
+    from sweep.results.store import Store
 
     db, out = str(tmp_path / "r.db"), str(tmp_path / "nodes.json")
     proc = subprocess.run(

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from sweep.catalog import CATALOG, get_spec
-from sweep.config import TrialConfig
+from sweep.plan.catalog import CATALOG, get_spec
+from sweep.plan.config import TrialConfig
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_cli_help_lists_every_field_and_its_values():
         timeout=120,
     )
     assert out.returncode == 0
-    from sweep.config import field_names
+    from sweep.plan.config import field_names
 
     for name in field_names():
         assert "--" + name.replace("_", "-") in out.stdout

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from sweep.record import MEASURED
+from sweep.results.record import MEASURED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "convert_summary_tables.py")

@@ -15,11 +15,11 @@ import time
 
 import pytest
 
-from sweep import record as rec
-from sweep import sweepfile
-from sweep.engine import EngineOptions, format_summary, run_sweep
-from sweep.grid import expand
-from sweep.store import Store
+from sweep.engine.run import EngineOptions, format_summary, run_sweep
+from sweep.plan import sweepfile
+from sweep.plan.grid import expand
+from sweep.results import record as rec
+from sweep.results.store import Store
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -217,7 +217,7 @@ gpu_types: [H100]
 
 def test_more_cpus_per_trial_than_any_node_has_is_one_clear_error(tmp_path, ray_session):
     # the test cluster has 2 CPUs: a trial reserving 3 would wait for ever, and did
-    from sweep.engine import SweepError
+    from sweep.engine.run import SweepError
 
     spec = sweepfile.parse("name: big\naxes: {batch_size: [8]}\ncpus_per_trial: 3\n")
     t0 = time.monotonic()
@@ -291,7 +291,7 @@ timeout_s: 60
 
 
 def test_smoke_preset_end_to_end_with_the_real_trial(tmp_path, ray_session):
-    pytest.importorskip("sweep.trial", reason="sweep/trial.py not landed yet")
+    pytest.importorskip("sweep.trial.run", reason="sweep/trial/run.py not landed yet")
     spec = sweepfile.load("smoke")
     out = run_sweep(spec, EngineOptions(db=str(tmp_path / "r.db"), retries=0, preimport=False))
     trials = Store(tmp_path / "r.db").trials()

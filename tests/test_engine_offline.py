@@ -9,12 +9,12 @@ import sys
 import pandas as pd
 import pytest
 
-from sweep import record as rec
-from sweep import sweepfile
-from sweep.config import TrialConfig
-from sweep.engine import Progress, place, summary_table
-from sweep.grid import expand
-from sweep.store import Store, trials_frame
+from sweep.engine.run import Progress, place, summary_table
+from sweep.plan import sweepfile
+from sweep.plan.config import TrialConfig
+from sweep.plan.grid import expand
+from sweep.results import record as rec
+from sweep.results.store import Store, trials_frame
 
 FLEET = """
 name: fleet
@@ -76,7 +76,7 @@ def test_summary_takes_the_median_over_repeats_and_keeps_failures():
 
 
 def test_summary_says_which_configurations_left_the_gpu_waiting_for_the_host():
-    from sweep.engine import format_summary
+    from sweep.engine.run import format_summary
 
     def busy(batch, util, repeat=0):
         t = _trial(batch, tps=1000.0 * batch, repeat=repeat)
@@ -188,7 +188,7 @@ def test_summary_keeps_configurations_that_differ_in_any_swept_field():
 def test_cpu_and_gpu_trials_of_one_sweep_each_ask_for_their_own_resources():
     # device [cpu, cuda] on a cluster with GPUs: the sweep used to stop with a traceback
     # ("mixes CPU and GPU trials") after Ray had started and rows had been written
-    from sweep.engine import SweepSearcher, _resources
+    from sweep.engine.run import SweepSearcher, _resources
 
     spec = sweepfile.parse("name: mix\naxes: {device: [cpu, cuda, auto]}\n")
     planned = expand(spec)
@@ -205,7 +205,7 @@ def test_cpu_and_gpu_trials_of_one_sweep_each_ask_for_their_own_resources():
 
 def _search(tolerance: float, fits_up_to: int) -> tuple[list[tuple[int, str]], dict[str, int]]:
     """The probes a max-batch search hands out against a model that fits up to ``fits_up_to``."""
-    from sweep.engine import SweepSearcher
+    from sweep.engine.run import SweepSearcher
 
     text = "name: mb\nmode: max-batch\nfixed: {device: cpu, batch_size: 64}\n"
     text += f"batch_tolerance: {tolerance}\n"

@@ -2,9 +2,9 @@
 
 import pytest
 
-from sweep.config import TrialConfig
-from sweep.hardware import peak_tflops
-from sweep.trial import run_trial
+from sweep.plan.config import TrialConfig
+from sweep.trial.hardware import peak_tflops
+from sweep.trial.run import run_trial
 
 pytestmark = pytest.mark.gpu
 
@@ -114,11 +114,11 @@ def test_isolated_trials_each_start_their_own_cuda_context():
     # torch without initialising CUDA. If the server had touched CUDA, the forked trial would
     # fail ("Cannot re-initialize CUDA in forked subprocess"); if trials shared a process, the
     # second would inherit the first's allocator cache and report its peak.
-    from sweep.isolate import run_in_child
+    from sweep.engine.forkserver import run_in_child
 
     cfg = TrialConfig(**{**BASE, "steps": 5}).to_dict()
-    first = run_in_child("sweep.trial:run_trial", cfg, 300)
-    second = run_in_child("sweep.trial:run_trial", cfg, 300)
+    first = run_in_child("sweep.trial.run:run_trial", cfg, 300)
+    second = run_in_child("sweep.trial.run:run_trial", cfg, 300)
     assert first.status == second.status == "ok", (first.error, second.error)
     assert first.env["gpu_uuid"] == second.env["gpu_uuid"]
     # a fresh process each time: the same peak, not one grown by the other's leftovers

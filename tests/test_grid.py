@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from sweep import sweepfile
-from sweep.grid import expand, groups
-from sweep.record import trial_key
-from sweep.sweepfile import SweepFileError, parse
+from sweep.plan import sweepfile
+from sweep.plan.grid import expand, groups
+from sweep.plan.sweepfile import SweepFileError, parse
+from sweep.results.record import trial_key
 
 GOOD = """
 name: bert-cpu
@@ -193,7 +193,7 @@ class _Progress:
 
 
 def _searcher(text, stored=None, rerun=False):
-    from sweep.engine import SweepSearcher
+    from sweep.engine.run import SweepSearcher
 
     spec = parse(text, default_name="s")
     written = []
@@ -272,7 +272,7 @@ def test_resume_skips_stored_keys_and_a_stored_oom_still_prunes():
 
 def test_engine_module_does_not_import_torch_or_gradio():
     code = (
-        "import sys, sweep.engine, sweep.commands, cluster.ray_cluster; "
+        "import sys, sweep.engine.run, sweep.commands, cluster.ray_cluster; "
         "bad = [m for m in ('torch', 'transformers', 'gradio') if m in sys.modules]; "
         "assert not bad, bad"
     )

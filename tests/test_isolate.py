@@ -1,11 +1,11 @@
-"""Each trial in a fresh process forked from a warm fork server (sweep/isolate.py)."""
+"""Each trial in a fresh process forked from a warm fork server (sweep/engine/forkserver.py)."""
 
 import subprocess
 import sys
 import textwrap
 
-from sweep.config import TrialConfig
-from sweep.isolate import run_in_child
+from sweep.engine.forkserver import run_in_child
+from sweep.plan.config import TrialConfig
 
 FAKE = "tests.fake_trials:"
 CFG = TrialConfig(
@@ -14,8 +14,8 @@ CFG = TrialConfig(
 
 
 def test_real_trial_runs_in_a_child_with_imports_done():
-    first = run_in_child("sweep.trial:run_trial", CFG, 120)
-    second = run_in_child("sweep.trial:run_trial", {**CFG, "seed": 1}, 120)
+    first = run_in_child("sweep.trial.run:run_trial", CFG, 120)
+    second = run_in_child("sweep.trial.run:run_trial", {**CFG, "seed": 1}, 120)
     for rec in (first, second):
         assert rec.status == "ok", rec.error
         # the fork server imported transformers' model code: building is quick in the child
@@ -60,11 +60,11 @@ def test_preload_never_touches_cuda():
                 calls.append(_n)
                 return _o(*a, **k)
             setattr(torch.cuda, name, spy)
-        import sweep.preload
+        import sweep.trial.preload
         assert calls == [], calls
         assert not torch.cuda.is_initialized()
         import sys
-        for mod in ("transformers.models.roberta.modeling_roberta", "sweep.trial"):
+        for mod in ("transformers.models.roberta.modeling_roberta", "sweep.trial.run"):
             assert mod in sys.modules, mod
         print("clean")
     """)
@@ -80,8 +80,8 @@ def test_a_trial_dies_with_its_fork_server():
     code = textwrap.dedent("""
         import os, sys, threading, time
         sys.path.insert(0, os.getcwd())
-        from sweep.isolate import run_in_child
-        from sweep.config import TrialConfig
+        from sweep.engine.forkserver import run_in_child
+        from sweep.plan.config import TrialConfig
         cfg = TrialConfig(device="cpu", seed=2).to_dict()
         threading.Thread(target=run_in_child, args=("tests.fake_trials:hang", cfg, 600),
                          daemon=True).start()

@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from sweep.record import MEASURED, REFERENCE, Trial
-from sweep.store import Store
+from sweep.results.record import MEASURED, REFERENCE, Trial
+from sweep.results.store import Store
 from ui.data import read_jsonl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

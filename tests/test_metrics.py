@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from sweep import metrics as M
-from sweep.hardware import gpu_peak, peak_tflops
-from sweep.measure import summarize_nvml, throttle_names
+from sweep.trial import metrics as M
+from sweep.trial.hardware import gpu_peak, peak_tflops
+from sweep.trial.telemetry import summarize_nvml, throttle_names
 
 
 def test_percentile_matches_linear_interpolation():
@@ -92,7 +92,7 @@ def test_peak_table(name, precision, expected):
 
 
 def test_every_peak_entry_cites_a_source():
-    from sweep.hardware import PEAKS
+    from sweep.trial.hardware import PEAKS
 
     for _, peak in PEAKS:
         assert peak.source.startswith("https://"), peak.label

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from sweep import record as rec
-from sweep.config import TrialConfig
-from sweep.store import Store, StoreError, frame_columns, load_frame
+from sweep.plan.config import TrialConfig
+from sweep.results import record as rec
+from sweep.results.store import Store, StoreError, frame_columns, load_frame
 
 
 def make(status=rec.OK, batch=8, repeat=0, sweep="t", **kw) -> rec.Trial:
@@ -176,7 +176,7 @@ def test_a_row_committed_survives_the_writer_being_killed(tmp_path):
     db = tmp_path / "r.db"
     code = (
         "import os, signal, sys\n"
-        "from sweep.store import Store; from sweep import record as r\n"
+        "from sweep.results.store import Store; from sweep.results import record as r\n"
         "s = Store(sys.argv[1])\n"
         "s.put(r.Trial(config={'batch_size': 1}, status='ok'))\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -228,7 +228,7 @@ def test_missing_file_read_only_is_an_error_and_creates_nothing(tmp_path):
 
 def test_store_imports_neither_torch_nor_ray():
     code = (
-        "import sys, sweep.store; "
+        "import sys, sweep.results.store; "
         "bad = [m for m in ('torch', 'ray', 'transformers', 'gradio') if m in sys.modules]; "
         "assert not bad, bad"
     )

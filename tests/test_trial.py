@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from sweep.config import TrialConfig
-from sweep.record import Trial
-from sweep.trial import run_trial
-from sweep.workload import build_workload, count_flops
+from sweep.plan.config import TrialConfig
+from sweep.results.record import Trial
+from sweep.trial.run import run_trial
+from sweep.trial.workload import build_workload, count_flops
 
 TINY = dict(model="bert-tiny", batch_size=4, seq_len=32, warmup_steps=2, steps=4, device="cpu")
 
@@ -114,7 +114,7 @@ def test_counted_flops_match_flop_counter_and_estimate():
         loss.backward()
     direct = counter.get_total_flops()
     assert count_flops(w) == direct
-    from sweep.metrics import analytic_flops_per_token
+    from sweep.trial.metrics import analytic_flops_per_token
 
     analytic = analytic_flops_per_token(w.params["n_matmul_params"], 2, 128, 32) * 4 * 32
     assert analytic == pytest.approx(direct, rel=0.10)
@@ -128,7 +128,7 @@ def test_sdpa_and_eager_count_the_same_flops():
 
 
 def test_oom_inside_a_step_becomes_an_oom_record(monkeypatch):
-    import sweep.workload as wl
+    import sweep.trial.workload as wl
 
     real = wl.train_step
     calls = {"n": 0}
@@ -139,14 +139,14 @@ def test_oom_inside_a_step_becomes_an_oom_record(monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return real(w, mark)
 
-    monkeypatch.setattr("sweep.harness.train_step", exploding)
+    monkeypatch.setattr("sweep.trial.harness.train_step", exploding)
     rec = run_trial(TrialConfig(**TINY))
     assert rec.status == "oom"
     assert "Tried to allocate 20.00 GiB" in rec.error
     assert rec.error_type == "OutOfMemoryError"
     assert rec.metrics["trial_s"] > 0
     # the process goes on: the next trial runs normally
-    monkeypatch.setattr("sweep.harness.train_step", real)
+    monkeypatch.setattr("sweep.trial.harness.train_step", real)
     assert run_trial(TrialConfig(**TINY)).status == "ok"
 
 
@@ -154,7 +154,7 @@ def test_cublas_alloc_failure_counts_as_oom(monkeypatch):
     def failing(*a, **k):
         raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate")
 
-    monkeypatch.setattr("sweep.harness.train_step", failing)
+    monkeypatch.setattr("sweep.trial.harness.train_step", failing)
     assert run_trial(TrialConfig(**TINY)).status == "oom"
 
 
@@ -162,20 +162,20 @@ def test_other_failures_become_error_records(monkeypatch):
     def broken(*a, **k):
         raise KeyError("boom")
 
-    monkeypatch.setattr("sweep.harness.train_step", broken)
+    monkeypatch.setattr("sweep.trial.harness.train_step", broken)
     rec = run_trial(TrialConfig(**TINY))
     assert rec.status == "error" and rec.error_type == "KeyError" and "boom" in rec.error
 
 
 def test_nonfinite_loss_is_flagged(monkeypatch):
-    import sweep.workload as wl
+    import sweep.trial.workload as wl
 
     real = wl.train_step
 
     def nan_loss(w, mark=None):
         return real(w, mark) * float("nan")
 
-    monkeypatch.setattr("sweep.harness.train_step", nan_loss)
+    monkeypatch.setattr("sweep.trial.harness.train_step", nan_loss)
     rec = run_trial(TrialConfig(**TINY))
     assert rec.status == "nonfinite"
     assert rec.metrics["step_time_ms_p50"] > 0  # the timing is still reported
@@ -264,7 +264,7 @@ def test_record_roundtrip_and_versions():
 def test_flop_count_falls_back_to_eager_attention(monkeypatch):
     # torch's sdpa FLOP formula rejects grouped-query attention on CUDA (seen on the H200);
     # the count is then taken with eager attention and must equal eager's own count.
-    import sweep.workload as wl
+    import sweep.trial.workload as wl
 
     cfg = TrialConfig(**{**TINY, "model": "llama-tiny", "attention": "sdpa"})
     w = build_workload(cfg, "cpu")
@@ -285,7 +285,7 @@ def test_flop_count_falls_back_to_eager_attention(monkeypatch):
 
 
 def test_commit_comes_from_the_environment_where_there_is_no_git(monkeypatch):
-    from sweep.env import git_commit
+    from sweep.trial.env import git_commit
 
     monkeypatch.setenv("TSWEEP_GIT_COMMIT", "0123456789abcdef0123")
     assert git_commit() == "0123456789ab"
@@ -322,7 +322,7 @@ def test_lightning_telemetry_window_ends_with_the_measured_steps(monkeypatch):
     # Lightning's teardown read a GPU-bound H200 trial as 39% busy (98% with the native harness).
     from pytorch_lightning.strategies import SingleDeviceStrategy
 
-    import sweep.harness as harness
+    import sweep.trial.harness as harness
 
     events: list[str] = []
 

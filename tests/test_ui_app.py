@@ -25,7 +25,7 @@ def fixture_trials():
 
 
 def make_db(path, trials):
-    from sweep.store import Store
+    from sweep.results.store import Store
 
     with Store(path) as store:
         for t in trials:
@@ -106,7 +106,7 @@ def test_file_that_is_not_a_database(tmp_path):
 
 
 def test_empty_database(tmp_path):
-    from sweep.store import Store
+    from sweep.results.store import Store
     from ui.data import Data
 
     Store(tmp_path / "empty.db").close()
@@ -273,8 +273,8 @@ def test_selecting_a_row_shows_its_command_and_environment(served):
 def test_progress_counts_follow_the_database(served):
     from gradio_client import Client
 
-    from sweep.record import Trial
-    from sweep.store import Store
+    from sweep.results.record import Trial
+    from sweep.results.store import Store
 
     client = Client(served["url"], verbose=False)
     before, holder = _frame(client.predict(0, api_name="/progress")[1]), served["holder"]
@@ -325,8 +325,8 @@ def test_progress_reloads_when_rows_change_and_only_then(tmp_path):
     and a trial run again in place (a crashed row replaced by its ok result) was never shown."""
     import sqlite3
 
-    from sweep.record import Trial
-    from sweep.store import Store
+    from sweep.results.record import Trial
+    from sweep.results.store import Store
     from ui.app import Holder, build_app
 
     trials = fixture_trials()

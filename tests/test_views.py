@@ -13,8 +13,8 @@ import warnings
 import pandas as pd
 import pytest
 
-from sweep.config import TrialConfig
-from sweep.record import SCHEMA_VERSION
+from sweep.plan.config import TrialConfig
+from sweep.results.record import SCHEMA_VERSION
 from ui import views
 from ui.data import DATA_DIR, load_references, read_jsonl
 
@@ -25,7 +25,7 @@ REPO = os.path.dirname(HERE)
 
 @pytest.fixture(scope="module")
 def measured() -> pd.DataFrame:
-    from sweep.store import trials_frame
+    from sweep.results.store import trials_frame
 
     trials, problems = read_jsonl(FIXTURE)
     assert problems == []

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from sweep.metrics import GPU_BUSY_MIN_PCT  # noqa: E402
+from sweep.results.trust import GPU_BUSY_MIN_PCT  # noqa: E402
 from ui import views  # noqa: E402
 
 WIDTH, HEIGHT, DPI = 10.0, 5.2, 100

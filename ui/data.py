@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from sweep.record import SCHEMA_VERSION, Trial
+from sweep.results.record import SCHEMA_VERSION, Trial
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 REFERENCE_GLOB = "reference_*.jsonl"
 
 
 def _frame(trials: list[Trial]) -> pd.DataFrame:
-    from sweep.store import trials_frame
+    from sweep.results.store import trials_frame
 
     return trials_frame(trials)
 
@@ -68,7 +68,7 @@ def load_database(path: str | None) -> tuple[pd.DataFrame | None, list[str]]:
     """
     if not path:
         return None, []
-    from sweep.store import Store, StoreError
+    from sweep.results.store import Store, StoreError
 
     if not os.path.exists(path):
         return None, [
@@ -123,7 +123,7 @@ def database_counts(path: str | None) -> tuple[dict[str, int], str | None]:
     """Trials by status in the database (for sweep progress), or ({}, why not)."""
     if not path:
         return {}, "no database given (--db)"
-    from sweep.store import Store, StoreError
+    from sweep.results.store import Store, StoreError
 
     if not os.path.exists(path):
         return {}, f"{path!r} does not exist yet"
@@ -140,7 +140,7 @@ def database_signature(path: str | None) -> tuple[int, ...] | None:
     (a trial run again in place keeps the count but adds a superseded record)."""
     if not path or not os.path.exists(path):
         return None
-    from sweep.store import Store, StoreError
+    from sweep.results.store import Store, StoreError
 
     try:
         with Store(path, readonly=True) as store:

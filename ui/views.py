@@ -1,8 +1,9 @@
 """What the web app shows, as plain pandas functions: filter, pivot, fit, cost.
 
-Every function takes the flat results frame (``sweep.record.flatten`` rows, one per trial, plus a
-``dataset`` column: "measured" or the name of a shipped reference file) and returns a DataFrame
-or plain values. No Gradio, no plotting, no torch: tested on a recorded set of trials.
+Every function takes the flat results frame (``sweep.results.record.flatten`` rows, one per
+trial, plus a ``dataset`` column: "measured" or the name of a shipped reference file) and
+returns a DataFrame or plain values. No Gradio, no plotting, no torch: tested on a recorded set
+of trials.
 
 Units are in the column names, as in the records: ``*_per_s``, ``*_gib``, ``*_ms_*``, ``usd_*``.
 """
@@ -16,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from sweep.config import TrialConfig, field_names
-from sweep.metrics import host_bound
-from sweep.record import ENV_KEYS, OK, OOM, SKIPPED_OOM
+from sweep.plan.config import TrialConfig, field_names
+from sweep.results.record import ENV_KEYS, OK, OOM, SKIPPED_OOM
+from sweep.results.trust import host_bound
 
 ANY = "(any)"
 MEASURED_DATASET = "measured"
@@ -180,7 +181,7 @@ def throughput_points(df: pd.DataFrame, metric: str = "sequences_per_s") -> pd.D
     """Per series and batch size: the median ``metric`` over repeats of ok rows, and whether the
     batch ran out of memory. Columns: series, reference, batch_size, value, repeats, oom,
     gpu_busy_pct (median NVML utilization of those rows, NaN where not measured) and host_bound
-    (gpu_busy_pct under sweep.metrics.GPU_BUSY_MIN_PCT: the figure depends on the CPU)."""
+    (gpu_busy_pct under sweep.trial.metrics.GPU_BUSY_MIN_PCT: the figure depends on the CPU)."""
     cols = ["series", "reference", "batch_size", "value", "repeats", "oom"]
     cols += ["gpu_busy_pct", "host_bound"]
     if df.empty or "batch_size" not in df:

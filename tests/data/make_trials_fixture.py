@@ -21,8 +21,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from sweep.config import TrialConfig  # noqa: E402
-from sweep.record import Trial, trial_key  # noqa: E402
+from sweep.plan.config import TrialConfig  # noqa: E402
+from sweep.results.record import Trial, trial_key  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trials_small.jsonl")
 GIB = 2**30

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from sweep.catalog import DECODER, get_spec
+from sweep.plan.catalog import DECODER, get_spec
 
 TASKS = ("seq-cls", "causal-lm")
 MODES = ("train", "inference")

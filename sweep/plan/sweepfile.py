@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from sweep.config import choices, field_names
-from sweep.grid import MAX_BATCH, MODES, SweepSpec, expand
+from sweep.plan.config import choices, field_names
+from sweep.plan.grid import MAX_BATCH, MODES, SweepSpec, expand
 
 TOP_KEYS = (
     "name",
@@ -55,12 +55,16 @@ class SweepFileError(ValueError):
 
 
 def preset_names() -> list[str]:
-    files = resources.files("sweep").joinpath("presets")
+    files = resources.files("sweep.plan").joinpath("presets")
     return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
 
 
 def _preset_text(name: str) -> str:
-    return resources.files("sweep").joinpath("presets", f"{name}.yaml").read_text(encoding="utf-8")
+    return (
+        resources.files("sweep.plan")
+        .joinpath("presets", f"{name}.yaml")
+        .read_text(encoding="utf-8")
+    )
 
 
 def load(source: str) -> SweepSpec:

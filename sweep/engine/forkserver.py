@@ -27,10 +27,10 @@ import traceback
 import types
 from typing import Any
 
-from sweep.record import CRASHED, ERROR, TIMEOUT, Trial
+from sweep.results.record import CRASHED, ERROR, TIMEOUT, Trial
 
 # Modules the fork server imports once; every trial process starts with them loaded.
-PRELOAD = ["sweep.preload"]
+PRELOAD = ["sweep.trial.preload"]
 
 _ctx: Any = None
 
@@ -74,7 +74,7 @@ def _child(fn_path: str, config: dict[str, Any], conn, lifeline) -> None:
     """In the trial process: run the trial function and send back its record as JSON."""
     _die_with_worker(lifeline)
     try:
-        from sweep.config import TrialConfig
+        from sweep.plan.config import TrialConfig
 
         record = resolve(fn_path)(TrialConfig.from_dict(config))
         if not isinstance(record, Trial):

@@ -106,18 +106,3 @@ def phase_split_ms(boundaries_ms: Sequence[Sequence[float]], names: Sequence[str
             phases[n].append(cur[j + 1] - cur[j])
         phases["other"].append(nxt[0] - cur[-1])
     return steps, phases
-
-
-# NVML's utilization is the share of time in which any kernel ran. Under this, the GPU waited
-# for the host (Python launching kernels, the data) for a tenth of the measured steps or more: the
-# figure then depends on the CPU and moves from run to run (on the H200 VM of 2026-11-29, 0.75-
-# 1.41x between two runs, against +-1.1% for trials at 90% or more; docs/RESULTS.md).
-GPU_BUSY_MIN_PCT = 90.0
-
-
-def host_bound(gpu_util_pct: float | None) -> bool | None:
-    """Whether a trial's measured steps kept the GPU busy less than GPU_BUSY_MIN_PCT of the time;
-    None where utilization was not measured (CPU trials, reference rows without it)."""
-    if gpu_util_pct is None or math.isnan(gpu_util_pct):
-        return None
-    return gpu_util_pct < GPU_BUSY_MIN_PCT

@@ -19,7 +19,7 @@ import threading
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from sweep.record import ENV_KEYS, FINAL_STATUSES, METRICS, OK, Trial, flatten
+from sweep.results.record import ENV_KEYS, FINAL_STATUSES, METRICS, OK, Trial, flatten
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -278,7 +278,7 @@ class Store:
 
 def frame_columns() -> list[str]:
     """The columns every results frame has, in order (more may follow: extra env or metrics)."""
-    from sweep.config import TrialConfig
+    from sweep.plan.config import TrialConfig
 
     probe = flatten(Trial(config=TrialConfig().to_dict(), status=OK))
     top = [c for c in probe if c != "gpu"]

@@ -10,7 +10,7 @@ Ray Tune executes the list it is given; everything it decides is in two extensio
   it ends, ok or not, so that nothing measured depends on the sweep finishing.
 
 The trainable is a thin adapter that runs in the Ray worker process: config dict in, the trial
-function (``sweep.trial:run_trial`` by default, injectable for tests), one record dict out. It
+function (``sweep.trial.run:run_trial`` by default, injectable for tests), one record dict out. It
 never raises: an exception, a hang past the timeout, each becomes a record. A process that dies
 cannot report: the driver callback writes its ``crashed`` row from what Ray says.
 
@@ -36,11 +36,10 @@ from typing import Any
 from ray import tune
 from ray.tune.search import Searcher
 
-from sweep.config import TrialConfig, field_names
-from sweep.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand, groups
-from sweep.isolate import resolve
-from sweep.metrics import GPU_BUSY_MIN_PCT, host_bound
-from sweep.record import (
+from sweep.engine.forkserver import resolve
+from sweep.plan.config import TrialConfig, field_names
+from sweep.plan.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand, groups
+from sweep.results.record import (
     CRASHED,
     ERROR,
     FINAL_STATUSES,
@@ -53,11 +52,12 @@ from sweep.record import (
     Trial,
     utc_now,
 )
-from sweep.store import Store, trials_frame
+from sweep.results.store import Store, trials_frame
+from sweep.results.trust import GPU_BUSY_MIN_PCT, host_bound
 
 log = logging.getLogger(__name__)
 
-TRIAL_FN = "sweep.trial:run_trial"
+TRIAL_FN = "sweep.trial.run:run_trial"
 # After a trial thread hung past its timeout, the worker process exits this many seconds after
 # returning its timeout record: long enough for the record to reach the driver, and the hung
 # thread (which Python cannot stop) stops holding the GPU.
@@ -88,7 +88,7 @@ class EngineOptions:
     kill_grace_s: float = 60.0
     preimport: bool = False
     # Each trial runs in a fresh process forked from a warm fork server in the worker
-    # (sweep/isolate.py): clean CUDA state per trial without paying interpreter start and
+    # (sweep/engine/forkserver.py): clean CUDA state per trial without paying interpreter start and
     # imports per trial. The Ray worker itself is then reused (it only launches trials).
     isolate: bool = True
     # Without isolation: run the next trial in the same worker process (Tune's reuse_actors).
@@ -172,7 +172,7 @@ def trainable(payload: dict[str, Any]) -> dict[str, Any]:
         fn = resolve(payload["trial_fn"])
         config = TrialConfig.from_dict(payload["config"])
         if payload.get("isolate"):
-            from sweep.isolate import run_in_child
+            from sweep.engine.forkserver import run_in_child
 
             record = run_in_child(
                 payload["trial_fn"], config.to_dict(), float(payload["timeout_s"]), _host_env()
@@ -851,7 +851,7 @@ SUMMARY_COLUMNS = [
 def summary_table(frame) -> Any:
     """Per configuration and GPU: median seq/s, tokens/s, peak memory (GiB), MFU and GPU busy
     (NVML utilization during the measured steps, %) over repeats, and the statuses seen. A GPU
-    busy under sweep.metrics.GPU_BUSY_MIN_PCT marks a host-bound figure."""
+    busy under sweep.trial.metrics.GPU_BUSY_MIN_PCT marks a host-bound figure."""
     import pandas as pd
 
     if frame.empty:

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from sweep.measure import Marks, NvmlSampler, synchronize
-from sweep.workload import Workload, inference_step, train_step
+from sweep.trial.telemetry import Marks, NvmlSampler, synchronize
+from sweep.trial.workload import Workload, inference_step, train_step
 
 MAX_STEPS = 100_000  # a bound on min_measure_s loops
 

@@ -1,5 +1,5 @@
-"""Imported once by each worker's fork server (sweep/isolate.py) so that every trial process
-starts with torch, transformers, Lightning and the trial's own modules already loaded.
+"""Imported once by each worker's fork server (sweep/engine/forkserver.py) so that every trial
+process starts with torch, transformers, Lightning and the trial's own modules already loaded.
 
 Nothing here touches CUDA: a process that has initialised CUDA cannot be forked safely.
 """
@@ -30,10 +30,10 @@ MODULES = (
     "transformers.models.qwen2.modeling_qwen2",
     "pytorch_lightning",
     "pynvml",
-    "sweep.trial",
-    "sweep.workload",
-    "sweep.harness",
-    "sweep.env",
+    "sweep.trial.run",
+    "sweep.trial.workload",
+    "sweep.trial.harness",
+    "sweep.trial.env",
 )
 
 for _name in MODULES:

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from sweep.catalog import DECODER, ModelSpec, get_spec
-from sweep.config import TrialConfig
+from sweep.plan.catalog import DECODER, ModelSpec, get_spec
+from sweep.plan.config import TrialConfig
 
 log = logging.getLogger(__name__)
 

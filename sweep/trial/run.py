@@ -15,10 +15,8 @@ import sys
 import time
 from typing import Any
 
-from sweep import metrics as M
-from sweep.config import TrialConfig
-from sweep.hardware import peak_tflops
-from sweep.record import (
+from sweep.plan.config import TrialConfig
+from sweep.results.record import (
     ERROR,
     NONFINITE,
     OK,
@@ -28,6 +26,8 @@ from sweep.record import (
     clean_metrics,
     utc_now,
 )
+from sweep.trial import metrics as M
+from sweep.trial.hardware import peak_tflops
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def derive_metrics(
 
 
 def _layers_hidden(config: TrialConfig) -> tuple[int, int]:
-    from sweep.catalog import get_spec
+    from sweep.plan.catalog import get_spec
 
     spec = get_spec(config.model)
     return spec.num_layers, spec.hidden_size
@@ -110,13 +110,13 @@ def _release(device_type: str | None, compiled: bool) -> None:
 
 
 def _measure(config: TrialConfig, device_type: str, env: dict[str, Any]):
-    from sweep.harness import run_lightning, run_native
-    from sweep.workload import build_workload, check_support, count_flops
+    from sweep.trial.harness import run_lightning, run_native
+    from sweep.trial.workload import build_workload, check_support, count_flops
 
     check_support(config, device_type)
     t0 = time.perf_counter()
     w = build_workload(config, device_type)
-    from sweep.measure import synchronize
+    from sweep.trial.telemetry import synchronize
 
     synchronize(device_type)
     setup_s = time.perf_counter() - t0
@@ -136,8 +136,8 @@ def run_trial(
     config: TrialConfig, *, sweep: str | None = None, gpu_type: str | None = None, repeat: int = 0
 ) -> Trial:
     """Measure one configuration in this process. Always returns a record; never raises."""
-    from sweep.env import capture
-    from sweep.workload import Unsupported, resolve_device
+    from sweep.trial.env import capture
+    from sweep.trial.workload import Unsupported, resolve_device
 
     started = utc_now()
     t0 = time.perf_counter()

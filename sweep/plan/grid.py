@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweep.config import TrialConfig
-from sweep.record import Trial, trial_key, utc_now
+from sweep.plan.config import TrialConfig
+from sweep.results.record import Trial, trial_key, utc_now
 
 GRID, MAX_BATCH = "grid", "max-batch"
 MODES = (GRID, MAX_BATCH)
@@ -20,7 +20,7 @@ MODES = (GRID, MAX_BATCH)
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A named sweep: a grid of trial configurations, validated (see sweep.sweepfile).
+    """A named sweep: a grid of trial configurations, validated (see sweep.plan.sweepfile).
 
     axes: one or more sub-grids (field -> values); each one's product is merged over ``fixed``;
     several sub-grids express "seq_len 1024 only for the models that allow it".

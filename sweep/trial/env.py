@@ -77,7 +77,7 @@ def gpu_facts(device_index: int = 0) -> dict[str, Any]:
         "num_gpus_visible": torch.cuda.device_count(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
-    from sweep.measure import nvml_handle_for_uuid
+    from sweep.trial.telemetry import nvml_handle_for_uuid
 
     nv, handle = nvml_handle_for_uuid(uuid)
     if nv is not None:

@@ -1,0 +1,3 @@
+"""The trial process: build a model from its configuration, warm up, measure, return a ``Trial``.
+Imports torch, transformers, Lightning and NVML (where they are used), ``sweep.plan`` and
+``sweep.results``; never ray, gradio or ``sweep.engine``."""
