@@ -37,10 +37,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pandas as pd  # noqa: E402
 
+from sweep.results.frame import read_jsonl, trials_frame  # noqa: E402
 from sweep.results.record import MEASURED, OK, REFERENCE, Trial  # noqa: E402
-from sweep.results.store import Store, StoreError, should_replace, trials_frame  # noqa: E402
+from sweep.results.store import Store, StoreError, should_replace  # noqa: E402
 from ui import views  # noqa: E402
-from ui.data import DATA_DIR, read_jsonl  # noqa: E402
+from ui.data import DATA_DIR  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(DATA_DIR, "reference_h200.jsonl")

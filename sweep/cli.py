@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from sweep.plan.config import TrialConfig, choices
+from sweep.plan.config import TrialConfig, choices, field_help
 
 
 def _bool(text: str) -> bool:
@@ -36,24 +36,24 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
                 type=_bool,
                 default=default,
                 metavar="{true,false}",
-                help=f"(default: {default})",
+                help=f"{field_help(f.name)} (default: {default})",
             )
         elif allowed:
             parser.add_argument(
                 flag,
                 choices=allowed,
                 default=default,
-                help=f"one of {', '.join(allowed)} (default: {default})",
+                help=f"{field_help(f.name)} (default: {default})",
             )
         else:
             kind = type(default)
-            extra = ""
+            text = field_help(f.name)
             if f.name == "model":
                 from sweep.plan.catalog import CATALOG
 
-                extra = f"one of {', '.join(CATALOG)}, or a path to a config.json; "
+                text = f"one of {', '.join(CATALOG)}, or a path to a config.json"
             parser.add_argument(
-                flag, type=kind, default=default, help=f"{extra}(default: {default})"
+                flag, type=kind, default=default, help=f"{text} (default: {default})"
             )
 
 

@@ -256,7 +256,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from sweep.results.store import StoreError, load_frame
+    from sweep.results.frame import load_frame
+    from sweep.results.store import StoreError
 
     if args.format == "parquet" and not args.output:
         return _error(ValueError("--format parquet needs -o FILE"))

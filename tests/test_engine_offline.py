@@ -14,7 +14,8 @@ from sweep.plan import sweepfile
 from sweep.plan.config import TrialConfig
 from sweep.plan.grid import expand
 from sweep.results import record as rec
-from sweep.results.store import Store, trials_frame
+from sweep.results.frame import trials_frame
+from sweep.results.store import Store
 
 FLEET = """
 name: fleet

@@ -14,9 +14,9 @@ import sys
 
 import pytest
 
+from sweep.results.frame import read_jsonl
 from sweep.results.record import MEASURED, REFERENCE, Trial
 from sweep.results.store import Store
-from ui.data import read_jsonl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "make_results.py")

@@ -12,7 +12,8 @@ import pytest
 
 from sweep.plan.config import TrialConfig
 from sweep.results import record as rec
-from sweep.results.store import Store, StoreError, frame_columns, load_frame
+from sweep.results.frame import frame_columns, load_frame
+from sweep.results.store import Store, StoreError
 
 
 def make(status=rec.OK, batch=8, repeat=0, sweep="t", **kw) -> rec.Trial:

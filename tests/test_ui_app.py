@@ -18,7 +18,7 @@ ENV = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=REPO)
 
 
 def fixture_trials():
-    from ui.data import read_jsonl
+    from sweep.results.frame import read_jsonl
 
     trials, _ = read_jsonl(FIXTURE)
     return trials

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from sweep.plan.config import TrialConfig
+from sweep.results.frame import read_jsonl
 from sweep.results.record import SCHEMA_VERSION
 from ui import views
-from ui.data import DATA_DIR, load_references, read_jsonl
+from ui.data import DATA_DIR, load_references
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "data", "trials_small.jsonl")
@@ -25,7 +26,7 @@ REPO = os.path.dirname(HERE)
 
 @pytest.fixture(scope="module")
 def measured() -> pd.DataFrame:
-    from sweep.results.store import trials_frame
+    from sweep.results.frame import trials_frame
 
     trials, problems = read_jsonl(FIXTURE)
     assert problems == []

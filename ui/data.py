@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from sweep.results.frame import read_jsonl, trials_frame
 from sweep.results.record import SCHEMA_VERSION, Trial
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -20,8 +21,6 @@ REFERENCE_GLOB = "reference_*.jsonl"
 
 
 def _frame(trials: list[Trial]) -> pd.DataFrame:
-    from sweep.results.store import trials_frame
-
     return trials_frame(trials)
 
 
@@ -29,20 +28,6 @@ def reference_name(path: str) -> str:
     """ui/data/reference_seed_v100_a100.jsonl -> "seed_v100_a100"."""
     stem = os.path.splitext(os.path.basename(path))[0]
     return stem[len("reference_") :] if stem.startswith("reference_") else stem
-
-
-def read_jsonl(path: str) -> tuple[list[Trial], list[str]]:
-    """Trials from a file of one JSON record per line; a bad line is skipped with a message."""
-    trials, problems = [], []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                trials.append(Trial.from_json(line))
-            except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
-                problems.append(f"{os.path.basename(path)} line {n}: {exc}")
-    return trials, problems
 
 
 def load_references(data_dir: str = DATA_DIR) -> tuple[dict[str, pd.DataFrame], list[str]]:
@@ -80,7 +65,7 @@ def load_database(path: str | None) -> tuple[pd.DataFrame | None, list[str]]:
     except StoreError as exc:
         return None, [f"Cannot read results: {exc}. Showing the reference rows only."]
     try:
-        trials, problems = _read_rows(store)
+        trials, problems = store.readable_trials()
     finally:
         store.close()
     if not trials and not problems:
@@ -101,22 +86,6 @@ def load_database(path: str | None) -> tuple[pd.DataFrame | None, list[str]]:
             f"(schema < {SCHEMA_VERSION}); metrics they did not record are empty."
         )
     return _frame(trials), messages
-
-
-def _read_rows(store) -> tuple[list[Trial], list[str]]:
-    """Each stored record on its own, so that one unreadable row does not hide the others.
-
-    ``Store.trials()`` stops at the first row it cannot decode; the app would rather show the
-    rest. Reads the record column through the store's own query helper (no second copy of the
-    SQL schema here).
-    """
-    trials, problems = [], []
-    for key, text in store._query("SELECT key, record FROM trials ORDER BY rowid"):
-        try:
-            trials.append(Trial.from_json(text))
-        except (ValueError, TypeError) as exc:
-            problems.append(f"{key}: {exc}")
-    return trials, problems
 
 
 def database_counts(path: str | None) -> tuple[dict[str, int], str | None]:
@@ -144,13 +113,9 @@ def database_signature(path: str | None) -> tuple[int, ...] | None:
 
     try:
         with Store(path, readonly=True) as store:
-            (n, top), (replaced,) = (
-                store._query("SELECT COUNT(*), MAX(rowid) FROM trials")[0],
-                store._query("SELECT COUNT(*) FROM superseded")[0],
-            )
+            return store.signature()
     except (StoreError, sqlite3.Error):
         return None
-    return (n, top or 0, replaced)
 
 
 @dataclass

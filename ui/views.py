@@ -17,28 +17,16 @@ from typing import Any
 
 import pandas as pd
 
-from sweep.plan.config import TrialConfig, field_names
+from sweep.plan.config import TrialConfig, field_names, workload_fields
 from sweep.results.record import ENV_KEYS, OK, OOM, SKIPPED_OOM
 from sweep.results.trust import host_bound
 
 ANY = "(any)"
 MEASURED_DATASET = "measured"
 
-# Config fields that define a workload: two rows that differ in one of these are never one series.
-# (warmup_steps, steps, min_measure_s, seed change how it was measured, not what.)
-WORKLOAD_FIELDS = (
-    "model",
-    "task",
-    "mode",
-    "seq_len",
-    "precision",
-    "attention",
-    "compile",
-    "optimizer",
-    "gradient_checkpointing",
-    "harness",
-    "device",
-)
+# Config fields that define a series (a workload but its batch size): two rows that differ in one
+# of these are never one series.
+WORKLOAD_FIELDS = tuple(f for f in workload_fields() if f != "batch_size")
 # The filters the app offers, in the order shown.
 FILTER_FIELDS = (
     "model",

@@ -39,6 +39,7 @@ from ray.tune.search import Searcher
 from sweep.engine.forkserver import resolve
 from sweep.plan.config import TrialConfig, field_names
 from sweep.plan.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand, groups
+from sweep.results.frame import trials_frame
 from sweep.results.record import (
     CRASHED,
     ERROR,
@@ -52,7 +53,7 @@ from sweep.results.record import (
     Trial,
     utc_now,
 )
-from sweep.results.store import Store, trials_frame
+from sweep.results.store import Store
 from sweep.results.trust import GPU_BUSY_MIN_PCT, host_bound
 
 log = logging.getLogger(__name__)

@@ -31,26 +31,39 @@ _CHOICES = {
 }
 
 
+WORKLOAD = "workload"  # what runs: two rows that differ here are different workloads
+MEASUREMENT = "measurement"  # how it was measured: steps, warm-up, seed
+
+
+def _field(default: Any, help: str, role: str = WORKLOAD) -> Any:
+    """A TrialConfig field with its help text (what ``--help`` prints) and its role."""
+    return dataclasses.field(default=default, metadata={"help": help, "role": role})
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     """What one trial measures. Times in seconds; lengths in tokens."""
 
-    model: str = "bert-tiny"  # a catalog name or a path to a config.json
-    task: str = "seq-cls"  # seq-cls (2 labels) or causal-lm (decoders only)
-    mode: str = "train"  # train: forward+backward+optimizer; inference: forward, no grad
-    batch_size: int = 8
-    seq_len: int = 128
-    precision: str = "fp32"
-    attention: str = "sdpa"
-    compile: bool = False
-    optimizer: str = "adamw-fused"
-    gradient_checkpointing: bool = False
-    harness: str = "native"
-    warmup_steps: int = 3  # excluded from the figures (compilation, first optimizer step)
-    steps: int = 10  # measured steps, at least
-    min_measure_s: float = 0.0  # keep measuring until this much time has passed too
-    device: str = "auto"
-    seed: int = 0
+    model: str = _field("bert-tiny", "a catalog name or a path to a config.json")
+    task: str = _field("seq-cls", "seq-cls (2 labels) or causal-lm (decoders only)")
+    mode: str = _field("train", "train: forward+backward+optimizer; inference: forward, no grad")
+    batch_size: int = _field(8, "sequences per step")
+    seq_len: int = _field(128, "tokens per sequence")
+    precision: str = _field("fp32", "numeric precision of the step (autocast for *-mixed)")
+    attention: str = _field("sdpa", "transformers' attention implementation")
+    compile: bool = _field(False, "torch.compile the model")
+    optimizer: str = _field("adamw-fused", "optimizer of the training step")
+    gradient_checkpointing: bool = _field(False, "recompute activations in the backward")
+    harness: str = _field("native", "the training loop: a plain loop or PyTorch Lightning")
+    warmup_steps: int = _field(
+        3, "steps run first and reported apart (compilation, first optimizer step)", MEASUREMENT
+    )
+    steps: int = _field(10, "measured steps, at least", MEASUREMENT)
+    min_measure_s: float = _field(
+        0.0, "keep measuring until this many seconds have passed too", MEASUREMENT
+    )
+    device: str = _field("auto", "where the trial runs: auto (a GPU if there is one), cuda, cpu")
+    seed: int = _field(0, "seed of the random weights and the synthetic batch", MEASUREMENT)
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -112,6 +125,17 @@ class TrialConfig:
 
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrialConfig)]
+
+
+def workload_fields() -> tuple[str, ...]:
+    """The fields that define a workload (every field whose role is WORKLOAD), in field order:
+    the summary, the grouping of series, the views and the reports tell rows apart by these."""
+    return tuple(f.name for f in dataclasses.fields(TrialConfig) if f.metadata["role"] == WORKLOAD)
+
+
+def field_help(name: str) -> str:
+    """The help text of a field (what ``python -m sweep trial --help`` prints)."""
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(TrialConfig)}[name]
 
 
 def choices(name: str) -> tuple[str, ...] | None:

@@ -17,12 +17,9 @@ import os
 import sqlite3
 import threading
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sweep.results.record import ENV_KEYS, FINAL_STATUSES, METRICS, OK, Trial, flatten
-
-if TYPE_CHECKING:
-    import pandas as pd
+from sweep.results.record import FINAL_STATUSES, OK, Trial
 
 # PRAGMA application_id marks the file as ours (https://www.sqlite.org/pragma.html#pragma_application_id),
 # so that pointing --db at some other SQLite file is an error, not a silent schema change.
@@ -272,34 +269,25 @@ class Store:
             rows = self._query("SELECT key, record FROM superseded WHERE key=? ORDER BY id", (key,))
         return [self._decode(k, r) for k, r in rows]
 
+    def readable_trials(self) -> tuple[list[Trial], list[str]]:
+        """Each stored record on its own, in the order written: (the records that decode, one
+        message per row that does not), so that one unreadable row does not hide the others
+        (``trials()`` raises at the first)."""
+        trials, problems = [], []
+        for key, text in self._query("SELECT key, record FROM trials ORDER BY rowid"):
+            try:
+                trials.append(Trial.from_json(text))
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{key}: {exc}")
+        return trials, problems
+
+    def signature(self) -> tuple[int, int, int]:
+        """Something that changes whenever a trial is written: the number of rows, the highest
+        row id and the number of superseded records (a trial run again in place keeps the count
+        but adds a superseded record)."""
+        n, top = self._query("SELECT COUNT(*), MAX(rowid) FROM trials")[0]
+        (replaced,) = self._query("SELECT COUNT(*) FROM superseded")[0]
+        return (n, top or 0, replaced)
+
     def __len__(self) -> int:
         return self._query("SELECT COUNT(*) FROM trials")[0][0]
-
-
-def frame_columns() -> list[str]:
-    """The columns every results frame has, in order (more may follow: extra env or metrics)."""
-    from sweep.plan.config import TrialConfig
-
-    probe = flatten(Trial(config=TrialConfig().to_dict(), status=OK))
-    top = [c for c in probe if c != "gpu"]
-    return top + [m for m in METRICS if m not in probe] + [f"env.{k}" for k in ENV_KEYS] + ["gpu"]
-
-
-def trials_frame(trials: list[Trial]) -> pd.DataFrame:
-    """One row per trial (``record.flatten``), with at least ``frame_columns()``."""
-    import pandas as pd
-
-    columns = frame_columns()
-    rows = [flatten(t) for t in trials]
-    extra = sorted({c for r in rows for c in r} - set(columns))
-    return pd.DataFrame(rows, columns=columns + extra)
-
-
-def load_frame(path: str | os.PathLike[str], sweep: str | None = None) -> pd.DataFrame:
-    """Every trial stored at ``path`` as one flat DataFrame (read-only; no torch, no ray).
-
-    An empty database gives an empty frame with the usual columns; a missing file or a file that
-    is not a results database raises StoreError naming the path.
-    """
-    with Store(path, readonly=True) as store:
-        return trials_frame(store.trials(sweep))
