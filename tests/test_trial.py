@@ -322,16 +322,22 @@ def test_lightning_telemetry_window_ends_with_the_measured_steps(monkeypatch):
     # Lightning's teardown read a GPU-bound H200 trial as 39% busy (98% with the native harness).
     from pytorch_lightning.strategies import SingleDeviceStrategy
 
-    import sweep.trial.harness as harness
+    import sweep.trial.window as window
 
     events: list[str] = []
 
     class Sampler:
+        def __init__(self, uuid):
+            pass
+
+        def start(self):
+            events.append("sampler started")
+
         def stop(self):
             events.append("sampler stopped")
             return {"gpu_util_pct_mean": 99.0}
 
-    monkeypatch.setattr(harness, "_begin_measure", lambda w, uuid: Sampler())
+    monkeypatch.setattr(window, "NvmlSampler", Sampler)
     real = SingleDeviceStrategy.teardown
 
     def teardown(self):
@@ -344,3 +350,27 @@ def test_lightning_telemetry_window_ends_with_the_measured_steps(monkeypatch):
     assert events.index("sampler stopped") < events.index("teardown")
     assert events.count("sampler stopped") == 1
     assert rec.metrics["gpu_util_pct_mean"] == 99.0
+
+
+@pytest.mark.parametrize("harness_name", ["native", "lightning"])
+def test_both_harnesses_measure_in_one_window(monkeypatch, harness_name):
+    # One MeasurementWindow for both harnesses: opened once after the warm-up, closed once.
+    import sweep.trial.window as window
+
+    opened: list[str] = []
+    real_begin, real_end = window.MeasurementWindow.begin, window.MeasurementWindow.end
+
+    def begin(self):
+        opened.append("begin")
+        return real_begin(self)
+
+    def end(self):
+        opened.append("end")
+        return real_end(self)
+
+    monkeypatch.setattr(window.MeasurementWindow, "begin", begin)
+    monkeypatch.setattr(window.MeasurementWindow, "end", end)
+    rec = run_trial(TrialConfig(**{**TINY, "harness": harness_name, "steps": 3}))
+    assert rec.status == "ok", rec.error
+    assert opened == ["begin", "end"]
+    assert rec.metrics["steps_measured"] == 3

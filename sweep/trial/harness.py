@@ -3,7 +3,7 @@
 ``native``: a plain PyTorch loop. ``lightning``: a LightningModule driven by a Trainer, as the
 original project did. Both return the same ``RawTiming`` so that their difference is the
 framework's overhead. Warm-up steps run first and are timed apart; the measured steps are
-bracketed by a memory-peak reset and the NVML sampler.
+bracketed by one ``MeasurementWindow`` (sweep/trial/window.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from sweep.trial.telemetry import Marks, NvmlSampler, synchronize
+from sweep.trial.window import MeasurementWindow, WindowResult, synchronize
 from sweep.trial.workload import Workload, inference_step, train_step
 
 MAX_STEPS = 100_000  # a bound on min_measure_s loops
@@ -42,19 +42,25 @@ def _rows(flat: list[float], per_step: int) -> list[list[float]]:
     return rows
 
 
-def _begin_measure(w: Workload, uuid: str | None) -> NvmlSampler:
-    synchronize(w.device.type)
-    if w.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    sampler = NvmlSampler(uuid)
-    sampler.start()
-    return sampler
-
-
-def _peaks(w: Workload) -> tuple[int | None, int | None]:
-    if w.device.type != "cuda":
-        return None, None
-    return torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
+def _timing(
+    names: tuple[str, ...],
+    per_step: int,
+    warmup_steps: int,
+    warmup_s: float,
+    r: WindowResult,
+    losses: list[torch.Tensor],
+) -> RawTiming:
+    return RawTiming(
+        names,
+        _rows(r.marks_ms, per_step),
+        warmup_steps,
+        warmup_s,
+        r.measure_s,
+        _losses(losses),
+        r.peak_allocated_bytes,
+        r.peak_reserved_bytes,
+        r.nvml,
+    )
 
 
 def _losses(losses: list[torch.Tensor]) -> list[float]:
@@ -71,27 +77,19 @@ def run_native(w: Workload, uuid: str | None = None) -> RawTiming:
     synchronize(w.device.type)
     warmup_s = time.perf_counter() - t0
 
-    sampler = _begin_measure(w, uuid)
-    marks = Marks(w.device.type)
+    window = MeasurementWindow(w.device.type, uuid)
+    window.begin()
     losses: list[torch.Tensor] = []
-    t1 = time.perf_counter()
     n = 0
-    while n < cfg.steps or (time.perf_counter() - t1 < cfg.min_measure_s and n < MAX_STEPS):
-        out = step(w, marks.mark)
+    while n < cfg.steps or (window.elapsed_s() < cfg.min_measure_s and n < MAX_STEPS):
+        out = step(w, window.mark)
         if train:
             losses.append(out)
         n += 1
-    marks.mark()
-    synchronize(w.device.type)
-    measure_s = time.perf_counter() - t1
-    nvml = sampler.stop()
-    alloc, reserved = _peaks(w)
+    result = window.end()
     names = ("forward", "backward", "optimizer") if train else ("forward",)
     # each step marked its start and each phase's end; train_step marks 4, inference 2
-    rows = _rows(marks.read_ms(), len(names) + 1)
-    return RawTiming(
-        names, rows, cfg.warmup_steps, warmup_s, measure_s, _losses(losses), alloc, reserved, nvml
-    )
+    return _timing(names, len(names) + 1, cfg.warmup_steps, warmup_s, result, losses)
 
 
 def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
@@ -103,15 +101,8 @@ def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
 
     cfg = w.config
     total = cfg.warmup_steps + (cfg.steps if cfg.min_measure_s <= 0 else MAX_STEPS)
-    state: dict[str, Any] = {
-        "marks": None,
-        "losses": [],
-        "t0": None,
-        "t1": None,
-        "warmup_s": None,
-        "sampler": None,
-        "n": 0,
-    }
+    window = MeasurementWindow(w.device.type, uuid)
+    state: dict[str, Any] = {"losses": [], "t0": None, "warmup_s": None, "result": None, "n": 0}
     cpu_batch = {k: v.cpu() for k, v in w.batch.items()}
     if w.device.type == "cuda":
         cpu_batch = {k: v.pin_memory() for k, v in cpu_batch.items()}
@@ -122,11 +113,9 @@ def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
                 yield cpu_batch
 
     def measuring() -> bool:
-        return state["marks"] is not None
+        return window.open and state["result"] is None
 
-    def mark() -> None:
-        if measuring():
-            state["marks"].mark()
+    mark = window.mark
 
     class Module(pl.LightningModule):
         def __init__(self):
@@ -157,21 +146,16 @@ def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
             if batch_idx == cfg.warmup_steps:
                 synchronize(w.device.type)
                 state["warmup_s"] = time.perf_counter() - state["t0"]
-                state["sampler"] = _begin_measure(w, uuid)
-                state["marks"] = Marks(w.device.type)
-                state["t1"] = time.perf_counter()
-            mark()
+                window.begin()
+            if measuring():
+                mark()
 
         def on_train_end(self, trainer, pl_module):
             # The measured steps end here, before Lightning's teardown moves the model back to
             # the CPU: that copy must not land in the last step's time.
+            # NVML's window ends with the measured steps too: the GPU is idle in the teardown.
             if measuring():
-                mark()
-                synchronize(w.device.type)
-                state["t_end"] = time.perf_counter()
-                # NVML's window ends with the measured steps too: the teardown after this hook
-                # leaves the GPU idle, which read as 39% busy (and its energy as the steps')
-                state["nvml"] = state["sampler"].stop()
+                state["result"] = window.end()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if not measuring():
@@ -181,7 +165,7 @@ def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
             if (
                 cfg.min_measure_s > 0
                 and state["n"] >= cfg.steps
-                and time.perf_counter() - state["t1"] >= cfg.min_measure_s
+                and window.elapsed_s() >= cfg.min_measure_s
             ):
                 trainer.should_stop = True
 
@@ -208,23 +192,8 @@ def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
     )
     loader = DataLoader(SameBatch(), batch_size=None, num_workers=0)
     trainer.fit(Module(), train_dataloaders=loader)
-    marks = state["marks"]
-    if marks is None or state.get("t_end") is None:
+    if state["result"] is None:
         raise RuntimeError("lightning: training ended before the measured steps began")
-    measure_s = state["t_end"] - state["t1"]
-    nvml = state["nvml"]
-    alloc, reserved = _peaks(w)
-    flat = marks.read_ms()
     # per step: batch start, step start, fwd end, bwd end, batch end -> 5 marks
-    rows = _rows(flat, 5)
-    return RawTiming(
-        ("hooks", "forward", "backward", "optimizer"),
-        rows,
-        cfg.warmup_steps,
-        state["warmup_s"],
-        measure_s,
-        _losses(state["losses"]),
-        alloc,
-        reserved,
-        nvml,
-    )
+    names = ("hooks", "forward", "backward", "optimizer")
+    return _timing(names, 5, cfg.warmup_steps, state["warmup_s"], state["result"], state["losses"])

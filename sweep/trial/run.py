@@ -116,7 +116,7 @@ def _measure(config: TrialConfig, device_type: str, env: dict[str, Any]):
     check_support(config, device_type)
     t0 = time.perf_counter()
     w = build_workload(config, device_type)
-    from sweep.trial.telemetry import synchronize
+    from sweep.trial.window import synchronize
 
     synchronize(device_type)
     setup_s = time.perf_counter() - t0

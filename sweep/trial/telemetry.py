@@ -1,58 +1,13 @@
-"""Timers and the NVML sampler: the instruments a harness wraps around its steps.
-
-On a GPU, phase boundaries are CUDA events on the current stream: they time the GPU's own
-timeline with no synchronization inside the loop (a sync per step would stall the pipeline and
-flatter nothing). On the CPU, ``time.perf_counter``. Either way the caller marks boundaries and
-reads them all once, after one synchronize at the end.
-"""
+"""The NVML sampler: utilization, clocks, power, temperature, throttling and energy of the
+trial's own GPU (found by UUID) while the measured steps run."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 log = logging.getLogger(__name__)
-
-
-class Marks:
-    """Timestamps for step boundaries. ``mark()`` is cheap; ``read_ms()`` syncs once."""
-
-    def __init__(self, device_type: str):
-        self.cuda = device_type == "cuda"
-        self._marks: list[Any] = []
-        if self.cuda:
-            import torch
-
-            self._torch = torch
-
-    def mark(self) -> int:
-        if self.cuda:
-            ev = self._torch.cuda.Event(enable_timing=True)
-            ev.record()
-            self._marks.append(ev)
-        else:
-            self._marks.append(time.perf_counter())
-        return len(self._marks) - 1
-
-    def read_ms(self) -> list[float]:
-        """Every mark in ms from the first one."""
-        if not self._marks:
-            return []
-        if self.cuda:
-            self._torch.cuda.synchronize()
-            first = self._marks[0]
-            return [first.elapsed_time(ev) for ev in self._marks]
-        first = self._marks[0]
-        return [(t - first) * 1000.0 for t in self._marks]
-
-
-def synchronize(device_type: str) -> None:
-    if device_type == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
 
 
 # --- NVML -------------------------------------------------------------------------------------
