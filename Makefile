@@ -32,7 +32,7 @@ test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m gpu
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 # The default sweep (smoke on a CPU, seed on a GPU machine) into results.db, its summary, then
 # the web app over it on http://127.0.0.1:7860 (Ctrl-C to stop).

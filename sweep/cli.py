@@ -1,6 +1,9 @@
 """Command line: ``python -m sweep [trial|run|plan|presets|status|export] ...``.
 
-Logs go to stderr; machine-readable output (records, tables) to stdout.
+The bare command (no subcommand) runs the default sweep. Logs go to stderr; machine-readable
+output (records, tables) to stdout. Bad input (a sweep file, a preset name, a database path) is
+one ``error: ...`` line on stderr and exit status 2, before Ray starts and with the database
+untouched.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import dataclasses
 import logging
 import os
 import sys
+from typing import Any
 
 from sweep.plan.config import TrialConfig, choices, field_help
 
@@ -77,10 +81,288 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trial", help="run one trial in this process and print its record as JSON")
     add_trial_arguments(p)
     p.set_defaults(func=cmd_trial)
-    from sweep.commands import add_sweep_commands  # run, plan, presets, status, export, default
-
-    add_sweep_commands(parser, sub)
+    add_sweep_commands(parser, sub)  # run, plan, presets, status, export, and the default
     return parser
+
+
+DEFAULT_DB = "results.db"
+EXPORT_FORMATS = ("csv", "parquet", "jsonl")
+
+
+def _connection_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)",
+    )
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=DEFAULT_DB, help=f"results database (default: {DEFAULT_DB})")
+    p.add_argument(
+        "--rerun", action="store_true", help="run trials again even if stored with a final status"
+    )
+    _connection_flags(p)
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="restarts of a trial whose process died, e.g. a lost node (default: 1)",
+    )
+    p.add_argument(
+        "--num-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)"
+    )
+    p.add_argument(
+        "--preimport",
+        action="store_true",
+        help="import torch/transformers as each Ray worker starts (measured slower with one "
+        "process per trial: benchmarks/sweep_overhead.py)",
+    )
+    p.add_argument(
+        "--reuse-workers",
+        action="store_true",
+        help="run trials one after another in the same Ray worker process instead of a fresh "
+        "process each (faster start; the next trial may see the previous one's process state)",
+    )
+    p.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="run each trial inside the Ray worker process instead of a fresh process forked "
+        "from the worker's warm fork server (the default; see sweep/engine/forkserver.py)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.add_argument("--verbose", action="store_true", help="Ray's and the workers' own logs")
+    # For tests and experiments: another trial function ("module:function").
+    p.add_argument("--trial-fn", default=None, help=argparse.SUPPRESS)
+
+
+def add_sweep_commands(parser: argparse.ArgumentParser, sub: Any) -> None:
+    """Add run/plan/presets/status/export to ``python -m sweep`` and make the bare command run
+    the default sweep."""
+    _run_flags(parser)
+    parser.set_defaults(func=cmd_default)
+
+    p = sub.add_parser("run", help="run a sweep (a YAML file or a preset) and store every trial")
+    p.add_argument("source", help="a preset name (see `presets`) or a path to a .yaml sweep file")
+    _run_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plan", help="print the trials a sweep would run, without running them")
+    p.add_argument("source")
+    p.add_argument("--db", default=DEFAULT_DB)
+    _connection_flags(p)
+    p.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="do not start or join Ray to list the cluster's GPU types",
+    )
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("presets", help="list the shipped sweeps")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("status", help="stored trials by sweep and status")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("export", help="write the stored trials as one flat table")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--sweep", default=None, help="only this sweep's trials")
+    p.add_argument(
+        "-o", "--output", default=None, help="file to write (default: stdout; parquet needs a file)"
+    )
+    p.set_defaults(func=cmd_export)
+
+    # A flag given before the subcommand (`python -m sweep --db x.db status`) must not be reset
+    # by the subcommand's own default: there, the top-level value (or default) stands.
+    top = {a.dest for a in parser._actions}
+    for subparser in sub.choices.values():
+        for action in subparser._actions:
+            if action.dest in top and action.dest != "help":
+                action.default = argparse.SUPPRESS
+
+
+def _error(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _options(args: argparse.Namespace):
+    from sweep.engine.run import TRIAL_FN, EngineOptions
+
+    if args.retries < 0:
+        raise ValueError(f"--retries: must be >= 0, got {args.retries}")
+    if args.num_cpus is not None and args.num_cpus < 1:
+        # 0: no trial could ever be scheduled (the sweep would wait forever)
+        raise ValueError(f"--num-cpus: must be at least 1, got {args.num_cpus}")
+    return EngineOptions(
+        db=args.db,
+        rerun=args.rerun,
+        address=args.address,
+        trial_fn=args.trial_fn or TRIAL_FN,
+        retries=args.retries,
+        preimport=args.preimport,
+        reuse_workers=args.reuse_workers,
+        isolate=not args.no_isolate,
+        progress=not args.no_progress,
+        verbose=args.verbose,
+        num_cpus=args.num_cpus,
+    )
+
+
+def _check_db(path: str) -> None:
+    """Open (creating if needed) the database now, so that a bad path fails before Ray starts."""
+    from sweep.results.store import Store
+
+    Store(path).close()
+
+
+def _run(spec, args: argparse.Namespace) -> int:
+    from sweep.engine.run import SweepError, format_summary, run_sweep
+
+    try:
+        outcome = run_sweep(spec, _options(args))
+    except SweepError as exc:
+        return _error(exc)
+    print(format_summary(outcome.frame))
+    counts = ", ".join(f"{s} {n}" for s, n in sorted(outcome.counts.items()))
+    not_run = f"; {outcome.not_run} not run (run again to resume)" if outcome.not_run else ""
+    print(
+        f"sweep {spec.name}: {len(outcome.keys) - outcome.not_run} rows ({counts}){not_run} in "
+        f"{args.db}; {outcome.wall_s:.1f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cluster.ray_cluster import ClusterUnreachable, check_address
+    from sweep.plan import sweepfile
+    from sweep.results.store import StoreError
+
+    try:
+        spec = sweepfile.load(args.source)
+        options = _options(args)
+        if options.num_cpus is not None and options.num_cpus < spec.cpus_per_trial:
+            raise ValueError(
+                f"--num-cpus: {options.num_cpus} is fewer than the {spec.cpus_per_trial} CPUs "
+                f"one trial of {spec.name} reserves (cpus_per_trial): nothing could run"
+            )
+        check_address(options.address)
+        _check_db(options.db)
+    except (ValueError, StoreError, ClusterUnreachable) as exc:
+        return _error(exc)
+    return _run(spec, args)
+
+
+def cmd_default(args: argparse.Namespace) -> int:
+    """No subcommand: the ``seed`` sweep where there are GPUs, else ``smoke`` on the CPU."""
+    from cluster import ray_cluster
+    from sweep.plan import sweepfile
+
+    try:
+        options = _options(args)
+        ray_cluster.check_address(options.address)
+        _check_db(options.db)
+    except (ValueError, ray_cluster.ClusterUnreachable) as exc:
+        return _error(exc)
+    from sweep.engine.run import connect
+
+    connect(options)
+    name = "seed" if ray_cluster.total_gpus() > 0 else "smoke"
+    print(
+        f"python -m sweep: {ray_cluster.describe()}; running the {name!r} preset "
+        f"(see `python -m sweep presets`)",
+        file=sys.stderr,
+    )
+    return _run(sweepfile.load(name), args)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from cluster.ray_cluster import ClusterUnreachable
+    from sweep.engine.run import plan_lines
+    from sweep.plan import sweepfile
+    from sweep.results.store import StoreError
+
+    try:
+        spec = sweepfile.load(args.source)
+        types = has_gpu = None
+        if not args.no_cluster:
+            from cluster import ray_cluster
+            from sweep.engine.run import quiet_ray
+
+            quiet_ray()
+            ray_cluster.connect(args.address, preimport=False)
+            types, has_gpu = ray_cluster.gpu_types(), ray_cluster.total_gpus() > 0
+        lines = plan_lines(spec, args.db, types, has_gpu)
+        if not args.no_cluster:
+            free = ", ".join(f"{k} {v:g}" for k, v in sorted(ray_cluster.free_gpus().items()))
+            lines.insert(2, f"free GPUs now: {free}")
+    except (ValueError, StoreError, ClusterUnreachable) as exc:
+        return _error(exc)
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from sweep.plan import sweepfile
+    from sweep.plan.grid import expand
+
+    for name in sweepfile.preset_names():
+        spec = sweepfile.load(name)
+        n = len(expand(spec))
+        unit = "groups" if spec.mode == "max-batch" else "trials"
+        print(f"{name:<12} {n:>4} {unit:<7} {spec.description}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sweep.engine.run import stored_summary
+    from sweep.results.store import StoreError
+
+    try:
+        print(stored_summary(args.db))
+    except StoreError as exc:
+        return _error(exc)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sweep.results.frame import load_frame
+    from sweep.results.store import StoreError
+
+    if args.format == "parquet" and not args.output:
+        return _error(ValueError("--format parquet needs -o FILE"))
+    try:
+        frame = load_frame(args.db, sweep=args.sweep)
+    except StoreError as exc:
+        return _error(exc)
+    out = args.output
+    try:
+        if args.format == "csv":
+            frame.to_csv(out if out else sys.stdout, index=False)
+        elif args.format == "jsonl":
+            # JSONL is the lossless form: one full Trial record per line (Trial.from_json reads it).
+            from sweep.results.store import Store
+
+            with Store(args.db, readonly=True) as store:
+                text = "".join(t.to_json() + "\n" for t in store.trials(args.sweep))
+            if out:
+                with open(out, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+            else:
+                sys.stdout.write(text)
+        else:
+            try:
+                frame.to_parquet(out, index=False)
+            except ImportError as exc:
+                return _error(ValueError(f"parquet needs pyarrow (pip install pyarrow): {exc}"))
+    except OSError as exc:  # a directory that does not exist, no permission, a full disk
+        return _error(ValueError(f"-o {out!r}: cannot be written ({exc})"))
+    if out:
+        print(f"wrote {len(frame)} trials to {os.path.abspath(out)}", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

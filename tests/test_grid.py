@@ -272,7 +272,7 @@ def test_resume_skips_stored_keys_and_a_stored_oom_still_prunes():
 
 def test_engine_module_does_not_import_torch_or_gradio():
     code = (
-        "import sys, sweep.engine.run, sweep.commands, cluster.ray_cluster; "
+        "import sys, sweep.engine.run, sweep.cli, cluster.ray_cluster; "
         "bad = [m for m in ('torch', 'transformers', 'gradio') if m in sys.modules]; "
         "assert not bad, bad"
     )
