@@ -191,6 +191,13 @@ def gpu_types() -> dict[str, int]:
     return now
 
 
+def capacity(cpus_per_trial: int):
+    """What the live nodes can run at once now (cluster.placement.Capacity)."""
+    from cluster.placement import capacity_of_nodes
+
+    return capacity_of_nodes(_alive_nodes(), cpus_per_trial, set(autoscaler_gpu_types()))
+
+
 def total_gpus() -> int:
     """GPUs in the cluster now (any type), plus 1 if the autoscaler can add GPU nodes."""
     import ray

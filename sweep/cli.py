@@ -219,7 +219,8 @@ def _check_db(path: str) -> None:
 
 
 def _run(spec, args: argparse.Namespace) -> int:
-    from sweep.engine.run import SweepError, format_summary, run_sweep
+    from sweep.engine.run import SweepError, run_sweep
+    from sweep.report import format_summary
 
     try:
         outcome = run_sweep(spec, _options(args))
@@ -281,7 +282,7 @@ def cmd_default(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from cluster.ray_cluster import ClusterUnreachable
-    from sweep.engine.run import plan_lines
+    from sweep.report import plan_lines
     from sweep.plan import sweepfile
     from sweep.results.store import StoreError
 
@@ -318,7 +319,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sweep.engine.run import stored_summary
+    from sweep.report import stored_summary
     from sweep.results.store import StoreError
 
     try:

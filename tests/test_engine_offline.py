@@ -9,7 +9,9 @@ import sys
 import pandas as pd
 import pytest
 
-from sweep.engine.run import Progress, place, summary_table
+from cluster.placement import place
+from sweep.engine.progress import Progress
+from sweep.report import summary_table
 from sweep.plan import sweepfile
 from sweep.plan.config import TrialConfig
 from sweep.plan.grid import expand
@@ -77,7 +79,7 @@ def test_summary_takes_the_median_over_repeats_and_keeps_failures():
 
 
 def test_summary_says_which_configurations_left_the_gpu_waiting_for_the_host():
-    from sweep.engine.run import format_summary
+    from sweep.report import format_summary
 
     def busy(batch, util, repeat=0):
         t = _trial(batch, tps=1000.0 * batch, repeat=repeat)
@@ -189,37 +191,38 @@ def test_summary_keeps_configurations_that_differ_in_any_swept_field():
 def test_cpu_and_gpu_trials_of_one_sweep_each_ask_for_their_own_resources():
     # device [cpu, cuda] on a cluster with GPUs: the sweep used to stop with a traceback
     # ("mixes CPU and GPU trials") after Ray had started and rows had been written
-    from sweep.engine.run import SweepSearcher, _resources
+    from sweep.engine.worker import resources
+    from tests.engine_helpers import make_searcher
 
     spec = sweepfile.parse("name: mix\naxes: {device: [cpu, cuda, auto]}\n")
     planned = expand(spec)
     p = place(spec, planned, {"H200": 1}, has_gpu=True)
     assert len(p.runnable) == 3
     progress = Progress(total=3, label="mix", enabled=False)
-    s = SweepSearcher(spec, planned, {"has_gpu": True, "cpus": 1}, {}, False, None, progress)
+    s = make_searcher(spec, progress=progress, has_gpu=True, types={"H200": 1})
     payloads = [s.suggest(f"t{i}") for i in range(3)]
     gpu = {pl["config"]["device"]: pl["gpu"] for pl in payloads}
     assert gpu == {"cpu": False, "cuda": True, "auto": True}
-    bundles = {pl["config"]["device"]: _resources(pl).bundles[0] for pl in payloads}
+    bundles = {pl["config"]["device"]: resources(pl).bundles[0] for pl in payloads}
     assert "GPU" not in bundles["cpu"] and bundles["cuda"]["GPU"] == 1.0
 
 
 def _search(tolerance: float, fits_up_to: int) -> tuple[list[tuple[int, str]], dict[str, int]]:
     """The probes a max-batch search hands out against a model that fits up to ``fits_up_to``."""
-    from sweep.engine.run import SweepSearcher
+    from tests.engine_helpers import make_searcher
 
     text = "name: mb\nmode: max-batch\nfixed: {device: cpu, batch_size: 64}\n"
     text += f"batch_tolerance: {tolerance}\n"
     spec = sweepfile.parse(text)
     progress = Progress(total=0, label="mb", enabled=False)
-    s = SweepSearcher(spec, expand(spec), {"cpus": 1}, {}, False, None, progress)
+    s = make_searcher(spec, progress=progress)
     probes = []
     while (payload := s.suggest(f"t{len(probes)}")) not in (None, s.FINISHED):
         batch = payload["config"]["batch_size"]
         status = "ok" if batch <= fits_up_to else "oom"
         probes.append((batch, status))
         s.on_trial_complete(f"t{len(probes) - 1}", {"status": status})
-    return probes, dict(s.finalize)
+    return probes, dict(s.answers())
 
 
 def test_max_batch_search_stops_within_its_tolerance():

@@ -193,11 +193,11 @@ class _Progress:
 
 
 def _searcher(text, stored=None, rerun=False):
-    from sweep.engine.run import SweepSearcher
+    from tests.engine_helpers import make_searcher
 
     spec = parse(text, default_name="s")
     written = []
-    s = SweepSearcher(spec, expand(spec), {}, stored or {}, rerun, written.append, _Progress())
+    s = make_searcher(spec, stored, rerun, written.append, _Progress())
     return s, written
 
 
@@ -237,7 +237,7 @@ batch_limit: {cap}
 """)
     ran = _drive(s, lambda b: "ok" if b <= limit else "oom")
     assert len(ran) == len(set(ran))  # no batch probed twice
-    assert s.finalize and s.finalize[-1][1] == expected
+    assert s.answers() and s.answers()[-1][1] == expected
     assert len(ran) <= 2 * 13 + 1  # doubling then bisection: logarithmic
 
 

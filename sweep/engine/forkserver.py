@@ -27,7 +27,8 @@ import traceback
 import types
 from typing import Any
 
-from sweep.results.record import CRASHED, ERROR, TIMEOUT, Trial
+from sweep.plan.config import REQUIRE_GPU_ENV
+from sweep.results.record import CRASHED, ERROR, TIMEOUT, Trial, failure_row
 
 # Modules the fork server imports once; every trial process starts with them loaded.
 PRELOAD = ["sweep.trial.preload"]
@@ -70,9 +71,13 @@ def _die_with_worker(lifeline) -> None:
     threading.Thread(target=watch, name="worker-lifeline", daemon=True).start()
 
 
-def _child(fn_path: str, config: dict[str, Any], conn, lifeline) -> None:
+def _child(fn_path: str, config: dict[str, Any], conn, lifeline, require_gpu: bool) -> None:
     """In the trial process: run the trial function and send back its record as JSON."""
     _die_with_worker(lifeline)
+    if require_gpu:
+        os.environ[REQUIRE_GPU_ENV] = "1"
+    else:
+        os.environ.pop(REQUIRE_GPU_ENV, None)
     try:
         from sweep.plan.config import TrialConfig
 
@@ -110,15 +115,22 @@ def _signal_name(code: int) -> str:
 
 
 def run_in_child(
-    fn_path: str, config: dict[str, Any], timeout_s: float, host_env: dict[str, Any] | None = None
+    fn_path: str,
+    config: dict[str, Any],
+    timeout_s: float,
+    host_env: dict[str, Any] | None = None,
+    require_gpu: bool = False,
 ) -> Trial:
     """Run ``fn_path(TrialConfig(**config))`` in a fresh forked process, for at most
-    ``timeout_s`` seconds. Always returns a Trial (the child's, or a timeout/crashed/error one)."""
+    ``timeout_s`` seconds. Always returns a Trial (the child's, or a timeout/crashed/error one).
+    ``require_gpu``: Ray gave this trial a GPU; the trial must measure on it (REQUIRE_GPU_ENV)."""
     ctx = _context()
     warm()  # the fork server's imports are not the trial's time: start it before the clock
     recv, send = ctx.Pipe(duplex=False)
     lifeline_r, lifeline_w = ctx.Pipe(duplex=False)  # this process keeps the writing end
-    proc = ctx.Process(target=_child, args=(fn_path, config, send, lifeline_r), name="sweep-trial")
+    proc = ctx.Process(
+        target=_child, args=(fn_path, config, send, lifeline_r, require_gpu), name="sweep-trial"
+    )
     t0 = time.monotonic()
     with _no_main_module():
         proc.start()
@@ -173,7 +185,7 @@ def _outcome(proc, message, config, timeout_s, t0, host_env) -> Trial:
 def _failure(
     config: dict[str, Any], status: str, text: str, kind: str, host_env: dict[str, Any] | None
 ) -> Trial:
-    return Trial(config=config, status=status, error=text, error_type=kind, env=host_env or {})
+    return failure_row(config, status, text, kind, env=host_env or {})
 
 
 _warm = False

@@ -31,6 +31,11 @@ _CHOICES = {
 }
 
 
+# Set by the engine in a trial's process when Ray gave the trial a GPU: the trial must then
+# measure on that GPU (device auto never falls back to the CPU), and a trial that finds no CUDA
+# there is a non-final row, run again by a resume.
+REQUIRE_GPU_ENV = "TSWEEP_REQUIRE_GPU"
+
 WORKLOAD = "workload"  # what runs: two rows that differ here are different workloads
 MEASUREMENT = "measurement"  # how it was measured: steps, warm-up, seed
 

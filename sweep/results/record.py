@@ -114,6 +114,17 @@ class Trial:
         return cls.from_dict(json.loads(text))
 
 
+def failure_row(
+    config: dict[str, Any], status: str, error: str, error_type: str, **fields: Any
+) -> Trial:
+    """The one builder of a row for a trial that produced no measurement of its own: the
+    engine's decisions (skipped_oom, no_gpu_type, a result that never arrived), a timeout, a
+    crash, an exception outside the trial function. ``fields``: any other Trial field (gpu_type,
+    repeat, sweep, key, node, env, ray_trial_id...)."""
+    fields.setdefault("finished_at", utc_now())
+    return Trial(config=config, status=status, error=error, error_type=error_type, **fields)
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy / torch scalars
         return obj.item()

@@ -1,0 +1,170 @@
+"""What to run next, as pure ask/tell objects: no Ray, no store, no clock.
+
+A sweep's planned trials fall into groups (same configuration but the batch size, same GPU type;
+``PlannedTrial.group``). Each group is scheduled by one object:
+- ``GridQueue`` (grid mode): the members in ascending batch size, one at a time, so that an
+  out-of-memory batch prunes the larger ones (they become ``skipped_oom`` rows, never run).
+- ``BatchSearch`` (max-batch mode): the largest batch that fits, by doubling from the first
+  batch, then bisection between the largest batch that fitted and the smallest that did not.
+
+``ask()`` returns the next ``Step`` (run this trial, write this skipped row, count this stored
+row) or None (wait for a result in flight, or nothing left); ``tell()`` folds a trial's outcome in.
+The Tune searcher (sweep/engine/searcher.py) only adapts these to Tune's API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sweep.plan.grid import PlannedTrial
+from sweep.results.record import CRASHED, NONFINITE, OK, OOM, TIMEOUT
+
+RUN, SKIP, STORED = "run", "skip", "stored"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One decision: ``RUN`` the trial, ``SKIP`` it (write a skipped_oom row with ``reason``), or
+    count it as ``STORED`` already (resume). ``status``: the stored status, for STORED."""
+
+    kind: str
+    trial: PlannedTrial
+    reason: str = ""
+    status: str | None = None
+
+
+# stored(key) -> the status stored with a final status (None: run it)
+StoredLookup = Callable[[str], "str | None"]
+
+
+class GridQueue:
+    """One group of a grid sweep: ascending batch size, one trial in flight, OOM pruning."""
+
+    def __init__(self, members: list[PlannedTrial], stored: StoredLookup) -> None:
+        self.members = sorted(members, key=lambda t: (t.config.batch_size, t.repeat))
+        self.stored = stored
+        self.oom_batch: int | None = None  # the smallest batch that ran out of memory
+        self.in_flight = 0
+
+    @property
+    def done(self) -> bool:
+        return not self.members and not self.in_flight
+
+    def _oom_at(self, batch: int) -> None:
+        self.oom_batch = batch if self.oom_batch is None else min(self.oom_batch, batch)
+
+    def ask(self) -> Step | None:
+        if not self.members:
+            return None
+        t = self.members[0]
+        status = self.stored(t.key)
+        if self.oom_batch is not None and t.config.batch_size >= self.oom_batch:
+            self.members.pop(0)
+            if status is not None:
+                return Step(STORED, t, status=status)
+            return Step(SKIP, t, reason=f"batch {self.oom_batch} of this group ran out of memory")
+        if status is not None:  # resume: stored results count, stored OOMs still prune
+            self.members.pop(0)
+            if status == OOM:
+                self._oom_at(t.config.batch_size)
+            return Step(STORED, t, status=status)
+        if self.in_flight:
+            return None  # one at a time per group, so that an OOM can prune the rest
+        self.in_flight += 1
+        return Step(RUN, self.members.pop(0))
+
+    def tell(self, trial: PlannedTrial, status: str) -> None:
+        self.in_flight -= 1
+        if status == OOM:
+            self._oom_at(trial.config.batch_size)
+
+    def retry(self, trial: PlannedTrial) -> None:
+        """Run ``trial`` again next (its process died; the retry is the engine's)."""
+        self.in_flight -= 1
+        self.members.insert(0, trial)
+
+
+class BatchSearch:
+    """One group of a max-batch sweep: the largest batch that fits, up to ``limit``.
+
+    Doubling from the first batch until a batch does not fit, then bisection of the gap; with
+    ``tolerance`` > 0 the search stops once hi - lo <= lo * tolerance (the answer is then within
+    that fraction). A probe that ran (ok, nonfinite) fits; out of memory, a crash or a timeout
+    does not (a dead process at a large batch is most often memory); any other status means the
+    configuration itself fails, and the search ends without an answer.
+    """
+
+    def __init__(
+        self, first: PlannedTrial, stored: StoredLookup, limit: int, tolerance: float = 0.0
+    ) -> None:
+        self.first = first
+        self.stored = stored
+        self.limit = limit
+        self.tolerance = tolerance
+        self.lo = 0  # the largest batch that fits (0: none known)
+        self.hi: int | None = None  # the smallest batch that does not fit (None: none known)
+        self.lo_key: str | None = None
+        self.hi_key: str | None = None
+        self.next_batch: int | None = min(first.config.batch_size, limit)
+        self.in_flight = 0
+        self.finished = False
+        self.probes: list[str] = []  # keys of every probe, in the order asked
+
+    @property
+    def done(self) -> bool:
+        return self.finished
+
+    @property
+    def answer(self) -> tuple[str, int] | None:
+        """Once the search is over: (the key of the row that carries the answer, the largest batch
+        that fits). The row of the largest batch that fits carries it; if none fits, the smallest
+        batch that failed carries 0. None while searching, or when the configuration fails."""
+        if not self.finished:
+            return None
+        target = self.lo_key if self.lo else self.hi_key
+        return (target, self.lo) if target else None
+
+    def ask(self) -> Step | None:
+        if self.finished or self.in_flight or self.next_batch is None:
+            return None
+        t = self.first.with_batch(self.next_batch)
+        self.probes.append(t.key)
+        status = self.stored(t.key)
+        if status is not None:  # resume: a stored probe steers the search, unrun
+            self._fold(t.config.batch_size, t.key, status)
+            return Step(STORED, t, status=status)
+        self.in_flight += 1
+        return Step(RUN, t)
+
+    def tell(self, trial: PlannedTrial, status: str) -> None:
+        self.in_flight -= 1
+        self._fold(trial.config.batch_size, trial.key, status)
+
+    def retry(self, trial: PlannedTrial) -> None:
+        self.in_flight -= 1
+        self.probes.pop()  # asked again, under the same key
+        self.next_batch = trial.config.batch_size
+
+    def _fold(self, batch: int, key: str, status: str) -> None:
+        """Fold one probe's outcome into the search and choose the next batch."""
+        if status not in (OK, NONFINITE, OOM, CRASHED, TIMEOUT):
+            self.finished, self.next_batch = True, None  # the configuration itself fails
+            return
+        if status in (OK, NONFINITE):
+            if batch > self.lo:
+                self.lo, self.lo_key = batch, key
+        elif self.hi is None or batch < self.hi:
+            self.hi, self.hi_key = batch, key
+        if self.hi is None:
+            nxt: int | None = min(self.lo * 2, self.limit)
+            if nxt <= self.lo:  # the limit itself fits
+                nxt = None
+        else:
+            nxt = (self.lo + self.hi) // 2
+            close_enough = self.lo and self.hi - self.lo <= self.lo * self.tolerance
+            if nxt <= self.lo or nxt >= self.hi or close_enough:
+                nxt = None
+        self.next_batch = nxt
+        if nxt is None:
+            self.finished = True

@@ -1,0 +1,154 @@
+"""The text the command line prints about sweeps: the summary table of a run, the stored rows by
+sweep and status, and the plan of what a run would do. Pure over frames and the store (pandas;
+no ray, no torch)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+from cluster.placement import place
+from sweep.plan.config import field_names
+from sweep.plan.grid import MAX_BATCH, SweepSpec, expand
+from sweep.results.record import FINAL_STATUSES
+from sweep.results.store import Store
+from sweep.results.trust import GPU_BUSY_MIN_PCT, host_bound
+
+SUMMARY_COLUMNS = [
+    "model",
+    "seq_len",
+    "batch_size",
+    "precision",
+    "compile",
+    "attention",
+    "gpu",
+    "status",
+    "n",
+    "sequences_per_s",
+    "tokens_per_s",
+    "peak_allocated_gib",
+    "mfu",
+    "gpu_busy_pct",
+    "max_batch_size",
+]
+
+
+def summary_table(frame) -> Any:
+    """Per configuration and GPU: median seq/s, tokens/s, peak memory (GiB), MFU and GPU busy
+    (NVML utilization during the measured steps, %) over repeats, and the statuses seen. A GPU
+    busy under sweep.trial.metrics.GPU_BUSY_MIN_PCT marks a host-bound figure."""
+    import pandas as pd
+
+    if frame.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    df = frame.copy()
+    df["gpu"] = df["gpu"].fillna(df["gpu_type"]).fillna("any")
+    keys = ["model", "seq_len", "batch_size", "precision", "compile", "attention", "gpu"]
+    # any other configuration field that varies (optimizer, harness, mode, ...) tells
+    # configurations apart too: without it their rows would be merged as if repeats
+    varying = [
+        f
+        for f in field_names()
+        if f not in keys and f in df.columns and df[f].nunique(dropna=False) > 1
+    ]
+    keys = keys[:6] + varying + keys[6:]
+    df["gpu_busy_pct"] = df["gpu_util_pct_mean"]  # a results frame has every metric's column
+    metrics = SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("n") + 1 :]
+    for m in metrics:
+        df[m] = pd.to_numeric(df[m], errors="coerce")
+    agg = (
+        df.groupby(keys, dropna=False, sort=True)
+        .agg(
+            status=("status", lambda s: ",".join(sorted(set(s)))),
+            n=("status", "size"),
+            **{m: (m, "median") for m in metrics},
+        )
+        .reset_index()
+    )
+    columns = SUMMARY_COLUMNS[:6] + varying + SUMMARY_COLUMNS[6:]
+    return agg[columns]
+
+
+def format_summary(frame) -> str:
+    table = summary_table(frame)
+    if table.empty:
+        return "(no trials)"
+    for column in ("max_batch_size", "gpu_busy_pct"):
+        if table[column].isna().all():
+            table = table.drop(columns=[column])
+    text = table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+    n = int(table["gpu_busy_pct"].map(host_bound).eq(True).sum()) if "gpu_busy_pct" in table else 0
+    if n:
+        text += (
+            f"\n{n} configuration(s) kept the GPU busy under {GPU_BUSY_MIN_PCT:g}% of the measured"
+            " steps: host-bound, their figures depend on the CPU and vary from run to run"
+            " (a larger batch or longer steps measure the GPU)."
+        )
+    return text
+
+
+def stored_summary(db: str) -> str:
+    """Stored rows by sweep and status (for ``python -m sweep status``)."""
+    with Store(db, readonly=True) as store:
+        trials = store.trials()
+    if not trials:
+        return f"{db}: no trials stored"
+    by_sweep: dict[str, Counter] = {}
+    for t in trials:
+        by_sweep.setdefault(t.sweep or "-", Counter())[t.status] += 1
+    lines = [f"{db}: {len(trials)} trials"]
+    for name, counts in sorted(by_sweep.items()):
+        parts = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
+        lines.append(f"  {name}: {sum(counts.values())} ({parts})")
+    return "\n".join(lines)
+
+
+def plan_lines(
+    spec: SweepSpec, db: str | None, cluster_types: dict[str, int] | None, has_gpu: bool | None
+) -> list[str]:
+    """What ``run`` would do: the trials, how many are stored, which GPU types are present."""
+    planned = expand(spec)
+    stored: dict[str, str] = {}
+    if db and os.path.exists(db):
+        with Store(db, readonly=True) as store:
+            stored = store.statuses()
+    final = sum(1 for t in planned if stored.get(t.key) in FINAL_STATUSES)
+    unit = "search groups" if spec.mode == MAX_BATCH else "trials"
+    search = ""
+    if spec.mode == MAX_BATCH:
+        exact = f"within {spec.batch_tolerance * 100:g}%" if spec.batch_tolerance else "exact"
+        search = f" (mode {spec.mode}, batch up to {spec.batch_limit}, {exact})"
+    lines = [
+        f"sweep {spec.name}: {len(planned)} {unit}, {final} already stored with a final "
+        f"status, {len(planned) - final} to run{search}"
+    ]
+    if cluster_types is not None:
+        have = ", ".join(f"{t} ({n} GPU)" for t, n in sorted(cluster_types.items())) or "none"
+        lines.append(f"cluster GPU types: {have}; GPUs: {'yes' if has_gpu else 'no'}")
+        p = place(spec, planned, cluster_types, bool(has_gpu))
+        if p.unplaceable:
+            lines.append(
+                f"{len(p.unplaceable)} would be stored as no_gpu_type: "
+                + "; ".join(sorted({r.error for r in p.unplaceable}))
+            )
+    header = ["#", "key", "stored", "gpu_type", "model", "batch", "seq", "precision", "device"]
+    rows = [header]
+    for i, t in enumerate(planned):
+        c = t.config
+        rows.append(
+            [
+                str(i),
+                t.key,
+                stored.get(t.key, "-"),
+                t.gpu_type or "any",
+                c.model,
+                str(c.batch_size),
+                str(c.seq_len),
+                c.precision,
+                c.device,
+            ]
+        )
+    widths = [max(len(r[j]) for r in rows) for j in range(len(header))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return lines
