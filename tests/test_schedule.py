@@ -168,13 +168,13 @@ def test_a_lost_node_drains_its_type_after_the_wait_and_the_sweep_ends():
 
 
 def test_a_crashed_trial_is_retried_then_left_to_its_row():
-    cap = [Capacity({(True, "V100"): 1, (True, "A100"): 2})]
+    cap = [Capacity({(True, "V100"): 8, (True, "A100"): 8})]
     s, _ = _fleet_searcher(cap)
     s.retries = 1
     payload = s.suggest("t0")
     key = payload["key"]
     assert s.will_retry(key)
     s.on_trial_complete("t0", error=True)
-    again = [s.suggest(f"t{i}") for i in range(1, 4)]
+    again = [s.suggest(f"t{i}") for i in range(1, 9)]
     assert key in [p["key"] for p in again if isinstance(p, dict)]
     assert not s.will_retry(key)  # the second attempt is the last
