@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from sweep.plan.config import TrialConfig
-from sweep.results.record import Trial
+from sweep.plan.config import REQUIRE_GPU_ENV, TrialConfig
+from sweep.results.record import FINAL_STATUSES, Trial
 from sweep.trial.run import run_trial
 from sweep.trial.workload import build_workload, count_flops
 
@@ -199,11 +199,25 @@ def test_unsupported_on_this_machine(changes, field):
     assert rec.error.startswith(f"{field}:")
 
 
-def test_cuda_asked_without_cuda_is_unsupported():
+def test_cuda_asked_without_cuda_is_a_row_a_resume_runs_again():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     rec = run_trial(TrialConfig(**{**TINY, "device": "cuda"}))
-    assert rec.status == "unsupported" and "no CUDA device" in rec.error
+    assert rec.status == "no_gpu_type" and "no CUDA device" in rec.error
+    assert rec.status not in FINAL_STATUSES
+
+
+def test_a_trial_given_a_gpu_never_measures_on_the_cpu(monkeypatch):
+    # device auto, and Ray gave the trial a GPU, on a node where CUDA is not visible: before,
+    # its CPU measurement was stored as the GPU type's ok row
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.setenv(REQUIRE_GPU_ENV, "1")
+    rec = run_trial(TrialConfig(**{**TINY, "device": "auto"}))
+    assert rec.status == "no_gpu_type" and "Ray gave this trial a GPU" in rec.error
+    assert "step_time_ms_p50" not in rec.metrics
+    monkeypatch.delenv(REQUIRE_GPU_ENV)
+    assert run_trial(TrialConfig(**{**TINY, "device": "auto"})).status == "ok"
 
 
 def test_min_measure_time_extends_the_measurement():

@@ -18,6 +18,7 @@ from typing import Any
 from sweep.plan.config import TrialConfig
 from sweep.results.record import (
     ERROR,
+    NO_GPU_TYPE,
     NONFINITE,
     OK,
     OOM,
@@ -137,7 +138,7 @@ def run_trial(
 ) -> Trial:
     """Measure one configuration in this process. Always returns a record; never raises."""
     from sweep.trial.env import capture
-    from sweep.trial.workload import Unsupported, resolve_device
+    from sweep.trial.workload import NoCuda, Unsupported, resolve_device
 
     started = utc_now()
     t0 = time.perf_counter()
@@ -155,6 +156,8 @@ def run_trial(
                 status, error = NONFINITE, "a measured step's loss was NaN or infinite"
         except Unsupported as exc:
             status, error, error_type = UNSUPPORTED, str(exc), "Unsupported"
+        except NoCuda as exc:  # not final: a resume runs it again once CUDA works there
+            status, error, error_type = NO_GPU_TYPE, str(exc), "NoCuda"
         except Exception as exc:  # every failure is a result, not a crash
             status = OOM if _is_oom(exc) else ERROR
             error, error_type = f"{exc}"[:4000], type(exc).__name__

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from sweep.plan.catalog import DECODER, ModelSpec, get_spec
-from sweep.plan.config import TrialConfig
+from sweep.plan.config import REQUIRE_GPU_ENV, TrialConfig
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,21 @@ class Unsupported(Exception):
     """The configuration cannot run here (fp16 on a CPU, flash attention not installed...)."""
 
 
+class NoCuda(Exception):
+    """A GPU was asked for (device cuda, or Ray gave the trial a GPU) but this process sees no
+    CUDA device: not a property of the configuration, so not a final result."""
+
+
 def resolve_device(config: TrialConfig) -> str:
-    if config.device == "auto":
+    """Where the trial measures. A trial that was given a GPU (REQUIRE_GPU_ENV) never falls back
+    to the CPU: device auto without CUDA there raises NoCuda, like device cuda does."""
+    required = os.environ.get(REQUIRE_GPU_ENV) == "1"
+    if config.device == "auto" and not required:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise Unsupported("device: cuda asked for, but no CUDA device is visible")
-    return config.device
+    if config.device in ("cuda", "auto") and not torch.cuda.is_available():
+        why = "device: cuda asked for" if config.device == "cuda" else "Ray gave this trial a GPU"
+        raise NoCuda(f"{why}, but no CUDA device is visible in the trial's process")
+    return "cuda" if config.device == "auto" else config.device
 
 
 def check_support(config: TrialConfig, device_type: str) -> None:
