@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DEFAULT_DB = "results.db"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
 EXPORT_FORMATS = ("csv", "parquet", "jsonl")
 
 
@@ -108,6 +109,13 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="restarts of a trial whose process died, e.g. a lost node (default: 1)",
+    )
+    p.add_argument(
+        "--node-wait-s",
+        type=float,
+        default=120.0,
+        help="how long trials whose kind of node is gone (lost mid-sweep) wait for one to come "
+        "back before they are stored as no_gpu_type, for a resume to run (default: 120)",
     )
     p.add_argument(
         "--num-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)"
@@ -191,6 +199,8 @@ def _error(exc: Exception) -> int:
 def _options(args: argparse.Namespace):
     from sweep.engine.run import TRIAL_FN, EngineOptions
 
+    if not 0 <= args.node_wait_s < float("inf"):  # nan fails too
+        raise ValueError(f"--node-wait-s: must be a finite number >= 0, got {args.node_wait_s}")
     if args.retries < 0:
         raise ValueError(f"--retries: must be >= 0, got {args.retries}")
     if args.num_cpus is not None and args.num_cpus < 1:
@@ -202,6 +212,7 @@ def _options(args: argparse.Namespace):
         address=args.address,
         trial_fn=args.trial_fn or TRIAL_FN,
         retries=args.retries,
+        node_wait_s=args.node_wait_s,
         preimport=args.preimport,
         reuse_workers=args.reuse_workers,
         isolate=not args.no_isolate,
@@ -226,6 +237,13 @@ def _run(spec, args: argparse.Namespace) -> int:
         outcome = run_sweep(spec, _options(args))
     except SweepError as exc:
         return _error(exc)
+    except KeyboardInterrupt:  # a second Ctrl-C, before Tune could stop by itself
+        print(
+            f"\ninterrupted: every trial that ended is stored in {args.db}; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     print(format_summary(outcome.frame))
     counts = ", ".join(f"{s} {n}" for s, n in sorted(outcome.counts.items()))
     not_run = f"; {outcome.not_run} not run (run again to resume)" if outcome.not_run else ""
@@ -234,6 +252,13 @@ def _run(spec, args: argparse.Namespace) -> int:
         f"{args.db}; {outcome.wall_s:.1f} s",
         file=sys.stderr,
     )
+    if outcome.interrupted:
+        print(
+            f"interrupted: {len(outcome.keys) - outcome.not_run} rows are stored in {args.db}; "
+            "trials it stopped are not final: run the same command again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -344,3 +344,42 @@ def test_a_hang_holding_the_gil_is_killed_from_the_driver(tmp_path, ray_session)
     (t,) = Store(tmp_path / "r.db").trials()
     assert t.status == "timeout" and "was killed" in t.error
     assert time.monotonic() - t0 < 60
+
+
+def test_ctrl_c_exits_130_says_how_to_resume_and_leaves_nothing_final_it_stopped(
+    tmp_path, ray_session
+):
+    sweep_file = tmp_path / "slow.yaml"
+    sweep_file.write_text("""
+name: slowc
+axes:
+  batch_size: [10, 11, 12, 13, 14, 15, 16, 17]
+fixed: {device: cpu}
+timeout_s: 60
+""")
+    db = tmp_path / "r.db"
+    cmd = [sys.executable, "-m", "sweep", "run", str(sweep_file), "--db", str(db)]
+    cmd += ["--address", _gcs_address(ray_session), "--trial-fn", FAKE + "sleep_by_batch"]
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if db.exists() and len(Store(db, readonly=True)) >= 1:
+                break
+        except ValueError:
+            pass
+        assert driver.poll() is None, driver.communicate()
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err.decode()
+    assert b"run the same command again to resume" in err
+    with Store(db) as s:
+        trials = s.trials()
+    assert 1 <= len(trials) < 8, "the sweep must have stopped early"
+    # a trial that was running when it stopped is a crashed row, which a resume runs again
+    assert all(t.status in ("ok", "crashed") for t in trials)
+    resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    with Store(db) as s:
+        assert sorted(t.status for t in s.trials()) == ["ok"] * 8
