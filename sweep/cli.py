@@ -29,12 +29,34 @@ def _bool(text: str) -> bool:
 
 def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrialConfig field, named after it (batch_size -> --batch-size)."""
+def _compile(text: str) -> bool | str:
+    """--compile: true/false words as for a bool field, or a torch.compile mode name."""
+    from sweep.plan.config import COMPILE_MODES
+
+    try:
+        return _bool(text)
+    except argparse.ArgumentTypeError:
+        if text in COMPILE_MODES:
+            return text
+        raise argparse.ArgumentTypeError(
+            f"expected true, false or a mode ({', '.join(COMPILE_MODES)}), got {text!r}"
+        ) from None
+
+
     defaults = TrialConfig()
     for f in dataclasses.fields(TrialConfig):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         allowed = choices(f.name)
-        if isinstance(default, bool):
+        if f.name == "compile":
+            parser.add_argument(
+                flag,
+                type=_compile,
+                default=default,
+                metavar="{false,true,MODE}",
+                help=f"{field_help(f.name)} (default: {default})",
+            )
+        elif isinstance(default, bool):
             parser.add_argument(
                 flag,
                 type=_bool,

@@ -31,6 +31,12 @@ from sweep.plan.config import TrialConfig
         ({"batch_size": "8"}, "batch_size", "integer"),
         ({"batch_size": True}, "batch_size", "integer"),
         ({"compile": "yes"}, "compile", "true or false"),
+        ({"compile": "reduce_overhead"}, "compile", "max-autotune-no-cudagraphs"),
+        ({"compile": 1}, "compile", "reduce-overhead"),
+        ({"compile": None}, "compile", "true or false"),
+        ({"cuda_graph": "true"}, "cuda_graph", "true or false"),
+        ({"cuda_graph": 1}, "cuda_graph", "true or false"),
+        ({"profile_step": "no"}, "profile_step", "true or false"),
         ({"min_measure_s": -1.0}, "min_measure_s", ">= 0"),
         ({"task": "causal-lm", "model": "bert-tiny"}, "task", "decoder"),
     ],
@@ -148,3 +154,35 @@ def test_cli_help_lists_every_field_and_its_values():
         "roberta-large",
     ):
         assert value in out.stdout
+
+
+def test_compile_takes_a_mode_and_default_is_true():
+    from sweep.results.record import trial_key
+
+    assert TrialConfig(compile="default").compile is True
+    assert TrialConfig(compile="default").compile_mode == "default"
+    assert TrialConfig().compile_mode is None
+    for mode in ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
+        assert TrialConfig(compile=mode).compile_mode == mode
+    # a stored compile: true and a new "default" are the same trial, with the same key
+    stored = TrialConfig(compile=True).to_dict()
+    again = TrialConfig.from_dict({**stored, "compile": "default"}).to_dict()
+    assert again == stored and trial_key(again, None) == trial_key(stored, None)
+    assert trial_key(TrialConfig(compile="max-autotune").to_dict(), None) != trial_key(stored, None)
+
+
+def test_cli_compile_flag_takes_the_same_values():
+    import argparse
+
+    from sweep.cli import add_trial_arguments
+
+    parser = argparse.ArgumentParser()
+    add_trial_arguments(parser)
+    assert parser.parse_args(["--compile", "reduce-overhead"]).compile == "reduce-overhead"
+    assert parser.parse_args(["--compile", "true"]).compile is True
+    assert parser.parse_args(["--compile", "off"]).compile is False
+    assert TrialConfig(compile=parser.parse_args(["--compile", "default"]).compile).compile is True
+    assert parser.parse_args(["--cuda-graph", "yes"]).cuda_graph is True
+    assert parser.parse_args([]).profile_step is True
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--compile", "fast"])

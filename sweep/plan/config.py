@@ -19,6 +19,11 @@ ATTENTIONS = ("sdpa", "eager", "flash_attention_2")
 OPTIMIZERS = ("adamw", "adamw-fused", "apex-fused-adam")
 HARNESSES = ("native", "lightning")
 DEVICES = ("auto", "cuda", "cpu")
+# torch.compile modes (torch.compile's ``mode``). ``compile: true`` is the default mode; the name
+# "default" is normalised to true, so that a stored ``compile: true`` keeps its meaning and key.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# compile modes that replay CUDA graphs of their own (torch's cudagraph trees)
+COMPILE_MODES_WITH_GRAPHS = ("reduce-overhead", "max-autotune")
 
 _CHOICES = {
     "task": TASKS,
@@ -56,7 +61,16 @@ class TrialConfig:
     seq_len: int = _field(128, "tokens per sequence")
     precision: str = _field("fp32", "numeric precision of the step (autocast for *-mixed)")
     attention: str = _field("sdpa", "transformers' attention implementation")
-    compile: bool = _field(False, "torch.compile the model")
+    compile: bool | str = _field(
+        False,
+        "torch.compile the model: false, true (the default mode) or a mode name "
+        "(reduce-overhead, max-autotune, max-autotune-no-cudagraphs)",
+    )
+    cuda_graph: bool = _field(
+        False,
+        "capture the step as CUDA graphs after the warm-up and replay them for the measured steps "
+        "(one graph per phase; CUDA only)",
+    )
     optimizer: str = _field("adamw-fused", "optimizer of the training step")
     gradient_checkpointing: bool = _field(False, "recompute activations in the backward")
     harness: str = _field("native", "the training loop: a plain loop or PyTorch Lightning")
@@ -66,6 +80,12 @@ class TrialConfig:
     steps: int = _field(10, "measured steps, at least", MEASUREMENT)
     min_measure_s: float = _field(
         0.0, "keep measuring until this many seconds have passed too", MEASUREMENT
+    )
+    profile_step: bool = _field(
+        True,
+        "after the measured steps, profile one step (torch.profiler, CUDA kernels) for the "
+        "launch overhead; nothing on the CPU",
+        MEASUREMENT,
     )
     device: str = _field("auto", "where the trial runs: auto (a GPU if there is one), cuda, cpu")
     seed: int = _field(0, "seed of the random weights and the synthetic batch", MEASUREMENT)
@@ -82,9 +102,18 @@ class TrialConfig:
         for name in ("batch_size", "seq_len", "warmup_steps", "steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
-        for name in ("compile", "gradient_checkpointing"):
+        if self.compile == "default":
+            object.__setattr__(self, "compile", True)
+        if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
+            raise ValueError(
+                f"compile: expected true or false or a mode ({', '.join(COMPILE_MODES)}), "
+                f"got {_short(self.compile)}"
+            )
+        for name in ("cuda_graph", "gradient_checkpointing", "profile_step"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}: expected true or false, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"{name}: expected true or false, got {_short(getattr(self, name))}"
+                )
         if (
             isinstance(self.min_measure_s, bool)
             or not isinstance(self.min_measure_s, (int, float))
@@ -107,6 +136,13 @@ class TrialConfig:
             )
 
     @property
+    def compile_mode(self) -> str | None:
+        """torch.compile's mode, or None when the model is not compiled."""
+        if self.compile is False:
+            return None
+        return "default" if self.compile is True else self.compile
+
+    @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.seq_len
 
@@ -126,6 +162,11 @@ class TrialConfig:
 
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def field_names() -> list[str]:

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-SCHEMA_VERSION = 1
+# 2: config may hold compile as a mode name and the fields of ADDED_FIELDS; metrics may hold the
+# CUDA-graph and launch-overhead figures. Version 1 records read as version 2 with those defaults.
+SCHEMA_VERSION = 2
+
+# Configuration fields added after the first schema, with their defaults (TrialConfig's: a test
+# checks they agree). A field at its default is left out of the key, so a stored row's key stays
+# what it was before the field existed; a record read without one gets the default.
+ADDED_FIELDS: dict[str, Any] = {"cuda_graph": False, "profile_step": True}
 
 # Statuses a trial process itself returns.
 OK, OOM, UNSUPPORTED, NONFINITE, ERROR = "ok", "oom", "unsupported", "nonfinite", "error"
@@ -32,7 +39,11 @@ def utc_now() -> str:
 
 
 def trial_key(config: dict[str, Any], gpu_type: str | None, repeat: int = 0) -> str:
-    """A stable hash of what was asked: the configuration, the GPU type and the repeat index."""
+    """A stable hash of what was asked: the configuration, the GPU type and the repeat index.
+    Fields of ADDED_FIELDS at their default are left out (keys of rows stored before them)."""
+    config = {
+        k: v for k, v in config.items() if not (k in ADDED_FIELDS and _same(v, ADDED_FIELDS[k]))
+    }
     blob = json.dumps(
         {"config": config, "gpu_type": gpu_type, "repeat": repeat},
         sort_keys=True,
@@ -40,6 +51,11 @@ def trial_key(config: dict[str, Any], gpu_type: str | None, repeat: int = 0) -> 
         default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _same(value: Any, default: Any) -> bool:
+    """Equal and of the same type (1 is not True, 0 is not False)."""
+    return type(value) is type(default) and value == default
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,9 @@ class Trial:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown record field(s): {', '.join(unknown)}")
+        config = data.get("config")
+        if isinstance(config, dict) and "model" in config:  # a trial configuration
+            data["config"] = {**ADDED_FIELDS, **config}
         return cls(**data)
 
     @classmethod
@@ -188,6 +207,13 @@ METRICS: dict[str, str] = {
     "loss_first": "loss of the first measured step",
     "loss_last": "loss of the last measured step",
     "max_batch_size": "largest batch that fits (max-batch search rows only)",
+    "graph_captured": "1 if the measured steps were CUDA-graph replays (cuda_graph), else 0",
+    "graph_capture_s": "seconds to capture the step's CUDA graphs (after the warm-up; apart)",
+    "kernels_per_step": "GPU kernels of one profiled step after the measured ones",
+    "gpu_kernel_ms_per_step": "summed kernel time of the profiled step, ms",
+    "launch_bound_pct": "share of the profiled step's wall time with no GPU work running "
+    "(the union of kernel, memcpy and memset intervals), %",
+    "profile_s": "wall seconds of the profiled step, the profiler's start and parse included",
     # Reference rows from the 2020 project, whose instruments differ (see their provenance):
     "nvml_mean_used_gib": "mean of nvidia-smi memory.used samples (context and cache), GiB; "
     "not a peak",
