@@ -136,3 +136,46 @@ def test_nvml_summary_from_replayed_samples():
     assert throttle_names(0x8 | 0x40) == ["hw_slowdown", "hw_thermal_slowdown"]
     empty = summarize_nvml([], None, 0)
     assert empty["gpu_util_pct_mean"] is None and empty["nvml_peak_used_gib"] is None
+
+
+def test_union_of_kernel_intervals_counts_overlap_once():
+    from sweep.trial.metrics import union_ms
+
+    assert union_ms([]) == 0.0
+    assert union_ms([(0.0, 2.0)]) == 2.0
+    # two streams overlapping on [1, 2]: 3 ms covered, not the 4 ms their durations sum to
+    assert union_ms([(1.0, 3.0), (0.0, 2.0)]) == pytest.approx(3.0)
+    # one inside another, a gap, and touching ends
+    assert union_ms([(0.0, 10.0), (2.0, 3.0), (12.0, 13.0), (13.0, 15.0)]) == pytest.approx(13.0)
+    with pytest.raises(ValueError, match="ends before it starts"):
+        union_ms([(2.0, 1.0)])
+
+
+def test_launch_bound_share_is_the_idle_part_of_the_wall_time():
+    from sweep.trial.metrics import launch_bound_pct
+
+    # 10 ms step, kernels busy on [0,2] and [1,3] (3 ms of union) and [6,7]: 4 ms busy -> 60%
+    assert launch_bound_pct([(0.0, 2.0), (1.0, 3.0), (6.0, 7.0)], 10.0) == pytest.approx(60.0)
+    # back-to-back kernels filling the step: not launch-bound; a hair over the wall clamps to 0
+    assert launch_bound_pct([(0.0, 5.0), (5.0, 10.0)], 10.0) == pytest.approx(0.0)
+    assert launch_bound_pct([(0.0, 10.02)], 10.0) == 0.0
+    assert launch_bound_pct([], 4.0) == 100.0
+    with pytest.raises(ValueError, match="wall time"):
+        launch_bound_pct([(0.0, 1.0)], 0.0)
+
+
+def test_host_bound_reads_the_launch_share_first_then_nvml():
+    from sweep.results.trust import host_bound
+
+    # the old one-argument call keeps working
+    assert host_bound(85.0) is True and host_bound(95.0) is False
+    assert host_bound(None) is None and host_bound(float("nan")) is None
+    # launch_bound_pct wins where present, whatever NVML said
+    assert host_bound(99.0, launch_bound_pct=35.0) is True
+    assert host_bound(50.0, launch_bound_pct=4.0) is False
+    # a row's metrics
+    assert host_bound({"gpu_util_pct_mean": 99.0, "launch_bound_pct": 12.0}) is True
+    assert host_bound({"gpu_util_pct_mean": 70.0, "launch_bound_pct": 10.0}) is False
+    assert host_bound({"gpu_util_pct_mean": 70.0, "launch_bound_pct": None}) is True
+    assert host_bound({"gpu_util_pct_mean": 70.0, "launch_bound_pct": float("nan")}) is True
+    assert host_bound({"loss_last": 0.7}) is None

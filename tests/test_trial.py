@@ -388,3 +388,178 @@ def test_both_harnesses_measure_in_one_window(monkeypatch, harness_name):
     assert rec.status == "ok", rec.error
     assert opened == ["begin", "end"]
     assert rec.metrics["steps_measured"] == 3
+
+
+def test_cuda_graph_on_the_cpu_is_unsupported_naming_why():
+    rec = run_trial(TrialConfig(**{**TINY, "cuda_graph": True}))
+    assert rec.status == "unsupported"
+    assert rec.error.startswith("cuda_graph:") and "CUDA GPU" in rec.error
+    assert rec.config["cuda_graph"] is True
+
+
+@pytest.mark.parametrize(
+    "changes,why",
+    [
+        ({"harness": "lightning"}, "Lightning"),
+        ({"precision": "fp16-mixed"}, "grad scaler"),
+        ({"optimizer": "apex-fused-adam"}, "capturable"),
+        ({"compile": "reduce-overhead"}, "reduce-overhead"),
+        ({"compile": "max-autotune"}, "max-autotune"),
+    ],
+)
+def test_what_cannot_be_captured_is_unsupported_naming_why(changes, why):
+    # the checks read only the configuration: run here as if on a GPU
+    from sweep.trial.graph import check_graph_support
+    from sweep.trial.workload import Unsupported
+
+    cfg = TrialConfig(**{**TINY, "cuda_graph": True, **changes})
+    with pytest.raises(Unsupported, match=why) as err:
+        check_graph_support(cfg, "cuda")
+    assert str(err.value).startswith("cuda_graph:")
+    # what can be captured passes
+    check_graph_support(TrialConfig(**{**TINY, "cuda_graph": True}), "cuda")
+    check_graph_support(TrialConfig(**{**TINY, "cuda_graph": True, "compile": True}), "cuda")
+    check_graph_support(
+        TrialConfig(**{**TINY, "cuda_graph": True, "precision": "fp16-mixed", "mode": "inference"}),
+        "cuda",
+    )
+
+
+def test_a_failed_capture_names_what_raised_first():
+    from sweep.trial.graph import _cause
+
+    try:
+        try:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+        finally:
+            raise RuntimeError("capture_end: the capture was invalidated")  # noqa: B012
+    except RuntimeError as exc:
+        text = _cause(exc)
+    assert text.index("not permitted") < text.index("invalidated")
+
+
+@pytest.mark.parametrize("model,task", [("bert-tiny", "seq-cls"), ("gpt2-tiny", "causal-lm")])
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_an_all_ones_mask_is_dropped_and_the_loss_is_the_same(model, task, attention):
+    # the captured step runs without the mask (transformers' helpers call mask.all() on the
+    # host, which capture forbids): for these batches it must compute what the eager step does
+    from sweep.trial.graph import graph_inputs
+
+    cfg = TrialConfig(**{**TINY, "model": model, "task": task, "attention": attention})
+    w = build_workload(cfg, "cpu")
+    w.model.train(False)  # no dropout: the two forwards must see the same arithmetic
+    inputs = graph_inputs(w.batch)
+    assert "attention_mask" not in inputs and set(inputs) == set(w.batch) - {"attention_mask"}
+    with torch.no_grad():
+        masked = w.model(**w.batch).loss
+        unmasked = w.model(**inputs).loss
+    assert torch.equal(masked, unmasked), (masked.item(), unmasked.item())
+    # a mask that masks something is kept
+    padded = {**w.batch, "attention_mask": w.batch["attention_mask"].clone()}
+    padded["attention_mask"][0, -1] = 0
+    assert "attention_mask" in graph_inputs(padded)
+
+
+def test_cpu_allocation_failure_is_an_error_not_oom(monkeypatch):
+    # A host allocation failure says nothing about the GPU: stored as oom it would prune the
+    # group's larger batches.
+    def failing(*a, **k):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 1125899906842624 bytes. Error code 12 (Cannot "
+            "allocate memory)"
+        )
+
+    monkeypatch.setattr("sweep.trial.harness.train_step", failing)
+    rec = run_trial(TrialConfig(**TINY))
+    assert rec.status == "error" and "can't allocate" in rec.error
+    # the same words in torch's OutOfMemoryError class are still the host's allocator
+    from sweep.trial.run import _is_oom
+
+    assert not _is_oom(torch.OutOfMemoryError("DefaultCPUAllocator: not enough memory"))
+    assert _is_oom(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+
+
+def test_the_profiled_step_does_nothing_on_the_cpu(monkeypatch):
+    import sweep.trial.profile as profile
+
+    def never(step):
+        raise AssertionError("the profiler ran on the CPU")
+
+    monkeypatch.setattr(profile, "profile_one_step", never)
+    rec = run_trial(TrialConfig(**TINY))
+    assert rec.status == "ok", rec.error
+    for key in ("kernels_per_step", "gpu_kernel_ms_per_step", "launch_bound_pct", "profile_s"):
+        assert rec.metrics.get(key) is None, key
+    assert rec.metrics["graph_captured"] == 0 and rec.metrics["graph_capture_s"] is None
+
+
+def test_profiled_step_metrics_from_kineto_events():
+    from torch.profiler import DeviceType
+
+    from sweep.trial.profile import StepProfile, gpu_work, profile_metrics
+
+    class Event:
+        def __init__(self, kind, start_us, dur_us, device=DeviceType.CUDA):
+            self.kind, self.start, self.dur, self.device = kind, start_us, dur_us, device
+
+        def device_type(self):
+            return self.device
+
+        def activity_type(self):
+            return self.kind
+
+        def start_ns(self):
+            return int(self.start * 1000)
+
+        def duration_ns(self):
+            return int(self.dur * 1000)
+
+    events = [
+        Event("kernel", 0, 2000),
+        Event("kernel", 1000, 2000),  # overlaps the first on another stream
+        Event("gpu_memset", 5000, 1000),  # GPU work, not a kernel
+        Event("cuda_runtime", 0, 9000, DeviceType.CPU),  # the host's launch calls: not GPU
+        Event("gpu_user_annotation", 0, 9000),  # a range, not work
+    ]
+    kernels, kernel_ms, busy = gpu_work(events)
+    assert kernels == 2 and kernel_ms == pytest.approx(4.0)
+    m = profile_metrics(StepProfile(kernels, kernel_ms, tuple(busy), wall_ms=10.0, profile_s=0.1))
+    # busy: [0,3] and [5,6] = 4 ms of a 10 ms step -> 60% with no GPU work
+    assert m == {
+        "kernels_per_step": 2,
+        "gpu_kernel_ms_per_step": pytest.approx(4.0),
+        "launch_bound_pct": pytest.approx(60.0),
+        "profile_s": 0.1,
+    }
+    assert profile_metrics(None) == {}
+
+
+def test_new_fields_keep_the_keys_of_stored_rows():
+    import dataclasses
+    from pathlib import Path
+
+    from sweep.results.record import ADDED_FIELDS, trial_key
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
+    assert all(defaults[k] == v for k, v in ADDED_FIELDS.items())  # the same defaults
+    line = (Path(__file__).parent.parent / "ui/data/reference_h200.jsonl").open().readline()
+    stored = json.loads(line)
+    assert "cuda_graph" not in stored["config"] and stored["schema_version"] == 1
+    old_key = trial_key(stored["config"], stored["gpu_type"], stored["repeat"])
+    assert old_key == stored["key"]
+    # the same configuration through today's TrialConfig (which has the new fields)
+    today = TrialConfig.from_dict(stored["config"]).to_dict()
+    assert today["cuda_graph"] is False and today["profile_step"] is True
+    assert trial_key(today, stored["gpu_type"], stored["repeat"]) == old_key
+    # off their default, the new fields make another trial
+    graphed = {**today, "cuda_graph": True}
+    assert trial_key(graphed, stored["gpu_type"], stored["repeat"]) != old_key
+    assert trial_key({**today, "profile_step": False}, stored["gpu_type"]) != trial_key(
+        today, stored["gpu_type"]
+    )
+    # the old record reads, its config gains the defaults, its key is kept
+    rec = Trial.from_dict(stored)
+    assert rec.key == old_key and rec.schema_version == 1
+    assert rec.config["cuda_graph"] is False and rec.config["compile"] is False
+    assert Trial(config=rec.config, status="ok", gpu_type=rec.gpu_type).key == old_key

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from sweep.trial.profile import StepProfile, maybe_profile
 from sweep.trial.window import MeasurementWindow, WindowResult, synchronize
 from sweep.trial.workload import Workload, inference_step, train_step
 
@@ -33,6 +34,9 @@ class RawTiming:
     peak_allocated_bytes: int | None = None
     peak_reserved_bytes: int | None = None
     nvml: dict[str, Any] = field(default_factory=dict)
+    graph_captured: bool = False  # the measured steps were CUDA-graph replays
+    graph_capture_s: float | None = None
+    profile: StepProfile | None = None  # the profiled step after the measured ones
 
 
 def _rows(flat: list[float], per_step: int) -> list[list[float]]:
@@ -42,7 +46,7 @@ def _rows(flat: list[float], per_step: int) -> list[list[float]]:
     return rows
 
 
-def _timing(
+def timing(
     names: tuple[str, ...],
     per_step: int,
     warmup_steps: int,
@@ -89,7 +93,9 @@ def run_native(w: Workload, uuid: str | None = None) -> RawTiming:
     result = window.end()
     names = ("forward", "backward", "optimizer") if train else ("forward",)
     # each step marked its start and each phase's end; train_step marks 4, inference 2
-    return _timing(names, len(names) + 1, cfg.warmup_steps, warmup_s, result, losses)
+    raw = timing(names, len(names) + 1, cfg.warmup_steps, warmup_s, result, losses)
+    raw.profile = maybe_profile(w, lambda: step(w))
+    return raw
 
 
 def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
@@ -196,4 +202,5 @@ def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
         raise RuntimeError("lightning: training ended before the measured steps began")
     # per step: batch start, step start, fwd end, bwd end, batch end -> 5 marks
     names = ("hooks", "forward", "backward", "optimizer")
-    return _timing(names, 5, cfg.warmup_steps, state["warmup_s"], state["result"], state["losses"])
+    # no profiled step: Lightning's teardown has moved the model back to the CPU by now
+    return timing(names, 5, cfg.warmup_steps, state["warmup_s"], state["result"], state["losses"])

@@ -106,3 +106,31 @@ def phase_split_ms(boundaries_ms: Sequence[Sequence[float]], names: Sequence[str
             phases[n].append(cur[j + 1] - cur[j])
         phases["other"].append(nxt[0] - cur[-1])
     return steps, phases
+
+
+def union_ms(intervals_ms: Sequence[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals, ms: time covered by at least one of them
+    (kernels on several streams overlap; their sum would count the overlap twice)."""
+    total = 0.0
+    cur_start = cur_end = None
+    for start, end in sorted(intervals_ms):
+        if end < start:
+            raise ValueError(f"interval ends before it starts: ({start}, {end})")
+        if cur_end is None or start > cur_end:
+            if cur_end is not None:
+                total += cur_end - cur_start
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None:
+        total += cur_end - cur_start
+    return total
+
+
+def launch_bound_pct(busy_intervals_ms: Sequence[tuple[float, float]], wall_ms: float) -> float:
+    """Share of a step's wall time (ms) in which no GPU work ran, %: 100 x (1 - union of the
+    busy intervals / wall). Clamped at 0: the busy intervals come from the profiler's clock and
+    the wall from the host's, so a GPU-bound step can read a hair over its wall time."""
+    if not wall_ms > 0:
+        raise ValueError(f"wall time must be positive, got {wall_ms} ms")
+    return max(0.0, 100.0 * (1.0 - union_ms(busy_intervals_ms) / wall_ms))

@@ -29,17 +29,27 @@ from sweep.results.record import (
 )
 from sweep.trial import metrics as M
 from sweep.trial.hardware import peak_tflops
+from sweep.trial.profile import profile_metrics
 
 log = logging.getLogger(__name__)
 
 
+# How torch's CPU allocator words a failed host allocation ("DefaultCPUAllocator: can't allocate
+# memory: you tried to allocate N bytes", "... not enough memory ...").
+_CPU_ALLOCATOR_MARKS = ("DefaultCPUAllocator", "can't allocate memory", "alloc_cpu")
+
+
 def _is_oom(exc: BaseException) -> bool:
+    """Whether the GPU ran out of memory: the status that prunes larger batches. A failed host
+    allocation is an error, not oom: the batch did not outgrow the GPU."""
     import torch
 
+    text = str(exc)
+    if any(m in text for m in _CPU_ALLOCATOR_MARKS):
+        return False
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     # cuBLAS/cuDNN/Triton report a failed allocation as a plain RuntimeError.
-    text = str(exc)
     return isinstance(exc, RuntimeError) and (
         "out of memory" in text.lower() or "CUBLAS_STATUS_ALLOC_FAILED" in text
     )
@@ -88,6 +98,9 @@ def derive_metrics(
     out["joules_per_token"] = M.joules_per_token(raw.nvml.get("energy_j"), tokens)
     if raw.losses:
         out["loss_first"], out["loss_last"] = raw.losses[0], raw.losses[-1]
+    out["graph_captured"] = 1 if raw.graph_captured else 0
+    out["graph_capture_s"] = raw.graph_capture_s
+    out.update(profile_metrics(raw.profile))
     return out
 
 
@@ -99,15 +112,18 @@ def _layers_hidden(config: TrialConfig) -> tuple[int, int]:
 
 
 def _release(device_type: str | None, compiled: bool) -> None:
+    """Free what the trial held. Never raises: after a failed CUDA-graph capture the device can
+    refuse further calls, and the record must still come back."""
     gc.collect()
-    if device_type == "cuda":
+    try:
         import torch
 
-        torch.cuda.empty_cache()
-    if compiled:
-        import torch
-
-        torch._dynamo.reset()
+        if device_type == "cuda":
+            torch.cuda.empty_cache()
+        if compiled:
+            torch._dynamo.reset()
+    except Exception as exc:
+        log.warning("releasing the trial's memory failed: %s", exc)
 
 
 def _measure(config: TrialConfig, device_type: str, env: dict[str, Any]):
@@ -115,6 +131,10 @@ def _measure(config: TrialConfig, device_type: str, env: dict[str, Any]):
     from sweep.trial.workload import build_workload, check_support, count_flops
 
     check_support(config, device_type)
+    if config.cuda_graph:
+        from sweep.trial.graph import check_graph_support
+
+        check_graph_support(config, device_type)
     t0 = time.perf_counter()
     w = build_workload(config, device_type)
     from sweep.trial.window import synchronize
@@ -123,7 +143,10 @@ def _measure(config: TrialConfig, device_type: str, env: dict[str, Any]):
     setup_s = time.perf_counter() - t0
     # Counted before the run: Lightning's teardown moves the model back to the CPU.
     flops = count_flops(w)
-    run = run_lightning if config.harness == "lightning" else run_native
+    if config.cuda_graph:
+        from sweep.trial.graph import run_graphed as run
+    else:
+        run = run_lightning if config.harness == "lightning" else run_native
     raw = run(w, env.get("gpu_uuid"))
     out = derive_metrics(
         config, raw, w.params, flops, env.get("gpu_name"), env.get("gpu_memory_total_gib")
@@ -165,7 +188,7 @@ def run_trial(
                 log.exception("trial failed: %s", config)
             del exc  # drop the traceback's frames, which hold the model and its tensors
         finally:
-            _release(device_type, config.compile)
+            _release(device_type, bool(config.compile))
     metrics["trial_s"] = time.perf_counter() - t0
     return Trial(
         config=config.to_dict(),

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from sweep.plan.catalog import DECODER, ModelSpec, get_spec
-from sweep.plan.config import REQUIRE_GPU_ENV, TrialConfig
+from sweep.plan.config import COMPILE_MODES_WITH_GRAPHS, REQUIRE_GPU_ENV, TrialConfig
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +141,14 @@ def synthetic_batch(
     return batch
 
 
-def build_optimizer(name: str, params, lr: float = 2e-5):
+def build_optimizer(name: str, params, lr: float = 2e-5, capturable: bool = False):
+    """``capturable``: the step count and bias corrections stay on the device, so that the step
+    can be captured in a CUDA graph (torch's fused and foreach AdamW support it)."""
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr)  # torch picks foreach on CUDA
+        # torch picks foreach on CUDA
+        return torch.optim.AdamW(params, lr=lr, capturable=capturable)
     if name == "adamw-fused":
-        return torch.optim.AdamW(params, lr=lr, fused=True)
+        return torch.optim.AdamW(params, lr=lr, fused=True, capturable=capturable)
     if name == "apex-fused-adam":
         from apex.optimizers import FusedAdam
 
@@ -165,11 +168,19 @@ class Workload:
     scaler: Any  # torch.amp.GradScaler for fp16-mixed, else None
     params: dict[str, int]
 
-    def autocast(self):
+    def autocast(self, cache_enabled: bool = True):
+        """The step's autocast. A CUDA-graph capture needs ``cache_enabled=False``: the cast
+        weights autocast caches are freed when the context exits, under the captured kernels."""
         dtype = autocast_dtype(self.config.precision)
         if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        return torch.autocast(self.device.type, dtype=dtype, cache_enabled=cache_enabled)
+
+    @property
+    def compiled_graphs(self) -> bool:
+        """Whether the compiled model replays CUDA graphs of its own (cudagraph trees): each step
+        must then be marked, and an output kept past the next step must be copied."""
+        return self.config.compile in COMPILE_MODES_WITH_GRAPHS
 
 
 def build_workload(config: TrialConfig, device_type: str) -> Workload:
@@ -183,10 +194,12 @@ def build_workload(config: TrialConfig, device_type: str) -> Workload:
     optimizer = None
     scaler = None
     if config.mode == "train":
-        optimizer = build_optimizer(config.optimizer, model.parameters())
+        optimizer = build_optimizer(
+            config.optimizer, model.parameters(), capturable=config.cuda_graph
+        )
         if config.precision == "fp16-mixed" and config.harness == "native":
             scaler = torch.amp.GradScaler(device_type)
-    run_model = torch.compile(model) if config.compile else model
+    run_model = torch.compile(model, mode=config.compile_mode) if config.compile else model
     return Workload(
         config, spec, device, model, run_model, batch, optimizer, scaler, count_params(model)
     )
@@ -196,6 +209,8 @@ def train_step(w: Workload, mark=None) -> torch.Tensor:
     """One training step: forward (with the loss), backward, optimizer (with zero_grad).
     ``mark`` (if given) is called at the start and after each phase. Returns the detached loss
     without synchronizing (the caller checks losses after the measured steps)."""
+    if w.compiled_graphs:
+        torch.compiler.cudagraph_mark_step_begin()
     if mark:
         mark()
     with w.autocast():
@@ -216,11 +231,14 @@ def train_step(w: Workload, mark=None) -> torch.Tensor:
     w.optimizer.zero_grad(set_to_none=True)
     if mark:
         mark()
-    return loss.detach()
+    # a cudagraph tree's output is overwritten by the next step's replay
+    return loss.detach().clone() if w.compiled_graphs else loss.detach()
 
 
 def inference_step(w: Workload, mark=None) -> None:
     """One forward pass under inference mode (no autograd), marks at start and end."""
+    if w.compiled_graphs:
+        torch.compiler.cudagraph_mark_step_begin()
     if mark:
         mark()
     with torch.inference_mode(), w.autocast():

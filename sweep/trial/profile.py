@@ -1,0 +1,104 @@
+"""Launch overhead: one step profiled after the measured ones (``profile_step``).
+
+``torch.profiler`` with CUDA activity only (CUPTI records every kernel, copy and set on the GPU;
+no CPU operator tracing, which would slow the host down and inflate the very gaps measured). The
+step's wall time is the host's, from a synchronized start to a synchronized end. The arithmetic
+(kernel count, summed kernel time, the share of the wall time with no GPU work) is pure, in
+``sweep.trial.metrics``; this module only reads the profiler's events.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sweep.trial import metrics as M
+
+log = logging.getLogger(__name__)
+
+KERNEL = "kernel"  # kineto's activity type of a GPU kernel
+# what counts as the GPU working: kernels, copies and memsets
+BUSY_ACTIVITIES = (KERNEL, "gpu_memcpy", "gpu_memset")
+
+
+@dataclass(frozen=True)
+class StepProfile:
+    """One profiled step. Times in ms (intervals on the profiler's clock) and s."""
+
+    kernels: int
+    kernel_ms: float  # summed kernel durations (overlaps counted twice)
+    busy_intervals_ms: tuple[tuple[float, float], ...]
+    wall_ms: float
+    profile_s: float
+
+
+def gpu_work(events: Iterable[Any]) -> tuple[int, float, list[tuple[float, float]]]:
+    """(kernel count, summed kernel ms, busy intervals in ms) from kineto events (objects with
+    ``device_type()``, ``activity_type()``, ``start_ns()``, ``duration_ns()``): the GPU's
+    events only."""
+    from torch.profiler import DeviceType
+
+    kernels, kernel_ms, busy = 0, 0.0, []
+    for e in events:
+        if e.device_type() != DeviceType.CUDA or e.activity_type() not in BUSY_ACTIVITIES:
+            continue
+        start_ms, dur_ms = e.start_ns() / 1e6, e.duration_ns() / 1e6
+        busy.append((start_ms, start_ms + dur_ms))
+        if e.activity_type() == KERNEL:
+            kernels += 1
+            kernel_ms += dur_ms
+    return kernels, kernel_ms, busy
+
+
+def profile_metrics(p: StepProfile | None) -> dict[str, Any]:
+    """The record's launch-overhead metrics; empty where no step was profiled."""
+    if p is None:
+        return {}
+    return {
+        "kernels_per_step": p.kernels,
+        "gpu_kernel_ms_per_step": p.kernel_ms,
+        "launch_bound_pct": M.launch_bound_pct(p.busy_intervals_ms, p.wall_ms),
+        "profile_s": p.profile_s,
+    }
+
+
+def profile_one_step(step: Callable[[], Any]) -> StepProfile | None:
+    """Run ``step`` once under the profiler, on the current CUDA device. None (and a warning)
+    where the profiler saw no kernel: CUPTI unavailable (a container without the rights) must
+    not read as a step that is all launch overhead."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    t0 = time.perf_counter()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        s0 = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        wall_ms = (time.perf_counter() - s0) * 1000.0
+    kernels, kernel_ms, busy = gpu_work(prof.profiler.kineto_results.events())
+    profile_s = time.perf_counter() - t0
+    if kernels == 0:
+        log.warning("the profiled step recorded no kernel (is CUPTI usable here?); left empty")
+        return None
+    return StepProfile(kernels, kernel_ms, tuple(busy), wall_ms, profile_s)
+
+
+def maybe_profile(w, step: Callable[[], Any]) -> StepProfile | None:
+    """The profiled step of a trial whose ``profile_step`` is on, on a GPU; None otherwise (the
+    CPU has no kernels to count). A profiler failure leaves the fields empty: the measured steps
+    are already taken and stay valid."""
+    if not w.config.profile_step or w.device.type != "cuda":
+        return None
+    try:
+        return profile_one_step(step)
+    except Exception as exc:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            raise
+        log.warning("the profiled step failed (%s: %s); launch overhead left empty", type(exc), exc)
+        return None
