@@ -1,4 +1,5 @@
-"""Matplotlib figures drawn from the frames ``ui.views`` returns (no Gradio, no data logic).
+"""The web app's matplotlib figures, drawn from the frames the analysis functions return (no
+Gradio, no data logic).
 
 Each function returns a ``matplotlib.figure.Figure`` built without pyplot's global state, so that
 concurrent requests of the web app do not draw into each other's figures. Every chart has a
@@ -17,8 +18,11 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from analysis.efficiency import EFFICIENCY_METRICS  # noqa: E402
+from analysis.memory import CAPACITIES_GB, MEMORY_METRICS  # noqa: E402
+from analysis.phases import PHASES  # noqa: E402
+from analysis.throughput import THROUGHPUT_METRICS  # noqa: E402
 from sweep.results.trust import GPU_BUSY_MIN_PCT  # noqa: E402
-from ui import views  # noqa: E402
 
 WIDTH, HEIGHT, DPI = 10.0, 5.2, 100
 OOM_COLOR = "#d62728"
@@ -150,7 +154,7 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> Figure:
                 clip_on=False,
             )
     _batch_axis(ax, points["batch_size"])
-    ax.set_ylabel(views.THROUGHPUT_METRICS.get(metric, metric))
+    ax.set_ylabel(THROUGHPUT_METRICS.get(metric, metric))
     ax.set_ylim(bottom=0)
     ax.set_title(title, fontsize=13)
     ax.grid(True, alpha=0.3)
@@ -254,7 +258,7 @@ def memory(points: pd.DataFrame, fit: pd.DataFrame, metric: str, title: str) -> 
                 clip_on=False,
             )
     top = max(ymax * 1.15, 18)
-    for cap in views.CAPACITIES_GB:
+    for cap in CAPACITIES_GB:
         if cap <= top * 1.05:
             ax.axhline(cap, color="#888", linewidth=1, alpha=0.7)
             ax.text(
@@ -268,7 +272,7 @@ def memory(points: pd.DataFrame, fit: pd.DataFrame, metric: str, title: str) -> 
             )
     ax.set_ylim(0, top)
     _batch_axis(ax, points["batch_size"])
-    ax.set_ylabel(views.MEMORY_METRICS.get(metric, metric))
+    ax.set_ylabel(MEMORY_METRICS.get(metric, metric))
     ax.set_title(title, fontsize=13)
     ax.grid(True, alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
@@ -308,7 +312,7 @@ def breakdown(frame: pd.DataFrame, title: str) -> Figure:
         g = frame[frame["series"] == name].sort_values("batch_size")
         x = list(range(len(g)))
         bottom = [0.0] * len(g)
-        for phase in views.PHASES:
+        for phase in PHASES:
             vals = g[f"{phase}_ms"].fillna(0).tolist()
             ax.bar(x, vals, bottom=bottom, color=phase_colors[phase], label=phase, width=0.7)
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
@@ -334,7 +338,7 @@ def efficiency(frame: pd.DataFrame, title: str) -> Figure:
     fig = _figure(6.5)
     axes = fig.subplots(2, 3).ravel()
     colors = _colors(frame["series"].unique().tolist())
-    for ax, (metric, label) in zip(axes, views.EFFICIENCY_METRICS.items(), strict=False):
+    for ax, (metric, label) in zip(axes, EFFICIENCY_METRICS.items(), strict=False):
         drawn = False
         for series, g in frame.groupby("series", sort=True):
             g = g.dropna(subset=[metric])
@@ -357,7 +361,7 @@ def efficiency(frame: pd.DataFrame, title: str) -> Figure:
             )
             ax.set_xticks([])
             ax.set_yticks([])
-    for ax in axes[len(views.EFFICIENCY_METRICS) :]:
+    for ax in axes[len(EFFICIENCY_METRICS) :]:
         ax.set_axis_off()
     # below the panels, as on the other charts: in the sixth panel's cell, long series labels
     # squeezed every panel to a sliver

@@ -1,4 +1,5 @@
-"""Loading what the app shows: the user's results database and the shipped reference rows.
+"""Loading what the app and the reports show: the user's results database and the shipped
+reference rows.
 
 Nothing here raises on bad input: each loader returns what it could read and messages that say
 what went wrong, so that the app always opens (with the reference rows at least).
@@ -16,7 +17,9 @@ import pandas as pd
 from sweep.results.frame import read_jsonl, trials_frame
 from sweep.results.record import SCHEMA_VERSION, Trial
 
-DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+# The shipped reference rows sit in the web app's package (pyproject ships ui/data/* with it),
+# beside this package both in a checkout and once installed; found by path, not by importing ui.
+DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ui", "data")
 REFERENCE_GLOB = "reference_*.jsonl"
 
 

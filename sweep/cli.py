@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
+import shlex
 import sys
 from typing import Any
 
-from sweep.plan.config import TrialConfig, choices, field_help
+from sweep.plan.config import TrialConfig, choices, field_help, field_names
 
 
 def _bool(text: str) -> bool:
@@ -81,6 +83,42 @@ def _compile(text: str) -> bool | str:
             parser.add_argument(
                 flag, type=kind, default=default, help=f"{text} (default: {default})"
             )
+
+
+# A boolean field's value as a frame may hold it -> its flag's text.
+_FLAG_BOOLS = {
+    "true": "true",
+    "1": "true",
+    "1.0": "true",
+    "false": "false",
+    "0": "false",
+    "0.0": "false",
+}
+
+
+def _given(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def reproduce_command(config: dict[str, Any]) -> str:
+    """``python -m sweep trial`` with one flag per config field (``add_trial_arguments``), so that
+    a changed default cannot change what it runs; a field missing from ``config`` (or None/NaN, as
+    in a frame row) gets today's default. Values may come as a frame holds them: "True", 1.0."""
+    defaults = TrialConfig().to_dict()
+    parts = ["python", "-m", "sweep", "trial"]
+    for name in field_names():
+        value = config.get(name) if _given(config.get(name)) else defaults[name]
+        if isinstance(defaults[name], bool):
+            # true/false as a frame may hold them; any other value (a mode name) as it is
+            text = _FLAG_BOOLS.get(str(value).lower(), str(value))
+        elif isinstance(defaults[name], int):
+            text = str(int(float(value)))
+        elif isinstance(defaults[name], float):
+            text = repr(float(value))
+        else:
+            text = str(value)
+        parts += ["--" + name.replace("_", "-"), text]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def cmd_trial(args: argparse.Namespace) -> int:

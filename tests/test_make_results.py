@@ -14,6 +14,18 @@ import sys
 
 import pytest
 
+from analysis.pairs import pair_ratio
+from analysis.report_rows import (
+    Failure,
+    load,
+    measured,
+    record_order,
+    reference_frame,
+    reference_records,
+    results_frame,
+    write_reference,
+)
+from analysis.report_tables import repeat_stats, seed_comparison, status_counts
 from sweep.results.frame import read_jsonl
 from sweep.results.record import MEASURED, REFERENCE, Trial
 from sweep.results.store import Store
@@ -88,16 +100,16 @@ def test_reference_file_round_trips_with_metrics_unchanged(built):
     ):
         assert needle in ok.provenance
     # Deterministic: sorted, and the same input writes the same bytes.
-    assert [mr._order(t) for t in refs] == sorted(mr._order(t) for t in refs)
+    assert [record_order(t) for t in refs] == sorted(record_order(t) for t in refs)
     again = built["out"].parent / "again.jsonl"
-    mr.write_reference(mr.reference_records(mr.measured(mr.load([str(built["db"])]))[0]), again)
+    write_reference(reference_records(measured(load([str(built["db"])]))[0]), again)
     assert again.read_bytes() == built["out"].read_bytes()
 
 
 def test_speedup_equals_hand_computed_ratio(built):
-    meas = mr.results_frame(mr.measured(mr.load([str(built["db"])]))[0])
-    ref = mr.reference_frame(SEED_REF)
-    wide, ratios = mr.seed_comparison(meas, ref)
+    meas = results_frame(measured(load([str(built["db"])]))[0])
+    ref = reference_frame(SEED_REF)
+    wide, ratios = seed_comparison(meas, ref)
     assert "H200 bf16 / A100 2020" in ratios and "H200 bf16 / V100 2020" in ratios
     # By hand: the H200 fixture row and the 2020 A100 row at roberta-base, seq 128, batch 32.
     h200 = next(
@@ -144,8 +156,8 @@ def test_tables_and_figures_written(built):
         assert (docs / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name})" in md
     # Compile ratio from the same run, at the same batch: by hand for batch 64.
-    meas = mr.results_frame(mr.measured(mr.load([str(built["db"])]))[0])
-    comp = mr.pair_ratio(meas, "compile", True, False)
+    meas = results_frame(measured(load([str(built["db"])]))[0])
+    comp = pair_ratio(meas, "compile", True, False)
     on = [
         t.metrics["tokens_per_s"]
         for t in built["trials"]
@@ -165,7 +177,7 @@ def test_tables_and_figures_written(built):
     row = comp[comp.batch_size == 64]
     assert row["ratio"].iloc[0] == pytest.approx(on[0] / off[1])
     # Repeats: three of H200 roberta-base 128 x 64; the CV across them by hand.
-    rep = mr.repeat_stats(meas)
+    rep = repeat_stats(meas)
     r = rep[(rep.gpu == "H200") & (rep.batch_size == 64)].iloc[0]
     p50 = [
         t.metrics["step_time_ms_p50"]
@@ -182,7 +194,7 @@ def test_tables_and_figures_written(built):
     assert r["repeats"] == 3
     assert r["cv_across_repeats_pct"] == pytest.approx(100 * std / mean, abs=1e-3)
     # Status counts add up to the rows.
-    counts = mr.status_counts(meas)
+    counts = status_counts(meas)
     assert counts["total"].sum() == len(built["trials"])
     assert counts["skipped_oom"].sum() == sum(t.status == "skipped_oom" for t in built["trials"])
 
@@ -246,7 +258,7 @@ def test_harness_ratio_pairs_rows_of_one_sweep_only():
         ("a.db", _ok(harness="native", tokens=1000.0, sweep="harness")),
         ("a.db", _ok(harness="native", tokens=2000.0, sweep="seed")),
     ]
-    ratio = mr.pair_ratio(mr.results_frame(rows), "harness", "lightning", "native")
+    ratio = pair_ratio(results_frame(rows), "harness", "lightning", "native")
     assert len(ratio) == 1
     assert ratio["ratio"].iloc[0] == pytest.approx(0.9)
 
@@ -255,12 +267,12 @@ def test_jsonl_inputs_are_read_and_a_carried_provenance_is_kept(tmp_path):
     src = tmp_path / "records.jsonl"
     rows = [_ok(tokens=1000.0), _ok(tokens=1100.0, repeat=1).replace(provenance="rebuilt from X")]
     src.write_text("".join(t.to_json() + "\n" for t in rows), encoding="utf-8")
-    loaded = mr.load([str(src)])
+    loaded = load([str(src)])
     assert [t for _, t in loaded] == rows
-    refs = {t.repeat: t for t in mr.reference_records(loaded)}
+    refs = {t.repeat: t for t in reference_records(loaded)}
     assert refs[1].provenance == "rebuilt from X"  # said why the row is partial: kept
     assert refs[0].provenance.startswith("Measured by transformers-sweep on NVIDIA H200")
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n", encoding="utf-8")
-    with pytest.raises(mr.Failure, match="bad.jsonl"):
-        mr.load([str(bad)])
+    with pytest.raises(Failure, match="bad.jsonl"):
+        load([str(bad)])

@@ -88,7 +88,7 @@ def test_loopback_rules():
 
 
 def test_missing_database_gives_reference_rows_and_a_message(tmp_path):
-    from ui.data import Data
+    from analysis.sources import Data
 
     data = Data.load(str(tmp_path / "nope.db"))
     assert data.measured is None and "seed_v100_a100" in data.references
@@ -96,7 +96,7 @@ def test_missing_database_gives_reference_rows_and_a_message(tmp_path):
 
 
 def test_file_that_is_not_a_database(tmp_path):
-    from ui.data import Data
+    from analysis.sources import Data
 
     bad = tmp_path / "notes.db"
     bad.write_text("these are my notes, not a database\n" * 200)
@@ -106,8 +106,8 @@ def test_file_that_is_not_a_database(tmp_path):
 
 
 def test_empty_database(tmp_path):
+    from analysis.sources import Data
     from sweep.results.store import Store
-    from ui.data import Data
 
     Store(tmp_path / "empty.db").close()
     data = Data.load(str(tmp_path / "empty.db"))
@@ -118,7 +118,7 @@ def test_unreadable_and_older_rows(tmp_path):
     """A row written by a newer program is left out with a message; the others are read."""
     import sqlite3
 
-    from ui.data import Data
+    from analysis.sources import Data
 
     path = make_db(tmp_path / "r.db", fixture_trials())
     with sqlite3.connect(path) as conn:
@@ -258,15 +258,16 @@ def test_malformed_price_gets_a_clear_message(served):
 
 
 def test_selecting_a_row_shows_its_command_and_environment(served):
-    from ui import views
+    from analysis.table import environment
+    from sweep.cli import reproduce_command
 
     holder = served["holder"]
     row = holder.frame[
         (holder.frame["gpu"] == "NVIDIA H200") & (holder.frame["batch_size"] == 64)
     ].iloc[0]
-    cmd = views.reproduce_command(row)
+    cmd = reproduce_command(row.to_dict())
     assert "--model bert-base-uncased" in cmd and "--batch-size 64" in cmd
-    env = dict(views.environment(row).values.tolist())
+    env = dict(environment(row).values.tolist())
     assert env["gpu_name"] == "NVIDIA H200" and env["torch_version"].startswith("2.11")
 
 

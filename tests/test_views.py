@@ -13,11 +13,27 @@ import warnings
 import pandas as pd
 import pytest
 
+from analysis.cost import (
+    DEFAULT_PRICES,
+    PRICE_COLUMNS,
+    cheapest,
+    cost_table,
+    parse_prices,
+    price_for,
+)
+from analysis.efficiency import EFFICIENCY_METRICS, efficiency
+from analysis.memory import memory_fit, memory_metrics_present, memory_points
+from analysis.pairs import gpu_labels, speedup
+from analysis.phases import time_breakdown
+from analysis.selection import ANY, combine, default_filters, select, series_labels
+from analysis.sources import DATA_DIR, load_references
+from analysis.table import environment, status_counts_table
+from analysis.table import table as results_table
+from analysis.throughput import fit_summary, throughput_points
+from sweep.cli import reproduce_command
 from sweep.plan.config import TrialConfig
 from sweep.results.frame import read_jsonl
 from sweep.results.record import SCHEMA_VERSION
-from ui import views
-from ui.data import DATA_DIR, load_references
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "data", "trials_small.jsonl")
@@ -45,11 +61,11 @@ def frame(measured, refs) -> pd.DataFrame:
     # The recorded fixture beside the 2020 rows, whose content is fixed: the shipped H200 rows
     # grow with every GPU run (and now share configurations with the fixture), so the tests
     # that need them combine them themselves.
-    return views.combine(measured, {"seed_v100_a100": refs["seed_v100_a100"]})
+    return combine(measured, {"seed_v100_a100": refs["seed_v100_a100"]})
 
 
 def bert128(frame, **extra):
-    return views.select(
+    return select(
         frame,
         {
             "model": "bert-base-uncased",
@@ -122,33 +138,33 @@ def test_converter_reproduces_the_committed_file(tmp_path):
 
 
 def test_select_compares_dropdown_strings_with_typed_columns(frame):
-    sel = views.select(frame, {"seq_len": "512", "compile": "True"})
+    sel = select(frame, {"seq_len": "512", "compile": "True"})
     assert sel.empty  # compile runs are all at seq 128
-    sel = views.select(frame, {"seq_len": "128", "compile": "True"})
+    sel = select(frame, {"seq_len": "128", "compile": "True"})
     assert len(sel) == 4 and set(sel["batch_size"]) == {32, 64, 128, 256}
-    assert len(views.select(frame, {"model": views.ANY})) == len(frame)
-    only_refs = views.select(frame, {}, ["seed_v100_a100"])
+    assert len(select(frame, {"model": ANY})) == len(frame)
+    only_refs = select(frame, {}, ["seed_v100_a100"])
     assert set(only_refs["dataset"]) == {"seed_v100_a100"}
-    assert views.select(frame, {"no_such_column": "x"}).empty
+    assert select(frame, {"no_such_column": "x"}).empty
 
 
 def test_default_filters_prefer_the_users_rows(frame, refs):
-    assert views.default_filters(frame) == {
+    assert default_filters(frame) == {
         "model": "bert-base-uncased",
         "seq_len": "128",
         "precision": "bf16-mixed",
     }
-    only_ref = views.combine(None, refs)
-    assert views.default_filters(only_ref)["precision"] == "fp16-mixed"
+    only_ref = combine(None, refs)
+    assert default_filters(only_ref)["precision"] == "fp16-mixed"
 
 
 def test_series_never_merge_two_configurations(frame):
-    sel = views.select(
+    sel = select(
         frame,
         {"model": "bert-base-uncased", "seq_len": "128", "precision": "bf16-mixed"},
         ["measured"],
     )
-    labels = set(views.series_labels(sel))
+    labels = set(series_labels(sel))
     assert "NVIDIA H200 · compile=True" in labels and "NVIDIA H200 · compile=False" in labels
 
 
@@ -157,20 +173,20 @@ def test_series_never_merge_two_configurations(frame):
 
 def test_throughput_points_median_of_repeats_and_oom_marked(frame):
     sel = bert128(frame)
-    pts = views.throughput_points(sel, "sequences_per_s")
+    pts = throughput_points(sel, "sequences_per_s")
     h200_64 = pts[(pts.series.str.startswith("NVIDIA H200")) & (pts.batch_size == 64)].iloc[0]
     raw = sel[(sel.gpu == "NVIDIA H200") & (sel.batch_size == 64)]["sequences_per_s"]
     assert h200_64["repeats"] == 3 and h200_64["value"] == pytest.approx(raw.median())
     l4 = pts[pts.series == "NVIDIA L4"]
     assert l4.loc[l4.oom, "batch_size"].tolist() == [256, 512]  # the OOM and the skipped one
     assert l4.loc[~l4.oom, "value"].notna().all()
-    summary = views.fit_summary(pts).set_index("series")
+    summary = fit_summary(pts).set_index("series")
     assert summary.loc["NVIDIA L4", "largest_batch_that_fits"] == 128
     assert summary.loc["NVIDIA L4", "smallest_oom_batch"] == 256
     assert summary.loc["NVIDIA H200", "largest_batch_that_fits"] == 512
     assert pd.isna(summary.loc["NVIDIA H200", "smallest_oom_batch"])
     # tokens/s is sequences/s x 128 on this selection
-    tok = views.throughput_points(sel, "tokens_per_s").set_index(["series", "batch_size"])
+    tok = throughput_points(sel, "tokens_per_s").set_index(["series", "batch_size"])
     seq = pts.set_index(["series", "batch_size"])
     both = seq.join(tok[["value"]].rename(columns={"value": "value_tok"})).dropna(subset=["value"])
     assert (both["value_tok"] / both["value"]).round(0).eq(128).all()
@@ -180,21 +196,21 @@ def test_points_where_the_gpu_waited_for_the_host_are_marked(frame):
     """On the H200 most small-batch figures were host-bound and moved 0.75-1.41x between runs: a
     point whose GPU was busy under 90% of the measured steps must look different from one that
     measures the GPU, and the summary must say how busy the best point kept it."""
-    from ui import charts
+    from analysis import figures
 
     sel = bert128(frame)
     h200 = sel["gpu"].eq("NVIDIA H200")
     busy = sel["batch_size"].map({8: 40.0, 64: 89.9}).fillna(99.0).where(h200)
-    pts = views.throughput_points(sel.assign(gpu_util_pct_mean=busy), "sequences_per_s")
+    pts = throughput_points(sel.assign(gpu_util_pct_mean=busy), "sequences_per_s")
     mine = pts[pts.series == "NVIDIA H200"].set_index("batch_size")
     assert mine.loc[8, "host_bound"] and mine.loc[64, "host_bound"]
     assert not mine.loc[512, "host_bound"] and mine.loc[512, "gpu_busy_pct"] == 99.0
     # not measured (the 2020 rows, other GPUs here): unknown is not host-bound
     assert not pts.loc[pts.series != "NVIDIA H200", "host_bound"].any()
-    summary = views.fit_summary(pts).set_index("series")
+    summary = fit_summary(pts).set_index("series")
     best_at = summary.loc["NVIDIA H200", "best_at_batch"]
     assert summary.loc["NVIDIA H200", "gpu_busy_pct_at_best"] == mine.loc[best_at, "gpu_busy_pct"]
-    fig = charts.throughput(pts, "sequences_per_s", "t")
+    fig = figures.throughput(pts, "sequences_per_s", "t")
     white = [
         line
         for line in fig.axes[0].get_lines()
@@ -204,14 +220,14 @@ def test_points_where_the_gpu_waited_for_the_host_are_marked(frame):
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any(t.startswith("white: GPU busy under 90%") for t in legend)
     # without utilization figures there is nothing to mark and no legend entry
-    plain = views.throughput_points(sel.drop(columns=["gpu_util_pct_mean"]), "sequences_per_s")
-    plain = charts.throughput(plain, "sequences_per_s", "t")
+    plain = throughput_points(sel.drop(columns=["gpu_util_pct_mean"]), "sequences_per_s")
+    plain = figures.throughput(plain, "sequences_per_s", "t")
     assert not any("GPU busy" in t.get_text() for t in plain.legends[0].get_texts())
 
 
 def test_reference_and_measured_rows_on_one_chart(frame):
-    sel = views.select(frame, {"seq_len": "128"})
-    pts = views.throughput_points(sel, "sequences_per_s")
+    sel = select(frame, {"seq_len": "128"})
+    pts = throughput_points(sel, "sequences_per_s")
     assert pts["reference"].any() and (~pts["reference"]).any()
     assert any("(ref seed-2020)" in s for s in pts.series)
 
@@ -221,8 +237,8 @@ def test_reference_and_measured_rows_on_one_chart(frame):
 
 def test_memory_fit_recovers_the_line_and_the_capacity_limits(frame):
     sel = bert128(frame)
-    pts = views.memory_points(sel, "nvml_peak_used_gib")
-    fit = views.memory_fit(pts).set_index("series")
+    pts = memory_points(sel, "nvml_peak_used_gib")
+    fit = memory_fit(pts).set_index("series")
     # The fixture's memory is 2.4 GiB + 0.85 GiB per 1000 tokens: 0.1088 GiB per sequence.
     h200 = fit.loc["NVIDIA H200"]
     assert h200["slope_gib_per_seq"] == pytest.approx(0.1088, rel=1e-3)
@@ -251,36 +267,36 @@ def test_memory_fit_needs_two_batch_sizes():
             "oom": [False],
         }
     )
-    fit = views.memory_fit(pts)
+    fit = memory_fit(pts)
     assert pd.isna(fit.loc[0, "slope_gib_per_seq"]) and pd.isna(fit.loc[0, "max_batch_16gb"])
 
 
 def test_memory_metric_of_the_references_is_the_mean(refs):
-    ref = views.combine(None, {"seed_v100_a100": refs["seed_v100_a100"]})
-    assert views.memory_metrics_present(ref) == ["nvml_mean_used_gib"]
+    ref = combine(None, {"seed_v100_a100": refs["seed_v100_a100"]})
+    assert memory_metrics_present(ref) == ["nvml_mean_used_gib"]
     # this project's own GPU reference rows carry true peaks
     if "h200" in refs:
-        h200 = views.combine(None, {"h200": refs["h200"]})
-        assert "peak_allocated_gib" in views.memory_metrics_present(h200)
+        h200 = combine(None, {"h200": refs["h200"]})
+        assert "peak_allocated_gib" in memory_metrics_present(h200)
 
 
 # -- time, efficiency ------------------------------------------------------------------------
 
 
 def test_time_breakdown_adds_up_and_flags_host_timers(frame, refs):
-    bd = views.time_breakdown(
-        views.select(frame, {"seq_len": "128", "compile": "False", "model": "bert-base-uncased"})
+    bd = time_breakdown(
+        select(frame, {"seq_len": "128", "compile": "False", "model": "bert-base-uncased"})
     )
     h = bd[bd.series == "NVIDIA H200"].set_index("batch_size")
     total = h[["forward_ms", "backward_ms", "optimizer_ms", "other_ms"]].sum(axis=1)
     assert (total - h["step_ms"]).abs().max() < 0.01
     assert not h["host_timers"].any()
-    both = views.time_breakdown(views.select(frame, {"model": "roberta-base"}))
+    both = time_breakdown(select(frame, {"model": "roberta-base"}))
     ref = both[both.series.str.contains("ref seed-2020")]
     assert len(ref) and ref["host_timers"].all()
     # this project's H200 reference rows are CUDA-event timed, never flagged
-    shipped = views.combine(None, {"h200": refs["h200"]})
-    both = views.time_breakdown(views.select(shipped, {"model": "roberta-base"}))
+    shipped = combine(None, {"h200": refs["h200"]})
+    both = time_breakdown(select(shipped, {"model": "roberta-base"}))
     h200_ref = both[both.series.str.startswith("NVIDIA H200 (ref")]
     assert len(h200_ref) and not h200_ref["host_timers"].any()
     one = ref.iloc[0]
@@ -290,9 +306,9 @@ def test_time_breakdown_adds_up_and_flags_host_timers(frame, refs):
 
 
 def test_efficiency_has_every_metric_and_blanks_for_references(frame):
-    eff = views.efficiency(views.select(frame, {"seq_len": "128"}))
+    eff = efficiency(select(frame, {"seq_len": "128"}))
     h = eff[eff.series.str.startswith("NVIDIA H200 ·")]
-    assert h[list(views.EFFICIENCY_METRICS)].notna().all().all()
+    assert h[list(EFFICIENCY_METRICS)].notna().all().all()
     ref = eff[eff.series.str.contains("ref seed-2020")]
     assert ref["mfu"].notna().all() and ref["power_w_mean"].isna().all()
 
@@ -309,9 +325,9 @@ def test_parse_prices_accepts_dollars_and_reports_bad_rows():
             ["L4", -1, ""],
             ["", 2.0, ""],
         ],
-        columns=views.PRICE_COLUMNS,
+        columns=PRICE_COLUMNS,
     )
-    good, errors = views.parse_prices(table)
+    good, errors = parse_prices(table)
     assert good["gpu_name_contains"].tolist() == ["H200"] and good["usd_per_gpu_hour"][0] == 5.5
     assert len(errors) == 3
     assert "row 2 (A100)" in errors[0] and "'cheap' is not a number" in errors[0]
@@ -319,15 +335,15 @@ def test_parse_prices_accepts_dollars_and_reports_bad_rows():
 
 
 def test_price_match_prefers_the_most_specific_entry():
-    prices = pd.DataFrame([["A100", 2.0, ""], ["A100 80GB", 3.0, ""]], columns=views.PRICE_COLUMNS)
-    assert views.price_for("NVIDIA A100-SXM4-80GB", prices) == (3.0, "A100 80GB")
-    assert views.price_for("A100-SXM4-40GB", prices) == (2.0, "A100")
-    assert views.price_for("NVIDIA H200", prices) is None
+    prices = pd.DataFrame([["A100", 2.0, ""], ["A100 80GB", 3.0, ""]], columns=PRICE_COLUMNS)
+    assert price_for("NVIDIA A100-SXM4-80GB", prices) == (3.0, "A100 80GB")
+    assert price_for("A100-SXM4-40GB", prices) == (2.0, "A100")
+    assert price_for("NVIDIA H200", prices) is None
 
 
 def test_cost_per_million_tokens_and_the_cheapest_gpu(frame):
     sel = bert128(frame, dataset=None)
-    costs = views.cost_table(sel, views.DEFAULT_PRICES).set_index("gpu")
+    costs = cost_table(sel, DEFAULT_PRICES).set_index("gpu")
     h200 = costs.loc["NVIDIA H200"]
     best = (
         sel[(sel.gpu == "NVIDIA H200") & (sel.status == "ok")]
@@ -341,13 +357,13 @@ def test_cost_per_million_tokens_and_the_cheapest_gpu(frame):
     a100_tps = costs.loc["NVIDIA A100-SXM4-80GB", "best_tokens_per_s"]
     assert l4_tps < a100_tps
     # L4 reaches a low target and is cheapest per hour; a target above L4 picks the A100.
-    sentence, reach = views.cheapest(costs.reset_index(), l4_tps * 0.9)
+    sentence, reach = cheapest(costs.reset_index(), l4_tps * 0.9)
     assert reach.iloc[0]["gpu"] == "NVIDIA L4" and "NVIDIA L4" in sentence
-    sentence, reach = views.cheapest(costs.reset_index(), l4_tps * 1.1)
+    sentence, reach = cheapest(costs.reset_index(), l4_tps * 1.1)
     assert reach.iloc[0]["gpu"] == "NVIDIA A100-SXM4-80GB"
-    sentence, reach = views.cheapest(costs.reset_index(), 1e12)
+    sentence, reach = cheapest(costs.reset_index(), 1e12)
     assert reach.empty and "No single priced GPU reaches" in sentence
-    sentence, _ = views.cheapest(costs.reset_index(), float("nan"))
+    sentence, _ = cheapest(costs.reset_index(), float("nan"))
     assert "enter a number" in sentence
 
 
@@ -356,7 +372,7 @@ def test_cost_per_million_tokens_and_the_cheapest_gpu(frame):
 
 def test_speedup_is_relative_to_the_baseline_for_the_same_configuration(frame):
     sel = bert128(frame)
-    sp = views.speedup(sel, "NVIDIA A100-SXM4-80GB")
+    sp = speedup(sel, "NVIDIA A100-SXM4-80GB")
     assert (sp.loc[sp.gpu == "NVIDIA A100-SXM4-80GB", "speedup"] == 1.0).all()
     row = sp[(sp.gpu == "NVIDIA H200") & (sp.batch_size == 128)].iloc[0]
     h = sel[(sel.gpu == "NVIDIA H200") & (sel.batch_size == 128)]["sequences_per_s"].median()
@@ -367,12 +383,12 @@ def test_speedup_is_relative_to_the_baseline_for_the_same_configuration(frame):
     # batch 512 ran out of memory on the A100 at no batch... L4 has no 256: no speedup there
     assert sp[(sp.gpu == "NVIDIA L4") & (sp.batch_size == 256)].empty
     # The 2020 rows use another optimizer and harness: never compared as the same configuration
-    both = views.speedup(views.select(frame, {"seq_len": "128"}), "NVIDIA A100-SXM4-80GB")
+    both = speedup(select(frame, {"seq_len": "128"}), "NVIDIA A100-SXM4-80GB")
     assert not both["gpu"].str.contains("ref").any()
 
 
 def test_gpu_labels(frame):
-    labels = views.gpu_labels(frame)
+    labels = gpu_labels(frame)
     assert "NVIDIA H200" in labels and "A100-SXM4-40GB (ref seed-2020)" in labels
     assert not any("·" in g for g in labels)
 
@@ -381,7 +397,7 @@ def test_gpu_labels(frame):
 
 
 def test_table_search_and_status(frame):
-    t = views.table(frame, "out of memory")
+    t = results_table(frame, "out of memory")
     assert (
         len(t)
         and t.astype(str)
@@ -389,14 +405,14 @@ def test_table_search_and_status(frame):
         .any(axis=1)
         .all()
     )
-    oom = views.table(frame, "", "oom")
+    oom = results_table(frame, "", "oom")
     assert set(oom["status"]) == {"oom"} and len(oom) == 39 + 4
-    assert list(views.table(frame).columns[:4]) == ["key", "dataset", "status", "gpu"]
+    assert list(results_table(frame).columns[:4]) == ["key", "dataset", "status", "gpu"]
 
 
 def test_reproduce_command_round_trips_every_config_field(frame):
     row = frame[(frame.gpu == "NVIDIA H200") & (frame["compile"] == True)].iloc[0]  # noqa: E712
-    cmd = views.reproduce_command(row)
+    cmd = reproduce_command(row.to_dict())
     assert cmd.startswith("python -m sweep trial ")
     from sweep.cli import build_parser
 
@@ -408,7 +424,7 @@ def test_reproduce_command_round_trips_every_config_field(frame):
 
 def test_environment_lists_software_and_provenance(refs):
     row = refs["seed_v100_a100"].iloc[0]
-    env = dict(views.environment(row).values.tolist())
+    env = dict(environment(row).values.tolist())
     assert env["gpu_name"] == "Tesla V100-DGXS-16GB" and env["cudnn_version"] == "8.0.4"
     assert "09628d5" in env["provenance"]
 
@@ -420,7 +436,7 @@ def test_older_record_version_is_read(measured):
 
 
 def test_progress_counts():
-    p = views.progress({"ok": 7, "oom": 2, "crashed": 1})
+    p = status_counts_table({"ok": 7, "oom": 2, "crashed": 1})
     assert p["status"].tolist() == ["ok", "oom", "crashed", "total"]
     assert p.set_index("status").loc["total", "trials"] == 10
     assert p.set_index("status").loc["ok", "percent"] == 70.0
@@ -429,44 +445,44 @@ def test_progress_counts():
 def test_memory_chart_of_a_metric_only_the_other_rows_recorded(refs):
     """The 2020 rows have no NVML peak: choosing that metric for them leaves only their
     out-of-memory batches. The chart must draw them, not fail (it failed every tab at once)."""
-    from ui import charts
+    from analysis import figures
 
-    sel = views.select(
-        views.combine(None, {"seed_v100_a100": refs["seed_v100_a100"]}),
+    sel = select(
+        combine(None, {"seed_v100_a100": refs["seed_v100_a100"]}),
         {"model": "roberta-large", "seq_len": "512", "precision": "fp16-mixed"},
     )
-    points = views.memory_points(sel, "nvml_peak_used_gib")
+    points = memory_points(sel, "nvml_peak_used_gib")
     assert len(points) and points["value"].isna().all() and points["oom"].all()
-    fig = charts.memory(points, views.memory_fit(points), "nvml_peak_used_gib", "t")
+    fig = figures.memory(points, memory_fit(points), "nvml_peak_used_gib", "t")
     assert fig.axes[0].get_ylim()[1] > 0
 
 
 def test_price_entry_matches_whole_words_of_the_gpu_name():
     """ "L4" is not the price of an L40S, nor "A10" of an A100: a word of the entry must be a whole
     word (or dash-separated part) of the GPU name."""
-    prices = views.DEFAULT_PRICES
-    assert views.price_for("NVIDIA L40S", prices) is None
-    assert views.price_for("NVIDIA L4", prices) == (0.8048, "L4")
-    a10 = pd.DataFrame([["A10", 1.0, ""]], columns=views.PRICE_COLUMNS)
-    assert views.price_for("NVIDIA A100-SXM4-80GB", a10) is None
-    assert views.price_for("Tesla V100-DGXS-16GB", prices)[1] == "V100"
-    assert views.price_for("NVIDIA H100 80GB HBM3", prices)[1] == "H100"
-    mine = pd.DataFrame([["A100-SXM4", 2.5, ""]], columns=views.PRICE_COLUMNS)
-    assert views.price_for("NVIDIA A100-SXM4-80GB", mine) == (2.5, "A100-SXM4")
+    prices = DEFAULT_PRICES
+    assert price_for("NVIDIA L40S", prices) is None
+    assert price_for("NVIDIA L4", prices) == (0.8048, "L4")
+    a10 = pd.DataFrame([["A10", 1.0, ""]], columns=PRICE_COLUMNS)
+    assert price_for("NVIDIA A100-SXM4-80GB", a10) is None
+    assert price_for("Tesla V100-DGXS-16GB", prices)[1] == "V100"
+    assert price_for("NVIDIA H100 80GB HBM3", prices)[1] == "H100"
+    mine = pd.DataFrame([["A100-SXM4", 2.5, ""]], columns=PRICE_COLUMNS)
+    assert price_for("NVIDIA A100-SXM4-80GB", mine) == (2.5, "A100-SXM4")
 
 
 def test_cost_chart_keeps_room_for_its_bars_with_long_series_names(refs):
     """With precision "(any)" the series names spell out precision, attention, optimizer and
     harness; as bar labels they squeezed the bars into a sliver of the figure."""
-    from ui import charts
+    from analysis import figures
 
-    sel = views.select(
-        views.combine(None, refs),
-        {"model": "roberta-large", "seq_len": "512", "precision": views.ANY},
+    sel = select(
+        combine(None, refs),
+        {"model": "roberta-large", "seq_len": "512", "precision": ANY},
     )
-    costs = views.cost_table(sel, views.DEFAULT_PRICES)
+    costs = cost_table(sel, DEFAULT_PRICES)
     assert costs["series"].str.len().max() > 80
-    fig = charts.cost(costs, "t")
+    fig = figures.cost(costs, "t")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "constrained_layout not applied ... collapsed to zero"
         fig.savefig(io.BytesIO(), format="png")  # as the app renders it
@@ -480,13 +496,13 @@ def test_cost_chart_keeps_room_for_its_bars_with_long_series_names(refs):
 def test_cost_chart_shows_dollar_signs(refs):
     """Two "$" in one matplotlib text are a math formula: the bar labels lost their dollar signs
     and came out in italics with the spaces removed ("0.0089(169,343tok/sat5.41/h)")."""
-    from ui import charts
+    from analysis import figures
 
-    sel = views.select(
-        views.combine(None, refs),
+    sel = select(
+        combine(None, refs),
         {"model": "roberta-large", "seq_len": "512", "precision": "fp16-mixed"},
     )
-    fig = charts.cost(views.cost_table(sel, views.DEFAULT_PRICES), "t")
+    fig = figures.cost(cost_table(sel, DEFAULT_PRICES), "t")
     fig.savefig(io.BytesIO(), format="png")
     texts = [t for t in fig.axes[0].texts if "tok/s" in t.get_text()]
     assert texts
@@ -497,22 +513,22 @@ def test_cost_chart_shows_dollar_signs(refs):
 def test_time_breakdown_panels_name_their_gpu_readably(refs):
     """One panel per series, titled with the series name: on one line the names ran into each
     other and off the figure, so no panel said which GPU it was."""
-    from ui import charts
+    from analysis import figures
 
-    sel = views.select(
-        views.combine(None, refs),
-        {"model": "roberta-large", "seq_len": "512", "precision": views.ANY},
+    sel = select(
+        combine(None, refs),
+        {"model": "roberta-large", "seq_len": "512", "precision": ANY},
     )
-    frame = views.time_breakdown(sel)
+    frame = time_breakdown(sel)
     n = frame["series"].nunique()  # the shipped H200 rows grow with every GPU run
     assert n >= 3  # the 2020 A100 and V100 and at least one H200 sweep
-    fig = charts.breakdown(frame, "t")
+    fig = figures.breakdown(frame, "t")
     fig.savefig(io.BytesIO(), format="png")
     renderer, width = fig._get_renderer(), fig.bbox.width
     boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
-    assert len(boxes) == min(n, charts.MAX_PANELS)
-    if n > charts.MAX_PANELS:  # the panels left out are said, not silently dropped
-        assert f"first {charts.MAX_PANELS} of {n} series" in fig._suptitle.get_text()
+    assert len(boxes) == min(n, figures.MAX_PANELS)
+    if n > figures.MAX_PANELS:  # the panels left out are said, not silently dropped
+        assert f"first {figures.MAX_PANELS} of {n} series" in fig._suptitle.get_text()
     for box in boxes:
         assert box.x0 >= 0 and box.x1 <= width
     left, right = boxes[0], boxes[1]
@@ -520,7 +536,7 @@ def test_time_breakdown_panels_name_their_gpu_readably(refs):
 
 
 def test_batch_ticks_never_print_over_each_other():
-    from ui.charts import tick_batches
+    from analysis.figures import tick_batches
 
     powers = [1, 8, 32, 64, 128, 256]
     assert tick_batches(powers, log=True) == powers  # a grid's batches: every one labelled
@@ -536,32 +552,32 @@ def test_batch_ticks_never_print_over_each_other():
 def test_efficiency_legend_leaves_the_panels_their_width(refs):
     """With eight series of long labels the legend sat in the sixth panel's cell and squeezed
     the five charts to slivers; it goes below them now, and every panel keeps a usable width."""
-    from ui import charts
+    from analysis import figures
 
-    sel = views.select(
-        views.combine(None, refs),
-        {"model": "roberta-large", "seq_len": "512", "precision": views.ANY},
+    sel = select(
+        combine(None, refs),
+        {"model": "roberta-large", "seq_len": "512", "precision": ANY},
     )
-    frame = views.efficiency(sel)
-    fig = charts.efficiency(frame, "t")
+    frame = efficiency(sel)
+    fig = figures.efficiency(frame, "t")
     fig.savefig(io.BytesIO(), format="png")
     panels = [ax for ax in fig.axes if ax.axison]
-    assert len(panels) == len(views.EFFICIENCY_METRICS)
+    assert len(panels) == len(EFFICIENCY_METRICS)
     assert all(ax.get_position().width > 0.2 for ax in panels)  # about a third of the figure
     assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes)
     assert len(fig.legends[0].get_texts()) == frame["series"].nunique()
 
 
 def test_out_of_memory_crosses_stay_near_the_axis_with_many_series(refs):
-    from ui import charts
+    from analysis import figures
 
-    sel = views.select(
-        views.combine(None, refs),
-        {"model": "roberta-large", "seq_len": "512", "precision": views.ANY},
+    sel = select(
+        combine(None, refs),
+        {"model": "roberta-large", "seq_len": "512", "precision": ANY},
     )
-    points = views.throughput_points(sel)
+    points = throughput_points(sel)
     assert points["series"].nunique() >= 6 and points["oom"].any()
-    fig = charts.throughput(points, "sequences_per_s", "t")
+    fig = figures.throughput(points, "sequences_per_s", "t")
     heights = [
         y
         for coll in fig.axes[0].collections

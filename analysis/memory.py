@@ -1,0 +1,77 @@
+"""Memory against batch size, and the least-squares line that predicts what fits each capacity."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from analysis.throughput import throughput_points
+
+# Memory metrics, most useful first. nvml_mean_used_gib exists only on the 2020 reference rows
+# (a mean of nvidia-smi samples, not a peak: see ui/data/ and scripts/convert_seed_results.py).
+MEMORY_METRICS = {
+    "nvml_peak_used_gib": "peak device memory used, NVML (GiB)",
+    "peak_reserved_gib": "peak reserved by torch (GiB)",
+    "peak_allocated_gib": "peak allocated by torch (GiB)",
+    "nvml_mean_used_gib": "mean device memory used, nvidia-smi (GiB, 2020 reference: not a peak)",
+}
+# Nominal capacities of common GPUs, in GB as marketed: 16 (V100), 24 (A10G/L4/RTX 4090),
+# 40 (A100 40GB), 80 (A100/H100 80GB), 141 (H200). Drawn as GiB; usable memory is a bit lower.
+CAPACITIES_GB = (16, 24, 40, 80, 141)
+
+
+def memory_metrics_present(df: pd.DataFrame) -> list[str]:
+    """The memory metrics with at least one value in ``df``, most useful first."""
+    return [
+        m for m in MEMORY_METRICS if m in df and pd.to_numeric(df[m], errors="coerce").notna().any()
+    ]
+
+
+def memory_points(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Memory against batch size, per series (median over repeats); OOM batches marked."""
+    return throughput_points(df, metric)
+
+
+def memory_fit(
+    points: pd.DataFrame, capacities_gb: tuple[int, ...] = CAPACITIES_GB
+) -> pd.DataFrame:
+    """A least-squares line memory = intercept + slope * batch per series, and from it the largest
+    batch that fits each capacity: floor((capacity - intercept) / slope).
+
+    Memory of a training step is close to linear in the batch (weights, gradients and optimizer
+    state are fixed; activations grow with the batch), so a line through the measured points is a
+    fair estimate within and a little beyond them; far beyond, it is only a guide. Needs two
+    distinct batch sizes; a series with fewer gets no estimate.
+    """
+    cols = ["series", "slope_gib_per_seq", "intercept_gib", "r2", "measured_up_to_batch"] + [
+        f"max_batch_{c}gb" for c in capacities_gb
+    ]
+    rows = []
+    for series, g in points[~points["oom"]].groupby("series", sort=True):
+        x = g["batch_size"].astype(float)
+        y = g["value"].astype(float)
+        row: dict[str, Any] = {"series": series, "measured_up_to_batch": int(x.max())}
+        if x.nunique() < 2:
+            rows.append(row)
+            continue
+        xm, ym = x.mean(), y.mean()
+        slope = float(((x - xm) * (y - ym)).sum() / ((x - xm) ** 2).sum())
+        intercept = float(ym - slope * xm)
+        ss_tot = float(((y - ym) ** 2).sum())
+        ss_res = float(((y - (intercept + slope * x)) ** 2).sum())
+        row.update(
+            slope_gib_per_seq=round(slope, 5),
+            intercept_gib=round(intercept, 3),
+            r2=round(1 - ss_res / ss_tot, 4) if ss_tot > 0 else None,
+        )
+        for cap in capacities_gb:
+            if slope <= 0:
+                fits = None  # memory not growing with batch: no meaningful limit from this fit
+            else:
+                n = math.floor((cap - intercept) / slope)
+                fits = max(n, 0)
+            row[f"max_batch_{cap}gb"] = fits
+        rows.append(row)
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,99 @@
+"""Ratios between rows that differ in one thing: one GPU over a baseline GPU (same workload and
+batch), and one option over another (compile, attention, harness) measured side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from analysis.selection import CONFIG_ORDER, WORKLOAD_FIELDS, numeric, series_labels, short_gpu
+from sweep.results.record import OK
+
+
+def gpu_labels(df: pd.DataFrame) -> list[str]:
+    """The GPUs in ``df`` as speedup baselines: the GPU name, with "(ref ...)" for references."""
+    if df.empty:
+        return []
+    one = df.copy()
+    for col in WORKLOAD_FIELDS:  # label by GPU and dataset only
+        if col in one:
+            one[col] = "x"
+    return sorted(series_labels(one).unique().tolist())
+
+
+def speedup(df: pd.DataFrame, baseline: str, metric: str = "sequences_per_s") -> pd.DataFrame:
+    """Every GPU's ``metric`` divided by the baseline GPU's, for the same configuration (every
+    workload field and the batch size equal). Columns: config, batch_size, gpu, value,
+    baseline_value, speedup. Configurations the baseline did not run (or ran out of memory on)
+    have no speedup."""
+    cols = ["config", "batch_size", "gpu", "value", "baseline_value", "speedup"]
+    d = df[df["status"] == OK] if "status" in df else df.iloc[0:0]
+    if d.empty or metric not in d:
+        return pd.DataFrame(columns=cols)
+    one = d.copy()
+    for col in WORKLOAD_FIELDS:
+        if col in one:
+            one[col] = "x"
+    gpu = series_labels(one)
+    # The configuration must match in every workload field; the label names model, sequence
+    # length and precision, and whichever other fields vary in this selection.
+    fields = [c for c in WORKLOAD_FIELDS if c in d]
+    shown = [
+        c
+        for c in fields
+        if c in ("model", "seq_len", "precision") or d[c].astype(str).nunique() > 1
+    ]
+    # Fields left out of the label have one value here, so the label identifies the config.
+    config = (
+        d[shown].astype(str).apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+    )
+    d = pd.DataFrame(
+        {
+            "config": config,
+            "batch_size": d["batch_size"].astype(int),
+            "gpu": gpu,
+            "value": pd.to_numeric(d[metric], errors="coerce"),
+        }
+    ).dropna()
+    med = d.groupby(["config", "batch_size", "gpu"])["value"].median().reset_index()
+    base = (
+        med[med["gpu"] == baseline].rename(columns={"value": "baseline_value"}).drop(columns="gpu")
+    )
+    out = med.merge(base, on=["config", "batch_size"], how="inner")
+    out["speedup"] = (out["value"] / out["baseline_value"]).round(3)
+    return out[cols].sort_values(["config", "batch_size", "gpu"]).reset_index(drop=True)
+
+
+def pair_ratio(
+    meas: pd.DataFrame,
+    field: str,
+    num: Any,
+    den: Any,
+    metric: str = "tokens_per_s",
+) -> pd.DataFrame:
+    """``metric`` of the rows with ``field == num`` over those with ``field == den`` where every
+    other workload field, the batch, the GPU, the database and the sweep are equal (measured
+    side by side); medians over repeats first. Ok rows only; max-batch probes left out."""
+    d = meas[(meas["status"] == OK) & ~meas["probe"].astype(bool)].copy()
+    d["_v"] = numeric(d, metric)
+    d = d[d["_v"].notna() & d[field].astype(str).isin([str(num), str(den)])]
+    if d.empty:
+        return pd.DataFrame()
+    others = [f for f in CONFIG_ORDER if f != field]
+    keys = ["db", "gpu", "sweep", *others, "batch_size"]
+    d["_side"] = d[field].astype(str)
+    med = d.groupby([*keys, "_side"], dropna=False)["_v"].median().unstack("_side")
+    if str(num) not in med or str(den) not in med:
+        return pd.DataFrame()
+    med = med.dropna(subset=[str(num), str(den)]).reset_index()
+    if med.empty:
+        return pd.DataFrame()
+    a, b = f"{metric} {field}={num}", f"{metric} {field}={den}"
+    med = med.rename(columns={str(num): a, str(den): b})
+    med["ratio"] = med[a] / med[b]
+    med["gpu"] = med["gpu"].map(short_gpu)
+    shown = [k for k in keys if k in ("gpu", "model", "seq_len", "batch_size")]
+    shown += [k for k in keys if k not in shown and med[k].astype(str).nunique() > 1]
+    shown = [k for k in keys if k in shown]
+    return med[[*shown, a, b, "ratio"]].sort_values(shown).reset_index(drop=True)

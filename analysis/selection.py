@@ -1,0 +1,151 @@
+"""Choosing rows: the combined frame of the user's rows and the shipped reference sets, the
+filters the app offers, and the series label that keeps two configurations apart.
+
+Every analysis function takes the flat results frame (``sweep.results.record.flatten`` rows, one
+per trial, plus a ``dataset`` column: "measured" or the name of a shipped reference file). Units
+are in the column names, as in the records: ``*_per_s``, ``*_gib``, ``*_ms_*``, ``usd_*``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from sweep.plan.config import workload_fields
+from sweep.results.record import OK, OOM, SKIPPED_OOM
+
+ANY = "(any)"
+MEASURED_DATASET = "measured"
+
+# Config fields that define a series (a workload but its batch size): two rows that differ in one
+# of these are never one series.
+WORKLOAD_FIELDS = tuple(f for f in workload_fields() if f != "batch_size")
+# The filters the app offers, in the order shown.
+FILTER_FIELDS = (
+    "model",
+    "seq_len",
+    "precision",
+    "attention",
+    "compile",
+    "harness",
+    "optimizer",
+    "mode",
+    "gradient_checkpointing",
+)
+OOM_STATUSES = (OOM, SKIPPED_OOM)
+# The fields a report names a configuration by, in its column order: every workload field but
+# the device (the batch size is one of them only where a table says so).
+CONFIG_ORDER = [f for f in WORKLOAD_FIELDS if f != "device"]
+
+
+def combine(measured: pd.DataFrame | None, references: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One frame of the user's rows and every reference set, with a ``dataset`` column."""
+    parts = []
+    if measured is not None and len(measured):
+        parts.append(measured.assign(dataset=MEASURED_DATASET))
+    for name, frame in references.items():
+        if len(frame):
+            parts.append(frame.assign(dataset=name))
+    if not parts:
+        return pd.DataFrame(columns=["key", "status", "gpu", "dataset", "batch_size"])
+    out = pd.concat(parts, ignore_index=True, sort=False)
+    return out
+
+
+def filter_choices(df: pd.DataFrame, column: str) -> list[str]:
+    """The distinct values of a column as strings (what a dropdown holds), numbers in numeric
+    order."""
+    if column not in df or df.empty:
+        return []
+    values = df[column].dropna().unique().tolist()
+    try:
+        values.sort(key=lambda v: (float(v), str(v)))
+    except (TypeError, ValueError):
+        values.sort(key=str)
+    return [str(v) for v in values]
+
+
+def _matches(series: pd.Series, value: Any) -> pd.Series:
+    # Dropdowns hand back strings; the frame holds ints and bools. Compare as text.
+    return series.astype(str) == str(value)
+
+
+def select(
+    df: pd.DataFrame, filters: dict[str, Any] | None = None, datasets: list[str] | None = None
+) -> pd.DataFrame:
+    """Rows whose fields equal the chosen values. A value of None, "" or ANY means any value;
+    datasets=None keeps every dataset, a list keeps those named."""
+    mask = pd.Series(True, index=df.index)
+    for col, value in (filters or {}).items():
+        if value in (None, "", ANY):
+            continue
+        if col not in df:
+            return df.iloc[0:0]
+        mask &= _matches(df[col], value)
+    if datasets is not None:
+        mask &= df["dataset"].isin(datasets) if "dataset" in df else False
+    return df[mask]
+
+
+def default_filters(df: pd.DataFrame) -> dict[str, str]:
+    """A starting selection that shows something: the (model, seq_len, precision) with the most
+    ok rows, measured rows first."""
+    ok = df[df["status"] == OK] if "status" in df else df
+    if ok.empty or not {"model", "seq_len", "precision"} <= set(ok.columns):
+        return {}
+    ranked = (
+        ok.assign(_measured=ok["dataset"].eq(MEASURED_DATASET) if "dataset" in ok else 0)
+        .groupby(["model", "seq_len", "precision"], dropna=True)
+        .agg(measured=("_measured", "sum"), n=("status", "size"))
+        .sort_values(["measured", "n"], ascending=False)
+    )
+    if ranked.empty:
+        return {}
+    model, seq_len, precision = ranked.index[0]
+    return {"model": str(model), "seq_len": str(seq_len), "precision": str(precision)}
+
+
+def series_labels(df: pd.DataFrame) -> pd.Series:
+    """A legend label per row: the GPU, "(ref <sweep>)" for reference rows, and every workload
+    field that varies within ``df`` (so that two configurations are never drawn as one line)."""
+    if df.empty:
+        return pd.Series([], dtype=str, index=df.index)
+    gpu = df["gpu"].fillna(df.get("gpu_type", pd.Series("?", index=df.index))).fillna("?")
+    label = gpu.astype(str)
+    if "dataset" in df:
+        ref = df["dataset"] != MEASURED_DATASET
+        sweep = df["sweep"] if "sweep" in df else df["dataset"]
+        label = label.where(~ref, label + " (ref " + sweep.fillna(df["dataset"]).astype(str) + ")")
+    # Varying among the rows that are drawn (ok and out-of-memory): a crashed or unsupported row
+    # of another attention kernel must not rename every line.
+    drawn = df[df["status"].isin((OK, *OOM_STATUSES))] if "status" in df else df
+    for col in WORKLOAD_FIELDS:
+        if col in df and drawn[col].astype(str).nunique() > 1:
+            label = label + f" · {col}=" + df[col].astype(str)
+    return label
+
+
+def with_series(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``series`` column (``series_labels``)."""
+    return df.assign(series=series_labels(df))
+
+
+def is_reference(df: pd.DataFrame) -> pd.Series:
+    """True for rows of a shipped reference set, False for the user's rows."""
+    return df["dataset"] != MEASURED_DATASET if "dataset" in df else pd.Series(False, df.index)
+
+
+def short_gpu(name: Any) -> str:
+    """ "NVIDIA H200" -> "H200"; "Tesla V100-DGXS-16GB" -> "V100-DGXS-16GB"."""
+    text = str(name)
+    for prefix in ("NVIDIA ", "Tesla "):
+        text = text.removeprefix(prefix)
+    return text
+
+
+def numeric(df: pd.DataFrame, col: str) -> pd.Series:
+    """Column ``col`` as numbers: NaN where a cell is not one, all NaN where ``col`` is absent."""
+    if col not in df:
+        return pd.Series(float("nan"), index=df.index)
+    return pd.to_numeric(df[col], errors="coerce")

@@ -1,0 +1,90 @@
+"""The results table (every column, the useful ones first), one row's environment, and trials
+counted by status."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from analysis.selection import ANY
+from sweep.results.record import ENV_KEYS
+
+FIRST_COLUMNS = [
+    "key",
+    "dataset",
+    "status",
+    "gpu",
+    "model",
+    "seq_len",
+    "batch_size",
+    "precision",
+    "compile",
+    "attention",
+    "harness",
+    "sequences_per_s",
+    "tokens_per_s",
+    "step_time_ms_p50",
+    "peak_allocated_gib",
+    "nvml_peak_used_gib",
+    "mfu",
+    "gpu_util_pct_mean",
+    "step_time_cv",
+    "error",
+]
+
+
+def table(df: pd.DataFrame, search: str = "", status: str | None = None) -> pd.DataFrame:
+    """Every column, the most useful first; rows whose any cell contains ``search``
+    (case-insensitive) and of the chosen status."""
+    d = df
+    if status not in (None, "", ANY):
+        d = d[d["status"] == status]
+    if search and search.strip():
+        needle = search.strip().lower()
+        text = d.astype(str).apply(lambda col: col.str.lower().str.contains(needle, regex=False))
+        d = d[text.any(axis=1)]
+    first = [c for c in FIRST_COLUMNS if c in d]
+    rest = [c for c in d.columns if c not in first]
+    # Columns with no value in any row are noise in a wide table.
+    rest = [c for c in rest if d[c].notna().any()]
+    return d[first + rest].reset_index(drop=True)
+
+
+def present(value: Any) -> bool:
+    """A cell holds a value (neither None nor NaN)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def environment(row: dict[str, Any] | pd.Series) -> pd.DataFrame:
+    """The environment of one trial as (key, value) rows: every ``env.*`` column with a value,
+    the known keys first, then where and when it ran and where the row comes from."""
+    keys = [f"env.{k}" for k in ENV_KEYS] + sorted(
+        k for k in row.keys() if str(k).startswith("env.") and k[4:] not in ENV_KEYS
+    )
+    rows = [(k[4:], row.get(k)) for k in keys if present(row.get(k))]
+    for k in (
+        "node",
+        "gpu_type",
+        "sweep",
+        "started_at",
+        "finished_at",
+        "schema_version",
+        "source",
+        "provenance",
+        "error_type",
+        "error",
+    ):
+        if present(row.get(k)):
+            rows.append((k, row.get(k)))
+    return pd.DataFrame(rows, columns=["field", "value"]).astype(str)
+
+
+def status_counts_table(counts: dict[str, int]) -> pd.DataFrame:
+    """Counts by status, biggest first, with a total row."""
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    total = sum(counts.values())
+    rows = [(s, n, round(100 * n / total, 1) if total else 0.0) for s, n in items]
+    rows.append(("total", total, 100.0 if total else 0.0))
+    return pd.DataFrame(rows, columns=["status", "trials", "percent"])

@@ -1,0 +1,92 @@
+"""What the tabs share: the context they are built in, the ``Tab`` each returns, chart titles,
+and the one way a tab redraws itself when one of its own widgets changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from analysis.selection import ANY, select
+
+MAIN_FILTERS = ("model", "seq_len", "precision")
+# Every redraw queues under this id, one at a time, the last change winning.
+RENDER = "render"
+PRIVATE = {"api_visibility": "private"}  # wiring, kept out of the API page
+
+
+@dataclass
+class Context:
+    """What a tab's ``build`` may use: the data holder (``ui.app.Holder``), the Blocks being
+    built, the shared widgets (datasets shown, filters by field name) and the data version."""
+
+    holder: Any
+    demo: gr.Blocks
+    datasets: gr.CheckboxGroup
+    filters: dict[str, gr.Dropdown]
+    version: gr.State
+    refresh_s: float
+
+    @property
+    def shared_inputs(self) -> list:
+        return [self.datasets, *self.filters.values()]
+
+    def selection(self, chosen: Sequence[str] | None, values: Sequence[Any]):
+        """The rows of the datasets ``chosen`` that match the filter ``values`` (in the order of
+        ``filters``), and those values by field name."""
+        fvals = dict(zip(self.filters, values, strict=True))
+        return select(self.holder.frame, fvals, list(chosen or [])), fvals
+
+
+Render = Callable[..., list]  # (selection, filter values, *own inputs) -> one value per output
+# (widget, frame, current value) -> the widget's update once the data reloads
+Refresh = Callable[[pd.DataFrame, Any], Any]
+
+
+@dataclass
+class Tab:
+    """A built tab: its own inputs and outputs (in ``/render``'s order), how it draws them, and
+    the widgets whose choices follow reloaded data."""
+
+    inputs: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+    render: Render | None = None
+    refresh: list[tuple[Any, Refresh]] = field(default_factory=list)
+
+
+def title(what: str, filters: dict[str, Any]) -> str:
+    """A chart title naming the selection: "<what> — model, seq_len N, precision, k=v ..."."""
+    bits = [str(filters.get("model") or ANY)]
+    if filters.get("seq_len") not in (None, ANY):
+        bits.append(f"seq_len {filters['seq_len']}")
+    if filters.get("precision") not in (None, ANY):
+        bits.append(str(filters["precision"]))
+    extra = [
+        f"{k}={v}" for k, v in filters.items() if k not in MAIN_FILTERS and v not in (None, "", ANY)
+    ]
+    return f"{what} — " + ", ".join(bits + extra).replace(ANY, "all models")
+
+
+def redraw_on_own_inputs(ctx: Context, tab: Tab) -> None:
+    """When one of the tab's own widgets changes, redraw that tab only (shared filters redraw
+    every tab: ``ui.app``)."""
+    if not tab.inputs or tab.render is None:
+        return
+    n = len(ctx.filters)
+
+    def redraw(chosen, *args):
+        sel, fvals = ctx.selection(chosen, args[:n])
+        return tab.render(sel, fvals, *args[n:])
+
+    gr.on(
+        [c.change for c in tab.inputs],
+        redraw,
+        inputs=[*ctx.shared_inputs, *tab.inputs],
+        outputs=tab.outputs,
+        concurrency_id=RENDER,
+        trigger_mode="always_last",
+        **PRIVATE,
+    )

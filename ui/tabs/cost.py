@@ -1,0 +1,44 @@
+"""Cost: editable GPU prices, dollars per million training tokens, the cheapest GPU that reaches
+a target rate."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from analysis import figures
+from analysis.cost import DEFAULT_PRICES, cheapest, cost_table, parse_prices
+from ui.tabs.common import Context, Tab, redraw_on_own_inputs, title
+
+
+def build(ctx: Context) -> Tab:
+    gr.Markdown(
+        "Hourly price of **one GPU**; a row matches every GPU whose name "
+        'contains all its words as whole words ("L4" is not an L40S; the '
+        "longest match wins). Defaults are AWS "
+        "list prices of 2024 (source per row): replace them with yours."
+    )
+    prices = gr.Dataframe(
+        DEFAULT_PRICES, interactive=True, label="GPU prices (editable)", elem_id="prices"
+    )
+    target = gr.Number(50000, label="Target throughput (tokens / s)")
+    message = gr.Markdown()
+    plot = gr.Plot(label="Dollars per million training tokens", format="png")
+    table = gr.Dataframe(label="GPUs that reach the target, cheapest first", interactive=False)
+
+    def render(sel, fvals, price_table, tgt):
+        good, problems = parse_prices(price_table)
+        costs = cost_table(sel, good)
+        sentence, reach = cheapest(costs, tgt if tgt is not None else float("nan"))
+        unpriced = sorted(costs.loc[costs["usd_per_gpu_hour"].isna(), "gpu"].unique())
+        notes = [f"⚠ {p}" for p in problems]
+        if unpriced:
+            notes.append("No price for: " + ", ".join(unpriced) + " (add a row).")
+        return [
+            "\n\n".join([sentence, *notes]),
+            figures.cost(costs, title("Cost of training tokens", fvals)),
+            reach,
+        ]
+
+    tab = Tab(inputs=[prices, target], outputs=[message, plot, table], render=render)
+    redraw_on_own_inputs(ctx, tab)
+    return tab

@@ -1,0 +1,34 @@
+"""Memory: memory against batch size, the least-squares line and what it predicts fits."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from analysis import figures
+from analysis.memory import MEMORY_METRICS, memory_fit, memory_metrics_present, memory_points
+from ui.tabs.common import Context, Tab, redraw_on_own_inputs, title
+
+AUTO = "auto (first recorded)"
+
+
+def build(ctx: Context) -> Tab:
+    metric = gr.Dropdown([AUTO, *MEMORY_METRICS], value=AUTO, label="Memory metric")
+    plot = gr.Plot(label="Memory vs batch size", format="png")
+    table = gr.Dataframe(
+        label="Linear fit per GPU and the largest batch it predicts for each "
+        "capacity (max_batch_<N>gb)",
+        interactive=False,
+    )
+
+    def render(sel, fvals, mem_metric):
+        present = memory_metrics_present(sel)
+        chosen = (
+            (present[0] if present else "nvml_peak_used_gib") if mem_metric == AUTO else mem_metric
+        )
+        points = memory_points(sel, chosen)
+        fit = memory_fit(points)
+        return [figures.memory(points, fit, chosen, title("Memory vs batch size", fvals)), fit]
+
+    tab = Tab(inputs=[metric], outputs=[plot, table], render=render)
+    redraw_on_own_inputs(ctx, tab)
+    return tab

@@ -1,0 +1,82 @@
+"""Table: every trial, searchable and downloadable as CSV; a selected row's environment and the
+command that measures it again."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+
+import gradio as gr
+import pandas as pd
+
+from analysis.selection import ANY, filter_choices
+from analysis.table import environment, table
+from sweep.cli import reproduce_command
+from ui.tabs.common import Context, Tab, redraw_on_own_inputs
+
+
+def status_choices(frame: pd.DataFrame) -> list[str]:
+    return [ANY, *filter_choices(frame, "status")]
+
+
+def build(ctx: Context) -> Tab:
+    csv_dir = tempfile.mkdtemp(prefix="tsweep-ui-")
+    with gr.Row():
+        search = gr.Textbox(
+            "", label="Search every column", placeholder="e.g. oom, H200, compile", scale=3
+        )
+        status = gr.Dropdown(status_choices(ctx.holder.frame), value=ANY, label="Status", scale=1)
+        download = gr.DownloadButton("Download CSV", scale=1)
+    results = gr.Dataframe(
+        interactive=False,
+        max_height=420,
+        elem_id="results-table",
+        label="Trials (select a row for its environment and command)",
+    )
+    command = gr.Code(
+        label="Command that reproduces the selected row",
+        language="shell",
+        lines=2,
+        interactive=False,
+    )
+    env_table = gr.Dataframe(label="Environment of the selected row", interactive=False)
+
+    def render(sel, fvals, query, st):
+        tab = table(sel, query or "", st)
+        digest = (
+            hashlib.sha1(pd.util.hash_pandas_object(tab, index=False).values.tobytes()).hexdigest()[
+                :10
+            ]
+            if len(tab)
+            else "empty"
+        )
+        path = os.path.join(csv_dir, f"transformers-sweep-{digest}.csv")
+        tab.to_csv(path, index=False)
+        return [tab, gr.DownloadButton(value=path, label=f"Download CSV ({len(tab)} rows)")]
+
+    def select_row(tab: pd.DataFrame, evt: gr.SelectData):
+        row_index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        if tab is None or not len(tab) or row_index is None or row_index >= len(tab):
+            return "", pd.DataFrame(columns=["field", "value"])
+        row = tab.iloc[row_index]
+        if isinstance(evt.row_value, list) and "key" in tab.columns:
+            key = evt.row_value[list(tab.columns).index("key")]
+            frame = ctx.holder.frame
+            match = frame[frame["key"] == key]
+            row = match.iloc[0] if len(match) else row
+        return reproduce_command(row.to_dict()), environment(row)
+
+    def refresh(frame: pd.DataFrame, current: str | None):
+        choices = status_choices(frame)
+        return gr.Dropdown(choices=choices, value=current if current in choices else ANY)
+
+    results.select(select_row, inputs=results, outputs=[command, env_table], api_name="select_row")
+    tab = Tab(
+        inputs=[search, status],
+        outputs=[results, download],
+        render=render,
+        refresh=[(status, refresh)],
+    )
+    redraw_on_own_inputs(ctx, tab)
+    return tab
