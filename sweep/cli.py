@@ -29,8 +29,6 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrialConfig field, named after it (batch_size -> --batch-size)."""
 def _compile(text: str) -> bool | str:
     """--compile: true/false words as for a bool field, or a torch.compile mode name."""
     from sweep.plan.config import COMPILE_MODES
@@ -45,6 +43,8 @@ def _compile(text: str) -> bool | str:
         ) from None
 
 
+def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrialConfig field, named after it (batch_size -> --batch-size)."""
     defaults = TrialConfig()
     for f in dataclasses.fields(TrialConfig):
         flag = "--" + f.name.replace("_", "-")
