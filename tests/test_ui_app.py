@@ -351,3 +351,25 @@ def test_progress_reloads_when_rows_change_and_only_then(tmp_path):
     assert holder.version == start + 1
     row = holder.frame[holder.frame["key"] == crashed.key].iloc[0]
     assert row["status"] == "ok"
+
+
+def test_a_tabs_own_widget_redraws_that_tab_only(tmp_path):
+    """A tab's own widgets (throughput unit, memory metric, prices, baseline, search) redraw that
+    tab's outputs from the current filters; the shared filters redraw every tab (/render)."""
+    from ui.app import Holder, build_app
+
+    holder = Holder(make_db(tmp_path / "r.db", fixture_trials()))
+    demo = build_app(holder)
+    redraws = [f for f in demo.fns.values() if f.fn and f.fn.__name__ == "redraw"]
+    (render,) = [f for f in demo.fns.values() if f.api_name == "render"]
+    own = {c._id for f in redraws for c in f.outputs}
+    # every view's outputs belong to /render; those with own widgets also to their own redraw
+    assert own < {c._id for c in render.outputs}
+    assert all(len(f.outputs) < len(render.outputs) for f in redraws)
+    (compare,) = [f for f in redraws if any(c.elem_id == "compare-plot" for c in f.outputs)]
+    values = [c.value for c in compare.inputs]
+    values[0] = ["measured"]
+    values[-1] = "tokens_per_s"  # the compare tab's own input: throughput in tokens / s
+    plot, fit = compare.fn(*values)
+    assert "best_tokens_per_s" in fit.columns and len(fit)
+    assert plot.axes[0].get_ylabel() == "tokens / s"
