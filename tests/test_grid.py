@@ -277,3 +277,23 @@ def test_engine_module_does_not_import_torch_or_gradio():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_seed_graph_and_seed_2020_presets():
+    def shape(name):
+        return sorted(
+            (t.config.model, t.config.batch_size, t.config.seq_len)
+            for t in expand(sweepfile.load(name))
+        )
+
+    seed = {t.key: t.config for t in expand(sweepfile.load("seed"))}
+    graph = expand(sweepfile.load("seed-graph"))
+    # the same grid, only the step captured: each config is seed's with cuda_graph true
+    assert shape("seed-graph") == shape("seed") == shape("seed-2020")
+    assert {t.config.replace(cuda_graph=False) for t in graph} == set(seed.values())
+    assert not {t.key for t in graph} & set(seed)
+    old = expand(sweepfile.load("seed-2020"))
+    assert {
+        (t.config.precision, t.config.attention, t.config.harness, t.config.optimizer) for t in old
+    } == {("fp16-mixed", "eager", "lightning", "adamw-fused")}
+    assert "apex" in sweepfile.load("seed-2020").description
