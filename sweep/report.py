@@ -30,6 +30,7 @@ SUMMARY_COLUMNS = [
     "peak_allocated_gib",
     "mfu",
     "gpu_busy_pct",
+    "launch_bound_pct",
     "max_batch_size",
 ]
 
@@ -74,15 +75,17 @@ def format_summary(frame) -> str:
     table = summary_table(frame)
     if table.empty:
         return "(no trials)"
-    for column in ("max_batch_size", "gpu_busy_pct"):
+    n = sum(host_bound(r.gpu_busy_pct, r.launch_bound_pct) is True for r in table.itertuples())
+    for column in ("max_batch_size", "gpu_busy_pct", "launch_bound_pct"):
         if table[column].isna().all():
             table = table.drop(columns=[column])
     text = table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
-    n = int(table["gpu_busy_pct"].map(host_bound).eq(True).sum()) if "gpu_busy_pct" in table else 0
     if n:
         text += (
             f"\n{n} configuration(s) kept the GPU busy under {GPU_BUSY_MIN_PCT:g}% of the measured"
-            " steps: host-bound, their figures depend on the CPU and vary from run to run"
+            " steps (or, where profiled, had no kernel running for more than"
+            f" {100 - GPU_BUSY_MIN_PCT:g}% of a step): host-bound, their figures depend on the CPU"
+            " and vary from run to run"
             " (a larger batch or longer steps measure the GPU)."
         )
     return text

@@ -179,3 +179,24 @@ def test_host_bound_reads_the_launch_share_first_then_nvml():
     assert host_bound({"gpu_util_pct_mean": 70.0, "launch_bound_pct": None}) is True
     assert host_bound({"gpu_util_pct_mean": 70.0, "launch_bound_pct": float("nan")}) is True
     assert host_bound({"loss_last": 0.7}) is None
+
+
+def test_summary_counts_host_bound_by_the_launch_share_where_profiled():
+    from sweep.plan.config import TrialConfig
+    from sweep.report import format_summary
+    from sweep.results.frame import trials_frame
+    from sweep.results.record import Trial
+
+    rows = [(1, 99.0, 40.0), (2, 50.0, None), (4, 60.0, 2.0)]  # batch, NVML busy, launch share
+    trials = [
+        Trial(
+            config=TrialConfig(batch_size=b).to_dict(),
+            status="ok",
+            metrics={"sequences_per_s": 1.0, "gpu_util_pct_mean": u, "launch_bound_pct": lb},
+        )
+        for b, u, lb in rows
+    ]
+    text = format_summary(trials_frame(trials))
+    # batch 1 by its launch share despite 99% busy, batch 2 by NVML; batch 4's 2% is GPU-bound
+    assert "2 configuration(s) kept the GPU busy under 90%" in text
+    assert "launch_bound_pct" in text
