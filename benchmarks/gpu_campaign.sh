@@ -7,7 +7,8 @@
 # Every sweep goes through the product (`python -m sweep run`, a local Ray instance, one GPU per
 # trial) into OUTDIR/h200.db. Steps that would start after BUDGET_S seconds (default 1200) are
 # skipped and say so. STEPS="name name ..." in the environment runs only those steps, in the order
-# given, e.g. STEPS="repeats max_batch" for what a lease did not finish.
+# given, e.g. STEPS="repeats max_batch" for what a lease did not finish; STEPS=issue11 runs
+# issue 11's steps (CUDA graphs, compile modes, the 2020 method).
 # OUTDIR/campaign.log has each step's wall time; OUTDIR/DONE marks the end.
 #
 # On the lent H200 (no Ray there; the bundle from ../shared/gpu/make-bundle travels as .gpu),
@@ -71,11 +72,26 @@ run() {  # run NAME: one step of the campaign
     families) sweep families benchmarks/sweeps/h200-families.yaml "$DB" ;;
     llama) sweep llama benchmarks/sweeps/h200-llama.yaml "$DB" ;;
     max_batch) sweep max_batch benchmarks/sweeps/h200-max-batch.yaml "$DB" ;;
+    # issue 11: the CUDA-graph and compile-mode acceptance tests first (they print the figures:
+    # -s), then the graphed seed grid beside seed's eager rows, the 2020 method, the compile
+    # modes, and the hand-written whole-step capture against the cuda_graph trial
+    gpu_tests_graph) step gpu_tests_graph python3 -m pytest -q -ra -s -m gpu tests/test_gpu.py \
+           -p no:cacheprovider -k "graph or profiled or compile_modes" ;;
+    seed_graph) sweep seed_graph seed-graph "$DB" ;;
+    seed_2020) sweep seed_2020 seed-2020 "$DB" ;;
+    compile_modes) sweep compile_modes benchmarks/sweeps/h200-compile-modes.yaml "$DB" ;;
+    graph_harness) step graph_harness bash -c 'for shape in "roberta-base 8 128" \
+           "bert-base-uncased 64 128" "bert-large-uncased 8 512"; do set -- $shape;
+           python3 benchmarks/harness_overhead.py --model $1 --batch-size $2 --seq-len $3 \
+             --rounds 3 --graph true --json "'"$D"'/graph-harness-$1-$2-$3.json" || exit; done' ;;
     *) say "UNKNOWN step $1 (no such step)"; return 1 ;;
   esac
 }
 ORDER="gpu_tests seed harness mfu repeats overhead_fresh_worker overhead_isolated seed_fp16
        harness_sweep families llama max_batch"
+# issue 11's run: STEPS="$ISSUE11" benchmarks/gpu_campaign.sh OUTDIR
+ISSUE11="gpu_tests_graph seed_graph seed graph_harness compile_modes seed_2020"
+[ "${STEPS:-}" = issue11 ] && STEPS=$ISSUE11
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"
