@@ -99,8 +99,9 @@ def raise_error(config: TrialConfig) -> Trial:
 
 def sleep_by_batch(config: TrialConfig) -> Trial:
     """Sleeps batch_size / 10 seconds, so that a sweep is slow enough to be killed midway."""
+    t0 = time.time()
     time.sleep(config.batch_size / 10)
-    return _ok(config)
+    return _ok(config, wall_start_s=t0, wall_end_s=time.time())
 
 
 def chaos(config: TrialConfig) -> Trial:

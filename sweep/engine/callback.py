@@ -116,7 +116,7 @@ class StoreCallback(tune.Callback):
             record = self._failure(
                 trial, CRASHED, "trial finished without a record", "MissingResult"
             )
-        self._write(record)
+        self._write(record, trial.trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         text = _ray_error_text(trial)
@@ -132,7 +132,7 @@ class StoreCallback(tune.Callback):
             )
         else:
             record = self._failure(trial, CRASHED, text, _error_type(trial, text))
-        self._write(record)
+        self._write(record, trial.trial_id)
 
     def _failure(self, trial, status: str, text: str, kind: str) -> Trial:
         location = getattr(trial.temporary_state, "location", None)
@@ -144,7 +144,10 @@ class StoreCallback(tune.Callback):
             node=getattr(location, "node_id", None) or getattr(location, "hostname", None),
         )
 
-    def _write(self, record: Trial) -> None:
+    def _write(self, record: Trial, trial_id: str | None = None) -> None:
+        if self.searcher is not None and trial_id in self.searcher.abandoned:
+            if record.status == CRASHED:
+                return  # its lost node's row (no_gpu_type) is stored already
         if record.status == CRASHED and self.searcher is not None:
             if self.searcher.will_retry(record.key):
                 return  # run again: the row is the last attempt's (nothing was measured)

@@ -26,7 +26,7 @@ from ray import tune
 from cluster.placement import place
 from sweep.engine.callback import StoreCallback
 from sweep.engine.progress import Progress
-from sweep.engine.searcher import SweepSearcher
+from sweep.engine.searcher import StopWhenOnlyLostTrialsLeft, SweepSearcher
 from sweep.engine.worker import TrialRequest, resources, trainable
 from sweep.plan.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand
 from sweep.results.frame import trials_frame
@@ -283,6 +283,7 @@ def _fit(
             storage_path=scratch,
             verbose=2 if options.verbose else 0,
             callbacks=[callback],
+            stop=StopWhenOnlyLostTrialsLeft(searcher),
             # the searcher retries a trial whose process died (options.retries), through its
             # placement check: Tune's own retry would keep a trial of a lost node pending
             failure_config=tune.FailureConfig(max_failures=0),

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray.tune.search import Searcher
+from ray.tune.stopper import Stopper
 
 from cluster.placement import Capacity, Slot
 from sweep.engine.schedule import RUN, SKIP, STORED, BatchSearch, GridQueue
@@ -94,6 +95,7 @@ class SweepSearcher(Searcher):
         self.handed: list[PlannedTrial] = []  # every trial given to Tune, for the safety net
         self.attempts: Counter[str] = Counter()  # runs handed out per key
         self.finished = False  # suggest said FINISHED: the whole plan was served
+        self.abandoned: set[str] = set()  # Tune trials of a lost node, stored as rows already
         self._cursor = 0
         self._capacity: Capacity | None = None
         self._capacity_at = -1e9
@@ -140,8 +142,6 @@ class SweepSearcher(Searcher):
         if g.gpu_type is not None and g.gpu_type in cap.autoscaled:
             g.blocked_since = None
             return flying == 0  # one pending trial is the demand that starts a node
-        if flying:
-            return False  # its node is going: the trial in flight will report (or crash)
         if g.blocked_since is None:
             g.blocked_since = self.clock()
         elif self.clock() - g.blocked_since >= self.node_wait_s:
@@ -157,11 +157,19 @@ class SweepSearcher(Searcher):
             "(the node was lost during the sweep, or never joined)"
         )
         sched = g.schedule
+        # its trials still in flight went with the node (Ray may keep them pending for ever)
+        lost = [(tid, t) for tid, (grp, t) in self.live.items() if grp is g]
+        for tid, _ in lost:
+            del self.live[tid]
+            self.abandoned.add(tid)
         if isinstance(sched, GridQueue):
-            left, sched.members = sched.members, []
+            left, sched.members = [t for _, t in lost] + sched.members, []
+            sched.in_flight = 0
         else:
-            left = [sched.first.with_batch(sched.next_batch)] if sched.next_batch else []
-            sched.finished, sched.next_batch = True, None
+            left = [t for _, t in lost]
+            if sched.next_batch and not lost:
+                left.append(sched.first.with_batch(sched.next_batch))
+            sched.finished, sched.next_batch, sched.in_flight = True, None, 0
         for t in left:
             if self._stored_status(t.key):
                 continue
@@ -199,6 +207,14 @@ class SweepSearcher(Searcher):
         self.finished = True
         return Searcher.FINISHED
 
+    def only_abandoned_left(self) -> bool:
+        """Every trial is served but some Tune trials of a lost node never end: the sweep must
+        stop them (see StopWhenOnlyLostTrialsLeft)."""
+        if self.abandoned and not self.live and all(g.schedule.done for g in self.groups):
+            self.finished = True
+            return True
+        return False
+
     def will_retry(self, key: str) -> bool:
         """Whether a crashed run of ``key`` is run again (it has attempts left)."""
         return self.attempts[key] < 1 + self.retries
@@ -207,7 +223,7 @@ class SweepSearcher(Searcher):
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
         entry = self.live.pop(trial_id, None)
-        if entry is None:
+        if entry is None:  # unknown, or abandoned with its lost node (its row is written)
             return
         g, t = entry
         status = CRASHED if error or not result else result.get("status", CRASHED)
@@ -234,3 +250,17 @@ class SweepSearcher(Searcher):
         return [
             k for g in self.groups if isinstance(g.schedule, BatchSearch) for k in g.schedule.probes
         ]
+
+
+class StopWhenOnlyLostTrialsLeft(Stopper):
+    """Ends the Tune run once nothing is left but trials of a lost node, which Ray may keep
+    pending for ever (their rows are stored already)."""
+
+    def __init__(self, searcher: SweepSearcher) -> None:
+        self.searcher = searcher
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.searcher.only_abandoned_left()
