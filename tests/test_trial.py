@@ -535,6 +535,51 @@ def test_profiled_step_metrics_from_kineto_events():
     assert profile_metrics(None) == {}
 
 
+def test_profiled_step_reads_events_without_an_activity_type():
+    """torch 2.11's kineto events (the H200 image) have no activity_type(): the GPU's events are
+    told apart by name, annotations by is_user_annotation() (seen on the H200, 2026-12-01: every
+    profiled step was left empty before)."""
+    from torch.profiler import DeviceType
+
+    from sweep.trial.profile import gpu_work
+
+    class Event:
+        def __init__(self, name, start_us, dur_us, device=DeviceType.CUDA, note=False):
+            self._name, self.start, self.dur, self.device, self.note = (
+                name,
+                start_us,
+                dur_us,
+                device,
+                note,
+            )
+
+        def name(self):
+            return self._name
+
+        def device_type(self):
+            return self.device
+
+        def is_user_annotation(self):
+            return self.note
+
+        def start_ns(self):
+            return int(self.start * 1000)
+
+        def duration_ns(self):
+            return int(self.dur * 1000)
+
+    events = [
+        Event("ampere_bf16_s16816gemm", 0, 2000),
+        Event("Memcpy HtoD (Pageable -> Device)", 2000, 500),
+        Event("Memset (Device)", 3000, 500),
+        Event("cudaLaunchKernel", 0, 100, DeviceType.CPU),
+        Event("Optimizer.step#AdamW.step", 0, 9000, note=True),
+    ]
+    kernels, kernel_ms, busy = gpu_work(events)
+    assert kernels == 1 and kernel_ms == pytest.approx(2.0)
+    assert busy == [(0.0, 2.0), (2.0, 2.5), (3.0, 3.5)]
+
+
 def test_new_fields_keep_the_keys_of_stored_rows():
     import dataclasses
     from pathlib import Path

@@ -35,19 +35,38 @@ class StepProfile:
     profile_s: float
 
 
+def activity(e: Any) -> str:
+    """Kineto's activity type of an event: ``activity_type()`` where torch has it (2.13), else
+    from the name of a GPU event (torch 2.11's events have no activity type; copies and sets
+    are named "Memcpy ..." and "Memset ...", everything else on the GPU is a kernel)."""
+    if hasattr(e, "activity_type"):
+        return str(e.activity_type())
+    if getattr(e, "is_user_annotation", lambda: False)():
+        return "gpu_user_annotation"
+    name = e.name()
+    if name.startswith("Memcpy"):
+        return "gpu_memcpy"
+    if name.startswith("Memset"):
+        return "gpu_memset"
+    return KERNEL
+
+
 def gpu_work(events: Iterable[Any]) -> tuple[int, float, list[tuple[float, float]]]:
     """(kernel count, summed kernel ms, busy intervals in ms) from kineto events (objects with
-    ``device_type()``, ``activity_type()``, ``start_ns()``, ``duration_ns()``): the GPU's
-    events only."""
+    ``device_type()``, ``name()``, ``start_ns()``, ``duration_ns()``, and ``activity_type()``
+    where torch has it): the GPU's events only."""
     from torch.profiler import DeviceType
 
     kernels, kernel_ms, busy = 0, 0.0, []
     for e in events:
-        if e.device_type() != DeviceType.CUDA or e.activity_type() not in BUSY_ACTIVITIES:
+        if e.device_type() != DeviceType.CUDA:
+            continue
+        kind = activity(e)
+        if kind not in BUSY_ACTIVITIES:
             continue
         start_ms, dur_ms = e.start_ns() / 1e6, e.duration_ns() / 1e6
         busy.append((start_ms, start_ms + dur_ms))
-        if e.activity_type() == KERNEL:
+        if kind == KERNEL:
             kernels += 1
             kernel_ms += dur_ms
     return kernels, kernel_ms, busy
