@@ -113,7 +113,8 @@ def test_reproduce_command_parses_back_to_its_config():
     import dataclasses
     import shlex
 
-    from sweep.cli import build_parser, reproduce_command
+    from sweep.cli import build_parser
+    from sweep.plan.flags import reproduce_command
 
     def parsed(command: str) -> dict:
         words = shlex.split(command)

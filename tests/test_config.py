@@ -174,7 +174,7 @@ def test_compile_takes_a_mode_and_default_is_true():
 def test_cli_compile_flag_takes_the_same_values():
     import argparse
 
-    from sweep.cli import add_trial_arguments
+    from sweep.plan.flags import add_trial_arguments
 
     parser = argparse.ArgumentParser()
     add_trial_arguments(parser)

@@ -16,9 +16,9 @@ import time
 import pytest
 
 from sweep.engine.run import EngineOptions, run_sweep
-from sweep.report import format_summary
 from sweep.plan import sweepfile
 from sweep.plan.grid import expand
+from sweep.report import format_summary
 from sweep.results import record as rec
 from sweep.results.store import Store
 

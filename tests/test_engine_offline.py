@@ -11,10 +11,10 @@ import pytest
 
 from cluster.placement import place
 from sweep.engine.progress import Progress
-from sweep.report import summary_table
 from sweep.plan import sweepfile
 from sweep.plan.config import TrialConfig
 from sweep.plan.grid import expand
+from sweep.report import summary_table
 from sweep.results import record as rec
 from sweep.results.frame import trials_frame
 from sweep.results.store import Store

@@ -259,7 +259,7 @@ def test_malformed_price_gets_a_clear_message(served):
 
 def test_selecting_a_row_shows_its_command_and_environment(served):
     from analysis.table import environment
-    from sweep.cli import reproduce_command
+    from sweep.plan.flags import reproduce_command
 
     holder = served["holder"]
     row = holder.frame[

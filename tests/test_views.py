@@ -30,8 +30,8 @@ from analysis.sources import DATA_DIR, load_references
 from analysis.table import environment, status_counts_table
 from analysis.table import table as results_table
 from analysis.throughput import fit_summary, throughput_points
-from sweep.cli import reproduce_command
 from sweep.plan.config import TrialConfig
+from sweep.plan.flags import reproduce_command
 from sweep.results.frame import read_jsonl
 from sweep.results.record import SCHEMA_VERSION
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis.selection import ANY, filter_choices
 from analysis.table import environment, table
-from sweep.cli import reproduce_command
+from sweep.plan.flags import reproduce_command
 from ui.tabs.common import Context, Tab, redraw_on_own_inputs
 
 
