@@ -27,7 +27,7 @@ from analysis.report_rows import (
 )
 from analysis.report_tables import repeat_stats, seed_comparison, status_counts
 from sweep.results.frame import read_jsonl
-from sweep.results.record import MEASURED, REFERENCE, Trial
+from sweep.results.record import ADDED_FIELDS, MEASURED, REFERENCE, Trial
 from sweep.results.store import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -268,7 +268,9 @@ def test_jsonl_inputs_are_read_and_a_carried_provenance_is_kept(tmp_path):
     rows = [_ok(tokens=1000.0), _ok(tokens=1100.0, repeat=1).replace(provenance="rebuilt from X")]
     src.write_text("".join(t.to_json() + "\n" for t in rows), encoding="utf-8")
     loaded = load([str(src)])
-    assert [t for _, t in loaded] == rows
+    # read back as written, with the fields added since schema 1 at their default (same key)
+    assert [t for _, t in loaded] == [t.replace(config={**ADDED_FIELDS, **t.config}) for t in rows]
+    assert [t.key for _, t in loaded] == [t.key for t in rows]
     refs = {t.repeat: t for t in reference_records(loaded)}
     assert refs[1].provenance == "rebuilt from X"  # said why the row is partial: kept
     assert refs[0].provenance.startswith("Measured by transformers-sweep on NVIDIA H200")
