@@ -23,6 +23,38 @@ def test_real_trial_runs_in_a_child_with_imports_done():
     assert first.env["hostname"] and first.config["seed"] == 0 and second.config["seed"] == 1
 
 
+BUDGET = ("time_fork_s", "time_env_s", "time_flops_s", "time_release_s", "time_exit_s")
+
+
+def test_trial_process_time_budget_and_flops_reused_across_batches():
+    """Each trial's record says where its process's seconds went (fork, environment, FLOP count,
+    release, exit); a later trial of the same shape at another batch reuses the count per
+    sequence and gets exactly the count it would have taken itself."""
+    from sweep.engine import worker
+
+    first = run_in_child("sweep.trial.run:run_trial", CFG, 120)
+    assert first.status == "ok", first.error
+    m = first.metrics
+    for name in BUDGET:
+        assert m[name] >= 0, name
+    assert m["flops_reused"] == 0 and m["time_flops_s"] > 0
+    # the parts happen inside the process's time; the measured steps are in it too
+    parts = m["time_fork_s"] + m["setup_s"] + m["warmup_s"] + m["measure_s"] + m["time_exit_s"]
+    assert parts <= m["time_process_s"]
+    worker._FLOPS_PER_SEQUENCE.clear()
+    worker.remember_flops(CFG, first)
+    bigger = {**CFG, "batch_size": 6}
+    known = worker._FLOPS_PER_SEQUENCE[worker.shape_key(bigger)]
+    assert known * CFG["batch_size"] == m["flops_per_step"]
+    reused = run_in_child("sweep.trial.run:run_trial", bigger, 120, flops_per_sequence=known)
+    counted = run_in_child("sweep.trial.run:run_trial", bigger, 120)
+    assert reused.status == counted.status == "ok"
+    assert reused.metrics["flops_reused"] == 1 and "time_flops_s" not in reused.metrics
+    assert reused.metrics["flops_per_step"] == counted.metrics["flops_per_step"] == 6 * known
+    # another shape (seq_len) never reuses it
+    assert worker.shape_key({**CFG, "seq_len": 32}) not in worker._FLOPS_PER_SEQUENCE
+
+
 def test_each_trial_is_a_new_process():
     a = run_in_child(FAKE + "noop", CFG, 60)
     b = run_in_child(FAKE + "noop", CFG, 60)

@@ -2,12 +2,12 @@
 
 A trial must start from a clean process: no CUDA context, allocator cache, compiled graphs or
 leaked memory from the trial before, and a segfault or a hang must take down only that trial.
-Starting a new Python and importing torch and transformers for every trial costs about 10 s on
-the H200 machine (measured 2026-11-29: 3.0 s for torch, 6.9 s for transformers), against about a
-second of measuring. So each Ray worker keeps one ``multiprocessing`` fork server that imports the
-heavy modules once (before any CUDA call, so that forking it is safe); every trial is a child
-forked from it, which initialises CUDA itself, runs the trial, sends its record back through a
-pipe and exits. The server is single-threaded, unlike the Ray worker, so forking it is safe.
+Starting a new Python and importing torch and transformers for every trial costs seconds, more
+than a trial's measuring (docs/DECISIONS.md has the figures). So each Ray worker keeps one
+``multiprocessing`` fork server that imports the heavy modules once (before any CUDA call, so
+that forking it is safe); every trial is a child forked from it, which initialises CUDA itself,
+runs the trial, sends its record back through a pipe and exits. The server is single-threaded,
+unlike the Ray worker, so forking it is safe.
 
 The parent enforces the timeout (kill the child: a ``timeout`` row) and turns a child that died
 without a record into a ``crashed`` row naming the signal or exit code.
@@ -16,6 +16,7 @@ without a record into a ``crashed`` row naming the signal or exit code.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import multiprocessing
 import os
@@ -27,7 +28,12 @@ import traceback
 import types
 from typing import Any
 
-from sweep.plan.config import REQUIRE_GPU_ENV
+from sweep.plan.config import (
+    FLOPS_PER_SEQUENCE_ENV,
+    REQUIRE_GPU_ENV,
+    TRIAL_EXITS_ENV,
+    shortcuts_on,
+)
 from sweep.results.record import CRASHED, ERROR, TIMEOUT, Trial, failure_row
 
 # Modules the fork server imports once; every trial process starts with them loaded.
@@ -71,24 +77,46 @@ def _die_with_worker(lifeline) -> None:
     threading.Thread(target=watch, name="worker-lifeline", daemon=True).start()
 
 
-def _child(fn_path: str, config: dict[str, Any], conn, lifeline, require_gpu: bool) -> None:
-    """In the trial process: run the trial function and send back its record as JSON."""
+def _child(
+    fn_path: str,
+    config: dict[str, Any],
+    conn,
+    lifeline,
+    require_gpu: bool,
+    flops_per_sequence: int | None = None,
+) -> None:
+    """In the trial process: run the trial function and send back its record as JSON, with the
+    wall-clock time the process started (the parent's fork time is measured from it). Then the
+    process ends at once (``os._exit``): its record is safe in the parent, and the interpreter's
+    teardown (modules, atexit hooks) is time the GPU would sit idle; the kernel frees the GPU
+    memory with the process, and the parent waits for that before it returns."""
+    started = time.time()
     _die_with_worker(lifeline)
-    if require_gpu:
-        os.environ[REQUIRE_GPU_ENV] = "1"
-    else:
-        os.environ.pop(REQUIRE_GPU_ENV, None)
+    _set_env(REQUIRE_GPU_ENV, "1" if require_gpu else None)
+    _set_env(TRIAL_EXITS_ENV, "1")
+    _set_env(FLOPS_PER_SEQUENCE_ENV, str(flops_per_sequence) if flops_per_sequence else None)
     try:
         from sweep.plan.config import TrialConfig
 
         record = resolve(fn_path)(TrialConfig.from_dict(config))
         if not isinstance(record, Trial):
             raise TypeError(f"trial function returned {type(record).__name__}, not a Trial")
-        conn.send(("record", record.to_json()))
+        conn.send(("record", record.to_json(), started))
     except BaseException as exc:  # the trial function should not raise; if it does: a row
         conn.send(("error", type(exc).__name__, traceback.format_exc()))
     finally:
         conn.close()
+    if shortcuts_on():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -120,18 +148,25 @@ def run_in_child(
     timeout_s: float,
     host_env: dict[str, Any] | None = None,
     require_gpu: bool = False,
+    flops_per_sequence: int | None = None,
 ) -> Trial:
     """Run ``fn_path(TrialConfig(**config))`` in a fresh forked process, for at most
     ``timeout_s`` seconds. Always returns a Trial (the child's, or a timeout/crashed/error one).
-    ``require_gpu``: Ray gave this trial a GPU; the trial must measure on it (REQUIRE_GPU_ENV)."""
+    ``require_gpu``: Ray gave this trial a GPU; the trial must measure on it (REQUIRE_GPU_ENV).
+    ``flops_per_sequence``: an earlier trial's FLOP count for this shape (FLOPS_PER_SEQUENCE_ENV).
+    The child's record gets the process's own time budget: ``time_fork_s`` (start to the child
+    running), ``time_exit_s`` (record received to the process gone) and ``time_process_s``."""
     ctx = _context()
     warm()  # the fork server's imports are not the trial's time: start it before the clock
     recv, send = ctx.Pipe(duplex=False)
     lifeline_r, lifeline_w = ctx.Pipe(duplex=False)  # this process keeps the writing end
     proc = ctx.Process(
-        target=_child, args=(fn_path, config, send, lifeline_r, require_gpu), name="sweep-trial"
+        target=_child,
+        args=(fn_path, config, send, lifeline_r, require_gpu, flops_per_sequence),
+        name="sweep-trial",
     )
     t0 = time.monotonic()
+    wall0 = time.time()
     with _no_main_module():
         proc.start()
     send.close()  # the child holds the only writing end: EOF once it exits
@@ -145,10 +180,20 @@ def run_in_child(
                 message = None
     finally:
         recv.close()
+    received = time.monotonic()
     try:
-        return _outcome(proc, message, config, timeout_s, t0, host_env)
+        trial = _outcome(proc, message, config, timeout_s, t0, host_env)
     finally:
         lifeline_w.close()
+    if message is not None and message[0] == "record" and trial.status != TIMEOUT:
+        gone = time.monotonic()
+        budget = {
+            "time_fork_s": max(0.0, message[2] - wall0),
+            "time_exit_s": gone - received,
+            "time_process_s": gone - t0,
+        }
+        trial = dataclasses.replace(trial, metrics={**trial.metrics, **budget})
+    return trial
 
 
 def _outcome(proc, message, config, timeout_s, t0, host_env) -> Trial:

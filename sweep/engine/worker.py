@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sweep.plan.config import REQUIRE_GPU_ENV, TrialConfig
+from sweep.plan.config import REQUIRE_GPU_ENV, TrialConfig, workload_fields
 from sweep.plan.grid import PlannedTrial
-from sweep.results.record import ERROR, TIMEOUT, Trial, failure_row, utc_now
+from sweep.results.record import ERROR, OK, TIMEOUT, Trial, failure_row, utc_now
 
 # After a trial thread hung past its timeout, the worker process exits this many seconds after
 # returning its timeout record: long enough for the record to reach the driver, and the hung
@@ -137,17 +137,37 @@ def run_bounded(
     return record
 
 
+# FLOPs of one sequence per workload shape, from this worker's earlier ok trials: the next trial
+# of the same shape at another batch scales it instead of counting again.
+_FLOPS_PER_SEQUENCE: dict[tuple, int] = {}
+
+
+def shape_key(config: dict[str, Any]) -> tuple:
+    """The workload without its batch size: trials equal here do the same work per sequence."""
+    return tuple((k, config.get(k)) for k in workload_fields() if k != "batch_size")
+
+
+def remember_flops(config: dict[str, Any], record: Trial) -> None:
+    """Keep an ok record's count per sequence (exact: the count is taken on a batch of one)."""
+    flops, batch = record.metrics.get("flops_per_step"), config.get("batch_size")
+    if record.status == OK and flops and batch and int(flops) % int(batch) == 0:
+        _FLOPS_PER_SEQUENCE[shape_key(config)] = int(flops) // int(batch)
+
+
 def _run(request: TrialRequest) -> Trial:
     from sweep.engine.forkserver import resolve, run_in_child
 
     if request.isolate:
-        return run_in_child(
+        record = run_in_child(
             request.trial_fn,
             request.config,
             float(request.timeout_s),
             host_env(),
             require_gpu=request.gpu,
+            flops_per_sequence=_FLOPS_PER_SEQUENCE.get(shape_key(request.config)),
         )
+        remember_flops(request.config, record)
+        return record
     fn = resolve(request.trial_fn)
     config = TrialConfig.from_dict(request.config)
     with _gpu_required(request.gpu):

@@ -40,6 +40,27 @@ _CHOICES = {
 # measure on that GPU (device auto never falls back to the CPU), and a trial that finds no CUDA
 # there is a non-final row, run again by a resume.
 REQUIRE_GPU_ENV = "TSWEEP_REQUIRE_GPU"
+# Set by the fork server's trial process: the process exits right after the trial, so the trial
+# skips releasing its memory (the process's end frees it) and the process skips Python's teardown.
+TRIAL_EXITS_ENV = "TSWEEP_TRIAL_EXITS"
+# The FLOPs of one sequence of this workload, counted by an earlier trial of the same shape in
+# this worker: the trial multiplies it by its batch instead of counting again (the count is
+# exactly linear in the batch).
+FLOPS_PER_SEQUENCE_ENV = "TSWEEP_FLOPS_PER_SEQUENCE"
+# "0" turns off the per-trial shortcuts above and the environment cache (benchmarks/
+# sweep_overhead.py measures the trial process before and after them side by side).
+SHORTCUTS_ENV = "TSWEEP_TRIAL_SHORTCUTS"
+
+
+def shortcuts_on() -> bool:
+    import os
+
+    return os.environ.get(SHORTCUTS_ENV, "1") != "0"
+
+
+# torch.manual_seed takes up to 2**64 - 1, but the results frame and SQLite hold signed 64-bit
+# integers: the largest seed every stage keeps exactly.
+MAX_SEED = 2**63 - 1
 
 WORKLOAD = "workload"  # what runs: two rows that differ here are different workloads
 MEASUREMENT = "measurement"  # how it was measured: steps, warm-up, seed
@@ -94,25 +115,27 @@ class TrialConfig:
         for name, allowed in _CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
-                raise ValueError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+                raise ValueError(f"{name}: {excerpt(value)} is not one of {', '.join(allowed)}")
         for name in ("batch_size", "seq_len", "warmup_steps", "steps", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name}: expected an integer, got {value!r}")
+                raise ValueError(f"{name}: expected an integer, got {excerpt(value)}")
         for name in ("batch_size", "seq_len", "warmup_steps", "steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed: must be between 0 and {MAX_SEED} (2**63 - 1), got {self.seed}")
         if self.compile == "default":
             object.__setattr__(self, "compile", True)
         if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
             raise ValueError(
                 f"compile: expected true or false or a mode ({', '.join(COMPILE_MODES)}), "
-                f"got {_short(self.compile)}"
+                f"got {excerpt(self.compile)}"
             )
         for name in ("cuda_graph", "gradient_checkpointing", "profile_step"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
-                    f"{name}: expected true or false, got {_short(getattr(self, name))}"
+                    f"{name}: expected true or false, got {excerpt(getattr(self, name))}"
                 )
         if (
             isinstance(self.min_measure_s, bool)
@@ -120,10 +143,10 @@ class TrialConfig:
             or not 0 <= self.min_measure_s < float("inf")  # nan fails too
         ):
             raise ValueError(
-                f"min_measure_s: must be a finite number >= 0, got {self.min_measure_s!r}"
+                f"min_measure_s: must be a finite number >= 0, got {excerpt(self.min_measure_s)}"
             )
         if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"model: expected a model name, got {self.model!r}")
+            raise ValueError(f"model: expected a model name, got {excerpt(self.model)}")
         spec = get_spec(self.model)  # raises ValueError("model: ...")
         if self.seq_len > spec.max_seq_len:
             raise ValueError(
@@ -134,6 +157,9 @@ class TrialConfig:
             raise ValueError(
                 f"task: causal-lm needs a decoder; {self.model} is an encoder (use seq-cls)"
             )
+        if self.task == "causal-lm" and self.seq_len < 2:
+            # the loss predicts token i+1 from tokens up to i: one token leaves nothing to predict
+            raise ValueError("seq_len: causal-lm needs at least 2 tokens (1 has no next token)")
 
     @property
     def compile_mode(self) -> str | None:
@@ -164,9 +190,17 @@ class TrialConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
+def excerpt(value: Any, limit: int = 60) -> str:
+    """A repr of ``value`` of at most about ``limit`` characters, computed in bounded time and
+    memory whatever the value's size or depth (reprlib truncates as it goes): what an error
+    message quotes of a value from a user's file."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxdict, r.maxtuple, r.maxset = 2, 4, 4, 4, 4
+    r.maxstring = r.maxother = r.maxlong = limit
+    text = r.repr(value)
+    return text if len(text) <= limit + 10 else text[:limit] + "..."
 
 
 def field_names() -> list[str]:

@@ -214,6 +214,15 @@ METRICS: dict[str, str] = {
     "launch_bound_pct": "share of the profiled step's wall time with no GPU work running "
     "(the union of kernel, memcpy and memset intervals), %",
     "profile_s": "wall seconds of the profiled step, the profiler's start and parse included",
+    # The trial process's time budget: where its seconds went besides warm-up and measuring.
+    "time_fork_s": "seconds from the worker starting the trial's process to the process running",
+    "time_cuda_init_s": "seconds to initialise CUDA in the trial's process",
+    "time_env_s": "seconds to capture the environment (GPU facts; the software once per server)",
+    "time_flops_s": "seconds to count the step's FLOPs (absent where an earlier count was reused)",
+    "flops_reused": "1 if flops_per_step scales an earlier trial's count for the same shape",
+    "time_release_s": "seconds to release the trial's memory (0 in a process about to exit)",
+    "time_exit_s": "seconds from the record's arrival to the trial's process being gone",
+    "time_process_s": "wall seconds of the trial's process as its worker saw it, start to end",
     # Reference rows from the 2020 project, whose instruments differ (see their provenance):
     "nvml_mean_used_gib": "mean of nvidia-smi memory.used samples (context and cache), GiB; "
     "not a peak",

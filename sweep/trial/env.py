@@ -47,6 +47,23 @@ def git_commit() -> str | None:
 
 
 def software() -> dict[str, Any]:
+    """The node's software, captured once per process (the fork server calls it at start-up, so
+    every trial process it forks inherits the answer; a git subprocess and a dozen package
+    lookups per trial are not measurement)."""
+    from sweep.plan.config import shortcuts_on
+
+    if not shortcuts_on():
+        return _software()
+    global _SOFTWARE
+    if _SOFTWARE is None:
+        _SOFTWARE = _software()
+    return dict(_SOFTWARE)
+
+
+_SOFTWARE: dict[str, Any] | None = None
+
+
+def _software() -> dict[str, Any]:
     return {
         "python_version": platform.python_version(),
         "torch_version": _version("torch"),

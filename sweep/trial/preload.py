@@ -41,3 +41,11 @@ for _name in MODULES:
         importlib.import_module(_name)
     except Exception as exc:  # a missing optional piece: the trial itself will say what failed
         log.debug("preload of %s failed: %s", _name, exc)
+
+# The node's software versions and commit, once, inherited by every trial process forked from here.
+try:
+    from sweep.trial.env import software
+
+    software()
+except Exception as exc:  # pragma: no cover - the trial captures it itself then
+    log.debug("capturing the software environment failed: %s", exc)

@@ -11,11 +11,17 @@ import contextlib
 import gc
 import logging
 import math
+import os
 import sys
 import time
 from typing import Any
 
-from sweep.plan.config import TrialConfig
+from sweep.plan.config import (
+    FLOPS_PER_SEQUENCE_ENV,
+    TRIAL_EXITS_ENV,
+    TrialConfig,
+    shortcuts_on,
+)
 from sweep.results.record import (
     ERROR,
     NO_GPU_TYPE,
@@ -126,9 +132,25 @@ def _release(device_type: str | None, compiled: bool) -> None:
         log.warning("releasing the trial's memory failed: %s", exc)
 
 
-def _measure(config: TrialConfig, device_type: str, env: dict[str, Any]):
+def _flops(w, timings: dict[str, float]) -> int | None:
+    """The step's FLOPs: an earlier trial's count per sequence for this shape, scaled to this
+    batch, where the worker passed one (FLOPS_PER_SEQUENCE_ENV); counted otherwise."""
+    from sweep.trial.workload import count_flops
+
+    known = os.environ.get(FLOPS_PER_SEQUENCE_ENV) if shortcuts_on() else None
+    if known:
+        timings["flops_reused"] = 1
+        return int(known) * w.config.batch_size
+    t0 = time.perf_counter()
+    flops = count_flops(w)
+    timings["time_flops_s"] = time.perf_counter() - t0
+    timings["flops_reused"] = 0
+    return flops
+
+
+def _measure(config: TrialConfig, device_type: str, env: dict[str, Any], timings: dict):
     from sweep.trial.harness import run_lightning, run_native
-    from sweep.trial.workload import build_workload, check_support, count_flops
+    from sweep.trial.workload import build_workload, check_support
 
     check_support(config, device_type)
     if config.cuda_graph:
@@ -142,7 +164,7 @@ def _measure(config: TrialConfig, device_type: str, env: dict[str, Any]):
     synchronize(device_type)
     setup_s = time.perf_counter() - t0
     # Counted before the run: Lightning's teardown moves the model back to the CPU.
-    flops = count_flops(w)
+    flops = _flops(w, timings)
     if config.cuda_graph:
         from sweep.trial.graph import run_graphed as run
     else:
@@ -154,6 +176,17 @@ def _measure(config: TrialConfig, device_type: str, env: dict[str, Any]):
     out["setup_s"] = setup_s
     finite = all(math.isfinite(x) for x in raw.losses)
     return out, finite
+
+
+def _start_cuda(device_type: str, timings: dict[str, float]) -> None:
+    """Initialise CUDA now, timed apart (it would otherwise land in whatever touches it first)."""
+    if device_type != "cuda":
+        return
+    import torch
+
+    t0 = time.perf_counter()
+    torch.cuda.init()
+    timings["time_cuda_init_s"] = time.perf_counter() - t0
 
 
 def run_trial(
@@ -169,12 +202,16 @@ def run_trial(
     metrics: dict[str, Any] = {}
     status, error, error_type = OK, None, None
     device_type = None
+    timings: dict[str, float] = {}
     # Libraries print to stdout; the trial command keeps stdout for the record alone.
     with contextlib.redirect_stdout(sys.stderr):
         try:
             device_type = resolve_device(config)
+            _start_cuda(device_type, timings)
+            t_env = time.perf_counter()
             env = capture(device_type)
-            metrics, finite = _measure(config, device_type, env)
+            timings["time_env_s"] = time.perf_counter() - t_env
+            metrics, finite = _measure(config, device_type, env, timings)
             if not finite:
                 status, error = NONFINITE, "a measured step's loss was NaN or infinite"
         except Unsupported as exc:
@@ -188,7 +225,12 @@ def run_trial(
                 log.exception("trial failed: %s", config)
             del exc  # drop the traceback's frames, which hold the model and its tensors
         finally:
-            _release(device_type, bool(config.compile))
+            t_release = time.perf_counter()
+            if not (os.environ.get(TRIAL_EXITS_ENV) == "1" and shortcuts_on()):
+                _release(device_type, bool(config.compile))
+            timings["time_release_s"] = time.perf_counter() - t_release
+    if status == OK:
+        metrics.update(timings)
     metrics["trial_s"] = time.perf_counter() - t0
     return Trial(
         config=config.to_dict(),
