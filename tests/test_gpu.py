@@ -1,5 +1,7 @@
 """Truth checks on a real GPU (marked `gpu`: skipped without CUDA; `make test-gpu` runs them)."""
 
+import os
+
 import pytest
 
 from sweep.plan.config import TrialConfig
@@ -131,6 +133,10 @@ def test_isolated_trials_each_start_their_own_cuda_context():
 # graph step: the same losses as the eager step, the split measured, memory from the pool.
 
 GRAPH = {**BASE, "cuda_graph": True, "steps": 10}
+# max-autotune's warm-up takes minutes per trial (130 s for bert-mini on the H200): opt in.
+SLOW = pytest.mark.skipif(
+    os.environ.get("TSWEEP_GPU_SLOW") != "1", reason="max-autotune: set TSWEEP_GPU_SLOW=1"
+)
 
 
 def _losses_eager_and_graphed(changes):
@@ -255,7 +261,7 @@ def test_graphed_inference_captures_the_forward():
         {"model": "gpt2", "task": "causal-lm", "seq_len": 1024, "batch_size": 8},
         {"model": "smollm2-135m", "seq_len": 512, "batch_size": 8},
         {"compile": True},
-        {"compile": "max-autotune-no-cudagraphs", "model": "bert-mini"},
+        pytest.param({"compile": "max-autotune-no-cudagraphs", "model": "bert-mini"}, marks=SLOW),
     ],
 )
 def test_graph_options_run(changes):
@@ -288,7 +294,13 @@ def test_graph_with_gradient_checkpointing_runs_or_says_what_raised():
 
 
 @pytest.mark.parametrize(
-    "compile_", [True, "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+    "compile_",
+    [
+        True,
+        "reduce-overhead",
+        pytest.param("max-autotune", marks=SLOW),
+        pytest.param("max-autotune-no-cudagraphs", marks=SLOW),
+    ],
 )
 @pytest.mark.parametrize("mode", ["train", "inference"])
 def test_compile_modes_run(compile_, mode):

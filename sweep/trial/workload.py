@@ -271,8 +271,8 @@ def count_flops(w: Workload) -> int:
     and a batch of one cannot run out of memory where the measured batch just fit.
 
     torch's FLOP formula for the fused attention kernels rejects grouped-query attention (keys
-    and values with fewer heads than queries, as in Llama/Qwen; seen on the H200 with torch
-    2.11: "sdpa_flop_count: query/key/value shapes are incompatible"). The count is then taken
+    and values with fewer heads than queries, as in Llama/Qwen: "sdpa_flop_count:
+    query/key/value shapes are incompatible"; docs/DECISIONS.md). The count is then taken
     with transformers' eager attention, which repeats the key/value heads and multiplies the
     same matrices: the same arithmetic, in operations the counter knows.
     """
