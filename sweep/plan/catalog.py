@@ -186,7 +186,7 @@ _POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_
 def spec_from_config_file(path: str) -> ModelSpec:
     """Read a user's ``config.json`` into a ModelSpec. Raises ValueError naming the problem."""
     if not os.path.isfile(path):
-        raise ValueError(f"model: config file {path!r} does not exist")
+        raise ValueError(f"model: config file {_cut(path)} does not exist")
     try:
         with open(path, encoding="utf-8") as fh:
             raw = json.load(fh)
@@ -252,5 +252,11 @@ def get_spec(model: str) -> ModelSpec:
     if model.endswith(".json") or os.sep in model:
         return spec_from_config_file(model)
     raise ValueError(
-        f"model: unknown model {model!r}; known: {', '.join(CATALOG)} (or a path to a config.json)"
+        f"model: unknown model {_cut(model)}; known: {', '.join(CATALOG)} "
+        "(or a path to a config.json)"
     )
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """The repr of a name from a user's file, cut to ``limit`` characters for an error message."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweep.plan.config import TrialConfig
+from sweep.plan.config import TrialConfig, excerpt
 from sweep.results.record import Trial, trial_key, utc_now
 
 GRID, MAX_BATCH = "grid", "max-batch"
@@ -104,6 +104,19 @@ def combinations(spec: SweepSpec) -> list[tuple[dict[str, Any], list[str]]]:
     return out
 
 
+def planned_count(spec: SweepSpec) -> int:
+    """How many trials (max-batch: search groups) ``expand`` would return at most, from the
+    lengths of the axes alone: a grid too large to expand is refused without expanding it
+    (combinations that build the same config are counted each time here)."""
+    per_type = 0
+    for grid in spec.axes or ({},):
+        n = 1
+        for values in grid.values():
+            n *= len(values)
+        per_type += n
+    return per_type * len(spec.gpu_types or (None,)) * spec.repeats
+
+
 def expand(spec: SweepSpec) -> list[PlannedTrial]:
     """Every trial of the sweep. Raises ValueError naming the combination that is invalid.
 
@@ -116,7 +129,7 @@ def expand(spec: SweepSpec) -> list[PlannedTrial]:
             try:
                 config = TrialConfig.from_dict(combo)
             except (ValueError, TypeError) as exc:
-                shown = ", ".join(f"{k}={combo[k]!r}" for k in names) or "fixed values only"
+                shown = ", ".join(f"{k}={excerpt(combo[k])}" for k in names) or "fixed values only"
                 raise ValueError(
                     f"sweep {spec.name!r}: combination ({shown}) is invalid: {exc}"
                 ) from None

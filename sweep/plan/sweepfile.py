@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from importlib import resources
 from typing import Any
 
 import yaml
 
-from sweep.plan.config import choices, field_names
-from sweep.plan.grid import MAX_BATCH, MODES, SweepSpec, expand
+from sweep.plan import yamlsafe
+from sweep.plan.config import choices, excerpt, field_names
+from sweep.plan.grid import MAX_BATCH, MODES, SweepSpec, expand, planned_count
 
 TOP_KEYS = (
     "name",
@@ -46,6 +48,12 @@ TOP_KEYS = (
 # The longest a trial may take. Python's pipe and thread waits refuse an infinite or
 # multi-week timeout (OverflowError), which would make every trial an error row.
 MAX_TIMEOUT_S = 7 * 24 * 3600
+# Trials a sweep may plan unless --max-trials says otherwise: the grid's size is computed from
+# the lengths of its axes before anything is expanded, so a tiny file of 10**7 combinations is
+# refused in microseconds instead of filling memory.
+DEFAULT_MAX_TRIALS = 100_000
+# Repeats of each configuration: more is a typo (or a file meant to keep the fleet busy).
+MAX_REPEATS = 1000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _GPU_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # as Ray writes them: V100, A100-80G
 
@@ -67,58 +75,100 @@ def _preset_text(name: str) -> str:
     )
 
 
-def load(source: str) -> SweepSpec:
+def load(source: str, max_trials: int = DEFAULT_MAX_TRIALS) -> SweepSpec:
     """A preset name or a path to a YAML sweep file -> a validated SweepSpec."""
     if source in preset_names():
-        return parse(_preset_text(source), origin=f"preset {source!r}")
+        return parse(_preset_text(source), origin=f"preset {source!r}", max_trials=max_trials)
     looks_like_path = source.endswith((".yaml", ".yml")) or os.sep in source
     if not looks_like_path:
         raise SweepFileError(
-            f"unknown preset {source!r}; presets: {', '.join(preset_names())} "
+            f"unknown preset {excerpt(source)}; presets: {', '.join(preset_names())} "
             "(or give a path to a .yaml sweep file)"
         )
-    if not os.path.isfile(source):
-        raise SweepFileError(f"sweep file {source!r} does not exist")
+    shown = excerpt(source, 200)
+    try:
+        st = os.stat(source)  # never open before knowing what it is: a FIFO's open blocks
+    except FileNotFoundError:
+        raise SweepFileError(f"sweep file {shown} does not exist") from None
+    except OSError as exc:
+        raise SweepFileError(f"sweep file {shown} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SweepFileError(f"sweep file {shown} is {_file_kind(st.st_mode)}, not a file")
+    if st.st_size > yamlsafe.MAX_FILE_BYTES:
+        raise SweepFileError(
+            f"sweep file {shown} is {st.st_size:,} bytes, more than a sweep file may be "
+            f"({yamlsafe.MAX_FILE_BYTES:,})"
+        )
     try:
         with open(source, encoding="utf-8") as fh:
-            text = fh.read()
+            text = fh.read(yamlsafe.MAX_FILE_BYTES + 1)  # it may have grown since the stat
     except (OSError, UnicodeDecodeError) as exc:
-        raise SweepFileError(f"sweep file {source!r} cannot be read: {exc}") from None
+        raise SweepFileError(f"sweep file {shown} cannot be read: {exc}") from None
     default_name = os.path.splitext(os.path.basename(source))[0]
-    return parse(text, origin=f"sweep file {source!r}", default_name=default_name)
+    return parse(
+        text, origin=f"sweep file {shown}", default_name=default_name, max_trials=max_trials
+    )
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
 
 
 def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def parse(text: str, origin: str = "sweep", default_name: str | None = None) -> SweepSpec:
+def parse(
+    text: str,
+    origin: str = "sweep",
+    default_name: str | None = None,
+    max_trials: int = DEFAULT_MAX_TRIALS,
+) -> SweepSpec:
     """Parse and validate YAML text; every expanded configuration is built, so that its own
-    validation runs. Raises SweepFileError naming ``origin`` and the problem."""
+    validation runs. Raises SweepFileError naming ``origin`` and the problem. Values are quoted
+    in messages only as short excerpts; a grid of more than ``max_trials`` trials is refused
+    before it is expanded."""
 
     def fail(msg: str) -> SweepFileError:
         return SweepFileError(f"{origin}: {msg}")
 
+    if len(text) > yamlsafe.MAX_FILE_BYTES:
+        raise fail(f"is more than {yamlsafe.MAX_FILE_BYTES:,} characters")
     try:
-        raw = yaml.safe_load(text)
+        raw = yamlsafe.load(text)
+    except yamlsafe.YamlLimitError as exc:
+        raise fail(str(exc)) from None
     except yaml.YAMLError as exc:
-        raise fail(f"does not parse as YAML: {exc}") from None
+        raise fail(f"does not parse as YAML: {' '.join(str(exc).split())[:300]}") from None
     if not isinstance(raw, dict):
         raise fail(f"expected a mapping with keys {', '.join(TOP_KEYS)}, got {_type_name(raw)}")
     unknown = sorted(set(map(str, raw)) - set(TOP_KEYS))
     if unknown:
-        raise fail(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(TOP_KEYS)}")
+        shown = ", ".join(k if len(k) <= 40 else k[:40] + "..." for k in unknown[:5]) + (
+            ", ..." if len(unknown) > 5 else ""
+        )
+        raise fail(f"unknown key(s) {shown}; known: {', '.join(TOP_KEYS)}")
 
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not _NAME.match(name):
-        raise fail(f"name: expected a name of letters, digits, '.', '_' or '-', got {name!r}")
+        raise fail(
+            f"name: expected a name of letters, digits, '.', '_' or '-', got {excerpt(name)}"
+        )
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise fail(f"description: expected text, got {_type_name(description)}")
 
     mode = raw.get("mode", "grid")
     if mode not in MODES:
-        raise fail(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+        raise fail(f"mode: {excerpt(mode)} is not one of {', '.join(MODES)}")
 
     known_fields = field_names()
     axes_raw = raw.get("axes") or {}
@@ -129,9 +179,9 @@ def parse(text: str, origin: str = "sweep", default_name: str | None = None) -> 
         raise fail(f"fixed: expected a mapping of field -> value, got {_type_name(fixed)}")
     for key, v in fixed.items():
         if key not in known_fields:
-            raise fail(f"fixed: unknown field {key!r}; known: {', '.join(known_fields)}")
+            raise fail(f"fixed: unknown field {excerpt(key)}; known: {', '.join(known_fields)}")
         if isinstance(v, (list, dict)):
-            raise fail(f"fixed.{key}: expected one value, got {v!r} (put lists under axes)")
+            raise fail(f"fixed.{key}: expected one value, got {excerpt(v)} (put lists under axes)")
     if not grids:
         raise fail("axes: is an empty list (no grid, no trials)")
     for i, grid in enumerate(grids):
@@ -142,20 +192,23 @@ def parse(text: str, origin: str = "sweep", default_name: str | None = None) -> 
             )
         for key, values in grid.items():
             if key not in known_fields:
-                raise fail(f"{where}: unknown field {key!r}; known: {', '.join(known_fields)}")
+                raise fail(
+                    f"{where}: unknown field {excerpt(key)}; known: {', '.join(known_fields)}"
+                )
             if not isinstance(values, list):
                 raise fail(
                     f"{where}.{key}: expected a list of values, got "
-                    f"{_type_name(values)} ({values!r}); write [{values!r}] for one value"
+                    f"{_type_name(values)} ({excerpt(values)}); write [{excerpt(values)}] for one "
+                    "value"
                 )
             if not values:
                 raise fail(f"{where}.{key}: is empty (a grid with an empty axis has no trials)")
             allowed = choices(key)
             for v in values:
                 if isinstance(v, (list, dict)):
-                    raise fail(f"{where}.{key}: values must be scalars, got {v!r}")
+                    raise fail(f"{where}.{key}: values must be scalars, got {excerpt(v)}")
                 if allowed and v not in allowed:
-                    raise fail(f"{where}.{key}: {v!r} is not one of {', '.join(allowed)}")
+                    raise fail(f"{where}.{key}: {excerpt(v)} is not one of {', '.join(allowed)}")
         both = sorted(set(grid) & set(fixed))
         if both:
             raise fail(f"{', '.join(both)}: given both in {where} and in fixed")
@@ -167,30 +220,34 @@ def parse(text: str, origin: str = "sweep", default_name: str | None = None) -> 
     ):
         raise fail(
             f"gpu_types: expected a list of Ray accelerator types such as [A100, H100], "
-            f"got {gpu_types!r}"
+            f"got {excerpt(gpu_types)}"
         )
     if len(set(gpu_types)) != len(gpu_types):
-        raise fail(f"gpu_types: {gpu_types!r} lists a type twice")
+        raise fail(f"gpu_types: {excerpt(gpu_types)} lists a type twice")
 
     def integer(key: str, default: int, minimum: int) -> int:
         value = raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise fail(f"{key}: expected an integer, got {value!r}")
+            raise fail(f"{key}: expected an integer, got {excerpt(value)}")
         if value < minimum:
             raise fail(f"{key}: must be at least {minimum}, got {value}")
         return value
 
     repeats = integer("repeats", 1, 1)
+    if repeats > MAX_REPEATS:
+        raise fail(f"repeats: must be at most {MAX_REPEATS}, got {excerpt(repeats)}")
     batch_limit = integer("batch_limit", 4096, 1)
     cpus_per_trial = integer("cpus_per_trial", 1, 1)
     batch_tolerance = raw.get("batch_tolerance", 0)
     if isinstance(batch_tolerance, bool) or not isinstance(batch_tolerance, (int, float)):
-        raise fail(f"batch_tolerance: expected a fraction such as 0.02, got {batch_tolerance!r}")
+        raise fail(
+            f"batch_tolerance: expected a fraction such as 0.02, got {excerpt(batch_tolerance)}"
+        )
     if not 0 <= batch_tolerance < 1:  # nan fails too
         raise fail(f"batch_tolerance: must be at least 0 and below 1, got {batch_tolerance}")
     timeout_s = raw.get("timeout_s", 600)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
-        raise fail(f"timeout_s: expected a number of seconds, got {timeout_s!r}")
+        raise fail(f"timeout_s: expected a number of seconds, got {excerpt(timeout_s)}")
     if not timeout_s > 0:
         raise fail(f"timeout_s: must be positive, got {timeout_s}")
     if not timeout_s <= MAX_TIMEOUT_S:  # .inf or huge: the trial's own timer cannot wait that long
@@ -222,6 +279,12 @@ def parse(text: str, origin: str = "sweep", default_name: str | None = None) -> 
         cpus_per_trial=cpus_per_trial,
         description=description,
     )
+    n = planned_count(spec)  # from the axes' lengths: nothing is expanded yet
+    if n > max_trials:
+        raise fail(
+            f"plans {n:,} {'search groups' if mode == MAX_BATCH else 'trials'}, more than "
+            f"--max-trials {max_trials:,} (fewer axis values, or raise --max-trials)"
+        )
     try:
         expand(spec)  # builds every TrialConfig: their own validation names the field
     except ValueError as exc:
