@@ -1,0 +1,337 @@
+"""The answer table: for one model, sequence length and precision, one row per GPU with what a
+person choosing a GPU asks first (fastest rate and where, what fits, what it costs, how much
+faster than a baseline, how far the figure can be trusted, and what else differs).
+
+One pure function, ``answer``, builds it for the web app and for ``python -m sweep compare``.
+
+Matching. Rows always agree in model, sequence length, precision, mode and task. By default
+(relaxed) they may differ in the options (attention kernel, optimizer, harness, compile, CUDA
+graph, gradient checkpointing) and in software: each GPU's row is its configuration closest to the
+baseline's (fewest options differing; the faster on a tie), and "Differs in" names what differs,
+so a ratio between a 2020 row and a new one says what it mixes. ``strict=True`` keeps only the
+configurations equal to the baseline's in every option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from analysis.cost import DEFAULT_PRICES, _has_word, price_for
+from analysis.selection import MEASURED_DATASET, OOM_STATUSES, numeric, select, short_gpu
+from sweep.results.memory_model import predicted_limits
+from sweep.results.record import OK
+from sweep.results.trust import host_bound
+
+# Always equal between compared rows: what is measured.
+MATCH_FIELDS = ("model", "seq_len", "precision", "mode", "task")
+# May differ in relaxed matching, and are then named in "Differs in".
+OPTION_FIELDS = (
+    "attention",
+    "optimizer",
+    "harness",
+    "compile",
+    "cuda_graph",
+    "gradient_checkpointing",
+)
+OPTION_LABELS = {"cuda_graph": "CUDA graph", "gradient_checkpointing": "checkpointing"}
+# Card sizes of the answer (GB as sold): V100, A10G/L4, A100 40GB, A100/H100 80GB, H200.
+ANSWER_CAPACITIES_GB = (16, 24, 40, 80, 141)
+
+TRUST_GPU_BOUND = "measured, GPU-bound"
+TRUST_HOST_BOUND = "measured, host-bound"
+TRUST_UNREAD = "measured, GPU busy not read"
+TRUST_2020 = "2020 host timers"
+
+
+def fits_column(gb: float) -> str:
+    return f"Fits in {gb:g} GB (predicted batch)"
+
+
+COLUMNS = [
+    "GPU",
+    "Data",
+    "Trust",
+    "Best tokens/s",
+    "At batch",
+    "Speedup",
+    "Speedup at equal batch",
+    "Equal batch",
+    "Largest batch run",
+    "First OOM batch",
+    *(fits_column(c) for c in ANSWER_CAPACITIES_GB),
+    "$ per million tokens",
+    "GPU busy %",
+    "Step time CV %",
+    "Differs in",
+]
+
+# Whole numbers, empty where unknown (pandas' nullable integers: no "256.0").
+INT_COLUMNS = [
+    "Best tokens/s",
+    "At batch",
+    "Equal batch",
+    "Largest batch run",
+    "First OOM batch",
+    *(fits_column(c) for c in ANSWER_CAPACITIES_GB),
+]
+
+
+@dataclass
+class Answer:
+    """The table (``COLUMNS``, one row per GPU, fastest first), the baseline GPU it was compared
+    against, and sentences on what was left out or cannot be said."""
+
+    table: pd.DataFrame
+    baseline: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+def gpu_names(df: pd.DataFrame) -> pd.Series:
+    """The short GPU name of each row ("H200", "A100-SXM4-40GB"; "cpu" for CPU rows)."""
+    if df.empty:
+        return pd.Series([], dtype=str, index=df.index)
+    gpu = df["gpu"] if "gpu" in df else pd.Series(None, index=df.index, dtype=object)
+    if "gpu_type" in df:
+        gpu = gpu.fillna(df["gpu_type"])
+    return gpu.fillna("cpu").map(short_gpu)
+
+
+def trust_of(row: pd.Series | dict[str, Any]) -> str:
+    """The trust badge of one measured row: host timers of the 2020 method, host-bound, GPU-bound,
+    or GPU busy not read (the CPU, rows without NVML)."""
+    if pd.notna(row.get("forward_ms_host_mean")) and pd.isna(row.get("step_time_ms_p50")):
+        return TRUST_2020
+    bound = host_bound(
+        {
+            "gpu_util_pct_mean": row.get("gpu_util_pct_mean"),
+            "launch_bound_pct": row.get("launch_bound_pct"),
+        }
+    )
+    return TRUST_UNREAD if bound is None else TRUST_HOST_BOUND if bound else TRUST_GPU_BOUND
+
+
+def _software(rows: pd.DataFrame) -> str | None:
+    """The torch version the rows ran (major.minor), None where not recorded."""
+    if "env.torch_version" not in rows:
+        return None
+    v = rows["env.torch_version"].dropna().astype(str)
+    return ".".join(v.mode().iloc[0].split(".")[:2]) if len(v) else None
+
+
+def resolve_gpu(name: str, names: list[str]) -> str | None:
+    """The GPU of ``names`` that ``name`` means: the same short name, else the one name that
+    holds it as a word ("A100" -> "A100-SXM4-40GB"), case-insensitive; None if none or several."""
+    want = short_gpu(name).lower()
+    exact = [n for n in names if n.lower() == want]
+    if exact:
+        return exact[0]
+    words = [n for n in names if _has_word(n.lower(), want)]
+    return words[0] if len(words) == 1 else None
+
+
+def _variant_key(row: pd.Series) -> tuple[str, ...]:
+    return tuple(str(row.get(f)) for f in OPTION_FIELDS)
+
+
+@dataclass
+class _Variant:
+    """One GPU's rows of one configuration (options and dataset equal)."""
+
+    gpu: str
+    dataset: str
+    options: dict[str, str]
+    rows: pd.DataFrame
+    per_batch: pd.Series  # median tokens/s by batch size, ok rows
+
+    @property
+    def best(self) -> float:
+        return float(self.per_batch.max()) if len(self.per_batch) else float("nan")
+
+
+def _variants(sel: pd.DataFrame) -> dict[str, list[_Variant]]:
+    d = sel.assign(_gpu=gpu_names(sel), _tps=numeric(sel, "tokens_per_s"))
+    d = d.assign(_var=d.apply(_variant_key, axis=1))
+    out: dict[str, list[_Variant]] = {}
+    for (gpu, dataset, var), rows in d.groupby(["_gpu", "dataset", "_var"], sort=True):
+        ok = rows[(rows["status"] == OK) & rows["_tps"].notna()]
+        per_batch = ok.groupby("batch_size")["_tps"].median().sort_index()
+        if per_batch.empty:
+            continue  # only failures: no configuration measured here
+        options = dict(zip(OPTION_FIELDS, var, strict=True))
+        out.setdefault(gpu, []).append(_Variant(gpu, dataset, options, rows, per_batch))
+    return out
+
+
+def _differs(v: _Variant, base: _Variant) -> str:
+    bits = [
+        f"{OPTION_LABELS.get(f, f)} {v.options[f]} vs {base.options[f]}"
+        for f in OPTION_FIELDS
+        if v.options[f] != base.options[f]
+    ]
+    sw, sw_base = _software(v.rows), _software(base.rows)
+    if sw and sw_base and sw != sw_base:
+        bits.append(f"software torch {sw} vs {sw_base}")
+    t, t_base = _best_row_trust(v), _best_row_trust(base)
+    if (t == TRUST_2020) != (t_base == TRUST_2020):
+        bits.append(
+            "method 2020 host timers" + (" (this row)" if t == TRUST_2020 else " (baseline)")
+        )
+    return "; ".join(bits)
+
+
+def _best_rows(v: _Variant) -> pd.DataFrame:
+    b = v.per_batch.idxmax()
+    return v.rows[(v.rows["status"] == OK) & (v.rows["batch_size"] == b)]
+
+
+def _best_row_trust(v: _Variant) -> str:
+    trusts = _best_rows(v).apply(trust_of, axis=1)
+    return trusts.mode().iloc[0] if len(trusts) else TRUST_UNREAD
+
+
+def _median(rows: pd.DataFrame, col: str, scale: float = 1.0, digits: int = 1) -> float | None:
+    v = numeric(rows, col).dropna()
+    return round(float(v.median()) * scale, digits) if len(v) else None
+
+
+def _limits(v: _Variant) -> dict[float, int | None]:
+    """Predicted largest batch per card size from the memory model (None for a configuration
+    with fewer than two ok batches or no peak memory recorded)."""
+    pred = predicted_limits(v.rows, ANSWER_CAPACITIES_GB)
+    if pred.empty:
+        return {}
+    # several groups only where another workload field (the device) differs: the one most fitted
+    top = pred.sort_values("fit_points", ascending=False).drop_duplicates("capacity_gb")
+    return {
+        float(c): (None if pd.isna(b) else int(b))
+        for c, b in zip(top["capacity_gb"], top["predicted_max_batch"], strict=True)
+    }
+
+
+def _data_label(v: _Variant) -> str:
+    sweeps = sorted(set(v.rows.loc[v.rows["status"] == OK, "sweep"].dropna().astype(str)))
+    where = "your results" if v.dataset == MEASURED_DATASET else f"reference {v.dataset}"
+    return where + (f" ({', '.join(sweeps)})" if sweeps else "")
+
+
+def _row(v: _Variant, base: _Variant | None, prices: pd.DataFrame) -> dict[str, Any]:
+    ok_batches = v.per_batch.index
+    oom = v.rows[v.rows["status"].isin(OOM_STATUSES) & ~v.rows["batch_size"].isin(ok_batches)]
+    best_at = int(v.per_batch.idxmax())
+    best_rows = _best_rows(v)
+    full_name = str(best_rows["gpu"].dropna().iloc[0]) if best_rows["gpu"].notna().any() else v.gpu
+    match = price_for(full_name, prices)
+    limits = _limits(v)
+    row: dict[str, Any] = {
+        "GPU": v.gpu,
+        "Data": _data_label(v),
+        "Trust": _best_row_trust(v),
+        "Best tokens/s": round(v.best),
+        "At batch": best_at,
+        "Largest batch run": int(max(ok_batches)),
+        "First OOM batch": int(oom["batch_size"].min()) if len(oom) else None,
+        **{fits_column(c): limits.get(float(c)) for c in ANSWER_CAPACITIES_GB},
+        "$ per million tokens": round(match[0] / (v.best * 3600) * 1e6, 4) if match else None,
+        "GPU busy %": _median(best_rows, "gpu_util_pct_mean"),
+        "Step time CV %": _median(best_rows, "step_time_cv", 100.0),
+        "Differs in": "" if base is None or v is base else _differs(v, base),
+    }
+    if base is not None:
+        row["Speedup"] = round(v.best / base.best, 2)
+        common = v.per_batch.index.intersection(base.per_batch.index)
+        if len(common):
+            b = int(max(common))
+            row["Speedup at equal batch"] = round(float(v.per_batch[b] / base.per_batch[b]), 2)
+            row["Equal batch"] = b
+    return row
+
+
+def _closest(variants: list[_Variant], base: _Variant) -> _Variant:
+    def distance(v: _Variant) -> tuple[int, float]:
+        return (sum(v.options[f] != base.options[f] for f in OPTION_FIELDS), -v.best)
+
+    return min(variants, key=distance)
+
+
+def answer(
+    frame: pd.DataFrame,
+    model: Any,
+    seq_len: Any,
+    precision: Any = None,
+    baseline: str | None = None,
+    strict: bool = False,
+    gpus: list[str] | None = None,
+    prices: pd.DataFrame | None = None,
+    filters: dict[str, Any] | None = None,
+) -> Answer:
+    """The answer table for ``model`` at ``seq_len`` (and ``precision``; None: the precision with
+    the most ok rows) over the rows of ``frame`` (a combined results frame,
+    ``analysis.selection.combine``), optionally narrowed by more ``filters`` and to ``gpus``
+    (short names). ``baseline``: the GPU the speedups divide by (default: the slowest).
+    ``prices``: the hourly price table (``analysis.cost``; default: its defaults)."""
+    prices = DEFAULT_PRICES if prices is None else prices
+    notes: list[str] = []
+    sel = select(frame, {**(filters or {}), "model": model, "seq_len": seq_len})
+    if precision in (None, "") and len(sel):
+        ok = sel[sel["status"] == OK]
+        if len(ok):
+            precision = str(ok["precision"].value_counts().idxmax())
+            others = sorted(set(ok["precision"].astype(str)) - {precision})
+            if others:
+                notes.append(f"Precision {precision} shown; also measured: {', '.join(others)}.")
+    sel = select(sel, {"precision": precision})
+    if gpus:
+        present = sorted(set(gpu_names(sel)))
+        wanted = {resolve_gpu(g, present) for g in gpus} - {None}
+        sel = sel[gpu_names(sel).isin(wanted)]
+    if len(sel) and sel[["mode", "task"]].astype(str).drop_duplicates().shape[0] > 1:
+        mode = sel[sel["status"] == OK]["mode"].astype(str).value_counts()
+        keep = mode.idxmax() if len(mode) else "train"
+        sel = sel[sel["mode"].astype(str) == keep]
+        notes.append(f"Mode {keep} shown (pick the mode to see the others).")
+    variants = _variants(sel)
+    if not variants:
+        what = f"{model} at seq_len {seq_len}" + (f", {precision}" if precision else "")
+        notes.append(f"No GPU has an ok measurement of {what}.")
+        return Answer(pd.DataFrame(columns=COLUMNS), None, notes)
+    fastest = {g: max(vs, key=lambda v: v.best) for g, vs in variants.items()}
+    base_gpu = resolve_gpu(baseline, sorted(variants)) if baseline else None
+    if baseline and base_gpu is None:
+        notes.append(f"Baseline {baseline} has no ok row here; the slowest GPU is the baseline.")
+    if base_gpu is None:
+        base_gpu = min(fastest, key=lambda g: fastest[g].best)
+    base = fastest[base_gpu]
+    rows = []
+    for gpu, vs in variants.items():
+        if gpu == base_gpu:
+            chosen = base
+        elif strict:
+            same = [v for v in vs if v.options == base.options]
+            if not same:
+                notes.append(
+                    f"{gpu}: left out (strict): no configuration with the baseline's options "
+                    f"({', '.join(f'{k}={v}' for k, v in base.options.items())})."
+                )
+                continue
+            chosen = max(same, key=lambda v: v.best)
+        else:
+            chosen = _closest(vs, base)
+        rows.append(_row(chosen, base, prices))
+    table = pd.DataFrame(rows, columns=COLUMNS).sort_values("Best tokens/s", ascending=False)
+    for col in INT_COLUMNS:
+        table[col] = pd.array(table[col].tolist(), dtype="Int64")
+    table = table.rename(columns={"Speedup": f"Speedup vs {base_gpu}"})
+    if table[fits_column(ANSWER_CAPACITIES_GB[0])].isna().any():
+        notes.append(
+            "No prediction where a GPU has fewer than two ok batches or no peak memory recorded "
+            "(the 2020 rows recorded a mean, not a peak)."
+        )
+    return Answer(table.reset_index(drop=True), base_gpu, notes)
+
+
+def speedup_column(table: pd.DataFrame) -> str | None:
+    """The name of the answer table's speedup column ("Speedup vs <GPU>")."""
+    return next((c for c in table.columns if c.startswith("Speedup vs ")), None)

@@ -1,0 +1,158 @@
+"""``python -m sweep compare``: the web app's answer table on the command line.
+
+One row per GPU for a model, a sequence length and a precision: best tokens/s and at which batch,
+speedup over a baseline GPU, largest batch run, first out-of-memory batch, the predicted largest
+batch per card size, $ per million tokens, GPU busy, step-time spread, a trust badge and what else
+differs. The table is ``analysis.answer.answer`` (the app shows the same); this module parses the
+arguments, loads the rows and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+import pandas as pd
+
+# header in the printed table, column of analysis.answer.COLUMNS (the speedup's is found by name)
+SHORT_HEADERS = {
+    "GPU": "GPU",
+    "Trust": "trust",
+    "Best tokens/s": "tokens/s",
+    "At batch": "at batch",
+    "Speedup": "speedup",
+    "Speedup at equal batch": "same-batch",
+    "Largest batch run": "max run",
+    "First OOM batch": "1st OOM",
+    "$ per million tokens": "$/M tokens",
+    "GPU busy %": "busy %",
+    "Step time CV %": "CV %",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser, default_db: str = "results.db") -> None:
+    p.add_argument("--model", required=True, help="model name as stored (e.g. roberta-base)")
+    p.add_argument("--seq-len", required=True, type=int, help="tokens per sequence")
+    p.add_argument(
+        "--precision", default=None, help="e.g. bf16-mixed (default: the most measured one)"
+    )
+    p.add_argument(
+        "--baseline", default=None, help="GPU the speedups divide by, e.g. A100 (default: slowest)"
+    )
+    p.add_argument(
+        "--db", default=default_db, help=f"results database (default {default_db}; may be absent)"
+    )
+    p.add_argument(
+        "--no-reference", action="store_true", help="leave out the shipped reference rows"
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="compare only configurations equal to the baseline's in every option "
+        "(attention, optimizer, harness, compile, CUDA graph, checkpointing)",
+    )
+    p.add_argument("--format", choices=("text", "csv"), default="text", help="output format")
+
+
+def _cell(value: Any, column: str) -> str:
+    if _missing(value):
+        return "-"
+    if column.startswith("Speedup"):
+        return f"{float(value):.2f}x"
+    if column == "$ per million tokens":
+        return f"${float(value):.4f}"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int) or hasattr(value, "__index__"):
+        return f"{int(value):,}"
+    return str(value)
+
+
+def format_answer(table, notes: list[str], baseline: str | None) -> str:
+    """The answer as text: an aligned table of the figures, then per GPU where its rows come from
+    and what differs from the baseline, then the notes."""
+    from analysis.answer import ANSWER_CAPACITIES_GB, fits_column, speedup_column
+
+    if table.empty:
+        return "\n".join(notes or ["no rows"])
+    spd = speedup_column(table)
+    cols = [
+        "GPU",
+        "Trust",
+        "Best tokens/s",
+        "At batch",
+        spd,
+        "Speedup at equal batch",
+        "Largest batch run",
+        "First OOM batch",
+        *(fits_column(c) for c in ANSWER_CAPACITIES_GB),
+        "$ per million tokens",
+        "GPU busy %",
+        "Step time CV %",
+    ]
+    heads = [
+        f"vs {baseline}"
+        if c == spd
+        else f"fits {c.split()[2]}GB"
+        if c.startswith("Fits in")
+        else SHORT_HEADERS[c]
+        for c in cols
+    ]
+    cells = [[_cell(row[c], c) for c in cols] for _, row in table.iterrows()]
+    for r, (_, row) in zip(cells, table.iterrows(), strict=True):
+        if not _missing(row["Equal batch"]):
+            r[5] += f" (b{int(row['Equal batch'])})"
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(heads)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.ljust(w) if i < 2 else v.rjust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ).rstrip()
+
+    out = [line(heads), line(["-" * w for w in widths]), *(line(r) for r in cells), ""]
+    for _, row in table.iterrows():
+        differs = f"; differs from {baseline} in: {row['Differs in']}" if row["Differs in"] else ""
+        out.append(f"{row['GPU']}: {row['Data']}{differs}")
+    out.append("fits N GB: the memory model's predicted largest batch on a card of N GB.")
+    out += notes
+    return "\n".join(out)
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.answer import answer
+    from analysis.selection import combine
+    from analysis.sources import load_database, load_references
+
+    refs, messages = ({}, []) if args.no_reference else load_references()
+    measured, db_messages = load_database(args.db)
+    frame = combine(measured, refs)
+    if frame.empty:
+        why = "; ".join(db_messages) or f"no rows in {args.db!r}"
+        print(f"error: nothing to compare: {why}", file=sys.stderr)
+        return 1
+    for msg in db_messages + messages:
+        print(f"note: {msg}", file=sys.stderr)
+    result = answer(frame, args.model, args.seq_len, args.precision, args.baseline, args.strict)
+    if result.table.empty:
+        print(f"error: {' '.join(result.notes)}", file=sys.stderr)
+        return 1
+    if args.format == "csv":
+        result.table.to_csv(sys.stdout, index=False)
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
+    else:
+        print(format_answer(result.table, result.notes, result.baseline))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sweep compare", description=__doc__.split("\n")[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
