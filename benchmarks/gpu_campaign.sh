@@ -72,6 +72,7 @@ run() {  # run NAME: one step of the campaign
     families) sweep families benchmarks/sweeps/h200-families.yaml "$DB" ;;
     llama) sweep llama benchmarks/sweeps/h200-llama.yaml "$DB" ;;
     max_batch) sweep max_batch benchmarks/sweeps/h200-max-batch.yaml "$DB" ;;
+    max_batch6) sweep max_batch6 max-batch "$DB" ;;  # the six-model preset
     # issue 11: the CUDA-graph and compile-mode acceptance tests first (they print the figures:
     # -s), then the graphed seed grid beside seed's eager rows, the 2020 method, the compile
     # modes, and the hand-written whole-step capture against the cuda_graph trial
@@ -84,6 +85,13 @@ run() {  # run NAME: one step of the campaign
            "bert-base-uncased 64 128" "bert-large-uncased 8 512"; do set -- $shape;
            python3 benchmarks/harness_overhead.py --model $1 --batch-size $2 --seq-len $3 \
              --rounds 3 --graph true --json "'"$D"'/graph-harness-$1-$2-$3.json" || exit; done' ;;
+    # the layout (issue 10), the graph step and the profiled step after their fixes (issue 11),
+    # then the seed grid eager and graphed through the product: issue 12's wall time and time
+    # budget per trial, issue 11's GPU-busy share, the same figures as earlier runs (issue 10)
+    gpu_tests_quick) step gpu_tests_quick timeout 150 python3 -m pytest -q -ra --tb=short -m gpu \
+           tests/test_gpu.py -p no:cacheprovider -k "graph_trial_record or profiled or \
+           options_run or graphed_inference or record_is_complete or memory_and_nvml or \
+           real_oom or isolated_trials" ;;
     *) say "UNKNOWN step $1 (no such step)"; return 1 ;;
   esac
 }
@@ -92,6 +100,9 @@ ORDER="gpu_tests seed harness mfu repeats overhead_fresh_worker overhead_isolate
 # issue 11's run: STEPS="$ISSUE11" benchmarks/gpu_campaign.sh OUTDIR
 ISSUE11="gpu_tests_graph seed_graph seed graph_harness compile_modes seed_2020"
 [ "${STEPS:-}" = issue11 ] && STEPS=$ISSUE11
+# the session of 2026-12-01's one GPU call (budget: about 9 minutes): STEPS=final
+FINAL="gpu_tests_quick seed seed_graph max_batch6"
+[ "${STEPS:-}" = final ] && STEPS=$FINAL
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"
