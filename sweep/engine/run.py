@@ -30,6 +30,7 @@ from sweep.engine.searcher import StopWhenOnlyLostTrialsLeft, SweepSearcher
 from sweep.engine.worker import TrialRequest, resources, trainable
 from sweep.plan.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand
 from sweep.results.frame import trials_frame
+from sweep.results.lease import Lease, LeaseHeld
 from sweep.results.record import CRASHED, FINAL_STATUSES, NO_GPU_TYPE, Trial
 from sweep.results.store import Store
 
@@ -122,9 +123,19 @@ def run_sweep(spec: SweepSpec, options: EngineOptions | None = None) -> SweepOut
     options = options or EngineOptions()
     t0 = time.monotonic()
     planned = expand(spec)
-    store = Store(options.db)  # an unusable path fails here, before Ray starts
+    store = Store(options.db)  # an unusable or damaged file fails here, before Ray starts
     try:
-        return _run(spec, planned, store, options, t0)
+        # one driver per sweep and database (sweep/results/lease.py), also taken before Ray
+        with Lease(options.db, spec.name) as lease:
+            if lease.taken_over is not None:
+                log.warning(
+                    "took over the lease of sweep %s from a driver that is gone: %s",
+                    spec.name,
+                    lease.taken_over.describe(time.time()),
+                )
+            return _run(spec, planned, store, options, t0)
+    except LeaseHeld as exc:
+        raise SweepError(str(exc)) from None
     finally:
         store.close()
 

@@ -79,10 +79,13 @@ def should_replace(old_status: str, new_status: str) -> bool:
 
 
 class Store:
-    """Trials in a SQLite file. ``Store(path)`` creates the file and its tables if needed.
+    """Trials in a SQLite file. ``Store(path)`` creates the file and its tables if needed and
+    checks an existing one (``PRAGMA quick_check``), so that a sweep never starts on a damaged
+    file.
 
     readonly=True opens an existing database without creating or changing anything (a missing
-    file is then an error).
+    file is then an error) and without the check (the web app opens it on every refresh); a
+    damaged page it reads is a StoreError naming the file and what SQLite said.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
@@ -96,8 +99,17 @@ class Store:
     def _fail(self, reason: str) -> StoreError:
         return StoreError(f"database {self.path!r}: {reason}")
 
+    def _sqlite_failed(self, exc: sqlite3.Error) -> StoreError:
+        damaged = "malformed" in str(exc) or "not a database" in str(exc)
+        hint = " (the file is damaged: restore a copy or use another --db)" if damaged else ""
+        return self._fail(f"SQLite says: {exc}{hint}")
+
     def _open(self) -> sqlite3.Connection:
         path = self.path
+        if path in ("", ":memory:") or path.startswith("file:"):
+            # SQLite reads these as a private in-memory (or URI) database: every row of the sweep
+            # would be gone when it ends
+            raise self._fail("is not a file path: the results would be lost when the sweep ends")
         if os.path.isdir(path):
             raise self._fail("is a directory, not a results database file")
         exists = os.path.exists(path)
@@ -124,6 +136,8 @@ class Store:
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }
         except sqlite3.DatabaseError as exc:  # "file is not a database", unreadable, ...
+            if "malformed" in str(exc):
+                raise self._sqlite_failed(exc) from None
             raise self._fail(f"is not a results database ({exc})") from None
         ours = app_id == APPLICATION_ID
         if not ours and (app_id != 0 or tables):
@@ -157,7 +171,25 @@ class Store:
                 f"was written by a newer transformers-sweep (store version "
                 f"{version} > {STORE_VERSION}); upgrade"
             )
+        if ours:
+            self._quick_check(conn)
         return conn
+
+    def _quick_check(self, conn: sqlite3.Connection) -> None:
+        """PRAGMA quick_check (https://www.sqlite.org/pragma.html#pragma_quick_check): every page
+        read and its b-tree checked, in time linear in the file's size. A damaged file is refused
+        before a sweep starts, not found out after Ray has started or half-way through."""
+        try:
+            found = [r[0] for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._sqlite_failed(exc) from None
+        if found != ["ok"]:
+            conn.close()
+            raise self._fail(
+                f"is damaged (SQLite's quick_check: {'; '.join(found)[:300]}); restore a copy or "
+                "use another --db"
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -212,8 +244,13 @@ class Store:
                     row,
                 )
                 conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException as exc:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # no transaction left to roll back (SQLite ended it on the error)
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise self._sqlite_failed(exc) from None
                 raise
         return True
 
@@ -221,7 +258,10 @@ class Store:
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as exc:  # a damaged page, found when it is read
+                raise self._sqlite_failed(exc) from None
 
     def _decode(self, key: str, text: str) -> Trial:
         try:

@@ -1,0 +1,225 @@
+"""A sweep's lease on its database: one driver at a time runs a given sweep into a given file.
+
+Two drivers started on the same sweep and database would each run every trial (the second one's
+rows superseding the first's). The lease is a row of the ``leases`` table in the results file
+itself (sweep name, host, pid, heartbeat), taken in one ``BEGIN IMMEDIATE`` transaction, so two
+drivers racing for it cannot both win. While it runs, the holder refreshes the heartbeat every
+``beat_s``; a second driver refuses to start, naming the holder, unless the lease is stale:
+
+- its pid is not alive on this host (a driver that was SIGKILLed, or whose machine rebooted), or
+- its heartbeat is older than ``stale_s`` (a driver on another host, which we cannot probe).
+
+The lease is released when the sweep ends, however it ends (an error, Ctrl-C); only SIGKILL or a
+lost host leaves it behind, and the rules above take it over. This module imports neither torch
+nor ray.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+
+from sweep.results.store import StoreError
+
+# A holder that has not written its heartbeat for this long is presumed dead. Ten beats: a
+# driver busy in Tune's loop, or a slow shared disk, does not lose its lease.
+STALE_S = 120.0
+BEAT_S = 12.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    sweep TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    heartbeat REAL NOT NULL,
+    started_at REAL NOT NULL
+)
+"""
+
+
+class LeaseHeld(StoreError):
+    """Another live driver holds the sweep's lease; the message names it."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a sweep's lease. Times are Unix seconds."""
+
+    sweep: str
+    host: str
+    pid: int
+    heartbeat: float
+    started_at: float
+
+    def describe(self, now: float) -> str:
+        return (
+            f"pid {self.pid} on {self.host} (started {now - self.started_at:.0f} s ago, "
+            f"last heartbeat {now - self.heartbeat:.0f} s ago)"
+        )
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this pid exists on this host (signal 0 probes without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def is_stale(holder: Holder, now: float, host: str, alive, stale_s: float = STALE_S) -> bool:
+    """Whether ``holder``'s lease may be taken over: its pid is dead on this host, or its
+    heartbeat is older than ``stale_s``. ``alive(pid)`` probes a pid of this host."""
+    if holder.host == host and not alive(holder.pid):
+        return True
+    return now - holder.heartbeat > stale_s
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    conn.isolation_level = None  # explicit transactions
+    return conn
+
+
+def _read(conn: sqlite3.Connection, sweep: str) -> Holder | None:
+    row = conn.execute(
+        "SELECT sweep, host, pid, heartbeat, started_at FROM leases WHERE sweep=?", (sweep,)
+    ).fetchone()
+    return Holder(*row) if row else None
+
+
+def holder(path: str, sweep: str) -> Holder | None:
+    """The lease on ``sweep`` in the database at ``path``, or None."""
+    conn = _connect(path)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return _read(conn, sweep) if "leases" in tables else None
+    finally:
+        conn.close()
+
+
+class Lease:
+    """The lease of ``sweep`` in the results database at ``path``, for this process.
+
+    ``with Lease(path, sweep):`` takes it (LeaseHeld if a live driver holds it), keeps its
+    heartbeat from a daemon thread, and releases it on the way out, whatever the way out is.
+    ``taken_over`` is the stale holder it replaced, if any (for a log line).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        sweep: str,
+        *,
+        host: str | None = None,
+        pid: int | None = None,
+        stale_s: float = STALE_S,
+        beat_s: float = BEAT_S,
+        alive=pid_alive,
+        clock=time.time,
+    ) -> None:
+        self.path, self.sweep = os.fspath(path), sweep
+        self.host = host or socket.gethostname()
+        self.pid = os.getpid() if pid is None else pid
+        self.stale_s, self.beat_s = stale_s, beat_s
+        self._alive, self._clock = alive, clock
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.taken_over: Holder | None = None
+
+    def _fail(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"database {self.path!r}: the sweep's lease: SQLite says: {exc}")
+
+    def acquire(self) -> None:
+        """Take the lease, or raise LeaseHeld naming the live holder."""
+        try:
+            self._conn = conn = _connect(self.path)
+            conn.execute("BEGIN IMMEDIATE")  # the write lock: a racing driver waits here
+            try:
+                conn.execute(_SCHEMA)
+                now = self._clock()
+                old = _read(conn, self.sweep)
+                mine = old is not None and (old.host, old.pid) == (self.host, self.pid)
+                if old is not None and not mine:
+                    if not is_stale(old, now, self.host, self._alive, self.stale_s):
+                        conn.execute("ROLLBACK")
+                        raise LeaseHeld(
+                            f"database {self.path!r}: sweep {self.sweep!r} is being run by "
+                            f"another driver, {old.describe(now)}; wait for it to end, or stop "
+                            f"it (its lease is taken over once its pid is gone or its heartbeat "
+                            f"is {self.stale_s:g} s old)"
+                        )
+                    self.taken_over = old
+                conn.execute(
+                    "INSERT OR REPLACE INTO leases(sweep, host, pid, heartbeat, started_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (self.sweep, self.host, self.pid, now, now),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._close()
+            raise self._fail(exc) from None
+        except BaseException:
+            self._close()
+            raise
+
+    def beat(self) -> None:
+        """Refresh the heartbeat of the lease this process holds."""
+        with self._lock:
+            if self._conn is None:
+                return
+            self._conn.execute(
+                "UPDATE leases SET heartbeat=? WHERE sweep=? AND host=? AND pid=?",
+                (self._clock(), self.sweep, self.host, self.pid),
+            )
+
+    def release(self) -> None:
+        """Give the lease back (only this process's own: a lease taken over is left alone)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.execute(
+                        "DELETE FROM leases WHERE sweep=? AND host=? AND pid=?",
+                        (self.sweep, self.host, self.pid),
+                    )
+                except sqlite3.Error:
+                    pass  # the file went away or broke: a stale lease is taken over later
+            self._close()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _beat_forever(self) -> None:
+        while not self._stop.wait(self.beat_s):
+            try:
+                self.beat()
+            except sqlite3.Error:
+                pass  # a busy file: the next beat tries again, well within stale_s
+
+    def __enter__(self) -> Lease:
+        self.acquire()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat_forever, name="lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
