@@ -38,17 +38,33 @@ class ClusterUnreachable(ConnectionError):
     """Nothing answers at the Ray address given: the message names it."""
 
 
+AUTH_HELP = (
+    "the Ray cluster at {address!r} requires token authentication and this driver has no "
+    "token (or a wrong one): set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN, "
+    "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token (`ray get-auth-token` on the head prints it); "
+    "https://docs.ray.io/en/latest/ray-security/token-auth.html"
+)
+# How long the authentication probe waits for the GCS to answer before leaving it to ray.init.
+AUTH_PROBE_S = 5.0
+
+
 def check_address(address: str | None, timeout_s: float = 5.0) -> None:
-    """Fail fast, naming the address, when nothing listens at a "host:port" (or "ray://host:port")
-    Ray address: ``ray.init`` would otherwise retry for minutes, printing only its own warnings.
-    Other forms ("auto", "local") are left to Ray."""
+    """Fail fast, naming the address, when the Ray address cannot be used: not of a form Ray
+    takes, nothing listening at its "host:port" (or "ray://host:port"), or a cluster with token
+    authentication that this driver has no token for. ``ray.init`` would otherwise retry for
+    tens of seconds, printing only its own warnings, then raise a traceback."""
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if not address:
+    if not address or address in ("auto", "local"):
         return
-    rest = address.split("://", 1)[1] if "://" in address else address
+    scheme, _, rest = address.rpartition("://")
     host, sep, port = rest.rpartition(":")
+    if scheme not in ("", "ray") or (scheme == "" and not (sep and host and port.isdigit())):
+        raise ClusterUnreachable(
+            f"--address {address!r}: not a Ray address (host:port of the head, ray://host:port, "
+            "auto or local)"
+        )
     if not sep or not host or not port.isdigit():
-        return
+        return  # ray://host: the client's default port, left to Ray
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as exc:
@@ -56,6 +72,53 @@ def check_address(address: str | None, timeout_s: float = 5.0) -> None:
             f"--address {address!r}: no Ray cluster answers there ({exc}); start one with "
             "`ray up cluster.yaml` or `ray start --head`, or leave --address out for a local one"
         ) from None
+    if scheme == "":
+        _check_auth(address, f"{host}:{port}")
+
+
+def _auth_problem(exc: BaseException | None) -> bool:
+    """Whether an exception, or one in its chain, is Ray's token authentication refusing us."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if type(exc).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _check_auth(address: str, gcs: str) -> None:
+    """Ask the head's GCS for the cluster id, as ray.init does first: a cluster with token
+    authentication refuses at once (ray.exceptions.AuthenticationError). The probe runs in a
+    daemon thread (the client releases the GIL) and is abandoned after AUTH_PROBE_S, leaving
+    other answers to ray.init; the GCS client's own warning line is kept off stderr meanwhile."""
+    import threading
+
+    try:
+        from ray._raylet import GcsClient  # ray.init's first call too (ray/_private/node.py)
+    except ImportError:
+        return
+    refused = threading.Event()
+
+    def probe() -> None:
+        try:
+            GcsClient(address=gcs)
+        except Exception as exc:  # refused, timed out: only a refusal of the token matters here
+            if _auth_problem(exc):
+                refused.set()
+
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        thread = threading.Thread(target=probe, name="ray-auth-probe", daemon=True)
+        thread.start()
+        thread.join(AUTH_PROBE_S)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    if refused.is_set():
+        raise ClusterUnreachable(f"--address {address!r}: " + AUTH_HELP.format(address=address))
 
 
 def runtime_env(preimport: bool = False) -> dict[str, Any]:
@@ -96,7 +159,12 @@ def connect(
         configure_logging=True,
     )
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as exc:  # ray.init raises ConnectionError over the refusal
+            if _auth_problem(exc):
+                raise ClusterUnreachable(AUTH_HELP.format(address=address)) from None
+            raise
         return f"joined {address}"
     ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
     return "local"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import os
 import sys
@@ -56,8 +57,21 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _max_trials_flag(p: argparse.ArgumentParser) -> None:
+    from sweep.plan.sweepfile import DEFAULT_MAX_TRIALS
+
+    p.add_argument(
+        "--max-trials",
+        type=int,
+        default=DEFAULT_MAX_TRIALS,
+        help="refuse a sweep that plans more trials than this, counted before the grid is "
+        f"expanded (default: {DEFAULT_MAX_TRIALS:,})",
+    )
+
+
 def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=DEFAULT_DB, help=f"results database (default: {DEFAULT_DB})")
+    _max_trials_flag(p)
     p.add_argument(
         "--rerun", action="store_true", help="run trials again even if stored with a final status"
     )
@@ -116,6 +130,7 @@ def add_sweep_commands(parser: argparse.ArgumentParser, sub: Any) -> None:
     p = sub.add_parser("plan", help="print the trials a sweep would run, without running them")
     p.add_argument("source")
     p.add_argument("--db", default=DEFAULT_DB)
+    _max_trials_flag(p)
     _connection_flags(p)
     p.add_argument(
         "--no-cluster",
@@ -180,6 +195,12 @@ def _options(args: argparse.Namespace):
     )
 
 
+def _max_trials(args: argparse.Namespace) -> int:
+    if args.max_trials < 1:
+        raise ValueError(f"--max-trials: must be at least 1, got {args.max_trials}")
+    return args.max_trials
+
+
 def _check_db(path: str) -> None:
     """Open (creating if needed) the database now, so that a bad path fails before Ray starts."""
     from sweep.results.store import Store
@@ -226,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweep.results.store import StoreError
 
     try:
-        spec = sweepfile.load(args.source)
+        spec = sweepfile.load(args.source, max_trials=_max_trials(args))
         options = _options(args)
         if options.num_cpus is not None and options.num_cpus < spec.cpus_per_trial:
             raise ValueError(
@@ -270,7 +291,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from sweep.results.store import StoreError
 
     try:
-        spec = sweepfile.load(args.source)
+        spec = sweepfile.load(args.source, max_trials=_max_trials(args))
         types = has_gpu = None
         if not args.no_cluster:
             from cluster import ray_cluster
@@ -343,7 +364,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             except ImportError as exc:
                 return _error(ValueError(f"parquet needs pyarrow (pip install pyarrow): {exc}"))
     except OSError as exc:  # a directory that does not exist, no permission, a full disk
-        return _error(ValueError(f"-o {out!r}: cannot be written ({exc})"))
+        where = f"-o {out!r}" if out else "the output"
+        return _error(ValueError(f"{where}: cannot be written ({exc})"))
     if out:
         print(f"wrote {len(frame)} trials to {os.path.abspath(out)}", file=sys.stderr)
     return 0
@@ -361,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a full disk or /dev/full fails here, not in the interpreter's exit
+        return code
     except BrokenPipeError:
         if not _stdout_closed():
             raise  # another pipe (a socket of Ray's, a child's): a real error
@@ -370,6 +394,18 @@ def main(argv: list[str] | None = None) -> int:
         # does not raise again (the recipe of Python's signal documentation).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a command a closed pipe stopped
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_FULL:
+            raise
+        # stdout cannot take the output (a full disk, `> /dev/full`): one line, and stdout
+        # pointed at devnull so that the interpreter's final flush does not raise again
+        print(f"error: the output cannot be written: {exc.strerror}", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+# errno of a write that failed for want of room (a full disk or quota, /dev/full) or a dead device
+_OUTPUT_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG, errno.EIO}
 
 
 def _stdout_closed() -> bool:
