@@ -1,0 +1,149 @@
+"""The memory model: peak memory against batch size at a fixed shape, and from it the largest
+batch that fits a card of a given size.
+
+A training step's memory is weights, gradients and optimizer state (fixed) plus activations
+(linear in the batch), so peak memory is close to a straight line in the batch; the line through
+a group's ok batches predicts its limit on any card. The peak is NVML's (the CUDA context
+included: what a card must hold), torch's reserved peak where NVML was not read (the CPU, rows
+without NVML), and the figures say which. Pure: no torch, no pandas in the fit itself.
+
+Card sizes are given as sold ("80 GB") and taken as binary: GPU memory is sized in GiB (an
+A100-40GB reports 40,960 MiB), so a card of N GB holds N GiB here. A card shows a little less than
+that to programs (an H200 "141 GB" showed 139.8 GiB), which the margin covers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+GIB = 2**30
+CAPACITIES_GB = (16, 24, 32, 40, 48, 80, 94, 141)
+MARGIN = 0.02  # a predicted batch keeps this share of the card free: never above the real limit
+PEAK_SOURCES = ("nvml_peak_used_gib", "peak_reserved_gib")  # first present wins, per group
+
+
+def parse_capacities(values: Any) -> tuple[float, ...]:
+    """Card sizes in GB from a list (or a comma-separated string); one ValueError naming the
+    bad entry otherwise."""
+    if isinstance(values, str):
+        values = [v for v in values.split(",") if v.strip()]
+    if not values:
+        raise ValueError("capacities: give at least one card size in GB")
+    out = []
+    for v in values:
+        try:
+            gb = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"capacities: {str(v)[:40]!r} is not a number of GB") from None
+        if not 0 < gb < 1e6:  # nan and inf fail too
+            raise ValueError(f"capacities: {gb!r} GB is not a positive card size")
+        out.append(gb)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class MemoryFit:
+    """peak_bytes = intercept_bytes + slope_bytes_per_seq * batch, fitted on ``n_points`` ok
+    batches up to ``measured_up_to``; ``max_error_pct``: the largest |fit - measured| / measured
+    over those points, %."""
+
+    slope_bytes_per_seq: float
+    intercept_bytes: float
+    n_points: int
+    measured_up_to: int
+    max_error_pct: float
+
+    def predict_bytes(self, batch: int) -> float:
+        return self.intercept_bytes + self.slope_bytes_per_seq * batch
+
+    def largest_batch(self, capacity_bytes: float, margin: float = MARGIN) -> int | None:
+        """The largest batch whose predicted peak fits ``capacity_bytes`` less ``margin`` of it;
+        0 when not even one sequence fits; None when memory does not grow with the batch."""
+        if self.slope_bytes_per_seq <= 0:
+            return None
+        room = capacity_bytes * (1.0 - margin) - self.intercept_bytes
+        return max(math.floor(room / self.slope_bytes_per_seq), 0)
+
+
+def fit_memory(points: list[tuple[int, float]]) -> MemoryFit | None:
+    """Least squares over (batch, peak bytes) of one group's batches that fit. None with fewer
+    than two distinct batch sizes: one point gives no slope, and no prediction is better than a
+    guess."""
+    pts = [(int(b), float(p)) for b, p in points if p is not None and math.isfinite(float(p))]
+    if len({b for b, _ in pts}) < 2:
+        return None
+    n = len(pts)
+    xm = sum(b for b, _ in pts) / n
+    ym = sum(p for _, p in pts) / n
+    sxx = sum((b - xm) ** 2 for b, _ in pts)
+    slope = sum((b - xm) * (p - ym) for b, p in pts) / sxx
+    intercept = ym - slope * xm
+    err = max((abs(intercept + slope * b - p) / p * 100.0 for b, p in pts if p > 0), default=0.0)
+    return MemoryFit(slope, intercept, n, max(b for b, _ in pts), err)
+
+
+def fit_rows(rows: list[dict[str, Any]]) -> tuple[MemoryFit | None, str | None]:
+    """The fit of one group's ok rows (flat result rows: batch_size and the peak metrics), from
+    the first peak source every row has; (fit, the source's metric name), (None, None) when no
+    source is complete. One source for all points: NVML's peak holds the CUDA context, torch's
+    reserved peak does not, so a line through a mix of them would be wrong."""
+    for source in PEAK_SOURCES:
+        points = [(r["batch_size"], r.get(source)) for r in rows]
+        if points and all(_number(p) for _, p in points):
+            return fit_memory([(b, float(p) * GIB) for b, p in points]), source
+    return None, None
+
+
+def _number(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def predicted_limits(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB, margin=MARGIN):
+    """For every group (a workload but its batch size, on one GPU) with two or more ok batches:
+    the predicted largest batch per card size, with the fit's error on the measured points.
+
+    ``frame``: a results frame (sweep.results.frame). One row per group and card size, columns:
+    the group's workload fields and ``gpu``, ``capacity_gb``, ``predicted_max_batch``,
+    ``fit_max_error_pct``, ``fit_points``, ``measured_up_to_batch``, ``peak_source``."""
+    import pandas as pd
+
+    from sweep.plan.config import workload_fields
+    from sweep.results.record import OK
+
+    keys = [f for f in workload_fields() if f != "batch_size" and f in frame.columns]
+    keys.append("gpu")
+    columns = keys + [
+        "capacity_gb",
+        "predicted_max_batch",
+        "fit_max_error_pct",
+        "fit_points",
+        "measured_up_to_batch",
+        "peak_source",
+    ]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    ok = frame[frame["status"] == OK].copy()
+    ok["gpu"] = ok["gpu"].fillna(ok["gpu_type"]).fillna("cpu")
+    out = []
+    for group, g in ok.groupby(keys, dropna=False, sort=True):
+        fit, source = fit_rows(g.to_dict("records"))
+        if fit is None:
+            continue
+        for cap in capacities_gb:
+            out.append(
+                dict(
+                    zip(keys, group, strict=True),
+                    capacity_gb=cap,
+                    predicted_max_batch=fit.largest_batch(cap * GIB, margin),
+                    fit_max_error_pct=fit.max_error_pct,
+                    fit_points=fit.n_points,
+                    measured_up_to_batch=fit.measured_up_to,
+                    peak_source=source,
+                )
+            )
+    return pd.DataFrame(out, columns=columns)
