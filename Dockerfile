@@ -1,4 +1,8 @@
-# The image every node of a transformers-sweep Ray cluster runs (cluster.yaml, docker.image).
+# The image every node of a transformers-sweep Ray cluster runs (cluster.yaml, docker.image), and
+# the one that serves the web app (README, "The web app in Docker"):
+#   docker run -p 7860:7860 -v "$PWD:/data" IMAGE \
+#       python -m ui --db /data/results.db --host 0.0.0.0 --port 7860 --auth user:password
+# .dockerignore keeps the virtualenv, .git, results databases and caches out of the context.
 #
 # Base: NVIDIA's NGC PyTorch container. It ships a CUDA build of torch matched to its CUDA,
 # cuDNN and NCCL, and NVIDIA apex (its FusedAdam is what the "apex-fused-adam" optimizer uses; the
@@ -33,19 +37,24 @@ WORKDIR /opt/transformers-sweep
 # Dependencies first (a layer that changes only when pyproject.toml does). The image's own torch
 # is kept: the "trial" extra asks for torch>=2.4, which the NGC build satisfies, so pip leaves it.
 COPY pyproject.toml README.md ./
-RUN mkdir -p sweep cluster ui \
-    && touch sweep/__init__.py cluster/__init__.py ui/__init__.py \
-    && pip install "ray[tune]==${RAY_VERSION}" -e ".[trial,engine]" \
+RUN mkdir -p sweep cluster analysis ui \
+    && touch sweep/__init__.py cluster/__init__.py analysis/__init__.py ui/__init__.py \
+    && pip install "ray[tune]==${RAY_VERSION}" -e ".[trial,engine,ui]" \
     && python -c "import torch, ray; assert ray.__version__ == '${RAY_VERSION}', ray.__version__"
 
 # The project itself. On a cluster, file_mounts put the current checkout at
 # ~/transformers-sweep and setup_commands re-install it (--no-deps) over this copy.
 COPY sweep ./sweep
 COPY cluster ./cluster
+COPY analysis ./analysis
 COPY ui ./ui
 # The import check fails the build if the base image has lost apex: then the cluster would
 # silently measure another optimizer than the one a sweep asks for.
 RUN pip install --no-deps -e . \
-    && python -c "import sweep.engine.run, cluster.ray_cluster; from apex.optimizers import FusedAdam"
+    && python -c "import sweep.engine.run, cluster.ray_cluster; from apex.optimizers import FusedAdam" \
+    && python -c "import ui.app, analysis.sources"
+
+# python -m ui listens here when given --port 7860 (its default is the first free port from 7860)
+EXPOSE 7860
 
 CMD ["python", "-m", "sweep", "--help"]
