@@ -20,7 +20,14 @@ from typing import Any
 import pandas as pd
 
 from analysis.cost import DEFAULT_PRICES, _has_word, price_for
-from analysis.selection import MEASURED_DATASET, OOM_STATUSES, numeric, select, short_gpu
+from analysis.selection import (
+    MEASURED_DATASET,
+    OOM_STATUSES,
+    gpu_column,
+    numeric,
+    select,
+    short_gpu,
+)
 from sweep.results.memory_model import predicted_limits
 from sweep.results.record import OK
 from sweep.results.trust import host_bound
@@ -47,12 +54,11 @@ TRUST_2020 = "2020 host timers"
 
 
 def fits_column(gb: float) -> str:
-    return f"Fits in {gb:g} GB (predicted batch)"
+    return f"Fits {gb:g} GB (predicted)"
 
 
 COLUMNS = [
     "GPU",
-    "Data",
     "Trust",
     "Best tokens/s",
     "At batch",
@@ -66,6 +72,7 @@ COLUMNS = [
     "GPU busy %",
     "Step time CV %",
     "Differs in",
+    "Data",
 ]
 
 # Whole numbers, empty where unknown (pandas' nullable integers: no "256.0").
@@ -93,10 +100,7 @@ def gpu_names(df: pd.DataFrame) -> pd.Series:
     """The short GPU name of each row ("H200", "A100-SXM4-40GB"; "cpu" for CPU rows)."""
     if df.empty:
         return pd.Series([], dtype=str, index=df.index)
-    gpu = df["gpu"] if "gpu" in df else pd.Series(None, index=df.index, dtype=object)
-    if "gpu_type" in df:
-        gpu = gpu.fillna(df["gpu_type"])
-    return gpu.fillna("cpu").map(short_gpu)
+    return gpu_column(df).map(short_gpu)
 
 
 def trust_of(row: pd.Series | dict[str, Any]) -> str:

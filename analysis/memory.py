@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
 
 from analysis.throughput import throughput_points
+from sweep.results.memory_model import GIB, MemoryFit
 
 # Memory metrics, most useful first. nvml_mean_used_gib exists only on the 2020 reference rows
 # (a mean of nvidia-smi samples, not a peak: see ui/data/ and scripts/convert_seed_results.py).
@@ -38,7 +38,8 @@ def memory_fit(
     points: pd.DataFrame, capacities_gb: tuple[int, ...] = CAPACITIES_GB
 ) -> pd.DataFrame:
     """A least-squares line memory = intercept + slope * batch per series, and from it the largest
-    batch that fits each capacity: floor((capacity - intercept) / slope).
+    batch that fits each capacity (``sweep.results.memory_model``: a card of N GB holds N GiB,
+    less its MARGIN; the answer table predicts with the same model).
 
     Memory of a training step is close to linear in the batch (weights, gradients and optimizer
     state are fixed; activations grow with the batch), so a line through the measured points is a
@@ -66,12 +67,9 @@ def memory_fit(
             intercept_gib=round(intercept, 3),
             r2=round(1 - ss_res / ss_tot, 4) if ss_tot > 0 else None,
         )
+        line = MemoryFit(slope * GIB, intercept * GIB, len(x), int(x.max()), float("nan"))
         for cap in capacities_gb:
-            if slope <= 0:
-                fits = None  # memory not growing with batch: no meaningful limit from this fit
-            else:
-                n = math.floor((cap - intercept) / slope)
-                fits = max(n, 0)
-            row[f"max_batch_{cap}gb"] = fits
+            # None where memory does not grow with the batch: no limit from this fit
+            row[f"max_batch_{cap}gb"] = line.largest_batch(cap * GIB)
         rows.append(row)
     return pd.DataFrame(rows, columns=cols)

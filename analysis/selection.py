@@ -106,13 +106,29 @@ def default_filters(df: pd.DataFrame) -> dict[str, str]:
     return {"model": str(model), "seq_len": str(seq_len), "precision": str(precision)}
 
 
+def gpu_column(df: pd.DataFrame) -> pd.Series:
+    """Each row's GPU name. A row the engine wrote without running (skipped_oom, no_gpu_type)
+    has no GPU reading, only the type asked for ("A100"): it takes the name the rows of that
+    type read ("NVIDIA A100-SXM4-80GB"), and with no type, in a frame of one GPU, that GPU; "?"
+    only when nothing says. So it never makes a series of its own beside its GPU's."""
+    gpu = df["gpu"].astype(object) if "gpu" in df else pd.Series(None, index=df.index, dtype=object)
+    if "env.gpu_name" in df and "gpu_type" in df:
+        read = df["env.gpu_name"].notna() & df["gpu_type"].notna()
+        by_type = dict(zip(df.loc[read, "gpu_type"], df.loc[read, "env.gpu_name"], strict=True))
+        unread = df["env.gpu_name"].isna() & df["gpu_type"].notna()
+        gpu = gpu.where(~unread, df["gpu_type"].map(by_type)).fillna(gpu)
+    names = gpu.dropna().unique()
+    if gpu.isna().any() and len(names) == 1:
+        gpu = gpu.fillna(names[0])
+    return gpu.fillna("?")
+
+
 def series_labels(df: pd.DataFrame) -> pd.Series:
     """A legend label per row: the GPU, "(ref <sweep>)" for reference rows, and every workload
     field that varies within ``df`` (so that two configurations are never drawn as one line)."""
     if df.empty:
         return pd.Series([], dtype=str, index=df.index)
-    gpu = df["gpu"].fillna(df.get("gpu_type", pd.Series("?", index=df.index))).fillna("?")
-    label = gpu.astype(str)
+    label = gpu_column(df).astype(str)
     if "dataset" in df:
         ref = df["dataset"] != MEASURED_DATASET
         sweep = df["sweep"] if "sweep" in df else df["dataset"]

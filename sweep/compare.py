@@ -95,8 +95,8 @@ def format_answer(table, notes: list[str], baseline: str | None) -> str:
     heads = [
         f"vs {baseline}"
         if c == spd
-        else f"fits {c.split()[2]}GB"
-        if c.startswith("Fits in")
+        else f"fits {c.split()[1]}GB"
+        if c.startswith("Fits ")
         else SHORT_HEADERS[c]
         for c in cols
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -196,6 +197,9 @@ def _render(client, **changes):
         "mode",
         "gradient_checkpointing",
         "tp_metric",
+        "answer_baseline",
+        "gpus",
+        "strict",
         "mem_metric",
         "prices",
         "target",
@@ -214,16 +218,23 @@ def test_filters_change_the_returned_data(served):
     client = Client(served["url"], verbose=False)
     out128 = _render(client, datasets=["measured"], seq_len="128", compile="False")
     out512 = _render(client, datasets=["measured"], seq_len="512", compile="False")
-    fit128, fit512 = _frame(out128[1]).set_index("series"), _frame(out512[1]).set_index("series")
+    fit128, fit512 = _frame(out128[4]).set_index("series"), _frame(out512[4]).set_index("series")
     # the L4 fits batch 128 at 128 tokens, only 32 at 512 (fixture: 22 GiB usable)
     assert fit128.loc["NVIDIA L4", "largest_batch_that_fits"] == 128
     assert fit512.loc["NVIDIA L4", "largest_batch_that_fits"] == 32
-    assert out128[0]["type"] == "matplotlib" and out128[0]["plot"].startswith("data:image/png")
-    assert out128[0]["plot"] != out512[0]["plot"]
-    table128 = _frame(out128[13])
+    # an interactive chart: Plotly's JSON, one trace per GPU, hover text with the row's figures
+    assert out128[3]["type"] == "plotly"
+    chart = json.loads(out128[3]["plot"])
+    l4 = [t for t in chart["data"] if t.get("name", "").startswith("L4")][0]
+    assert "GPU busy" in l4["hovertext"][0] and "step CV" in l4["hovertext"][0]
+    assert out128[3]["plot"] != out512[3]["plot"]
+    # the answer table: one row per GPU, the L4's largest batch run 128 at 128 tokens
+    answer = _frame(out128[1]).set_index("GPU")
+    assert answer.loc["L4", "Largest batch run"] == 128 and answer.index.is_unique
+    table128 = _frame(out128[16])
     assert set(table128["seq_len"].astype(int)) == {128}
     # the CSV behind the download button holds the same rows as the table
-    download = out128[14]
+    download = out128[17]
     csv = pd.read_csv(download["value"] if isinstance(download, dict) else download)
     assert len(csv) == len(table128) and set(csv["key"]) == set(table128["key"])
     # reference rows join the same chart when switched on
@@ -234,7 +245,7 @@ def test_filters_change_the_returned_data(served):
         precision="(any)",
         seq_len="128",
     )
-    series = set(_frame(both[1])["series"])
+    series = set(_frame(both[4])["series"])
     assert any("(ref seed-2020)" in s for s in series) and any("NVIDIA H200" in s for s in series)
     assert served["outbound"] == []
 
@@ -251,7 +262,7 @@ def test_malformed_price_gets_a_clear_message(served):
     out = _render(
         client, datasets=["measured"], seq_len="128", compile="False", prices=prices, target=1000
     )
-    message = out[8]
+    message = out[11]
     assert "'five dollars' is not a number" in message
     assert "No price for: NVIDIA A100-SXM4-80GB, NVIDIA H200" in message
     assert "Cheapest GPU reaching 1,000 tokens/s: **NVIDIA L4**" in message
@@ -369,7 +380,8 @@ def test_a_tabs_own_widget_redraws_that_tab_only(tmp_path):
     (compare,) = [f for f in redraws if any(c.elem_id == "compare-plot" for c in f.outputs)]
     values = [c.value for c in compare.inputs]
     values[0] = ["measured"]
-    values[-1] = "tokens_per_s"  # the compare tab's own input: throughput in tokens / s
-    plot, fit = compare.fn(*values)
+    values[-4] = "tokens_per_s"  # the compare tab's own inputs: unit, baseline, GPUs, strict
+    values[-1] = False
+    _note, _answer, _download, plot, fit = compare.fn(*values)
     assert "best_tokens_per_s" in fit.columns and len(fit)
-    assert plot.axes[0].get_ylabel() == "tokens / s"
+    assert json.loads(plot.plot)["layout"]["yaxis"]["title"]["text"] == "tokens / s"

@@ -1,24 +1,53 @@
-"""One real-browser test: headless Chromium (Debian's package) drives ``python -m ui``."""
+"""One real-browser test: headless Chromium (Debian's package) drives ``python -m ui`` as a person
+choosing a GPU would, and reads the answers off the page.
+
+Screenshots of every tab are left in $TSWEEP_ARTIFACTS (default /tmp/artifacts/ui) as the test's
+artifacts (not committed)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import time
 import urllib.parse
-import urllib.request
 
+import pandas as pd
 import pytest
 
 from tests.test_ui_app import ENV, REPO, fixture_trials, make_db
 from ui.local import free_port, wait_until_serving
 
 CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = os.environ.get("TSWEEP_ARTIFACTS", "/tmp/artifacts/ui")
+TABS = ("compare-gpus", "memory", "time-breakdown", "efficiency", "cost", "speedup", "table")
+# The answer table's cells, as the page shows them: header -> {GPU: text}.
+READ_TABLE = """() => {
+  const rows = [...document.querySelectorAll('#answer-table [role=row]')];
+  return rows.map(r => [...r.querySelectorAll('[role=columnheader], [role=gridcell]')]
+    .map(c => c.innerText.trim()));
+}"""
+
+
+def _answer(page) -> dict[str, dict[str, str]]:
+    rows = page.evaluate(READ_TABLE)
+    head, body = rows[0], rows[1:]
+    gpu = head.index("GPU")
+    return {h: {r[gpu]: r[i] for r in body} for i, h in enumerate(head)}
+
+
+def _expected(query: dict[str, str]):
+    """The same answer from the pure function, over the same rows (the user's database)."""
+    from analysis.answer import answer
+    from analysis.selection import combine
+    from sweep.results.frame import trials_frame
+
+    frame = combine(trials_frame(fixture_trials()), {})
+    table = answer(frame, query["model"], query["seq_len"], query["precision"], query["baseline"])
+    return table.table.set_index("GPU")
 
 
 @pytest.mark.browser
-def test_browser_filter_updates_chart_and_table(tmp_path):
+def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; `make test` tries)")
     pw = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
@@ -34,59 +63,91 @@ def test_browser_filter_updates_chart_and_table(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    query = {
+        "model": "bert-base-uncased",
+        "seq_len": "128",
+        "precision": "bf16-mixed",
+        "baseline": "A100-SXM4-80GB",
+        "data": "measured",
+    }
     requests: list[str] = []
+    errors: list[str] = []
+    os.makedirs(ARTIFACTS, exist_ok=True)
     try:
         wait_until_serving(url, proc)
         with pw.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1500})
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
             page.on("request", lambda r: requests.append(r.url))
-            page.goto(url)
-            plot = page.locator("#compare-plot img")
-            plot.wait_for(timeout=60_000)
-            table = page.locator("#compare-table")
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            # a pasted link: the selection in the query, the answer table drawn for it
+            page.goto(url + "?" + urllib.parse.urlencode(query))
             page.wait_for_function(
-                "document.querySelector('#compare-table') && "
-                "document.querySelector('#compare-table').innerText"
-                ".includes('NVIDIA L4')",
-                timeout=30_000,
-            )
-            src_before = plot.get_attribute("src")
-            text_before = table.inner_text()
-
-            # change the sequence length 128 -> 512 through the dropdown, as a person would
-            page.locator("#filter-seq_len input").click()
-            page.get_by_role("option", name="512", exact=True).click()
-            page.wait_for_function(
-                "(before) => { const i = document.querySelector('#compare-plot img');"
-                " return i && i.src !== before; }",
-                arg=src_before,
+                "document.querySelector('#answer-table') && document.querySelector"
+                "('#answer-table').innerText.includes('Speedup vs A100-SXM4-80GB')",
                 timeout=60_000,
             )
-            page.wait_for_function(
-                "(before) => document.querySelector('#compare-table').innerText !== before",
-                arg=text_before,
-                timeout=30_000,
-            )
-            text_after = table.inner_text()
-            assert text_after != text_before
+            got, want = _answer(page), _expected(query)
+            assert set(got["GPU"]) == {"H200", "A100-SXM4-80GB", "L4"}
+            speedup = "Speedup vs A100-SXM4-80GB"
+            for gpu in want.index:
+                # 1. how much faster than the A100, for this configuration
+                assert float(got[speedup][gpu]) == pytest.approx(want.loc[gpu, speedup])
+                # 2. what batch fits in 40 GB and 80 GB (predicted), and what ran out of memory
+                for col in ("Fits 40 GB (predicted)", "Fits 80 GB (predicted)", "First OOM batch"):
+                    expect = want.loc[gpu, col]
+                    assert got[col][gpu] == ("" if pd.isna(expect) else str(expect))
+                # 3. what a million tokens cost, and 4. whether the figure is the GPU's own
+                assert float(got["$ per million tokens"][gpu]) == pytest.approx(
+                    want.loc[gpu, "$ per million tokens"]
+                )
+                assert got["Trust"][gpu] == want.loc[gpu, "Trust"]
+            assert float(got[speedup]["H200"]) > 1 > float(got[speedup]["L4"])
+            for name in ("model", "seq_len", "precision"):
+                value = page.locator(f"#filter-{name} input").input_value()
+                assert value == query[name]
 
-            # at 512 tokens the L4 fits batch 32 (fixture), at 128 it fit 128
-            def l4_cells(text: str) -> list[str]:
-                segment = text.split("NVIDIA L4", 1)[1].split("NVIDIA", 1)[0]
-                return segment.split()
-
-            assert "128" in l4_cells(text_before)[:6]
-            assert (
-                l4_cells(text_after)[:6].count("32") >= 1 and "128" not in l4_cells(text_after)[:3]
+            # hover data: each point of the interactive chart carries its figures
+            page.locator("#compare-plot .js-plotly-plot").wait_for(timeout=30_000)
+            hover = page.evaluate(
+                "() => document.querySelector('#compare-plot .js-plotly-plot').data"
+                ".filter(t => t.mode === 'lines+markers').map(t => t.hovertext[0])"
             )
-            time.sleep(1.0)  # let the new image paint before the screenshot
-            shot = tmp_path / "ui.png"
-            page.screenshot(path=str(shot), full_page=False)
+            assert hover and all("GPU busy" in h and "repeat" in h for h in hover)
+
+            # a change made in the page goes into the URL; that URL opens the same view
+            page.locator("#filter-seq_len input").click()
+            page.get_by_role("option", name="512", exact=True).click()
+            page.wait_for_function("location.search.includes('seq_len=512')", timeout=30_000)
+            shared = page.url
+            other = browser.new_page(viewport={"width": 390, "height": 900})
+            other.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            other.goto(shared)
+            other.wait_for_function(
+                "document.querySelector('#answer-table') &&"
+                " document.querySelector('#answer-table').innerText.includes('H200')",
+                timeout=60_000,
+            )
+            assert other.locator("#filter-seq_len input").input_value() == "512"
+            want512 = _expected({**query, "seq_len": "512"})
+            got512 = _answer(other)
+            assert got512["Largest batch run"]["L4"] == str(want512.loc["L4", "Largest batch run"])
+            other.screenshot(path=os.path.join(ARTIFACTS, "phone-390px.png"))
+
+            # every tab opens and draws; a screenshot of each
+            for slug in TABS:
+                page.locator(f"#tab-{slug}-button").click()
+                page.wait_for_function(f"location.search.includes('tab={slug}')", timeout=10_000)
+                if slug not in ("table",):
+                    page.locator(f"#tab-{slug} .js-plotly-plot").first.wait_for(timeout=30_000)
+                page.screenshot(path=os.path.join(ARTIFACTS, f"tab-{slug}.png"))
             browser.close()
-        assert shot.stat().st_size > 20_000
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     hosts = {urllib.parse.urlsplit(r).hostname for r in requests if not r.startswith("data:")}
     assert requests and hosts <= {"127.0.0.1"}, f"requests left 127.0.0.1: {sorted(hosts)}"
+    assert any("PlotlyPlot" in r for r in requests), "plotly.js was not served by the app"
+    assert errors == [], errors
+    assert all(os.path.getsize(os.path.join(ARTIFACTS, f"tab-{s}.png")) > 10_000 for s in TABS)

@@ -23,6 +23,13 @@ from analysis.selection import (  # noqa: E402
     select,
 )
 from analysis.sources import Data, database_signature  # noqa: E402
+from ui.render import (  # noqa: E402
+    Renderer,
+    tab_writer_js,
+    url_params,
+    url_writer_js,
+    value_from_url,
+)
 from ui.tabs import (  # noqa: E402
     about,
     breakdown,
@@ -59,6 +66,7 @@ TABS = (
     ("Sweep progress", progress),
     ("About the data", about),
 )
+SLUGS = [label.lower().replace(" ", "-") for label, _ in TABS]  # the URL's tab=
 # System fonts only: the default theme would ask for web fonts; nothing leaves the machine.
 THEME = gr.themes.Default(
     font=["ui-sans-serif", "system-ui", "sans-serif"],
@@ -150,24 +158,36 @@ def build_app(holder: Holder, refresh_s: float = 5.0) -> gr.Blocks:
                         )
         version = gr.State(holder.version)
         ctx = Context(holder, demo, datasets, filters, version, refresh_s)
-        tabs = []
-        with gr.Tabs():
-            for label, module in TABS:
-                with gr.Tab(label):
+        tabs, tab_widgets = [], []
+        # wrap: at a phone's width every tab name stays visible (a menu hid 7 of 9)
+        with gr.Tabs(overflow_behavior="wrap", elem_id="tabs") as tab_group:
+            for i, (label, module) in enumerate(TABS):
+                with gr.Tab(label, id=i, elem_id=f"tab-{SLUGS[i]}") as tab_widget:
                     tabs.append(module.build(ctx))
-        views = [t for t in tabs if t.render is not None]
-        inputs = [*ctx.shared_inputs, *(c for t in views for c in t.inputs)]
-        outputs = [c for t in views for c in t.outputs]
+                tab_widgets.append(tab_widget)
+        renderer = Renderer(ctx, tabs)
+        inputs, outputs = renderer.inputs, renderer.outputs
         refreshed = [(w, fn) for t in tabs for w, fn in t.refresh]
+        active = gr.State(0)  # the index of the visible tab
+        params = url_params(ctx, tabs)
 
         def render(chosen, *args):
             """Every view for the selection: the shared filters, then each tab's own inputs."""
-            sel, fvals = ctx.selection(chosen, args[: len(filters)])
-            rest, out = list(args[len(filters) :]), []
-            for t in views:
-                own, rest = rest[: len(t.inputs)], rest[len(t.inputs) :]
-                out += t.render(sel, fvals, *own)
-            return out
+            return renderer.every(chosen, *args)
+
+        def render_visible(tab_index, chosen, *args):
+            """The visible tab's views only: the others are drawn when they are opened."""
+            return renderer.visible(tab_index, chosen, *args)
+
+        def from_url(request: gr.Request):
+            """The selection a pasted link holds (query parameters), then the tab it names."""
+            query = dict(request.query_params) if request is not None else {}
+            values = [
+                value_from_url(c, query[name]) if name in query else gr.skip()
+                for name, c in params.items()
+            ]
+            tab = SLUGS.index(query["tab"]) if query.get("tab") in SLUGS else 0
+            return [*values, gr.Tabs(selected=tab), tab]
 
         def refresh_choices(_version: int, chosen: list[str], *current):
             """The dataset boxes, the header and every dropdown's choices from the reloaded
@@ -198,20 +218,51 @@ def build_app(holder: Holder, refresh_s: float = 5.0) -> gr.Blocks:
 
         # One public endpoint ("/render": the filters in, every view out); a tab's own widgets
         # redraw that tab only (ui/tabs/common.py).
+        # A filter change draws the visible tab; the others are drawn when opened (cached).
         gr.on(
             [c.change for c in ctx.shared_inputs],
-            render,
-            inputs=inputs,
+            render_visible,
+            inputs=[active, *inputs],
             outputs=outputs,
-            api_name="render",
             concurrency_id=RENDER,
             trigger_mode="always_last",
+            **PRIVATE,
         )
-        demo.load(render, inputs=inputs, outputs=outputs, concurrency_id=RENDER, **PRIVATE)
+        # The public endpoint ("/render": the filters in, every view out), for scripts and tests;
+        # a button nobody sees, since every UI event draws one tab only.
+        api = gr.Button(visible=False)
+        api.click(render, inputs=inputs, outputs=outputs, api_name="render", concurrency_id=RENDER)
+        names = list(params)
+        gr.on(
+            [c.change for c in params.values()],
+            None,
+            inputs=list(params.values()),
+            js=url_writer_js(names),
+            **PRIVATE,
+        )
+        draw = dict(inputs=[active, *inputs], outputs=outputs, concurrency_id=RENDER, **PRIVATE)
+        for i, tab_widget in enumerate(tab_widgets):
+            opened = tab_widget.select(
+                lambda i=i: i, outputs=active, js=tab_writer_js(SLUGS[i]), **PRIVATE
+            )
+            opened.then(render_visible, **draw)
+        demo.load(from_url, outputs=[*params.values(), tab_group, active], **PRIVATE).then(
+            render_visible,
+            inputs=[active, *inputs],
+            outputs=outputs,
+            concurrency_id=RENDER,
+            **PRIVATE,
+        )
         version.change(
             refresh_choices,
             inputs=[version, datasets, *filters.values(), *(w for w, _ in refreshed)],
             outputs=[datasets, header, *filters.values(), *(w for w, _ in refreshed)],
             **PRIVATE,
-        ).then(render, inputs=inputs, outputs=outputs, concurrency_id=RENDER, **PRIVATE)
+        ).then(
+            render_visible,
+            inputs=[active, *inputs],
+            outputs=outputs,
+            concurrency_id=RENDER,
+            **PRIVATE,
+        )
     return demo

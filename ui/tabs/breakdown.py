@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import gradio as gr
 
-from analysis import figures
+from analysis import charts_tabs
 from analysis.phases import time_breakdown
-from ui.tabs.common import Context, Tab, title
+from ui.tabs.common import Context, Tab, plot_value, title
 
 
 def build(ctx: Context) -> Tab:
-    plot = gr.Plot(label="Where a training step goes", format="png")
+    plot = gr.Plot(label="Where a training step goes", elem_id="breakdown-plot")
     table = gr.Dataframe(label="Median ms per phase", interactive=False)
 
     def render(sel, fvals):
         bd = time_breakdown(sel)
-        return [figures.breakdown(bd, title("Time per training step by phase", fvals)), bd]
+        figure = charts_tabs.breakdown(bd, title("Time per training step by phase", fvals))
+        return [plot_value(figure), bd]
 
     return Tab(outputs=[plot, table], render=render)

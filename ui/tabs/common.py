@@ -3,12 +3,17 @@ and the one way a tab redraws itself when one of its own widgets changes."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 import pandas as pd
+from gradio.components.plot import PlotData
 
 from analysis.selection import ANY, select
 
@@ -55,6 +60,42 @@ class Tab:
     outputs: list = field(default_factory=list)
     render: Render | None = None
     refresh: list[tuple[Any, Refresh]] = field(default_factory=list)
+    url: dict[str, Any] = field(default_factory=dict)  # query parameter -> widget it sets
+
+
+def plot_value(figure: dict[str, Any]) -> PlotData:
+    """A Plotly figure specification (``analysis.charts``) as ``gr.Plot``'s value: drawn by the
+    plotly.js that Gradio bundles, so the plotly package is not needed."""
+    return PlotData(type="plotly", plot=json.dumps(_plain(figure), allow_nan=False))
+
+
+def _plain(value: Any) -> Any:
+    """JSON values: numpy and pandas scalars as numbers, NaN and NA as null (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return value
+
+
+def csv_file(frame: pd.DataFrame, folder: str, stem: str) -> str:
+    """``frame`` written as CSV under ``folder``, named by its content (a download button's
+    value: the same rows give the same file)."""
+    digest = (
+        hashlib.sha1(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()[
+            :10
+        ]
+        if len(frame)
+        else "empty"
+    )
+    path = os.path.join(folder, f"{stem}-{digest}.csv")
+    if not os.path.exists(path):
+        frame.to_csv(path, index=False)
+    return path
 
 
 def title(what: str, filters: dict[str, Any]) -> str:

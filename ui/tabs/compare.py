@@ -1,36 +1,110 @@
-"""Compare GPUs: throughput against batch size, and per GPU what fits and where it is fastest."""
+"""Compare GPUs: the answer table first (one row per GPU: fastest rate, what fits, cost,
+speedup over a baseline, trust, what differs), then throughput against batch size."""
 
 from __future__ import annotations
 
-import gradio as gr
+import tempfile
 
-from analysis import figures
+import gradio as gr
+import pandas as pd
+
+from analysis import charts
+from analysis.answer import answer, gpu_names
+from analysis.selection import ANY
 from analysis.throughput import fit_summary, throughput_points
-from ui.tabs.common import Context, Tab, redraw_on_own_inputs, title
+from ui.tabs.common import Context, Tab, csv_file, plot_value, redraw_on_own_inputs, title
+
+SLOWEST = "(slowest)"
+ANSWER_HELP = (
+    "**Trust**: *GPU-bound* figures are the GPU's own; *host-bound* ones (GPU busy under 90%) "
+    "depend on the CPU; *2020 host timers* are the original project's unsynchronized timers. "
+    "**Fits in N GB** is predicted from the memory line through the measured batches. "
+    "**Differs in** names what each row's configuration does not share with the baseline's. "
+    "Click a header to sort."
+)
+
+
+def gpu_choices(frame: pd.DataFrame) -> list[str]:
+    """Every GPU of the data (short names), for the baseline and the GPU choice."""
+    return sorted(set(gpu_names(frame))) if len(frame) else []
 
 
 def build(ctx: Context) -> Tab:
+    csv_dir = tempfile.mkdtemp(prefix="tsweep-ui-")
+    gpus_all = gpu_choices(ctx.holder.frame)
+    with gr.Row():
+        baseline = gr.Dropdown(
+            [SLOWEST, *gpus_all], value=SLOWEST, label="Speedup over", elem_id="baseline", scale=1
+        )
+        gpus = gr.Dropdown(
+            gpus_all,
+            value=[],
+            multiselect=True,
+            label="GPUs to compare (empty: all)",
+            elem_id="gpus",
+            scale=2,
+        )
+        strict = gr.Checkbox(
+            False, label="Strict: same options as the baseline", elem_id="strict", scale=1
+        )
+    note = gr.Markdown(elem_id="answer-note")
+    answer_table = gr.Dataframe(
+        interactive=False, label="Answer: one row per GPU", elem_id="answer-table", wrap=False
+    )
+    download = gr.DownloadButton("Download answer CSV", size="sm")
+    gr.Markdown(ANSWER_HELP)
     metric = gr.Radio(
         [("sequences / s", "sequences_per_s"), ("tokens / s", "tokens_per_s")],
         value="sequences_per_s",
         label="Throughput in",
     )
-    plot = gr.Plot(label="Throughput vs batch size", format="png", elem_id="compare-plot")
+    plot = gr.Plot(label="Throughput vs batch size", elem_id="compare-plot")
     table = gr.Dataframe(
-        label="Per GPU: largest batch that fits, best throughput",
+        label="Per series: largest batch that fits, best throughput",
         interactive=False,
         elem_id="compare-table",
     )
 
-    def render(sel, fvals, tp_metric):
+    def render(sel, fvals, tp_metric, base, chosen_gpus, strict_on):
         points = throughput_points(sel, tp_metric)
-        return [
-            figures.throughput(
-                points, tp_metric, title("Training throughput vs batch size", fvals)
-            ),
-            fit_summary(points).rename(columns={"best_value": f"best_{tp_metric}"}),
-        ]
+        figure = charts.throughput(
+            points, tp_metric, title("Training throughput vs batch size", fvals)
+        )
+        fits = fit_summary(points).rename(columns={"best_value": f"best_{tp_metric}"})
+        if fvals.get("model") in (None, "", ANY) or fvals.get("seq_len") in (None, "", ANY):
+            md = "Pick a **model** and a **sequence length** above for the answer table."
+            ans = pd.DataFrame()
+        else:
+            a = answer(
+                sel,
+                fvals["model"],
+                fvals["seq_len"],
+                None if fvals.get("precision") in (None, "", ANY) else fvals["precision"],
+                baseline=None if base in (None, "", SLOWEST) else base,
+                strict=bool(strict_on),
+                gpus=list(chosen_gpus or []),
+            )
+            ans = a.table
+            md = "\n\n".join(
+                [f"Speedups are over **{a.baseline}**." if a.baseline else "", *a.notes]
+            )
+        path = csv_file(ans, csv_dir, "transformers-sweep-answer")
+        return [md, ans, gr.DownloadButton(value=path), plot_value(figure), fits]
 
-    tab = Tab(inputs=[metric], outputs=[plot, table], render=render)
+    def refresh(frame: pd.DataFrame, current):
+        return gr.Dropdown(choices=[SLOWEST, *gpu_choices(frame)], value=current)
+
+    def refresh_gpus(frame: pd.DataFrame, current):
+        opts = gpu_choices(frame)
+        kept = [g for g in current or [] if g in opts]
+        return gr.Dropdown(choices=opts, value=kept, multiselect=True)
+
+    tab = Tab(
+        inputs=[metric, baseline, gpus, strict],
+        outputs=[note, answer_table, download, plot, table],
+        render=render,
+        refresh=[(baseline, refresh), (gpus, refresh_gpus)],
+        url={"metric": metric, "baseline": baseline, "gpus": gpus, "strict": strict},
+    )
     redraw_on_own_inputs(ctx, tab)
     return tab

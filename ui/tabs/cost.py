@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from analysis import figures
+from analysis import charts_tabs
 from analysis.cost import DEFAULT_PRICES, cheapest, cost_table, parse_prices
-from ui.tabs.common import Context, Tab, redraw_on_own_inputs, title
+from ui.tabs.common import Context, Tab, plot_value, redraw_on_own_inputs, title
 
 
 def build(ctx: Context) -> Tab:
@@ -22,7 +22,7 @@ def build(ctx: Context) -> Tab:
     )
     target = gr.Number(50000, label="Target throughput (tokens / s)")
     message = gr.Markdown()
-    plot = gr.Plot(label="Dollars per million training tokens", format="png")
+    plot = gr.Plot(label="Dollars per million training tokens", elem_id="cost-plot")
     table = gr.Dataframe(label="GPUs that reach the target, cheapest first", interactive=False)
 
     def render(sel, fvals, price_table, tgt):
@@ -35,7 +35,7 @@ def build(ctx: Context) -> Tab:
             notes.append("No price for: " + ", ".join(unpriced) + " (add a row).")
         return [
             "\n\n".join([sentence, *notes]),
-            figures.cost(costs, title("Cost of training tokens", fvals)),
+            plot_value(charts_tabs.cost(costs, title("Cost of training tokens", fvals))),
             reach,
         ]
 

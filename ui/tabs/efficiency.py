@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import gradio as gr
 
-from analysis import figures
+from analysis import charts_tabs
 from analysis.efficiency import efficiency
-from ui.tabs.common import Context, Tab, title
+from ui.tabs.common import Context, Tab, plot_value, title
 
 
 def build(ctx: Context) -> Tab:
-    plot = gr.Plot(label="MFU, TFLOP/s, utilization, power, energy", format="png")
+    plot = gr.Plot(label="MFU, TFLOP/s, utilization, power, energy", elem_id="efficiency-plot")
     table = gr.Dataframe(interactive=False)
 
     def render(sel, fvals):
         eff = efficiency(sel)
-        return [figures.efficiency(eff, title("Efficiency", fvals)), eff]
+        return [plot_value(charts_tabs.efficiency(eff, title("Efficiency", fvals))), eff]
 
     return Tab(outputs=[plot, table], render=render)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import gradio as gr
 
-from analysis import figures
+from analysis import charts
 from analysis.memory import MEMORY_METRICS, memory_fit, memory_metrics_present, memory_points
-from ui.tabs.common import Context, Tab, redraw_on_own_inputs, title
+from ui.tabs.common import Context, Tab, plot_value, redraw_on_own_inputs, title
 
 AUTO = "auto (first recorded)"
 
 
 def build(ctx: Context) -> Tab:
     metric = gr.Dropdown([AUTO, *MEMORY_METRICS], value=AUTO, label="Memory metric")
-    plot = gr.Plot(label="Memory vs batch size", format="png")
+    plot = gr.Plot(label="Memory vs batch size", elem_id="memory-plot")
     table = gr.Dataframe(
         label="Linear fit per GPU and the largest batch it predicts for each "
         "capacity (max_batch_<N>gb)",
@@ -27,7 +27,8 @@ def build(ctx: Context) -> Tab:
         )
         points = memory_points(sel, chosen)
         fit = memory_fit(points)
-        return [figures.memory(points, fit, chosen, title("Memory vs batch size", fvals)), fit]
+        figure = charts.memory(points, fit, chosen, title("Memory vs batch size", fvals))
+        return [plot_value(figure), fit]
 
     tab = Tab(inputs=[metric], outputs=[plot, table], render=render)
     redraw_on_own_inputs(ctx, tab)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from analysis import figures
+from analysis import charts_tabs
 from analysis.pairs import gpu_labels, speedup
-from ui.tabs.common import Context, Tab, redraw_on_own_inputs, title
+from ui.tabs.common import Context, Tab, plot_value, redraw_on_own_inputs, title
 
 
 def baseline_choices(frame: pd.DataFrame, current: str | None) -> tuple[list[str], str | None]:
@@ -23,12 +23,13 @@ def baseline_choices(frame: pd.DataFrame, current: str | None) -> tuple[list[str
 def build(ctx: Context) -> Tab:
     labels, value = baseline_choices(ctx.holder.frame, None)
     baseline = gr.Dropdown(labels, value=value, label="Baseline GPU")
-    plot = gr.Plot(label="Speedup over the baseline", format="png")
+    plot = gr.Plot(label="Speedup over the baseline", elem_id="speedup-plot")
     table = gr.Dataframe(interactive=False)
 
     def render(sel, fvals, base):
         sp = speedup(sel, base) if base else speedup(sel.iloc[0:0], "")
-        return [figures.speedup(sp, base or "", title("Speedup over the baseline", fvals)), sp]
+        figure = charts_tabs.speedup(sp, base or "", title("Speedup over the baseline", fvals))
+        return [plot_value(figure), sp]
 
     def refresh(frame: pd.DataFrame, current: str | None):
         labels, value = baseline_choices(frame, current)

@@ -1,0 +1,135 @@
+"""How the app draws its views: only the visible tab's on a change, from a cache of results per
+selection, and the selection kept in the page's URL (query parameters) so that a pasted link
+opens the same view.
+
+``/render`` (the public endpoint) still draws every view; the page's own events draw one tab.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from analysis.selection import ANY
+from ui.tabs.common import Context, Tab
+
+CACHE_SIZE = 64  # views per (data version, tab, selection): a few hundred KB each at most
+DATA_PARAM, TAB_PARAM = "data", "tab"
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, pd.DataFrame):
+        return ("frame", value.to_csv(index=False))
+    if isinstance(value, dict):
+        return ("dict", json.dumps(value, sort_keys=True, default=str))
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+class Renderer:
+    """Draws views for the current inputs: ``inputs`` are the shared ones (datasets, filters)
+    then each view's own, in ``views`` order; one list of outputs, every view's in order."""
+
+    def __init__(self, ctx: Context, tabs: Sequence[Tab]) -> None:
+        self.ctx = ctx
+        self.tabs = list(tabs)
+        self.views = [t for t in tabs if t.render is not None]
+        self.cache: OrderedDict[Any, list] = OrderedDict()
+        self.inputs = [*ctx.shared_inputs, *(c for t in self.views for c in t.inputs)]
+        self.outputs = [c for t in self.views for c in t.outputs]
+
+    def _split(self, args: Sequence[Any]) -> tuple[Any, list, list[list]]:
+        n = len(self.ctx.filters)
+        chosen, fvals, rest = args[0], list(args[1 : 1 + n]), list(args[1 + n :])
+        own = []
+        for t in self.views:
+            own.append(rest[: len(t.inputs)])
+            rest = rest[len(t.inputs) :]
+        return chosen, fvals, own
+
+    def view(self, i: int, chosen: Any, fvals: list, own: list) -> list:
+        """View ``i``'s outputs, from the cache when the data and the inputs are the same."""
+        key = (self.ctx.holder.version, i, _hashable(chosen), _hashable(fvals), _hashable(own))
+        if key in self.cache:
+            self.cache.move_to_end(key)
+            return self.cache[key]
+        sel, named = self.ctx.selection(chosen, fvals)
+        out = list(self.views[i].render(sel, named, *own))
+        self.cache[key] = out
+        if len(self.cache) > CACHE_SIZE:
+            self.cache.popitem(last=False)
+        return out
+
+    def every(self, *args) -> list:
+        """Every view (the public /render endpoint)."""
+        chosen, fvals, own = self._split(args)
+        return [o for i in range(len(self.views)) for o in self.view(i, chosen, fvals, own[i])]
+
+    def visible(self, active: int, *args) -> list:
+        """The outputs of the tab at index ``active`` of the app's tabs; the others unchanged."""
+        chosen, fvals, own = self._split(args)
+        tab = self.tabs[active] if 0 <= active < len(self.tabs) else None
+        out = []
+        for i, t in enumerate(self.views):
+            if t is tab:
+                out += self.view(i, chosen, fvals, own[i])
+            else:
+                out += [gr.skip()] * len(t.outputs)
+        return out
+
+
+def url_params(ctx: Context, tabs: Sequence[Tab]) -> dict[str, Any]:
+    """The query parameter of every widget the URL holds: the shared filters by field name,
+    ``data`` for the datasets shown, and each tab's own (``Tab.url``)."""
+    params: dict[str, Any] = {DATA_PARAM: ctx.datasets, **ctx.filters}
+    for t in tabs:
+        params.update(t.url)
+    return params
+
+
+def _choices(component: Any) -> list[str] | None:
+    choices = getattr(component, "choices", None)
+    return None if choices is None else [str(v) for _, v in choices]
+
+
+def value_from_url(component: Any, text: str) -> Any:
+    """The widget's value for the parameter's text; gr.skip() where it is not a valid one (a
+    link made before the data changed must not break the page)."""
+    if isinstance(component, gr.Checkbox):
+        return text.lower() in ("1", "true", "yes")
+    if isinstance(component, gr.CheckboxGroup) or getattr(component, "multiselect", False):
+        wanted = [v for v in text.split(",") if v]
+        choices = _choices(component)
+        return [v for v in wanted if choices is None or v in choices] or gr.skip()
+    choices = _choices(component)
+    if choices is not None and text not in choices:
+        return gr.skip()
+    return text
+
+
+def url_writer_js(names: list[str]) -> str:
+    """Client-side: write the widgets' values into the URL's query (replaceState: no reload, no
+    history entry per change); empty, "(any)" and false values are left out."""
+    return (
+        "(...vals) => { const names = " + json.dumps(names) + ";"
+        " const u = new URL(window.location.href);"
+        " names.forEach((n, i) => { let v = vals[i];"
+        " if (Array.isArray(v)) v = v.join(',');"
+        f" if (v === null || v === undefined || v === '' || v === {json.dumps(ANY)} || v === false)"
+        " u.searchParams.delete(n); else u.searchParams.set(n, String(v)); });"
+        " window.history.replaceState(null, '', u.toString()); return vals; }"
+    )
+
+
+def tab_writer_js(slug: str) -> str:
+    return (
+        "() => { const u = new URL(window.location.href);"
+        f" u.searchParams.set({json.dumps(TAB_PARAM)}, {json.dumps(slug)});"
+        " window.history.replaceState(null, '', u.toString()); return []; }"
+    )
