@@ -70,6 +70,18 @@ def oom_above(config: TrialConfig) -> Trial:
     return _ok(config)
 
 
+def oom_above_with_memory(config: TrialConfig) -> Trial:
+    """oom_above with memory readings: NVML's peak 1 GiB + 0.5 GiB per sequence, on a card whose
+    total puts the limit (config.seed) just below where the next batch's peak would be."""
+    limit = config.seed or FIT_LIMIT
+    record = oom_above(config)
+    if record.status != OK:
+        return record
+    total = 0.5 * (limit + 0.5) + 0.5  # the memory guide's NVML threshold is total + 0.5
+    memory = {"nvml_peak_used_gib": 1.0 + 0.5 * config.batch_size, "device_total_gib": total}
+    return record.replace(metrics={**record.metrics, **memory})
+
+
 def kill_self(config: TrialConfig) -> Trial:
     """The process dies as with a segfault or the kernel's OOM killer: nothing is returned."""
     os.kill(os.getpid(), signal.SIGKILL)

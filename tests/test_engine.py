@@ -134,6 +134,28 @@ timeout_s: 60
     assert set(out2.frame["max_batch_size"].dropna()) == {5}
 
 
+def test_max_batch_search_guided_by_memory_stores_its_predictions(tmp_path, ray_session):
+    # fits up to 50; with memory readings the search jumps from the line of 4 and 8
+    spec = sweepfile.parse("""
+name: mbm
+mode: max-batch
+fixed: {device: cpu, batch_size: 4, seed: 50}
+batch_limit: 1024
+timeout_s: 60
+""")
+    out = run_sweep(spec, options(tmp_path / "r.db", "oom_above_with_memory"))
+    trials = Store(tmp_path / "r.db").trials()
+    probes = sorted(t.config["batch_size"] for t in trials)
+    assert set(out.frame["max_batch_size"].dropna()) == {50}
+    assert probes[:2] == [4, 8] and len(probes) <= 5  # doubling alone: 4..64, then 5 more
+    guided = [t for t in trials if "predicted_limit_batch" in t.metrics]
+    assert {t.config["batch_size"] for t in guided} == set(probes) - {4, 8}
+    for t in guided:
+        assert t.metrics["predicted_limit_batch"] in range(45, 56)
+        if t.status == "ok":  # the line is exact here: the error is rounding only
+            assert abs(t.metrics["prediction_error_pct"]) < 1e-6
+
+
 def test_isolated_trials_crash_hang_and_raise_as_rows(tmp_path, ray_session):
     # The default: each trial in its own process forked from the worker's fork server. The
     # worker sees the child die or hang and writes the row itself; the worker lives on.

@@ -153,6 +153,8 @@ class StoreCallback(tune.Callback):
                 return  # run again: the row is the last attempt's (nothing was measured)
             n = self.searcher.attempts[record.key]
             record = record.replace(error=f"attempt {n} of {n} (retries: {n - 1})\n{record.error}")
+        if self.searcher is not None:
+            record = self.searcher.with_prediction(record)
         self.store.put(record)
         self.progress.add(record.status, ran=True)
         self.mark_answers()

@@ -5,7 +5,10 @@ A sweep's planned trials fall into groups (same configuration but the batch size
 - ``GridQueue`` (grid mode): the members in ascending batch size, one at a time, so that an
   out-of-memory batch prunes the larger ones (they become ``skipped_oom`` rows, never run).
 - ``BatchSearch`` (max-batch mode): the largest batch that fits, by doubling from the first
-  batch, then bisection between the largest batch that fitted and the smallest that did not.
+  batch, then bisection between the largest batch that fitted and the smallest that did not;
+  once two probes have fitted with memory readings, guided by the line of peak memory against
+  the batch (sweep/engine/memory_guide.py): a jump close below the predicted limit, one probe
+  above it, then the last gap.
 
 ``ask()`` returns the next ``Step`` (run this trial, write this skipped row, count this stored
 row) or None (wait for a result in flight, or nothing left); ``tell()`` folds a trial's outcome in.
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from sweep.engine.memory_guide import MemoryGuide, reading_of
 from sweep.plan.grid import PlannedTrial
 from sweep.results.record import CRASHED, NONFINITE, OK, OOM, TIMEOUT
 
@@ -93,6 +98,10 @@ class BatchSearch:
     that fraction). A probe that ran (ok, nonfinite) fits; out of memory, a crash or a timeout
     does not (a dead process at a large batch is most often memory); any other status means the
     configuration itself fails, and the search ends without an answer.
+
+    ``tell`` takes the probe's metrics: with their peak memory and the card's total the search
+    is memory-guided (MemoryGuide), and every probe asked once the line exists carries what it
+    predicted (``predictions``: key -> PREDICTION_FIELDS, written into the probe's metrics).
     """
 
     def __init__(
@@ -110,6 +119,8 @@ class BatchSearch:
         self.in_flight = 0
         self.finished = False
         self.probes: list[str] = []  # keys of every probe, in the order asked
+        self.guide = MemoryGuide()
+        self.predictions: dict[str, dict[str, Any]] = {}
 
     @property
     def done(self) -> bool:
@@ -130,6 +141,7 @@ class BatchSearch:
             return None
         t = self.first.with_batch(self.next_batch)
         self.probes.append(t.key)
+        self._predict(t)
         status = self.stored(t.key)
         if status is not None:  # resume: a stored probe steers the search, unrun
             self._fold(t.config.batch_size, t.key, status)
@@ -137,9 +149,24 @@ class BatchSearch:
         self.in_flight += 1
         return Step(RUN, t)
 
-    def tell(self, trial: PlannedTrial, status: str) -> None:
+    def tell(self, trial: PlannedTrial, status: str, metrics: dict[str, Any] | None = None) -> None:
+        """Fold a probe's outcome in; ``metrics``: its record's (peak memory, device total)."""
         self.in_flight -= 1
+        if status in (OK, NONFINITE):
+            self.guide.add(trial.config.batch_size, metrics)
         self._fold(trial.config.batch_size, trial.key, status)
+
+    def _predict(self, t: PlannedTrial) -> None:
+        """What the memory line says as ``t`` is asked: the limit and ``t``'s peak."""
+        limit = self.guide.predicted_limit(self.lo)
+        peak = self.guide.predicted_peak_gib(t.config.batch_size)
+        if limit is None or peak is None:
+            return
+        self.predictions[t.key] = {
+            "predicted_limit_batch": limit,
+            "predicted_peak_gib": peak,
+            "predicted_peak_source": self.guide.source,
+        }
 
     def retry(self, trial: PlannedTrial) -> None:
         self.in_flight -= 1
@@ -165,6 +192,27 @@ class BatchSearch:
             close_enough = self.lo and self.hi - self.lo <= self.lo * self.tolerance
             if nxt <= self.lo or nxt >= self.hi or close_enough:
                 nxt = None
+        if nxt is not None and self.lo:
+            nxt = self.guide.next_batch(self.lo, self.hi, self.limit) or nxt
         self.next_batch = nxt
         if nxt is None:
             self.finished = True
+
+
+# What a guided probe's row carries in its metrics (a probe asked before the line existed has none).
+PREDICTION_FIELDS = ("predicted_limit_batch", "predicted_peak_gib", "prediction_error_pct")
+
+
+def with_prediction(metrics: dict[str, Any], prediction: dict[str, Any] | None) -> dict[str, Any]:
+    """A probe's metrics with what the search predicted as it asked for it, and, where the probe
+    measured the same peak, the prediction's error: (predicted - measured) / measured, %."""
+    if not prediction:
+        return metrics
+    out = dict(metrics)
+    out["predicted_limit_batch"] = prediction["predicted_limit_batch"]
+    out["predicted_peak_gib"] = prediction["predicted_peak_gib"]
+    r = reading_of(metrics, prediction.get("predicted_peak_source"))
+    if r is not None:
+        predicted = prediction["predicted_peak_gib"]
+        out["prediction_error_pct"] = (predicted - r.peak_gib) / r.peak_gib * 100
+    return out

@@ -26,7 +26,7 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from cluster.placement import Capacity, Slot
-from sweep.engine.schedule import RUN, SKIP, STORED, BatchSearch, GridQueue
+from sweep.engine.schedule import RUN, SKIP, STORED, BatchSearch, GridQueue, with_prediction
 from sweep.engine.worker import TrialRequest
 from sweep.plan.grid import MAX_BATCH, PlannedTrial, SweepSpec, groups
 from sweep.results.record import CRASHED, FINAL_STATUSES, NO_GPU_TYPE, SKIPPED_OOM, Trial
@@ -230,7 +230,10 @@ class SweepSearcher(Searcher):
         if status == CRASHED and self.will_retry(t.key):
             g.schedule.retry(t)
             return
-        g.schedule.tell(t, status)
+        if isinstance(g.schedule, BatchSearch):
+            g.schedule.tell(t, status, _metrics_of(result))
+        else:
+            g.schedule.tell(t, status)
 
     # -- max-batch answers ----------------------------------------------------------------------
     def answers(self) -> list[tuple[str, int]]:
@@ -242,6 +245,14 @@ class SweepSearcher(Searcher):
             if (a := g.schedule.answer)
         ]
 
+    def with_prediction(self, record: Trial) -> Trial:
+        """``record`` with what its max-batch search predicted for it (schedule.with_prediction)."""
+        for g in self.groups:
+            if isinstance(g.schedule, BatchSearch) and record.key in g.schedule.predictions:
+                metrics = with_prediction(record.metrics or {}, g.schedule.predictions[record.key])
+                return record.replace(metrics=metrics)
+        return record
+
     def groups_done(self) -> int:
         return sum(g.schedule.done for g in self.groups)
 
@@ -250,6 +261,17 @@ class SweepSearcher(Searcher):
         return [
             k for g in self.groups if isinstance(g.schedule, BatchSearch) for k in g.schedule.probes
         ]
+
+
+def _metrics_of(result: dict | None) -> dict[str, Any] | None:
+    """The metrics of the record in a trial's result (None where it has none or is unreadable)."""
+    text = (result or {}).get("record")
+    if not text:
+        return None
+    try:
+        return Trial.from_json(text).metrics
+    except (ValueError, TypeError):
+        return None
 
 
 class StopWhenOnlyLostTrialsLeft(Stopper):

@@ -207,6 +207,10 @@ METRICS: dict[str, str] = {
     "loss_first": "loss of the first measured step",
     "loss_last": "loss of the last measured step",
     "max_batch_size": "largest batch that fits (max-batch search rows only)",
+    "predicted_limit_batch": "max-batch probes: the largest batch the memory line predicted to fit "
+    "when the probe was asked",
+    "predicted_peak_gib": "max-batch probes: the peak the memory line predicted for the batch, GiB",
+    "prediction_error_pct": "max-batch probes: (predicted - measured peak) / measured, %",
     "graph_captured": "1 if the measured steps were CUDA-graph replays (cuda_graph), else 0",
     "graph_capture_s": "seconds to capture the step's CUDA graphs (after the warm-up; apart)",
     "kernels_per_step": "GPU kernels of one profiled step after the measured ones",

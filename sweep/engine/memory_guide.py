@@ -1,0 +1,154 @@
+"""Where a max-batch search should probe next, from the peak memory of the probes that fit.
+
+Pure: no Ray, no torch, no clock. At a fixed shape peak memory is close to a straight line in
+the batch (sweep/results/memory_model.py), so once two batches have fitted, the line says where
+the card runs out: the search jumps close below that batch, then closes the last gap with a
+probe just above it instead of doubling past it and bisecting the whole way back.
+
+The guide only proposes batches strictly between the largest batch that fitted and the smallest
+that did not (or the batch limit), so the search stays exact whatever the memory readings say;
+wrong readings cost probes, never the answer. Without readings (the CPU, a resumed search's
+stored probes) it proposes nothing and the search doubles and bisects as before.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sweep.results.memory_model import GIB, MemoryFit, fit_memory
+
+# (peak metric, where that peak sits against device_total_gib when the next batch would not
+# fit, GiB). NVML's used memory holds the CUDA context and can pass torch's device total; at the
+# six H200 limits of benchmarks/results/2026-11-29-h200-run3 the largest batch that fitted
+# peaked 0.16-0.57 GiB above it. Torch's reserved peak leaves the context out (1.35 GiB there).
+PEAK_SOURCES: tuple[tuple[str, float], ...] = (
+    ("nvml_peak_used_gib", 0.5),
+    ("peak_reserved_gib", -0.85),
+)
+# The line's slope is known to about this share: a jump over headroom H lands up to
+# EXTRAPOLATION_ERR * H short of (or past) where the line says.
+EXTRAPOLATION_ERR = 0.01
+# The probe above the predicted limit starts this far above it and doubles each time it fits.
+BRACKET_GIB = 0.1
+# A jump that did not fit is retried this share below the batch that failed.
+BACKOFF = 0.01
+# Guided probes per search; then plain doubling and bisection (a bound for odd memory curves).
+MAX_GUIDED = 8
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One probe's memory: its peak and the card's total, GiB, and the peak's metric name."""
+
+    peak_gib: float
+    total_gib: float
+    source: str
+
+
+def reading_of(metrics: dict[str, Any] | None, source: str | None = None) -> Reading | None:
+    """The memory reading in a probe's metrics: ``source``'s peak when given, else the first
+    of PEAK_SOURCES present; None without a finite peak and device total."""
+    metrics = metrics or {}
+    total = _finite(metrics.get("device_total_gib"))
+    if total is None or total <= 0:
+        return None
+    for name, _ in PEAK_SOURCES:
+        if source is not None and name != source:
+            continue
+        peak = _finite(metrics.get(name))
+        if peak is not None and peak > 0:
+            return Reading(peak, total, name)
+    return None
+
+
+def _finite(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+class MemoryGuide:
+    """The fitted probes of one search, and the next batch they point to."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[int, float] = {}  # batch -> peak GiB, of the batches that fitted
+        self.total_gib: float | None = None
+        self.source: str | None = None
+        self.guided = 0  # guided probes proposed so far
+        self.bracket_fits = 0  # probes above the predicted limit that still fitted
+        self.backed_off = False
+        self._bracket: int | None = None  # the batch last proposed above the predicted limit
+
+    def add(self, batch: int, metrics: dict[str, Any] | None) -> Reading | None:
+        """Fold a fitting probe's metrics in; returns the reading used (None: none usable)."""
+        r = reading_of(metrics, self.source)
+        if r is None:
+            return None
+        self.source = r.source
+        self.total_gib = r.total_gib
+        self.peaks[batch] = r.peak_gib
+        if batch == self._bracket:
+            self.bracket_fits += 1
+        return r
+
+    def fit(self) -> MemoryFit | None:
+        fit = fit_memory([(b, p * GIB) for b, p in self.peaks.items()])
+        return fit if fit is not None and fit.slope_bytes_per_seq > 0 else None
+
+    def _line(self) -> tuple[float, float, float] | None:
+        """(slope GiB per sequence, the threshold peak, the largest fitted batch's peak)."""
+        fit = self.fit()
+        if fit is None or self.total_gib is None:
+            return None
+        offset = dict(PEAK_SOURCES)[self.source]
+        return fit.slope_bytes_per_seq / GIB, self.total_gib + offset, max(self.peaks.values())
+
+    def predicted_limit(self, lo: int) -> int | None:
+        """The largest batch the line says fits, walked from ``lo`` (the largest that did)."""
+        line = self._line()
+        if line is None or lo not in self.peaks:
+            return None
+        slope, threshold, _ = line
+        return lo + math.floor((threshold - self.peaks[lo]) / slope)
+
+    def predicted_peak_gib(self, batch: int) -> float | None:
+        fit = self.fit()
+        return None if fit is None else fit.predict_bytes(batch) / GIB
+
+    def next_batch(self, lo: int, hi: int | None, limit: int) -> int | None:
+        """The next probe (None: let the search double or bisect). ``lo``: the largest batch that
+        fitted, ``hi``: the smallest that did not (None: none yet), ``limit``: the largest asked."""
+        line = self._line()
+        if line is None or lo not in self.peaks or self.guided >= MAX_GUIDED:
+            return None
+        slope, threshold, top = line
+        p_lo = self.peaks[lo]
+        headroom = max(self.total_gib - p_lo, 0.0)
+        # what has fitted bounds the threshold from below
+        target = max(threshold - EXTRAPOLATION_ERR * headroom, top)
+        upper = hi if hi is not None else limit + 1
+        nxt = None
+        if hi is None:
+            jump = lo + math.floor((target - p_lo) / slope)
+            if lo < jump < upper:
+                nxt = jump
+            else:  # at the predicted limit: one probe above it, to close the gap
+                above = target + BRACKET_GIB * 2**self.bracket_fits + EXTRAPOLATION_ERR * headroom
+                bracket = min(lo + max(1, math.ceil((above - p_lo) / slope)), limit)
+                if lo < bracket < upper:
+                    nxt = self._bracket = bracket
+        else:
+            inside = lo + round((target + BRACKET_GIB / 2 - p_lo) / slope)
+            if lo < inside < hi:
+                nxt = inside
+            elif inside >= hi and not self.backed_off:  # the line overshot: just below the failure
+                self.backed_off = True
+                back = hi - max(1, math.ceil(BACKOFF * hi))
+                nxt = back if lo < back < hi else None
+        if nxt is not None:
+            self.guided += 1
+        return nxt

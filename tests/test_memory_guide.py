@@ -1,0 +1,179 @@
+"""The memory-guided max-batch search (sweep/engine/memory_guide.py through BatchSearch), replayed
+on the H200's max-batch records: no GPU, no Ray."""
+
+from __future__ import annotations
+
+import bisect
+import json
+from pathlib import Path
+
+import pytest
+
+from sweep.engine.schedule import BatchSearch, with_prediction
+from sweep.plan.grid import expand, groups
+from sweep.plan.sweepfile import parse
+
+H200_RUN = Path(__file__).parents[1] / "benchmarks/results/2026-11-29-h200-run3/records.jsonl"
+TOTAL_GIB = 139.80072021484375
+
+
+def _first(batch=64):
+    spec = parse(f"fixed: {{device: cpu, batch_size: {batch}}}\n", default_name="s")
+    (members,) = groups(expand(spec)).values()
+    return members[0]
+
+
+def _h200_models():
+    """model -> {batch: (NVML peak, reserved peak)} of the ok probes of both max-batch sweeps."""
+    out: dict[str, dict[int, tuple[float, float]]] = {}
+    for line in H200_RUN.read_text().splitlines():
+        r = json.loads(line)
+        if r["sweep"].startswith("h200-max-batch") and r["status"] == "ok":
+            m = r["metrics"]
+            peaks = (m["nvml_peak_used_gib"], m["peak_reserved_gib"])
+            out.setdefault(r["config"]["model"], {})[r["config"]["batch_size"]] = peaks
+    return out
+
+
+class Oracle:
+    """A card that fits every batch up to ``answer``, with peaks interpolated linearly between
+    the recorded ones (``peaks``: batch -> GiB); ``None`` as a peak: no memory reading."""
+
+    def __init__(self, answer, peaks, total_gib=TOTAL_GIB, source="nvml_peak_used_gib"):
+        self.answer, self.total, self.source = answer, total_gib, source
+        self.xs = sorted(peaks)
+        self.ys = [peaks[x] for x in self.xs]
+
+    def peak(self, b):
+        i = bisect.bisect_left(self.xs, b)
+        if i < len(self.xs) and self.xs[i] == b:
+            return self.ys[i]
+        if i == 0:
+            i = 1
+        if i == len(self.xs):
+            i -= 1
+        (x0, y0), (x1, y1) = (self.xs[i - 1], self.ys[i - 1]), (self.xs[i], self.ys[i])
+        return y0 + (y1 - y0) * (b - x0) / (x1 - x0)
+
+    def run(self, b):
+        if b > self.answer:
+            return "oom", None
+        if self.source is None:
+            return "ok", {"device_total_gib": None}
+        return "ok", {self.source: self.peak(b), "device_total_gib": self.total}
+
+
+def search(oracle, first=64, limit=4096, tolerance=0.0):
+    s = BatchSearch(_first(first), lambda key: None, limit=limit, tolerance=tolerance)
+    asked, rows = [], {}
+    while (step := s.ask()) is not None:
+        b = step.trial.config.batch_size
+        asked.append(b)
+        status, metrics = oracle.run(b)
+        rows[step.trial.key] = with_prediction(metrics or {}, s.predictions.get(step.trial.key))
+        s.tell(step.trial, status, metrics)
+        assert len(asked) < 60, asked  # bounded
+    assert len(asked) == len(set(asked)), asked  # no batch asked twice
+    return s, asked, rows
+
+
+@pytest.fixture(scope="module")
+def h200():
+    return _h200_models()
+
+
+@pytest.mark.parametrize("source", [0, 1], ids=["nvml", "reserved"])
+def test_h200_replay_exact_answers_in_at_most_36_probes(h200, source):
+    name = ("nvml_peak_used_gib", "peak_reserved_gib")[source]
+    answers, total = {}, 0
+    for model, recorded in h200.items():
+        peaks = {b: p[source] for b, p in recorded.items()}
+        s, asked, rows = search(Oracle(max(recorded), peaks, source=name))
+        answers[model] = s.answer[1]
+        total += len(asked)
+        # every probe asked once the line existed carries its prediction; those that fitted
+        # carry its error too, and near the limit the line is within a few percent
+        guided = [r for r in rows.values() if "predicted_limit_batch" in r]
+        assert len(guided) >= len(asked) - 2
+        errors = [abs(r["prediction_error_pct"]) for r in guided if "prediction_error_pct" in r]
+        assert errors and max(errors) < 5.0
+    assert answers == {
+        "roberta-base": 704,
+        "roberta-large": 264,
+        "gpt2": 326,
+        "distilroberta-base": 1354,
+        "bert-base-uncased": 705,
+        "bert-large-uncased": 265,
+    }
+    assert total <= 36, total  # doubling and bisection alone: 80
+
+
+def _linear(answer, fixed=2.0, per_seq=0.1, total=TOTAL_GIB):
+    return Oracle(answer, {1: fixed + per_seq, 2: fixed + 2 * per_seq}, total_gib=total)
+
+
+def test_exact_on_invented_cards_and_never_worse_than_plain_search_by_much():
+    for answer in (3, 65, 100, 127, 129, 500, 1000, 1354, 4000):
+        for per_seq in (0.03, 0.1, 0.5):
+            fixed = 2.0
+            total = fixed + per_seq * (answer + 0.5)  # the limit falls between answer and +1
+            s, asked, _ = search(_linear(answer, fixed, per_seq, total - 0.5))
+            assert s.answer[1] == answer, (answer, per_seq, asked)
+            assert len(asked) <= 14, (answer, per_seq, asked)
+
+
+def test_first_probe_oom_and_a_limit_within_three_probes():
+    s, asked, _ = search(_linear(40, per_seq=1.0))
+    assert asked[0] == 64 and s.answer[1] == 40
+    s, asked, _ = search(_linear(100, per_seq=1.0))
+    assert asked[:2] == [64, 128] and s.answer[1] == 100
+    s, asked, _ = search(_linear(0))  # nothing fits: bisection down to 1, answer 0
+    assert s.answer[1] == 0
+
+
+def test_no_memory_readings_give_plain_doubling_and_bisection():
+    plain = BatchSearch(_first(8), lambda key: None, limit=1024)
+    expect = []
+    while (step := plain.ask()) is not None:
+        b = step.trial.config.batch_size
+        expect.append(b)
+        plain.tell(step.trial, "ok" if b <= 100 else "oom")
+    s, asked, rows = search(Oracle(100, {1: 1.0, 2: 2.0}, source=None), first=8, limit=1024)
+    assert asked == expect and s.answer[1] == 100
+    assert not s.predictions and all("predicted_limit_batch" not in r for r in rows.values())
+
+
+def test_noisy_and_non_linear_memory_stays_exact():
+    import random
+
+    rng = random.Random(0)
+    # superlinear (attention-like) growth, and readings off by up to 3 GiB either way
+    peaks = {b: 2 + 0.05 * b + 2e-5 * b * b + rng.uniform(-3, 3) for b in range(1, 2000, 7)}
+    for answer in (333, 1200):
+        s, asked, _ = search(Oracle(answer, peaks))
+        assert s.answer[1] == answer and len(asked) <= 25, asked
+    # memory that does not grow with the batch: no line, plain search
+    s, asked, _ = search(Oracle(700, {1: 5.0, 2000: 5.0}))
+    assert s.answer[1] == 700
+
+
+def test_tolerance_and_the_batch_limit_still_hold():
+    s, asked, _ = search(_linear(1354), tolerance=0.05)
+    lo, hi = s.lo, s.hi
+    assert lo <= 1354 and (hi is None or hi - lo <= lo * 0.05)
+    s, asked, _ = search(_linear(5000, per_seq=0.01), limit=3000)
+    assert s.answer[1] == 3000 and max(asked) == 3000
+
+
+def test_with_prediction_adds_the_error_on_the_same_source_only():
+    pred = {
+        "predicted_limit_batch": 700,
+        "predicted_peak_gib": 101.0,
+        "predicted_peak_source": "nvml_peak_used_gib",
+    }
+    got = with_prediction({"nvml_peak_used_gib": 100.0, "device_total_gib": 139.8}, pred)
+    assert got["prediction_error_pct"] == pytest.approx(1.0)
+    assert got["predicted_limit_batch"] == 700 and "predicted_peak_source" not in got
+    oom = with_prediction({}, pred)  # an OOM probe: the prediction, no error
+    assert oom["predicted_peak_gib"] == 101.0 and "prediction_error_pct" not in oom
+    assert with_prediction({"a": 1}, None) == {"a": 1}
