@@ -1,0 +1,134 @@
+"""How fast the web app answers in a browser: the first chart after the page opens, and the
+redraw after a filter change, in headless Chromium (Debian's, driven by Playwright).
+
+Starts ``python -m ui`` over the shipped reference rows only (an empty temporary directory: no
+results.db), opens the page, times the first Compare GPUs chart, then changes the model and the
+sequence length through the dropdowns, as a person would, timing each change from the click on
+the option to the chart showing the new selection. Every selection is a new one (no cache hit),
+then the same ones again (cached). Prints the medians and the machine.
+
+    .venv/bin/python benchmarks/ui_speed.py [--changes 8]
+
+Targets (issue 13): a redraw <= 1 s median, the first chart <= 2 s after the page opens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from ui.local import free_port, wait_until_serving  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+TITLE = (
+    "() => { const p = document.querySelector('#compare-plot .js-plotly-plot');"
+    " return p && p.layout && p.layout.title ? p.layout.title.text : null; }"
+)
+# (model, seq_len) pairs of the shipped rows, each a change of one or both dropdowns
+SELECTIONS = [
+    ("roberta-base", "512"),
+    ("roberta-large", "512"),
+    ("roberta-large", "128"),
+    ("distilroberta-base", "128"),
+    ("distilroberta-base", "256"),
+    ("roberta-base", "256"),
+    ("bert-base-uncased", "128"),
+    ("bert-large-uncased", "512"),
+    ("gpt2", "1024"),
+    ("gpt2", "128"),
+]
+
+
+def choose(page, name: str, value: str) -> float:
+    """Pick ``value`` in ``#filter-<name>``; seconds from the click to the chart's new title
+    (0.0 if it was already chosen)."""
+    if page.locator(f"#filter-{name} input").input_value() == value:
+        return 0.0
+    before = page.evaluate(TITLE)
+    page.locator(f"#filter-{name} input").click()
+    option = page.get_by_role("option", name=value, exact=True)
+    option.wait_for(timeout=10_000)
+    start = time.perf_counter()
+    option.click()
+    page.wait_for_function(f"(b) => {{ const t = ({TITLE})(); return t && t !== b; }}", arg=before)
+    return time.perf_counter() - start
+
+
+def measure(url: str, changes: int) -> dict[str, object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            start = time.perf_counter()
+            page.goto(url)
+            page.wait_for_function(f"() => ({TITLE})() !== null", timeout=60_000)
+            first = time.perf_counter() - start
+            page.set_default_timeout(60_000)
+            runs: dict[str, list[float]] = {"new": [], "cached": []}
+            for kind in runs:
+                for model, seq in SELECTIONS[:changes]:
+                    # a model change redraws, then the sequence length: two timed redraws
+                    # (the first may show nothing when that model lacks the current length)
+                    for name, value in (("model", model), ("seq_len", seq)):
+                        t = choose(page, name, value)
+                        if t:
+                            runs[kind].append(t)
+            any_t = choose(page, "model", "(any)")
+            return {"first": first, **runs, "any_model": any_t}
+        finally:
+            browser.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--changes", type=int, default=8, help="selections visited (max 10)")
+    args = ap.parse_args(argv)
+    if not os.path.exists(CHROMIUM):
+        print(f"error: {CHROMIUM} is missing (apt-get install chromium)", file=sys.stderr)
+        return 1
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=REPO)
+    with tempfile.TemporaryDirectory(prefix="tsweep-speed-") as empty:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ui", "--db", "results.db", "--port", str(port)],
+            cwd=empty,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until_serving(url, proc)
+            got = measure(url, min(args.changes, len(SELECTIONS)))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    from benchmarks._machine import machine
+
+    new, cached = got["new"], got["cached"]
+    print(f"machine: {machine()}; {os.cpu_count()} CPUs")
+    print(f"first chart after the page opens: {got['first']:.2f} s (target <= 2 s)")
+    print(
+        f"redraw after a filter change, new selection: median {statistics.median(new):.2f} s, "
+        f"max {max(new):.2f} s over {len(new)} changes (target <= 1 s median)"
+    )
+    print(
+        f"redraw of a selection seen before (cached): median {statistics.median(cached):.2f} s "
+        f"over {len(cached)} changes"
+    )
+    print(f"redraw with model at (any): {got['any_model']:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
