@@ -62,7 +62,9 @@ class ConvertError(ValueError):
 def read_table(path: str) -> pd.DataFrame:
     """A summary table as ``python -m sweep run`` prints it (pandas' fixed-width text)."""
     with open(path, encoding="utf-8") as fh:
-        lines = [ln.rstrip("\n") for ln in fh if ln.strip()]
+        # the table ends at the first blank line (the predicted limits may follow it)
+        text = fh.read().lstrip("\n").split("\n\n", 1)[0]
+        lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise ConvertError(f"{path}: empty summary table")
     header = lines[0].split()

@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Any
 
+from sweep.limits import add_capacities_flag, capacities_of, limits_path, write_limits
 from sweep.plan.config import TrialConfig
 from sweep.plan.flags import add_trial_arguments
 
@@ -110,6 +111,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
         help="run each trial inside the Ray worker process instead of a fresh process forked "
         "from the worker's warm fork server (the default; see sweep/engine/forkserver.py)",
     )
+    add_capacities_flag(p)
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--verbose", action="store_true", help="Ray's and the workers' own logs")
     # For tests and experiments: another trial function ("module:function").
@@ -153,6 +155,13 @@ def add_sweep_commands(parser: argparse.ArgumentParser, sub: Any) -> None:
     p.add_argument(
         "-o", "--output", default=None, help="file to write (default: stdout; parquet needs a file)"
     )
+    p.add_argument(
+        "--limits",
+        action="store_true",
+        help="the predicted largest batch per group and card size instead of the trials "
+        "(with -o FILE they go to FILE.limits.EXT beside the trials anyway)",
+    )
+    add_capacities_flag(p)
     p.set_defaults(func=cmd_export)
 
     # A flag given before the subcommand (`python -m sweep --db x.db status`) must not be reset
@@ -212,6 +221,7 @@ def _run(spec, args: argparse.Namespace) -> int:
     from sweep.engine.run import SweepError, run_sweep
     from sweep.report import format_summary
 
+    capacities = capacities_of(args)  # checked before the run by cmd_run / cmd_default
     try:
         outcome = run_sweep(spec, _options(args))
     except SweepError as exc:
@@ -223,7 +233,7 @@ def _run(spec, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    print(format_summary(outcome.frame))
+    print(format_summary(outcome.frame, capacities))
     counts = ", ".join(f"{s} {n}" for s, n in sorted(outcome.counts.items()))
     not_run = f"; {outcome.not_run} not run (run again to resume)" if outcome.not_run else ""
     print(
@@ -249,6 +259,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         spec = sweepfile.load(args.source, max_trials=_max_trials(args))
         options = _options(args)
+        capacities_of(args)
         if options.num_cpus is not None and options.num_cpus < spec.cpus_per_trial:
             raise ValueError(
                 f"--num-cpus: {options.num_cpus} is fewer than the {spec.cpus_per_trial} CPUs "
@@ -268,6 +279,7 @@ def cmd_default(args: argparse.Namespace) -> int:
 
     try:
         options = _options(args)
+        capacities_of(args)
         ray_cluster.check_address(options.address)
         _check_db(options.db)
     except (ValueError, ray_cluster.ClusterUnreachable) as exc:
@@ -340,11 +352,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.output:
         return _error(ValueError("--format parquet needs -o FILE"))
     try:
+        capacities = capacities_of(args)
         frame = load_frame(args.db, sweep=args.sweep)
-    except StoreError as exc:
+    except (ValueError, StoreError) as exc:
         return _error(exc)
     out = args.output
     try:
+        if args.limits:
+            write_limits(frame, capacities, args.format, out)
+            return 0
         if args.format == "csv":
             frame.to_csv(out if out else sys.stdout, index=False)
         elif args.format == "jsonl":
@@ -363,11 +379,17 @@ def cmd_export(args: argparse.Namespace) -> int:
                 frame.to_parquet(out, index=False)
             except ImportError as exc:
                 return _error(ValueError(f"parquet needs pyarrow (pip install pyarrow): {exc}"))
+    except ImportError as exc:  # --limits --format parquet without pyarrow
+        return _error(ValueError(f"parquet needs pyarrow (pip install pyarrow): {exc}"))
     except OSError as exc:  # a directory that does not exist, no permission, a full disk
         where = f"-o {out!r}" if out else "the output"
         return _error(ValueError(f"{where}: cannot be written ({exc})"))
     if out:
         print(f"wrote {len(frame)} trials to {os.path.abspath(out)}", file=sys.stderr)
+        try:
+            write_limits(frame, capacities, args.format, limits_path(out))
+        except OSError as exc:
+            return _error(ValueError(f"{limits_path(out)}: cannot be written ({exc})"))
     return 0
 
 

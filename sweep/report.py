@@ -11,6 +11,7 @@ from typing import Any
 from cluster.placement import place
 from sweep.plan.config import field_names
 from sweep.plan.grid import MAX_BATCH, SweepSpec, expand
+from sweep.results.memory_model import CAPACITIES_GB, MARGIN, predicted_limits
 from sweep.results.record import FINAL_STATUSES
 from sweep.results.store import Store
 from sweep.results.trust import GPU_BUSY_MIN_PCT, host_bound
@@ -71,7 +72,61 @@ def summary_table(frame) -> Any:
     return agg[columns]
 
 
-def format_summary(frame) -> str:
+def limits_table(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> Any:
+    """One row per group with two or more ok batches (sweep.results.memory_model): the workload
+    fields that tell the groups apart, the GPU, one column per card size (``80GB``: the largest
+    batch predicted to fit, MARGIN kept free), and the fit's largest error on the measured points
+    (%), its points, the largest batch measured and the peak it fitted."""
+    import pandas as pd
+
+    lim = predicted_limits(frame, capacities_gb)
+    if lim.empty:
+        return pd.DataFrame()
+    per_group = ["fit_max_error_pct", "fit_points", "measured_up_to_batch", "peak_source"]
+    keys = [c for c in lim.columns if c not in ["capacity_gb", "predicted_max_batch", *per_group]]
+    always = ("model", "seq_len", "gpu")
+    shown = [k for k in keys if k in always or lim[k].nunique(dropna=False) > 1]
+    rows = []
+    for _, g in lim.groupby(keys, dropna=False, sort=True):
+        first = g.iloc[0]
+        row = {k: first[k] for k in shown}
+        for cap, batch in zip(g["capacity_gb"], g["predicted_max_batch"], strict=True):
+            row[f"{cap:g}GB"] = None if pd.isna(batch) else int(batch)
+        row["fit_err_pct"] = round(float(first["fit_max_error_pct"]), 2)
+        row["points"] = first["fit_points"]
+        row["up_to"] = first["measured_up_to_batch"]
+        row["peak"] = {"nvml_peak_used_gib": "nvml", "peak_reserved_gib": "reserved"}.get(
+            first["peak_source"], first["peak_source"]
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_limits(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> str:
+    """The limits table as text, with a line saying what it is; "" when no group has two ok
+    batches (one batch gives no slope: no prediction rather than a guess)."""
+    import pandas as pd
+
+    table = limits_table(frame, capacities_gb)
+    if table.empty:
+        return ""
+    batches = [c for c in table.columns if c.endswith("GB")]
+    table[batches] = table[batches].map(lambda v: "-" if v is None or pd.isna(v) else f"{v:d}")
+    text = table.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-")
+    return (
+        f"predicted largest batch per card (a line through each group's ok peaks, "
+        f"{MARGIN * 100:g}% of the card kept free; fit_err_pct: its largest miss on them):\n" + text
+    )
+
+
+def format_summary(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> str:
+    """The summary table, its host-bound note, and the predicted limits (format_limits)."""
+    text = _format_table(frame)
+    limits = format_limits(frame, capacities_gb) if not frame.empty else ""
+    return text + ("\n\n" + limits if limits else "")
+
+
+def _format_table(frame) -> str:
     table = summary_table(frame)
     if table.empty:
         return "(no trials)"
