@@ -177,3 +177,12 @@ def test_with_prediction_adds_the_error_on_the_same_source_only():
     oom = with_prediction({}, pred)  # an OOM probe: the prediction, no error
     assert oom["predicted_peak_gib"] == 101.0 and "prediction_error_pct" not in oom
     assert with_prediction({"a": 1}, None) == {"a": 1}
+
+
+def test_the_gpu_checks_search_from_a_prediction_is_exact():
+    from benchmarks.memory_model_check import _largest_fitting
+
+    for answer in (33, 64, 100, 263, 1354):
+        for start in (answer - 40, answer - 1, answer, answer + 1, answer + 30, 4 * answer):
+            got, probes = _largest_fitting(lambda b, a=answer: b <= a, 32, start)
+            assert got == answer and probes <= 24, (answer, start, probes)
