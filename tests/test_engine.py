@@ -155,6 +155,12 @@ timeout_s: 60
         if t.status == "ok":  # the line is exact here: the error is rounding only
             assert abs(t.metrics["prediction_error_pct"]) < 1e-6
 
+    # resume: the stored probes' memory guides the search to the same probes; nothing runs
+    out2 = run_sweep(spec, options(tmp_path / "r.db", "oom_above_with_memory"))
+    again = {t.key: t.ray_trial_id for t in Store(tmp_path / "r.db").trials()}
+    assert again == {t.key: t.ray_trial_id for t in trials}
+    assert set(out2.frame["max_batch_size"].dropna()) == {50}
+
 
 def test_isolated_trials_crash_hang_and_raise_as_rows(tmp_path, ray_session):
     # The default: each trial in its own process forked from the worker's fork server. The

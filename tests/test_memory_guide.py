@@ -186,3 +186,28 @@ def test_the_gpu_checks_search_from_a_prediction_is_exact():
         for start in (answer - 40, answer - 1, answer, answer + 1, answer + 30, 4 * answer):
             got, probes = _largest_fitting(lambda b, a=answer: b <= a, 32, start)
             assert got == answer and probes <= 24, (answer, start, probes)
+
+
+def test_a_resumed_search_asks_for_its_stored_probes_again(h200):
+    from sweep.engine.schedule import RUN, STORED
+
+    recorded = h200["distilroberta-base"]
+    oracle = Oracle(max(recorded), {b: p[0] for b, p in recorded.items()})
+    first = _first()
+    done = BatchSearch(first, lambda key: None, limit=4096)
+    stored = {}
+    while (step := done.ask()) is not None:
+        status, metrics = oracle.run(step.trial.config.batch_size)
+        stored[step.trial.key] = (status, metrics)
+        done.tell(step.trial, status, metrics)
+    again = BatchSearch(
+        first,
+        lambda key: stored[key][0] if key in stored else None,
+        limit=4096,
+        stored_metrics=lambda key: stored[key][1],
+    )
+    kinds = []
+    while (step := again.ask()) is not None:
+        kinds.append(step.kind)
+        assert step.kind != RUN, (kinds, step.trial.config.batch_size)
+    assert kinds == [STORED] * len(stored) and again.answer == done.answer

@@ -216,6 +216,7 @@ def _run(
             retries=options.retries,
             capacity=lambda: ray_cluster.capacity(spec.cpus_per_trial),
             node_wait_s=options.node_wait_s,
+            stored_metrics=lambda key: r.metrics if (r := store.get(key)) else None,
         )
         if max_batch:
             n_groups = len(searcher.groups)

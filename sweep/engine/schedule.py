@@ -105,10 +105,16 @@ class BatchSearch:
     """
 
     def __init__(
-        self, first: PlannedTrial, stored: StoredLookup, limit: int, tolerance: float = 0.0
+        self,
+        first: PlannedTrial,
+        stored: StoredLookup,
+        limit: int,
+        tolerance: float = 0.0,
+        stored_metrics: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         self.first = first
         self.stored = stored
+        self.stored_metrics = stored_metrics  # a stored probe's metrics (resume), or None
         self.limit = limit
         self.tolerance = tolerance
         self.lo = 0  # the largest batch that fits (0: none known)
@@ -144,6 +150,8 @@ class BatchSearch:
         self._predict(t)
         status = self.stored(t.key)
         if status is not None:  # resume: a stored probe steers the search, unrun
+            if status in (OK, NONFINITE) and self.stored_metrics is not None:
+                self.guide.add(t.config.batch_size, self.stored_metrics(t.key))
             self._fold(t.config.batch_size, t.key, status)
             return Step(STORED, t, status=status)
         self.in_flight += 1

@@ -50,6 +50,8 @@ class SweepSearcher(Searcher):
     runnable: (trial, whether it asks for a GPU), as placed by cluster.placement.place.
     request: builds the TrialRequest Tune carries to the worker.
     stored: key -> status already in the store (those final are not run again unless rerun).
+    stored_metrics: key -> a stored row's metrics, so that a resumed max-batch search is guided
+        by the memory its stored probes measured (and asks for the same probes again).
     write: stores a record decided without running (skipped_oom, no_gpu_type).
     capacity: what the cluster can place now (None: do not check).
     """
@@ -67,6 +69,7 @@ class SweepSearcher(Searcher):
         capacity: Callable[[], Capacity | None] | None = None,
         node_wait_s: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
+        stored_metrics: Callable[[str], dict | None] | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -80,13 +83,18 @@ class SweepSearcher(Searcher):
         self.node_wait_s = node_wait_s
         self.clock = clock
         self.max_batch = spec.mode == MAX_BATCH
+        self.stored_metrics = stored_metrics
         gpu_of = {t.key: gpu for t, gpu in runnable}
         self.groups: list[_Group] = []
         for members in groups([t for t, _ in runnable]).values():
             first = members[0]
             if self.max_batch:
                 sched: GridQueue | BatchSearch = BatchSearch(
-                    first, self._stored_status, spec.batch_limit, spec.batch_tolerance
+                    first,
+                    self._stored_status,
+                    spec.batch_limit,
+                    spec.batch_tolerance,
+                    stored_metrics=self._stored_metrics,
                 )
             else:
                 sched = GridQueue(members, self._stored_status)
@@ -103,7 +111,7 @@ class SweepSearcher(Searcher):
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its configuration (for Tuner.restore, which we do not use: the store is
         # the sweep's state). The store writer, the progress line and the cluster probe cannot.
-        skip = ("write", "progress", "capacity", "request", "clock")
+        skip = ("write", "progress", "capacity", "request", "clock", "stored_metrics")
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def save(self, checkpoint_path: str) -> None:
@@ -111,6 +119,9 @@ class SweepSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         """See save."""
+
+    def _stored_metrics(self, key: str) -> dict | None:
+        return self.stored_metrics(key) if self.stored_metrics is not None else None
 
     def _stored_status(self, key: str) -> str | None:
         status = self.stored.get(key)
