@@ -69,6 +69,8 @@ def load_database(path: str | None) -> tuple[pd.DataFrame | None, list[str]]:
         return None, [f"Cannot read results: {exc}. Showing the reference rows only."]
     try:
         trials, problems = store.readable_trials()
+    except StoreError as exc:  # a valid header over damaged pages fails only when read
+        return None, [f"Cannot read results: {exc}. Showing the reference rows only."]
     finally:
         store.close()
     if not trials and not problems:

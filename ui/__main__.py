@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import os
 import sys
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         auth = resolve_auth(args, environ)
         if args.port is not None and not 0 < args.port < 65536:
             raise UsageError(f"--port: {args.port} is not a port number (1-65535)")
-        if args.refresh <= 0:
+        if not math.isfinite(args.refresh) or args.refresh <= 0:  # nan compares false
             raise UsageError(f"--refresh: must be a positive number of seconds, got {args.refresh}")
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     holder = Holder(args.db)
     for msg in holder.data.messages:
         print(f"note: {msg}", file=sys.stderr)
-    demo = build_app(holder, refresh_s=args.refresh)
+    demo = build_app(holder, refresh_s=args.refresh, private=auth is not None)
     demo.queue()
     _app, local_url, _share = demo.launch(
         server_name=args.host,

@@ -24,6 +24,7 @@ from analysis.selection import (  # noqa: E402
 )
 from analysis.sources import Data, database_signature  # noqa: E402
 from ui.render import (  # noqa: E402
+    DATA_PARAM,
     Renderer,
     tab_writer_js,
     url_params,
@@ -135,8 +136,12 @@ def _shared_filters(frame, defaults: dict[str, str]) -> dict[str, gr.Dropdown]:
     return filters
 
 
-def build_app(holder: Holder, refresh_s: float = 5.0) -> gr.Blocks:
-    data, frame = holder.data, holder.frame
+def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> gr.Blocks:
+    """The app over ``holder``'s data. ``private`` (a password is asked): the page is built
+    without data (Gradio's login page embeds the page's configuration) and every choice is
+    filled once the user has logged in."""
+    data = Data(holder.db_path) if private else holder.data
+    frame = holder.frame.iloc[0:0] if private else holder.frame
     defaults = default_filters(frame)
 
     with gr.Blocks(title="transformers-sweep", analytics_enabled=False) as demo:
@@ -157,7 +162,7 @@ def build_app(holder: Holder, refresh_s: float = 5.0) -> gr.Blocks:
                             elem_id=f"filter-{name}",
                         )
         version = gr.State(holder.version)
-        ctx = Context(holder, demo, datasets, filters, version, refresh_s)
+        ctx = Context(holder, demo, datasets, filters, version, refresh_s, private)
         tabs, tab_widgets = [], []
         # wrap: at a phone's width every tab name stays visible (a menu hid 7 of 9)
         with gr.Tabs(overflow_behavior="wrap", elem_id="tabs") as tab_group:
@@ -179,13 +184,19 @@ def build_app(holder: Holder, refresh_s: float = 5.0) -> gr.Blocks:
             """The visible tab's views only: the others are drawn when they are opened."""
             return renderer.visible(tab_index, chosen, *args)
 
+        url_choices = {
+            DATA_PARAM: lambda f: [v for _, v in _dataset_choices(holder.data)],
+            **{name: (lambda f, n=name: [ANY, *filter_choices(f, n)]) for name in filters},
+            **{k: fn for t in tabs for k, fn in t.url_choices.items()},
+        }
+
         def from_url(request: gr.Request):
             """The selection a pasted link holds (query parameters), then the tab it names."""
             query = dict(request.query_params) if request is not None else {}
-            values = [
-                value_from_url(c, query[name]) if name in query else gr.skip()
-                for name, c in params.items()
-            ]
+            values = []
+            for name, c in params.items():
+                valid = url_choices[name](holder.frame) if name in url_choices else None
+                values.append(value_from_url(c, query[name], valid) if name in query else gr.skip())
             tab = SLUGS.index(query["tab"]) if query.get("tab") in SLUGS else 0
             return [*values, gr.Tabs(selected=tab), tab]
 
@@ -246,13 +257,22 @@ def build_app(holder: Holder, refresh_s: float = 5.0) -> gr.Blocks:
                 lambda i=i: i, outputs=active, js=tab_writer_js(SLUGS[i]), **PRIVATE
             )
             opened.then(render_visible, **draw)
-        demo.load(from_url, outputs=[*params.values(), tab_group, active], **PRIVATE).then(
-            render_visible,
-            inputs=[active, *inputs],
-            outputs=outputs,
-            concurrency_id=RENDER,
-            **PRIVATE,
-        )
+        choice_widgets = [datasets, header, *filters.values(), *(w for w, _ in refreshed)]
+
+        def after_login(*current):
+            """Every choice from the data, the filters at their defaults (a private page)."""
+            fv = default_filters(holder.frame)
+            values = [fv.get(name, ANY) for name in filters] + list(current[len(filters) :])
+            return refresh_choices(None, holder.data.datasets(), *values)
+
+        url_out = [*params.values(), tab_group, active]
+        if private:
+            loaded = demo.load(
+                after_login, inputs=choice_widgets[2:], outputs=choice_widgets, **PRIVATE
+            ).then(from_url, outputs=url_out, **PRIVATE)
+        else:
+            loaded = demo.load(from_url, outputs=url_out, **PRIVATE)
+        loaded.then(render_visible, **draw)
         version.change(
             refresh_choices,
             inputs=[version, datasets, *filters.values(), *(w for w, _ in refreshed)],

@@ -98,16 +98,17 @@ def _choices(component: Any) -> list[str] | None:
     return None if choices is None else [str(v) for _, v in choices]
 
 
-def value_from_url(component: Any, text: str) -> Any:
-    """The widget's value for the parameter's text; gr.skip() where it is not a valid one (a
-    link made before the data changed must not break the page)."""
+def value_from_url(component: Any, text: str, valid: list[str] | None = None) -> Any:
+    """The widget's value for the parameter's text; gr.skip() where it is not one of ``valid``
+    (default: the widget's choices): a link made before the data changed must not break the
+    page."""
     if isinstance(component, gr.Checkbox):
         return text.lower() in ("1", "true", "yes")
     if isinstance(component, gr.CheckboxGroup) or getattr(component, "multiselect", False):
         wanted = [v for v in text.split(",") if v]
-        choices = _choices(component)
+        choices = valid if valid is not None else _choices(component)
         return [v for v in wanted if choices is None or v in choices] or gr.skip()
-    choices = _choices(component)
+    choices = valid if valid is not None else _choices(component)
     if choices is not None and text not in choices:
         return gr.skip()
     return text

@@ -34,6 +34,19 @@ class Context:
     filters: dict[str, gr.Dropdown]
     version: gr.State
     refresh_s: float
+    # With a password (``--auth``) the page is built without data, since the login page embeds
+    # it: the widgets get their choices after login (``refresh``).
+    private: bool = False
+
+    @property
+    def shown_frame(self) -> pd.DataFrame:
+        """The rows the widgets' initial choices come from: none when private."""
+        frame = self.holder.frame
+        return frame.iloc[0:0] if self.private else frame
+
+    @property
+    def shown_references(self) -> dict:
+        return {} if self.private else self.holder.data.references
 
     @property
     def shared_inputs(self) -> list:
@@ -61,6 +74,8 @@ class Tab:
     render: Render | None = None
     refresh: list[tuple[Any, Refresh]] = field(default_factory=list)
     url: dict[str, Any] = field(default_factory=dict)  # query parameter -> widget it sets
+    # query parameter -> its valid values for the current data (default: the widget's choices)
+    url_choices: dict[str, Callable[[pd.DataFrame], list[str]]] = field(default_factory=dict)
 
 
 def plot_value(figure: dict[str, Any]) -> PlotData:

@@ -31,7 +31,7 @@ def gpu_choices(frame: pd.DataFrame) -> list[str]:
 
 def build(ctx: Context) -> Tab:
     csv_dir = tempfile.mkdtemp(prefix="tsweep-ui-")
-    gpus_all = gpu_choices(ctx.holder.frame)
+    gpus_all = gpu_choices(ctx.shown_frame)
     with gr.Row():
         baseline = gr.Dropdown(
             [SLOWEST, *gpus_all], value=SLOWEST, label="Speedup over", elem_id="baseline", scale=1
@@ -105,6 +105,7 @@ def build(ctx: Context) -> Tab:
         render=render,
         refresh=[(baseline, refresh), (gpus, refresh_gpus)],
         url={"metric": metric, "baseline": baseline, "gpus": gpus, "strict": strict},
+        url_choices={"baseline": lambda f: [SLOWEST, *gpu_choices(f)], "gpus": gpu_choices},
     )
     redraw_on_own_inputs(ctx, tab)
     return tab

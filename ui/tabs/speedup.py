@@ -21,7 +21,7 @@ def baseline_choices(frame: pd.DataFrame, current: str | None) -> tuple[list[str
 
 
 def build(ctx: Context) -> Tab:
-    labels, value = baseline_choices(ctx.holder.frame, None)
+    labels, value = baseline_choices(ctx.shown_frame, None)
     baseline = gr.Dropdown(labels, value=value, label="Baseline GPU")
     plot = gr.Plot(label="Speedup over the baseline", elem_id="speedup-plot")
     table = gr.Dataframe(interactive=False)

@@ -20,13 +20,22 @@ def status_choices(frame: pd.DataFrame) -> list[str]:
     return [ANY, *filter_choices(frame, "status")]
 
 
+def row_by_identity(frame: pd.DataFrame, shown: dict, fallback: pd.Series) -> pd.Series:
+    """The frame's row that a table row shows: its key within its dataset (one key can be both
+    the user's row and a shipped reference row of the same configuration), else ``fallback``."""
+    match = frame[frame["key"].astype(str) == str(shown.get("key"))]
+    if "dataset" in shown and "dataset" in frame:
+        match = match[match["dataset"].astype(str) == str(shown["dataset"])]
+    return match.iloc[0] if len(match) else fallback
+
+
 def build(ctx: Context) -> Tab:
     csv_dir = tempfile.mkdtemp(prefix="tsweep-ui-")
     with gr.Row():
         search = gr.Textbox(
             "", label="Search every column", placeholder="e.g. oom, H200, compile", scale=3
         )
-        status = gr.Dropdown(status_choices(ctx.holder.frame), value=ANY, label="Status", scale=1)
+        status = gr.Dropdown(status_choices(ctx.shown_frame), value=ANY, label="Status", scale=1)
         download = gr.DownloadButton("Download CSV", scale=1)
     results = gr.Dataframe(
         interactive=False,
@@ -61,10 +70,8 @@ def build(ctx: Context) -> Tab:
             return "", pd.DataFrame(columns=["field", "value"])
         row = tab.iloc[row_index]
         if isinstance(evt.row_value, list) and "key" in tab.columns:
-            key = evt.row_value[list(tab.columns).index("key")]
-            frame = ctx.holder.frame
-            match = frame[frame["key"] == key]
-            row = match.iloc[0] if len(match) else row
+            shown = dict(zip(tab.columns, evt.row_value, strict=False))
+            row = row_by_identity(ctx.holder.frame, shown, row)
         return reproduce_command(row.to_dict()), environment(row)
 
     def refresh(frame: pd.DataFrame, current: str | None):
