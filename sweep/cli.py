@@ -16,9 +16,9 @@ import os
 import sys
 from typing import Any
 
-from sweep.limits import add_capacities_flag, capacities_of, limits_path, write_limits
 from sweep.plan.config import TrialConfig
 from sweep.plan.flags import add_trial_arguments
+from sweep.report import add_capacities_flag, capacities_of, limits_path, write_limits
 
 
 def cmd_trial(args: argparse.Namespace) -> int:

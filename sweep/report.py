@@ -1,17 +1,21 @@
-"""The text the command line prints about sweeps: the summary table of a run, the stored rows by
-sweep and status, and the plan of what a run would do. Pure over frames and the store (pandas;
-no ray, no torch)."""
+"""The text the command line prints about sweeps: the summary table of a run with the predicted
+limits of the memory model (and ``--capacities``, and the limits table ``export`` writes), the
+stored rows by sweep and status, and the plan of what a run would do. Pure over frames and the
+store (pandas; no ray, no torch)."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from collections import Counter
+from contextlib import nullcontext
 from typing import Any
 
 from cluster.placement import place
 from sweep.plan.config import field_names
 from sweep.plan.grid import MAX_BATCH, SweepSpec, expand
-from sweep.results.memory_model import CAPACITIES_GB, MARGIN, predicted_limits
+from sweep.results.memory_model import CAPACITIES_GB, MARGIN, parse_capacities, predicted_limits
 from sweep.results.record import FINAL_STATUSES
 from sweep.results.store import Store
 from sweep.results.trust import GPU_BUSY_MIN_PCT, host_bound
@@ -210,3 +214,54 @@ def plan_lines(
     widths = [max(len(r[j]) for r in rows) for j in range(len(header))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return lines
+
+
+# -- the memory model on the command line --------------------------------------------------------
+def add_capacities_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--capacities",
+        default=None,
+        metavar="GB,GB,...",
+        help="card sizes for the predicted largest batch per group "
+        f"(default: {','.join(f'{c:g}' for c in CAPACITIES_GB)})",
+    )
+
+
+def capacities_of(args: argparse.Namespace) -> tuple[float, ...]:
+    """The card sizes asked for; one ValueError naming --capacities and the bad entry."""
+    value = getattr(args, "capacities", None)
+    if value is None:
+        return CAPACITIES_GB
+    try:
+        return parse_capacities(value)
+    except ValueError as exc:
+        raise ValueError(f"--{exc}") from None
+
+
+def limits_path(trials_path: str) -> str:
+    """Where ``export -o FILE`` puts the limits: FILE's stem + ``.limits`` + its suffix."""
+    stem, suffix = os.path.splitext(trials_path)
+    return f"{stem}.limits{suffix}"
+
+
+def write_limits(frame, capacities: tuple[float, ...], fmt: str, out: str | None) -> int:
+    """The predicted largest batch per group and card size (predicted_limits: one row each) as
+    CSV, JSON lines or parquet, to ``out`` or stdout; returns the number of rows. Groups with
+    fewer than two ok batches have none."""
+    limits = predicted_limits(frame, capacities)
+    if fmt == "csv":
+        limits.to_csv(out if out else sys.stdout, index=False)
+    elif fmt == "jsonl":
+        text = limits.to_json(orient="records", lines=True) if len(limits) else ""
+        with open(out, "w", encoding="utf-8") if out else nullcontext(sys.stdout) as fh:
+            fh.write(text if not text or text.endswith("\n") else text + "\n")
+    else:
+        limits.to_parquet(out, index=False)
+    if out:
+        groups = len(limits) // max(len(capacities), 1)
+        print(
+            f"wrote {len(limits)} predicted limits ({groups} groups x {len(capacities)} card "
+            f"sizes) to {os.path.abspath(out)}",
+            file=sys.stderr,
+        )
+    return len(limits)
