@@ -80,7 +80,8 @@ def limits_table(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> Any
     """One row per group with two or more ok batches (sweep.results.memory_model): the workload
     fields that tell the groups apart, the GPU, one column per card size (``80GB``: the largest
     batch predicted to fit, MARGIN kept free), and the fit's largest error on the measured points
-    (%), its points, the largest batch measured and the peak it fitted."""
+    (%), its points, the largest batch measured and the peak it fitted; ``max_batch``: where a
+    max-batch search ran, the largest batch that fitted on the group's own GPU."""
     import pandas as pd
 
     lim = predicted_limits(frame, capacities_gb)
@@ -90,8 +91,14 @@ def limits_table(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> Any
     keys = [c for c in lim.columns if c not in ["capacity_gb", "predicted_max_batch", *per_group]]
     always = ("model", "seq_len", "gpu")
     shown = [k for k in keys if k in always or lim[k].nunique(dropna=False) > 1]
+    found = pd.to_numeric(frame.get("max_batch_size", pd.Series(dtype=float)), errors="coerce")
+    found = found.reindex(frame.index)
+    answers = frame[found.notna()].assign(max_batch_size=found[found.notna()])
+    answers = answers.assign(gpu=answers["gpu"].fillna(answers["gpu_type"]).fillna("cpu"))
+    by_group = answers.groupby(keys, dropna=False, sort=False)["max_batch_size"].max()
+    measured = {_plain(k): v for k, v in by_group.items()}
     rows = []
-    for _, g in lim.groupby(keys, dropna=False, sort=True):
+    for group, g in lim.groupby(keys, dropna=False, sort=True):
         first = g.iloc[0]
         row = {k: first[k] for k in shown}
         for cap, batch in zip(g["capacity_gb"], g["predicted_max_batch"], strict=True):
@@ -102,8 +109,17 @@ def limits_table(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> Any
         row["peak"] = {"nvml_peak_used_gib": "nvml", "peak_reserved_gib": "reserved"}.get(
             first["peak_source"], first["peak_source"]
         )
+        if measured:
+            best = measured.get(_plain(group))
+            row["max_batch"] = "-" if best is None else str(int(best))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _plain(key: Any) -> tuple:
+    """A group's key with NaN as None (NaN != NaN: a dict lookup would miss it)."""
+    key = key if isinstance(key, tuple) else (key,)
+    return tuple(None if isinstance(v, float) and v != v else v for v in key)
 
 
 def format_limits(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> str:

@@ -47,6 +47,14 @@ def test_limits_table_one_row_per_group_with_two_ok_batches():
     assert (c["16GB"], c["peak"]) == (29, "reserved")
 
 
+def test_limits_table_shows_a_max_batch_answer_beside_the_predictions():
+    answer = _row("a", 16, peak=10.0)
+    answer = answer.replace(metrics={**answer.metrics, "max_batch_size": 16})
+    table = limits_table(trials_frame([ROWS[0], answer, *ROWS[2:]]), (16,))
+    assert list(table["max_batch"]) == ["16", "-"]  # a searched; c was not
+    assert "max_batch" not in limits_table(trials_frame(ROWS), (16,)).columns
+
+
 def test_summary_shows_the_limits_section_only_with_a_prediction():
     text = format_summary(trials_frame(ROWS), (16, 40))
     assert "predicted largest batch per card" in text and "40GB" in text
