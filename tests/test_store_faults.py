@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -134,6 +135,24 @@ def test_the_heartbeat_moves_and_the_lease_is_released_on_an_error(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         with Lease(db, "s"):
             raise KeyboardInterrupt
+    assert lease_mod.holder(db, "s") is None
+
+
+def test_the_lease_keeps_beating_while_the_sweep_runs(tmp_path):
+    db = str(tmp_path / "r.db")
+    Store(db).close()
+    t = [100.0]
+
+    def clock() -> float:
+        t[0] += 1.0
+        return t[0]
+
+    with Lease(db, "s", clock=clock, beat_s=0.02):
+        first = lease_mod.holder(db, "s").heartbeat
+        deadline = time.monotonic() + 3
+        while lease_mod.holder(db, "s").heartbeat == first and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lease_mod.holder(db, "s").heartbeat > first  # the thread refreshed it
     assert lease_mod.holder(db, "s") is None
 
 

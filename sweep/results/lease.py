@@ -95,8 +95,9 @@ def _read(conn: sqlite3.Connection, sweep: str) -> Holder | None:
 
 
 def holder(path: str, sweep: str) -> Holder | None:
-    """The lease on ``sweep`` in the database at ``path``, or None."""
-    conn = _connect(path)
+    """The lease on ``sweep`` in the database at ``path``, or None (read-only: a missing file
+    is an error, never created)."""
+    conn = sqlite3.connect("file:" + os.path.abspath(path) + "?mode=ro", uri=True, timeout=30)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         return _read(conn, sweep) if "leases" in tables else None
