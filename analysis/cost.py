@@ -12,24 +12,19 @@ from analysis.selection import with_series
 from sweep.results.record import OK
 
 PRICE_COLUMNS = ["gpu_name_contains", "usd_per_gpu_hour", "source"]
-# Default hourly prices for one GPU: public list prices of AWS, per GPU (instance price / GPU
-# count), US East, Linux, as published in 2024. They are a starting point for the comparison,
-# not a quote: every user should put in their own prices (the table is editable in the app).
-# - V100 16GB: p3.2xlarge on-demand, $3.06/h for 1 GPU (https://aws.amazon.com/ec2/pricing/on-demand/)
-# - A100 40GB, H100, H200: EC2 Capacity Blocks for ML, effective accelerator hourly rate of
-#   p4d.24xlarge ($1.844), p5.48xlarge ($4.916) and p5e.48xlarge ($5.408), US East (Ohio), rates
-#   listed until 1 Jan 2025 (https://aws.amazon.com/ec2/capacityblocks/pricing/): the one AWS list
-#   that names A100, H100 and H200 at one date. On-demand p5.48xlarge was $98.32/h ($12.29 per GPU).
-# - T4, A10G, L4: g4dn.xlarge $0.526/h, g5.xlarge $1.006/h, g6.xlarge $0.8048/h on-demand.
+# Default hourly prices for one GPU, all of one kind and one date: AWS EC2 Capacity Blocks for
+# ML, "effective accelerator hourly rate" (instance rate / GPUs), US East (Ohio), the rates listed
+# until 1 Jan 2025 (https://aws.amazon.com/ec2/capacityblocks/pricing/): the one AWS list that
+# names A100, H100 and H200 at one date. GPUs it does not sell (V100, T4, A10G, L4) have no default:
+# on-demand rates are several times higher (p5.48xlarge on-demand was $98.32/h, $12.29 per GPU,
+# against $4.916 here), and a table mixing the two made the newest GPUs look cheapest. They are
+# a starting point, not a quote: every user should enter their own prices (editable in the app).
+PRICE_SOURCE = "AWS EC2 Capacity Blocks, effective accelerator rate, US East (Ohio), to 2025-01-01"
 DEFAULT_PRICES = pd.DataFrame(
     [
-        ["V100", 3.06, "AWS p3.2xlarge on-demand, us-east-1, 2024 ($3.06/h, 1 GPU)"],
-        ["A100", 1.844, "AWS Capacity Blocks p4d.24xlarge (A100 40GB), per GPU, 2024"],
-        ["H100", 4.916, "AWS Capacity Blocks p5.48xlarge, per GPU, 2024"],
-        ["H200", 5.408, "AWS Capacity Blocks p5e.48xlarge, per GPU, 2024"],
-        ["T4", 0.526, "AWS g4dn.xlarge on-demand, us-east-1, 2024"],
-        ["A10G", 1.006, "AWS g5.xlarge on-demand, us-east-1, 2024"],
-        ["L4", 0.8048, "AWS g6.xlarge on-demand, us-east-1, 2024"],
+        ["A100", 1.844, f"{PRICE_SOURCE}: p4d.24xlarge (8x A100 40GB) $14.75/h"],
+        ["H100", 4.916, f"{PRICE_SOURCE}: p5.48xlarge (8x H100) $39.33/h"],
+        ["H200", 5.408, f"{PRICE_SOURCE}: p5e.48xlarge (8x H200) $43.26/h"],
     ],
     columns=PRICE_COLUMNS,
 )

@@ -14,8 +14,6 @@ import math
 import sys
 from typing import Any
 
-import pandas as pd
-
 # header in the printed table, column of analysis.answer.COLUMNS (the speedup's is found by name)
 SHORT_HEADERS = {
     "GPU": "GPU",
@@ -122,6 +120,8 @@ def format_answer(table, notes: list[str], baseline: str | None) -> str:
 
 
 def _missing(v: Any) -> bool:
+    import pandas as pd  # here: the command line loads without pandas until a table is printed
+
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 

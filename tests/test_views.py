@@ -345,7 +345,11 @@ def test_price_match_prefers_the_most_specific_entry():
 
 def test_cost_per_million_tokens_and_the_cheapest_gpu(frame):
     sel = bert128(frame, dataset=None)
-    costs = cost_table(sel, DEFAULT_PRICES).set_index("gpu")
+    # the defaults (one kind of price) have no L4: add the user's own, as in the app
+    prices = pd.concat(
+        [DEFAULT_PRICES, pd.DataFrame([["L4", 0.8048, "mine"]], columns=PRICE_COLUMNS)]
+    )
+    costs = cost_table(sel, prices).set_index("gpu")
     h200 = costs.loc["NVIDIA H200"]
     best = (
         sel[(sel.gpu == "NVIDIA H200") & (sel.status == "ok")]
@@ -468,7 +472,9 @@ def test_memory_chart_of_a_metric_only_the_other_rows_recorded(refs):
 def test_price_entry_matches_whole_words_of_the_gpu_name():
     """ "L4" is not the price of an L40S, nor "A10" of an A100: a word of the entry must be a whole
     word (or dash-separated part) of the GPU name."""
-    prices = DEFAULT_PRICES
+    prices = pd.DataFrame(
+        [["L4", 0.8048, ""], ["V100", 3.06, ""], ["H100", 4.9, ""]], columns=PRICE_COLUMNS
+    )
     assert price_for("NVIDIA L40S", prices) is None
     assert price_for("NVIDIA L4", prices) == (0.8048, "L4")
     a10 = pd.DataFrame([["A10", 1.0, ""]], columns=PRICE_COLUMNS)

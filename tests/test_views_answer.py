@@ -170,3 +170,14 @@ def test_compare_command_prints_the_table(tmp_path, capsys):
     assert err.startswith("error: No GPU has an ok measurement of gpt2") and err.count("\n") == 1
     assert main([*argv[:4], "--db", str(tmp_path / "none.db"), "--no-reference"]) == 1
     assert "error: nothing to compare" in capsys.readouterr().err
+
+
+def test_compare_is_a_subcommand_of_python_m_sweep(tmp_path, capsys):
+    from sweep.cli import main
+
+    argv = ["compare", "--model", "roberta-large", "--seq-len", "512"]
+    assert main([*argv, "--precision", "fp16-mixed", "--db", str(tmp_path / "none.db")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("GPU") and "V100-DGXS-16GB" in out  # shipped rows
+    assert main([*argv, "--db", str(tmp_path / "none.db"), "--no-reference"]) == 1
+    assert "error: nothing to compare" in capsys.readouterr().err

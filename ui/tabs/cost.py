@@ -14,8 +14,9 @@ def build(ctx: Context) -> Tab:
     gr.Markdown(
         "Hourly price of **one GPU**; a row matches every GPU whose name "
         'contains all its words as whole words ("L4" is not an L40S; the '
-        "longest match wins). Defaults are AWS "
-        "list prices of 2024 (source per row): replace them with yours."
+        "longest match wins). Defaults are of one kind and date (AWS Capacity Blocks, "
+        "rates to 2025-01-01, source per row; no V100, T4, A10G or L4 there): "
+        "replace them with yours and add the GPUs you rent."
     )
     prices = gr.Dataframe(
         DEFAULT_PRICES, interactive=True, label="GPU prices (editable)", elem_id="prices"
