@@ -164,6 +164,12 @@ def add_sweep_commands(parser: argparse.ArgumentParser, sub: Any) -> None:
     add_capacities_flag(p)
     p.set_defaults(func=cmd_export)
 
+    from sweep import compare
+
+    p = sub.add_parser("compare", help="one row per GPU for a model and sequence length")
+    compare.add_arguments(p, DEFAULT_DB)
+    p.set_defaults(func=compare.run)
+
     # A flag given before the subcommand (`python -m sweep --db x.db status`) must not be reset
     # by the subcommand's own default: there, the top-level value (or default) stands.
     top = {a.dest for a in parser._actions}
