@@ -57,12 +57,11 @@ def fits_column(gb: float) -> str:
     return f"Fits {gb:g} GB (predicted)"
 
 
-COLUMNS = [
+COLUMNS = [  # the figures first: at a phone's width only the first columns show
     "GPU",
-    "Trust",
     "Best tokens/s",
-    "At batch",
     "Speedup",
+    "At batch",
     "Speedup at equal batch",
     "Equal batch",
     "Largest batch run",
@@ -71,6 +70,7 @@ COLUMNS = [
     "$ per million tokens",
     "GPU busy %",
     "Step time CV %",
+    "Trust",
     "Differs in",
     "Data",
 ]

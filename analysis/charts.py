@@ -57,13 +57,15 @@ def display_name(series: str) -> str:
 
 
 def base_layout(title: str, height: int = 480, **kw: Any) -> dict[str, Any]:
+    what, sep, selection = title.partition(" — ")  # the selection as a subtitle: narrow screens
+    text = f"{what}<br><sup>{selection}</sup>" if sep else title
     return {
-        "title": {"text": title, "font": {"size": 15}},
+        "title": {"text": text, "font": {"size": 15}},
         "height": height,
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
         "font": {"color": TEXT, "family": "system-ui, sans-serif"},
-        "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+        "margin": {"l": 60, "r": 20, "t": 90, "b": 50},
         "legend": {"orientation": "h", "y": -0.2, "yanchor": "top", "font": {"size": 11}},
         "hovermode": "closest",
         **kw,

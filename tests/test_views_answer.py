@@ -164,7 +164,7 @@ def test_compare_command_prints_the_table(tmp_path, capsys):
     assert "80,000" in lines[2] and "2.50x" in lines[2] and "seed" not in out
     assert main([*argv, "--format", "csv"]) == 0
     csv = capsys.readouterr().out
-    assert csv.splitlines()[0].startswith("GPU,Trust,Best tokens/s,At batch")
+    assert csv.splitlines()[0].startswith("GPU,Best tokens/s,Speedup vs A100")
     assert main(["--model", "gpt2", "--seq-len", "128", "--db", str(db), "--no-reference"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: No GPU has an ok measurement of gpt2") and err.count("\n") == 1

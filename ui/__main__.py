@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    from ui.app import THEME, Holder, build_app  # gradio is imported only once args are good
+    from ui.app import CSS, THEME, Holder, build_app  # gradio is imported only once args are good
 
     holder = Holder(args.db)
     for msg in holder.data.messages:
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         mcp_server=False,
         pwa=False,
         theme=THEME,
+        css=CSS,
         footer_links=["api", "settings"],
     )
     print(

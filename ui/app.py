@@ -68,6 +68,17 @@ TABS = (
     ("About the data", about),
 )
 SLUGS = [label.lower().replace(" ", "-") for label, _ in TABS]  # the URL's tab=
+# At a phone's width (390 px) the header shrinks and the page's padding goes, so that the answer
+# table and the chart start on the first screen.
+CSS = """
+@media (max-width: 640px) {
+  .gradio-container { padding: 0 4px !important; }
+  #header h1 { font-size: 1.2rem; margin: 0.2rem 0; }
+  #header p, #header blockquote { font-size: 0.8rem; margin: 0.2rem 0; }
+  #header p:nth-of-type(1) { display: none; }
+  #answer-table { font-size: 0.8rem; }
+}
+"""
 # System fonts only: the default theme would ask for web fonts; nothing leaves the machine.
 THEME = gr.themes.Default(
     font=["ui-sans-serif", "system-ui", "sans-serif"],
@@ -145,7 +156,7 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
     defaults = default_filters(frame)
 
     with gr.Blocks(title="transformers-sweep", analytics_enabled=False) as demo:
-        header = gr.Markdown(_header(data))
+        header = gr.Markdown(_header(data), elem_id="header")
         with gr.Row():
             datasets = gr.CheckboxGroup(
                 _dataset_choices(data), value=data.datasets(), label="Data shown", scale=2
