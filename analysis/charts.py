@@ -247,9 +247,8 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> dict[str, Any]:
                 }
             )
         elif not g["oom"].any():
-            notes.append(
-                f"{display_name(s)[:30]}: no limit found up to batch {int(top['batch_size'])}"
-            )
+            gpu = display_name(s).split(" ·")[0]
+            notes.append(f"{gpu}: no limit found up to batch {int(top['batch_size'])}")
     data += _oom_strip(points, colors, shown)
     has_oom = any(t.get("yaxis") == "y2" for t in data)
     xaxis = batch_axis(points["batch_size"])

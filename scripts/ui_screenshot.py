@@ -4,7 +4,8 @@ Starts ``python -m ui`` on 127.0.0.1 (a free port, analytics off) in an empty te
 directory, so that its default ``results.db`` does not exist and only the reference rows shipped
 in ``ui/data/`` show. Headless Chromium (Debian's ``/usr/bin/chromium``, driven by Playwright, as
 in ``tests/test_ui_browser.py``) picks model roberta-large, sequence length 512 and precision
-fp16-mixed, waits for the chart and saves the app's column of the page. The precision filter
+fp16-mixed through the dropdowns, waits for the answer table and the interactive chart and saves
+the app's column of the page. The precision filter
 applies to every row and the 2020 A100/V100 rows are fp16 only, so fp16 is the one precision that
 shows the H200 (its seed-fp16 sweep, batch 1-256) beside them; ``--precision "(any)"`` adds the
 H200 bf16 lines (and the single-batch harness pairs) at the cost of a busier chart. The app is
@@ -31,21 +32,21 @@ from ui.local import free_port, wait_until_serving  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHOICES = (("model", "roberta-large"), ("seq_len", "512"))
-# Series the picture must show before it is taken (legend labels, as in the table).
-EXPECTED = ("NVIDIA H200 (ref", "A100-SXM4-40GB (ref seed-2020)", "V100-DGXS-16GB (ref seed-2020)")
+# GPUs the answer table must show before the picture is taken.
+EXPECTED = ("H200", "A100-SXM4-40GB", "V100-DGXS-16GB")
+TITLE = (
+    "() => { const p = document.querySelector('#compare-plot .js-plotly-plot');"
+    " return p && p.layout && p.layout.title ? p.layout.title.text : null; }"
+)
 
 
 def choose(page, name: str, value: str) -> None:
     """Pick ``value`` in the dropdown ``#filter-<name>`` as a person would; wait for the redraw."""
-    plot = page.locator("#compare-plot img")
-    before = plot.get_attribute("src")
+    before = page.evaluate(TITLE)
     page.locator(f"#filter-{name} input").click()
     page.get_by_role("option", name=value, exact=True).click()
     page.wait_for_function(
-        "(b) => { const i = document.querySelector('#compare-plot img');"
-        " return i && i.src !== b; }",
-        arg=before,
-        timeout=60_000,
+        f"(b) => {{ const t = ({TITLE})(); return t && t !== b; }}", arg=before, timeout=60_000
     )
 
 
@@ -55,19 +56,19 @@ def shoot(url: str, out: str, precision: str) -> None:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
-            page.locator("#compare-plot img").wait_for(timeout=60_000)
+            page.wait_for_function(f"() => ({TITLE})() !== null", timeout=60_000)
             for name, value in (*CHOICES, ("precision", precision)):
                 current = page.locator(f"#filter-{name} input").input_value()
                 if current != value:
                     choose(page, name, value)
             page.wait_for_function(
-                "(want) => { const t = document.querySelector('#compare-table');"
+                "(want) => { const t = document.querySelector('#answer-table');"
                 " return t && want.every((w) => t.innerText.includes(w)); }",
                 arg=list(EXPECTED),
                 timeout=30_000,
             )
             page.mouse.move(0, 0)  # no hover highlight or open dropdown in the picture
-            time.sleep(1.5)  # let the last image paint
+            time.sleep(1.5)  # let the last chart paint
             box = page.locator(".gradio-container main").bounding_box()
             pad = 16  # the app's column, not the empty margins beside it
             clip = {"x": box["x"] - pad, "y": 0, "width": box["width"] + 2 * pad}
