@@ -62,6 +62,9 @@ def shortcuts_on() -> bool:
 # integers: the largest seed every stage keeps exactly.
 MAX_SEED = 2**63 - 1
 
+# A trial's GPUs are on one node; no node has more than this many.
+MAX_GPUS_PER_TRIAL = 64
+
 WORKLOAD = "workload"  # what runs: two rows that differ here are different workloads
 MEASUREMENT = "measurement"  # how it was measured: steps, warm-up, seed
 
@@ -95,6 +98,11 @@ class TrialConfig:
     optimizer: str = _field("adamw-fused", "optimizer of the training step")
     gradient_checkpointing: bool = _field(False, "recompute activations in the backward")
     harness: str = _field("native", "the training loop: a plain loop or PyTorch Lightning")
+    gpus_per_trial: int = _field(
+        1,
+        "GPUs of one node for one trial: N > 1 trains with DistributedDataParallel across N GPUs "
+        "(N gloo processes on the CPU), the same batch on each (batch_size is per GPU)",
+    )
     warmup_steps: int = _field(
         3, "steps run first and reported apart (compilation, first optimizer step)", MEASUREMENT
     )
@@ -123,6 +131,15 @@ class TrialConfig:
         for name in ("batch_size", "seq_len", "warmup_steps", "steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if isinstance(self.gpus_per_trial, bool) or not isinstance(self.gpus_per_trial, int):
+            raise ValueError(
+                f"gpus_per_trial: expected an integer, got {excerpt(self.gpus_per_trial)}"
+            )
+        if not 1 <= self.gpus_per_trial <= MAX_GPUS_PER_TRIAL:
+            raise ValueError(
+                f"gpus_per_trial: must be between 1 and {MAX_GPUS_PER_TRIAL} (the GPUs of one "
+                f"node), got {self.gpus_per_trial}"
+            )
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed: must be between 0 and {MAX_SEED} (2**63 - 1), got {self.seed}")
         if self.compile == "default":

@@ -20,7 +20,7 @@ SCHEMA_VERSION = 2
 # Configuration fields added after the first schema, with their defaults (TrialConfig's: a test
 # checks they agree). A field at its default is left out of the key, so a stored row's key stays
 # what it was before the field existed; a record read without one gets the default.
-ADDED_FIELDS: dict[str, Any] = {"cuda_graph": False, "profile_step": True}
+ADDED_FIELDS: dict[str, Any] = {"cuda_graph": False, "profile_step": True, "gpus_per_trial": 1}
 
 # Statuses a trial process itself returns.
 OK, OOM, UNSUPPORTED, NONFINITE, ERROR = "ok", "oom", "unsupported", "nonfinite", "error"

@@ -134,3 +134,26 @@ def launch_bound_pct(busy_intervals_ms: Sequence[tuple[float, float]], wall_ms: 
     if not wall_ms > 0:
         raise ValueError(f"wall time must be positive, got {wall_ms} ms")
     return max(0.0, 100.0 * (1.0 - union_ms(busy_intervals_ms) / wall_ms))
+
+
+def bus_bandwidth_gb_s(nbytes: int, seconds: float, world: int) -> float:
+    """All-reduce bus bandwidth in GB/s (1e9 bytes): the algorithm bandwidth (bytes / time) times
+    2(n-1)/n, the share of the data each rank sends and receives in a ring all-reduce, so that
+    the figure compares with the links' speed whatever the number of ranks (nccl-tests,
+    doc/PERFORMANCE.md)."""
+    if seconds <= 0 or world < 1:
+        raise ValueError(
+            f"bus bandwidth needs a positive time and world size, got {seconds}, {world}"
+        )
+    return nbytes / seconds / 1e9 * 2.0 * (world - 1) / world
+
+
+def scale_throughput(metrics: dict, world: int) -> dict[str, float]:
+    """An N-GPU trial's throughput: each rank measured its own batch (``sequences_per_s``,
+    ``tokens_per_s`` per GPU); the job does ``world`` of them per step."""
+    out = {}
+    for name in ("sequences_per_s", "tokens_per_s"):
+        if metrics.get(name) is not None:
+            out[f"{name}_per_gpu"] = metrics[name]
+            out[name] = metrics[name] * world
+    return out

@@ -192,7 +192,13 @@ def _start_cuda(device_type: str, timings: dict[str, float]) -> None:
 def run_trial(
     config: TrialConfig, *, sweep: str | None = None, gpu_type: str | None = None, repeat: int = 0
 ) -> Trial:
-    """Measure one configuration in this process. Always returns a record; never raises."""
+    """Measure one configuration in this process (an N-GPU one in N ranks it forks: see
+    sweep/trial/ddp.py). Always returns a record; never raises."""
+    if config.gpus_per_trial > 1:
+        from sweep.trial.ddp import run_ddp_trial
+
+        with contextlib.redirect_stdout(sys.stderr):
+            return run_ddp_trial(config, sweep=sweep, gpu_type=gpu_type, repeat=repeat)
     from sweep.trial.env import capture
     from sweep.trial.workload import NoCuda, Unsupported, resolve_device
 

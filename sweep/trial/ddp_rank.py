@@ -1,0 +1,217 @@
+"""One rank of an N-GPU trial: DistributedDataParallel over the trial's workload, measured like a
+one-GPU trial, plus the two communication figures of the node.
+
+Each rank builds the same workload (same seed: the same weights and the same synthetic batch on
+every GPU, ``batch_size`` per GPU), wraps the model in ``DistributedDataParallel`` and runs the
+native loop's steps inside the same ``MeasurementWindow``. On CUDA rank r takes ``cuda:r`` of the
+GPUs Ray gave the trial and talks NCCL; on the CPU the ranks talk gloo.
+
+Communication figures, each timed apart from the measured steps:
+- ``allreduce_busbw_gb_s``: an nccl-tests-style all-reduce of one large buffer, run before the
+  model is built (the memory is free, and it opens the communicator so that the first step does
+  not): bus bandwidth = bytes * 2(n-1)/n / time (nccl-tests' PERFORMANCE.md).
+- ``allreduce_ms_per_step``: the gradients' all-reduce on its own, in DDP's bucket sizes, after
+  the measured steps. Timed apart rather than through a comm hook because DDP overlaps the
+  all-reduce with the backward: a hook sees only when a bucket's work was queued and finished,
+  overlapped with compute, and synchronizing inside it would change the step being measured.
+  This is the time the same bytes take without overlap: how much the step could lose to
+  communication at worst.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from sweep.plan.config import TrialConfig
+from sweep.trial import metrics as M
+from sweep.trial.harness import MAX_STEPS, timing
+from sweep.trial.profile import maybe_profile
+from sweep.trial.window import MeasurementWindow, synchronize
+from sweep.trial.workload import (
+    NoCuda,
+    Unsupported,
+    build_workload,
+    check_support,
+    resolve_device,
+    train_step,
+)
+
+# A collective that waits longer than this raises in the ranks still alive (gloo), or is aborted
+# by NCCL's watchdog: a rank that hangs without dying is bounded even without the trial's timeout.
+COLLECTIVE_TIMEOUT_S = float(os.environ.get("TSWEEP_DDP_COLLECTIVE_TIMEOUT_S", "300"))
+# Bus-bandwidth buffer: 256 MiB on GPUs (past the size where NVLink all-reduce bandwidth levels
+# off in nccl-tests), 8 MiB on the CPU (gloo over loopback; a test must stay fast).
+BENCH_BYTES = {"cuda": 256 * 2**20, "cpu": 8 * 2**20}
+BENCH_ITERS = {"cuda": 20, "cpu": 5}
+# DDP's defaults (torch.nn.parallel.DistributedDataParallel: bucket_cap_mb=25, and a first
+# bucket of dist._DEFAULT_FIRST_BUCKET_BYTES = 1 MiB so that communication starts early).
+BUCKET_CAP_BYTES = 25 * 2**20
+FIRST_BUCKET_BYTES = 2**20
+
+
+def bucket_sizes(
+    param_bytes: list[int], cap: int = BUCKET_CAP_BYTES, first_cap: int = FIRST_BUCKET_BYTES
+) -> list[int]:
+    """Bytes of each gradient bucket, DDP's way: parameters in reverse order (the order the
+    backward produces their gradients), a bucket closed once it reaches its cap; the first
+    bucket's cap is smaller."""
+    buckets, current, limit = [], 0, first_cap
+    for nbytes in reversed(param_bytes):
+        current += nbytes
+        if current >= limit:
+            buckets.append(current)
+            current, limit = 0, cap
+    if current:
+        buckets.append(current)
+    return buckets
+
+
+def check_ddp_support(config: TrialConfig) -> None:
+    """What an N-GPU trial cannot measure, as Unsupported rows naming the field."""
+    if config.mode != "train":
+        raise Unsupported(
+            "gpus_per_trial: N > 1 measures training (DDP); inference has no "
+            "gradients to all-reduce (use gpus_per_trial 1)"
+        )
+    if config.harness != "native":
+        raise Unsupported("gpus_per_trial: N > 1 runs with the native harness only")
+    if config.cuda_graph:
+        raise Unsupported("gpus_per_trial: N > 1 does not capture CUDA graphs (cuda_graph)")
+
+
+def _timed_all_reduce_s(tensors: list[torch.Tensor], device_type: str, iters: int) -> float:
+    """Seconds per round of all-reducing ``tensors`` one after the other, ranks started
+    together, median of ``iters`` rounds after one warm-up round."""
+    for t in tensors:
+        dist.all_reduce(t)
+    synchronize(device_type)
+    rounds = []
+    for _ in range(iters):
+        dist.barrier()
+        synchronize(device_type)
+        t0 = time.perf_counter()
+        for t in tensors:
+            dist.all_reduce(t)
+        synchronize(device_type)
+        rounds.append(time.perf_counter() - t0)
+    return M.percentile(rounds, 50)
+
+
+def bus_bandwidth(device: torch.device, world: int) -> dict[str, float]:
+    """The node's all-reduce bus bandwidth (GB/s) over one buffer of BENCH_BYTES."""
+    nbytes = BENCH_BYTES[device.type]
+    x = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    seconds = _timed_all_reduce_s([x], device.type, BENCH_ITERS[device.type])
+    del x
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the buffer must not sit in the trial's reserved peak
+    return {
+        "allreduce_bench_bytes": nbytes,
+        "allreduce_bench_ms": seconds * 1000.0,
+        "allreduce_busbw_gb_s": M.bus_bandwidth_gb_s(nbytes, seconds, world),
+    }
+
+
+def grad_allreduce(model: torch.nn.Module, device: torch.device) -> dict[str, float]:
+    """The gradients' all-reduce alone, per step: every DDP bucket's bytes, one buffer the size
+    of the largest bucket reused for all (no second copy of the gradients)."""
+    sizes = bucket_sizes([p.numel() * 4 for p in model.parameters() if p.requires_grad])
+    buf = torch.zeros(max(sizes) // 4, dtype=torch.float32, device=device)
+    views = [buf[: s // 4] for s in sizes]
+    seconds = _timed_all_reduce_s(views, device.type, 5)
+    return {
+        "allreduce_ms_per_step": seconds * 1000.0,
+        "grad_allreduce_bytes": sum(sizes),
+        "grad_buckets": len(sizes),
+    }
+
+
+def run_steps(w, uuid: str | None):
+    """Warm-up, then the measured steps in one window, as run_native does. Every rank runs the
+    same number of steps (DDP's all-reduce needs all of them): with min_measure_s, rank 0
+    decides after each ``steps`` steps whether to go on and broadcasts it."""
+    cfg = w.config
+    dev = w.device.type
+    t0 = time.perf_counter()
+    for _ in range(cfg.warmup_steps):
+        train_step(w)
+    synchronize(dev)
+    warmup_s = time.perf_counter() - t0
+    window = MeasurementWindow(dev, uuid)
+    dist.barrier()  # the ranks open their windows together
+    window.begin()
+    losses: list[torch.Tensor] = []
+    n, target = 0, cfg.steps
+    while True:
+        while n < target:
+            losses.append(train_step(w, window.mark))
+            n += 1
+        if cfg.min_measure_s <= 0 or n >= MAX_STEPS:
+            break
+        more = torch.tensor([int(window.elapsed_s() < cfg.min_measure_s)], device=w.device)
+        dist.broadcast(more, 0)
+        if not int(more.item()):
+            break
+        target = min(n + cfg.steps, MAX_STEPS)
+    result = window.end()
+    raw = timing(
+        ("forward", "backward", "optimizer"), 4, cfg.warmup_steps, warmup_s, result, losses
+    )
+    raw.profile = maybe_profile(w, lambda: train_step(w))  # every rank: the step all-reduces
+    return raw
+
+
+def rank_trial(rank: int, world: int, config: TrialConfig, store_path: str) -> dict[str, Any]:
+    """Run this rank's share of the trial; returns its metrics (rank 0: with the environment and
+    the FLOP count). Raises on failure: the caller turns it into a status."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from sweep.trial.env import capture
+    from sweep.trial.run import _flops, _start_cuda, derive_metrics
+
+    timings: dict[str, float] = {}
+    device_type = resolve_device(config)
+    if device_type == "cuda":
+        visible = torch.cuda.device_count()
+        if visible < world:
+            raise NoCuda(f"gpus_per_trial: {world} GPUs asked for, {visible} visible here")
+        torch.cuda.set_device(rank)
+    else:
+        torch.set_num_threads(max(1, torch.get_num_threads() // world))  # the ranks share cores
+    _start_cuda(device_type, timings)
+    env = capture(device_type) if rank == 0 else {}
+    check_support(config, device_type)
+    check_ddp_support(config)
+    device = torch.device(device_type, rank) if device_type == "cuda" else torch.device("cpu")
+    dist.init_process_group(
+        "nccl" if device_type == "cuda" else "gloo",
+        init_method=f"file://{store_path}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S),
+    )
+    comm = bus_bandwidth(device, world)
+    t0 = time.perf_counter()
+    w = build_workload(config, device_type)
+    synchronize(device_type)
+    setup_s = time.perf_counter() - t0
+    # counted on the bare model, before DDP registers its gradient hooks; rank 0 only
+    flops = _flops(w, timings) if rank == 0 else None
+    ddp = DistributedDataParallel(w.model, device_ids=[rank] if device_type == "cuda" else None)
+    w.run_model = torch.compile(ddp, mode=config.compile_mode) if config.compile else ddp
+    raw = run_steps(w, env.get("gpu_uuid"))
+    comm.update(grad_allreduce(w.model, device))
+    out = derive_metrics(
+        config, raw, w.params, flops, env.get("gpu_name"), env.get("gpu_memory_total_gib")
+    )
+    out.update(comm)
+    out["setup_s"] = setup_s
+    out.update(timings)
+    finite = all(x == x and abs(x) != float("inf") for x in raw.losses)
+    return {"rank": rank, "metrics": out, "env": env, "finite": finite}
