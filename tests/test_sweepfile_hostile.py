@@ -119,7 +119,7 @@ def test_repeats_seed_and_causal_lm_of_one_token_are_refused_at_validation():
     TrialConfig(model="bert-tiny", seq_len=1)  # one token still classifies
 
 
-def test_a_directory_a_fifo_and_a_large_file_say_what_they_are(tmp_path):
+def test_a_directory_a_fifo_and_a_large_file_say_what_they_are(tmp_path, monkeypatch):
     d = tmp_path / "dir.yaml"
     d.mkdir()
     with pytest.raises(SweepFileError, match="is a directory, not a file"):
@@ -139,3 +139,7 @@ def test_a_directory_a_fifo_and_a_large_file_say_what_they_are(tmp_path):
         sweepfile.load(str(big))
     with pytest.raises(SweepFileError, match="does not exist"):
         sweepfile.load(str(tmp_path / "none.yaml"))
+    os.mkfifo(tmp_path / "pipe")  # no .yaml, no directory part: still a path, not a preset
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SweepFileError, match=r"sweep file 'pipe' is a FIFO"):
+        sweepfile.load("pipe")

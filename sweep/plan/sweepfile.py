@@ -79,7 +79,9 @@ def load(source: str, max_trials: int = DEFAULT_MAX_TRIALS) -> SweepSpec:
     """A preset name or a path to a YAML sweep file -> a validated SweepSpec."""
     if source in preset_names():
         return parse(_preset_text(source), origin=f"preset {source!r}", max_trials=max_trials)
-    looks_like_path = source.endswith((".yaml", ".yml")) or os.sep in source
+    looks_like_path = (
+        source.endswith((".yaml", ".yml")) or os.sep in source or os.path.lexists(source)
+    )
     if not looks_like_path:
         raise SweepFileError(
             f"unknown preset {excerpt(source)}; presets: {', '.join(preset_names())} "
