@@ -21,6 +21,7 @@ ROOMS = (
     "sweep.trial",
     "sweep.cli",
     "sweep.report",
+    "sweep.compare",
     "sweep",
     "cluster",
     "analysis",
