@@ -166,7 +166,9 @@ def connect(
                 raise ClusterUnreachable(AUTH_HELP.format(address=address)) from None
             raise
         return f"joined {address}"
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
+    # address "local": a new instance even where another Ray runs on this machine (without it,
+    # ray.init joins that one, or refuses num_cpus with a traceback)
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
     return "local"
 
 
@@ -298,16 +300,26 @@ def free_gpus() -> dict[str, float]:
     return out
 
 
-def resource_request(gpu: bool, gpu_type: str | None = None, cpus: int = 1):
-    """The placement group of one trial: ``cpus`` CPUs, plus one GPU (of ``gpu_type`` if given)."""
+def resource_request(gpu: bool, gpu_type: str | None = None, cpus: int = 1, gpus: int = 1):
+    """The placement group of one trial: ``cpus`` CPUs, plus one GPU (of ``gpu_type`` if given).
+    An N-GPU trial (``gpus`` > 1) asks for N GPUs and ``cpus`` per GPU (one rank process per
+    GPU) in ONE bundle: Ray places a bundle on a single node, and the trainable (the bundle's
+    owner) sees all N GPUs; STRICT_PACK says the same for the group."""
     from ray.tune import PlacementGroupFactory
 
-    bundle: dict[str, float] = {"CPU": float(cpus)}
+    bundle: dict[str, float] = {"CPU": float(cpus * gpus)}
     if gpu:
-        bundle["GPU"] = 1.0
+        bundle["GPU"] = float(gpus)
         if gpu_type:
             bundle[ACCELERATOR_PREFIX + gpu_type] = ACCELERATOR_FRACTION
-    return PlacementGroupFactory([bundle])
+    return PlacementGroupFactory([bundle], strategy="STRICT_PACK")
+
+
+def max_gpus_per_node() -> dict:
+    """The most GPUs one live node has, per GPU type and (None) of any type."""
+    from cluster.placement import max_gpus_per_node as of_nodes
+
+    return of_nodes(_alive_nodes())
 
 
 def describe() -> str:
