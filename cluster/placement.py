@@ -16,8 +16,9 @@ from sweep.results.record import NO_GPU_TYPE, Trial
 
 ACCELERATOR_PREFIX = "accelerator_type:"
 
-# A kind of slot: (asks for a GPU, GPU type or None)
-Slot = tuple[bool, "str | None"]
+# A kind of slot: (asks for a GPU, GPU type or None), and for an N-GPU trial (N > 1) its N:
+# (asks for a GPU, GPU type or None, N); N GPUs (or N CPU ranks) of one node.
+Slot = tuple
 
 
 @dataclass
@@ -38,9 +39,15 @@ def needs_gpu(t: PlannedTrial, has_gpu: bool) -> bool:
 
 
 def place(
-    spec: SweepSpec, planned: list[PlannedTrial], cluster_types: dict[str, int], has_gpu: bool
+    spec: SweepSpec,
+    planned: list[PlannedTrial],
+    cluster_types: dict[str, int],
+    has_gpu: bool,
+    node_gpus: dict[str | None, int] | None = None,
 ) -> Placement:
-    """Split the plan by what the cluster has (pure: the cluster facts are arguments)."""
+    """Split the plan by what the cluster has (pure: the cluster facts are arguments).
+    ``node_gpus``: the most GPUs one live node has, per GPU type and (key None) of any type
+    (max_gpus_per_node); an N-GPU trial no node can hold is a row. None: not checked."""
     runnable, rows = [], []
     have = ", ".join(sorted(cluster_types)) or "none"
     for t in planned:
@@ -50,11 +57,41 @@ def place(
             reason = "the cluster has no GPU"
         elif gpu and t.gpu_type is not None and t.gpu_type not in cluster_types:
             reason = f"the cluster has no {t.gpu_type} GPU (GPU types: {have})"
+        elif gpu and node_gpus is not None:
+            reason = _too_many_gpus(t, node_gpus)
         if reason:
             rows.append(t.unrun(spec.name, NO_GPU_TYPE, reason, "NoGpuType"))
         else:
             runnable.append((t, gpu))
     return Placement(runnable, rows, cluster_types, has_gpu)
+
+
+def _too_many_gpus(t: PlannedTrial, node_gpus: dict[str | None, int]) -> str | None:
+    """Why no live node can hold this trial's GPUs (one node: DDP within a node), or None. A
+    type with no live node yet (the autoscaler may start one) is not refused."""
+    n = t.config.gpus_per_trial
+    most = node_gpus.get(t.gpu_type)
+    if n <= 1 or most is None or (most == 0 and t.gpu_type is not None):
+        return None
+    if n > most:
+        what = f"{t.gpu_type} GPUs" if t.gpu_type else "GPUs"
+        return f"gpus_per_trial: {n} GPUs on one node asked for; the largest node has {most} {what}"
+    return None
+
+
+def max_gpus_per_node(nodes: list[dict[str, Any]]) -> dict[str | None, int]:
+    """From live ``ray.nodes()`` entries: the most GPUs on one node, per GPU type and (None) of
+    any type."""
+    out: dict[str | None, int] = {None: 0}
+    for node in nodes:
+        res = node.get("Resources", {})
+        gpus = int(res.get("GPU", 0))
+        out[None] = max(out[None], gpus)
+        for key in res:
+            if key.startswith(ACCELERATOR_PREFIX):
+                t = key[len(ACCELERATOR_PREFIX) :]
+                out[t] = max(out.get(t, 0), gpus)
+    return out
 
 
 @dataclass
@@ -64,9 +101,22 @@ class Capacity:
 
     slots: dict[Slot, int] = field(default_factory=dict)
     autoscaled: frozenset[str] = frozenset()
+    # per live node: (CPUs, GPUs, its GPU types), for the slots of N-GPU trials
+    nodes: tuple[tuple[int, int, frozenset[str]], ...] = ()
+    cpus_per_trial: int = 1
 
     def of(self, slot: Slot) -> int:
-        return self.slots.get(slot, 0)
+        if len(slot) < 3 or slot[2] <= 1:
+            return self.slots.get(slot[:2], 0)
+        gpu, gpu_type, n = slot
+        total = 0
+        for cpus, gpus, types in self.nodes:
+            by_cpu = cpus // (max(self.cpus_per_trial, 1) * n)  # a rank per GPU, each its CPUs
+            if not gpu:
+                total += by_cpu
+            elif gpu_type is None or gpu_type in types:
+                total += min(gpus // n, by_cpu)  # all N GPUs on this node, never split
+        return total
 
 
 def capacity_of_nodes(
@@ -75,9 +125,12 @@ def capacity_of_nodes(
     """From live ``ray.nodes()`` entries: one-GPU trials per GPU type and of any type (limited
     by the node's CPUs too), and CPU trials per ``cpus_per_trial`` CPUs."""
     slots: dict[Slot, int] = {}
+    facts = []
     for node in nodes:
         res = node.get("Resources", {})
         cpus, gpus = int(res.get("CPU", 0)), int(res.get("GPU", 0))
+        prefixed = (k for k in res if k.startswith(ACCELERATOR_PREFIX))
+        facts.append((cpus, gpus, frozenset(k[len(ACCELERATOR_PREFIX) :] for k in prefixed)))
         by_cpu = cpus // max(cpus_per_trial, 1)
         with_gpu = min(gpus, by_cpu)
         slots[(True, None)] = slots.get((True, None), 0) + with_gpu
@@ -86,4 +139,4 @@ def capacity_of_nodes(
             if key.startswith(ACCELERATOR_PREFIX):
                 slot = (True, key[len(ACCELERATOR_PREFIX) :])
                 slots[slot] = slots.get(slot, 0) + with_gpu
-    return Capacity(slots, frozenset(autoscaled))
+    return Capacity(slots, frozenset(autoscaled), tuple(facts), cpus_per_trial)

@@ -156,7 +156,9 @@ def _run(
 
     connect(options)
     types = ray_cluster.gpu_types()
-    placement = place(spec, planned, types, ray_cluster.total_gpus() > 0)
+    placement = place(
+        spec, planned, types, ray_cluster.total_gpus() > 0, ray_cluster.max_gpus_per_node()
+    )
     for gpu in sorted({gpu for _, gpu in placement.runnable}):
         most = ray_cluster.most_cpus_per_trial(gpu)
         if most is not None and most < spec.cpus_per_trial:

@@ -38,10 +38,11 @@ class _Group:
     gpu: bool
     gpu_type: str | None
     blocked_since: float | None = None
+    gpus: int = 1  # gpus_per_trial: an N-GPU trial needs N GPUs of one node
 
     @property
     def slot(self) -> Slot:
-        return (self.gpu, self.gpu_type)
+        return (self.gpu, self.gpu_type) if self.gpus <= 1 else (self.gpu, self.gpu_type, self.gpus)
 
 
 class SweepSearcher(Searcher):
@@ -98,7 +99,8 @@ class SweepSearcher(Searcher):
                 )
             else:
                 sched = GridQueue(members, self._stored_status)
-            self.groups.append(_Group(sched, gpu_of[first.key], first.gpu_type))
+            n = first.config.gpus_per_trial
+            self.groups.append(_Group(sched, gpu_of[first.key], first.gpu_type, gpus=n))
         self.live: dict[str, tuple[_Group, PlannedTrial]] = {}
         self.handed: list[PlannedTrial] = []  # every trial given to Tune, for the safety net
         self.attempts: Counter[str] = Counter()  # runs handed out per key

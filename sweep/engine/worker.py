@@ -231,4 +231,5 @@ def resources(payload: dict[str, Any]):
     from cluster.ray_cluster import resource_request
 
     request = TrialRequest.from_dict(payload)
-    return resource_request(request.gpu, request.gpu_type, request.cpus)
+    gpus = int(request.config.get("gpus_per_trial", 1))
+    return resource_request(request.gpu, request.gpu_type, request.cpus, gpus)
