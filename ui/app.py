@@ -208,7 +208,9 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             for name, c in params.items():
                 valid = url_choices[name](holder.frame) if name in url_choices else None
                 values.append(value_from_url(c, query[name], valid) if name in query else gr.skip())
-            tab = SLUGS.index(query["tab"]) if query.get("tab") in SLUGS else 0
+            if query.get("tab") not in SLUGS:  # the first tab: nothing to select (no event)
+                return [*values, gr.skip(), gr.skip()]
+            tab = SLUGS.index(query["tab"])
             return [*values, gr.Tabs(selected=tab), tab]
 
         def refresh_choices(_version: int, chosen: list[str], *current):
@@ -264,10 +266,14 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
         )
         draw = dict(inputs=[active, *inputs], outputs=outputs, concurrency_id=RENDER, **PRIVATE)
         for i, tab_widget in enumerate(tab_widgets):
-            opened = tab_widget.select(
-                lambda i=i: i, outputs=active, js=tab_writer_js(SLUGS[i]), **PRIVATE
+            tab_widget.select(
+                lambda *args, i=i: renderer.opened(i, *args),
+                inputs=[active, *inputs],
+                outputs=[active, *outputs],
+                js=tab_writer_js(SLUGS[i]),
+                concurrency_id=RENDER,
+                **PRIVATE,
             )
-            opened.then(render_visible, **draw)
         choice_widgets = [datasets, header, *filters.values(), *(w for w, _ in refreshed)]
 
         def after_login(*current):

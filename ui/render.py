@@ -71,6 +71,14 @@ class Renderer:
         chosen, fvals, own = self._split(args)
         return [o for i in range(len(self.views)) for o in self.view(i, chosen, fvals, own[i])]
 
+    def opened(self, tab: int, active: int, *args) -> list:
+        """The tab at index ``tab`` was opened: it becomes the active one and is drawn; nothing
+        happens when it already was (Gradio selects the first tab as the page starts, and the
+        page's load draws it)."""
+        if tab == active:
+            return [gr.skip()] * (1 + len(self.outputs))
+        return [tab, *self.visible(tab, *args)]
+
     def visible(self, active: int, *args) -> list:
         """The outputs of the tab at index ``active`` of the app's tabs; the others unchanged."""
         chosen, fvals, own = self._split(args)
@@ -129,8 +137,9 @@ def url_writer_js(names: list[str]) -> str:
 
 
 def tab_writer_js(slug: str) -> str:
+    """Client-side: the opened tab into the URL; the event's inputs pass through unchanged."""
     return (
-        "() => { const u = new URL(window.location.href);"
+        "(...args) => { const u = new URL(window.location.href);"
         f" u.searchParams.set({json.dumps(TAB_PARAM)}, {json.dumps(slug)});"
-        " window.history.replaceState(null, '', u.toString()); return []; }"
+        " window.history.replaceState(null, '', u.toString()); return args; }"
     )
