@@ -140,10 +140,14 @@ def format_limits(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> st
 
 
 def format_summary(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> str:
-    """The summary table, its host-bound note, and the predicted limits (format_limits)."""
+    """The summary table, its host-bound note, the scaling of N-GPU trials (analysis/scaling.py)
+    and the predicted limits (format_limits)."""
+    from analysis.scaling import format_scaling
+
     text = _format_table(frame)
     limits = format_limits(frame, capacities_gb) if not frame.empty else ""
-    return text + ("\n\n" + limits if limits else "")
+    scaling = format_scaling(frame)  # only where there are N-GPU rows
+    return text + "".join("\n\n" + part for part in (scaling, limits) if part)
 
 
 def _format_table(frame) -> str:

@@ -176,8 +176,10 @@ METRICS: dict[str, str] = {
     "optimizer_ms_p50": "median optimizer step (with zero_grad and grad-scaler), ms",
     "data_ms_p50": "median time waiting for the batch (Lightning harness), ms",
     "other_ms_p50": "median time of the step not in a named phase (hooks, framework), ms",
-    "sequences_per_s": "sequences per second, from the median step time",
-    "tokens_per_s": "tokens per second (batch x seq_len / median step time)",
+    "sequences_per_s": "sequences per second, from the median step time (all GPUs of an N-GPU "
+    "trial)",
+    "tokens_per_s": "tokens per second (batch x seq_len / median step time; x N for an N-GPU "
+    "trial, whose batch is per GPU)",
     "warmup_steps": "warm-up steps run before measuring (excluded)",
     "warmup_s": "seconds spent in warm-up (compilation, first optimizer step)",
     "setup_s": "seconds to build the model, optimizer and inputs",
@@ -218,6 +220,21 @@ METRICS: dict[str, str] = {
     "launch_bound_pct": "share of the profiled step's wall time with no GPU work running "
     "(the union of kernel, memcpy and memset intervals), %",
     "profile_s": "wall seconds of the profiled step, the profiler's start and parse included",
+    # N-GPU trials (gpus_per_trial > 1, DDP; sweep/trial/ddp.py):
+    "world_size": "GPUs (DDP ranks) of the trial",
+    "sequences_per_s_per_gpu": "N-GPU trials: sequences per second of one GPU",
+    "tokens_per_s_per_gpu": "N-GPU trials: tokens per second of one GPU",
+    "step_time_ms_p50_max_rank": "N-GPU trials: the slowest rank's median step time, ms (the "
+    "step times above are rank 0's)",
+    "rank_step_skew_pct": "N-GPU trials: (slowest - fastest rank's median step) / fastest, %",
+    "allreduce_busbw_gb_s": "N-GPU trials: all-reduce bus bandwidth of the node (one buffer, "
+    "nccl-tests' bytes x 2(n-1)/n / time), GB/s",
+    "allreduce_bench_bytes": "N-GPU trials: the bus-bandwidth buffer, bytes",
+    "allreduce_bench_ms": "N-GPU trials: one all-reduce of the bus-bandwidth buffer, ms",
+    "allreduce_ms_per_step": "N-GPU trials: the gradients' all-reduce alone (DDP's bucket sizes, "
+    "no overlap with the backward), ms per step",
+    "grad_allreduce_bytes": "N-GPU trials: gradient bytes all-reduced per step",
+    "grad_buckets": "N-GPU trials: DDP gradient buckets per step",
     # The trial process's time budget: where its seconds went besides warm-up and measuring.
     "time_fork_s": "seconds from the worker starting the trial's process to the process running",
     "time_cuda_init_s": "seconds to initialise CUDA in the trial's process",
