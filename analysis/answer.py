@@ -32,8 +32,8 @@ from sweep.results.memory_model import predicted_limits
 from sweep.results.record import OK
 from sweep.results.trust import host_bound
 
-# Always equal between compared rows: what is measured.
-MATCH_FIELDS = ("model", "seq_len", "precision", "mode", "task")
+# Always equal between compared rows: what is measured (an N-GPU trial's rate is N GPUs').
+MATCH_FIELDS = ("model", "seq_len", "precision", "mode", "task", "gpus_per_trial")
 # May differ in relaxed matching, and are then named in "Differs in".
 OPTION_FIELDS = (
     "attention",
@@ -291,11 +291,13 @@ def answer(
         present = sorted(set(gpu_names(sel)))
         wanted = {resolve_gpu(g, present) for g in gpus} - {None}
         sel = sel[gpu_names(sel).isin(wanted)]
-    if len(sel) and sel[["mode", "task"]].astype(str).drop_duplicates().shape[0] > 1:
-        mode = sel[sel["status"] == OK]["mode"].astype(str).value_counts()
-        keep = mode.idxmax() if len(mode) else "train"
-        sel = sel[sel["mode"].astype(str) == keep]
-        notes.append(f"Mode {keep} shown (pick the mode to see the others).")
+    for name in MATCH_FIELDS[3:]:  # mode, task, GPUs per trial: the most measured one
+        values = sel[name].map(lambda v: "" if pd.isna(v) else str(v)) if name in sel else None
+        if values is not None and values.nunique() > 1:
+            counts = values[sel["status"] == OK].value_counts()
+            keep = counts.idxmax() if len(counts) else values.iloc[0]
+            sel = sel[values == keep]
+            notes.append(f"{name} {keep or 'unset'} shown (filter on {name} for the others).")
     variants = _variants(sel)
     if not variants:
         what = f"{model} at seq_len {seq_len}" + (f", {precision}" if precision else "")

@@ -260,7 +260,8 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> dict[str, Any]:
     )
     if has_oom:
         layout["yaxis2"] = OOM_AXIS
-    legend_notes = [OPEN_NOTE] if any("circle-open" in str(t["marker"]) for t in data) else []
+    lines = [t for t in data if t.get("mode") == "lines+markers"]  # not the limit rings
+    legend_notes = [OPEN_NOTE] if any("circle-open" in t["marker"]["symbol"] for t in lines) else []
     if points["reference"].any():
         legend_notes.append("dashed: reference rows (About the data)")
     layout["annotations"] = _notes(notes[:4] + legend_notes)

@@ -8,7 +8,6 @@ import os
 import shlex
 import subprocess
 import sys
-import warnings
 
 import pandas as pd
 import pytest
@@ -197,7 +196,7 @@ def test_points_where_the_gpu_waited_for_the_host_are_marked(frame):
     """On the H200 most small-batch figures were host-bound and moved 0.75-1.41x between runs: a
     point whose GPU was busy under 90% of the measured steps must look different from one that
     measures the GPU, and the summary must say how busy the best point kept it."""
-    from analysis import figures
+    from analysis import charts
 
     sel = bert128(frame)
     h200 = sel["gpu"].eq("NVIDIA H200")
@@ -211,19 +210,15 @@ def test_points_where_the_gpu_waited_for_the_host_are_marked(frame):
     summary = fit_summary(pts).set_index("series")
     best_at = summary.loc["NVIDIA H200", "best_at_batch"]
     assert summary.loc["NVIDIA H200", "gpu_busy_pct_at_best"] == mine.loc[best_at, "gpu_busy_pct"]
-    fig = figures.throughput(pts, "sequences_per_s", "t")
-    white = [
-        line
-        for line in fig.axes[0].get_lines()
-        if line.get_markerfacecolor() == "white" and line.get_linestyle() == "None"
-    ]
-    assert len(white) == 1 and sorted(white[0].get_xdata()) == [8, 64]
-    legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert any(t.startswith("white: GPU busy under 90%") for t in legend)
-    # without utilization figures there is nothing to mark and no legend entry
+    fig = charts.throughput(pts, "sequences_per_s", "t")
+    (line,) = [t for t in fig["data"] if t.get("name") == "H200" and t["mode"] == "lines+markers"]
+    hollow = [x for x, m in zip(line["x"], line["marker"]["symbol"], strict=True) if "open" in m]
+    assert hollow == [8, 64]
+    assert "GPU busy under 90%" in fig["layout"]["annotations"][0]["text"]
+    # without utilization figures there is nothing to mark and no note
     plain = throughput_points(sel.drop(columns=["gpu_util_pct_mean"]), "sequences_per_s")
-    plain = figures.throughput(plain, "sequences_per_s", "t")
-    assert not any("GPU busy" in t.get_text() for t in plain.legends[0].get_texts())
+    plain = charts.throughput(plain, "sequences_per_s", "t")
+    assert not any("GPU busy" in a["text"] for a in plain["layout"]["annotations"])
 
 
 def test_reference_and_measured_rows_on_one_chart(frame):
@@ -485,10 +480,11 @@ def test_price_entry_matches_whole_words_of_the_gpu_name():
     assert price_for("NVIDIA A100-SXM4-80GB", mine) == (2.5, "A100-SXM4")
 
 
-def test_cost_chart_keeps_room_for_its_bars_with_long_series_names(refs):
+def test_cost_chart_keeps_room_for_its_bars_and_shows_dollar_signs(refs):
     """With precision "(any)" the series names spell out precision, attention, optimizer and
-    harness; as bar labels they squeezed the bars into a sliver of the figure."""
-    from analysis import figures
+    harness: the names get the room they need beside the bars (automargin), and no bar text is
+    read as a formula (plotly.js takes a text that starts and ends with "$" for LaTeX)."""
+    from analysis import charts_tabs
 
     sel = select(
         combine(None, refs),
@@ -496,32 +492,10 @@ def test_cost_chart_keeps_room_for_its_bars_with_long_series_names(refs):
     )
     costs = cost_table(sel, DEFAULT_PRICES)
     assert costs["series"].str.len().max() > 80
-    fig = figures.cost(costs, "t")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # "constrained_layout not applied ... collapsed to zero"
-        fig.savefig(io.BytesIO(), format="png")  # as the app renders it
-    renderer = fig._get_renderer()
-    ax = fig.axes[0]
-    assert ax.get_position().width > 0.4
-    for label in ax.get_yticklabels():
-        assert label.get_window_extent(renderer).x0 >= 0  # inside the figure
-
-
-def test_cost_chart_shows_dollar_signs(refs):
-    """Two "$" in one matplotlib text are a math formula: the bar labels lost their dollar signs
-    and came out in italics with the spaces removed ("0.0089(169,343tok/sat5.41/h)")."""
-    from analysis import figures
-
-    sel = select(
-        combine(None, refs),
-        {"model": "roberta-large", "seq_len": "512", "precision": "fp16-mixed"},
-    )
-    fig = figures.cost(cost_table(sel, DEFAULT_PRICES), "t")
-    fig.savefig(io.BytesIO(), format="png")
-    texts = [t for t in fig.axes[0].texts if "tok/s" in t.get_text()]
-    assert texts
-    for t in texts:
-        assert not t._preprocess_math(t.get_text())[1], t.get_text()  # not parsed as math
+    fig = charts_tabs.cost(costs, "t")
+    assert fig["layout"]["yaxis"]["automargin"] is True
+    (bars,) = fig["data"]
+    assert bars["text"] and all("$" in t and not t.endswith("$") for t in bars["text"])
 
 
 def test_time_breakdown_panels_name_their_gpu_readably(refs):
@@ -563,27 +537,26 @@ def test_batch_ticks_never_print_over_each_other():
     assert min(gaps) >= (logs[-1] - logs[0]) / 12
 
 
-def test_efficiency_legend_leaves_the_panels_their_width(refs):
-    """With eight series of long labels the legend sat in the sixth panel's cell and squeezed
-    the five charts to slivers; it goes below them now, and every panel keeps a usable width."""
-    from analysis import figures
+def test_efficiency_panels_keep_their_width_and_one_legend(refs):
+    """With eight series of long labels a legend beside the panels squeezed them to slivers: the
+    panels share one legend (the first panel's entries) and each keeps a third of the width."""
+    from analysis import charts_tabs
 
     sel = select(
         combine(None, refs),
         {"model": "roberta-large", "seq_len": "512", "precision": ANY},
     )
     frame = efficiency(sel)
-    fig = figures.efficiency(frame, "t")
-    fig.savefig(io.BytesIO(), format="png")
-    panels = [ax for ax in fig.axes if ax.axison]
-    assert len(panels) == len(EFFICIENCY_METRICS)
-    assert all(ax.get_position().width > 0.2 for ax in panels)  # about a third of the figure
-    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes)
-    assert len(fig.legends[0].get_texts()) == frame["series"].nunique()
+    fig = charts_tabs.efficiency(frame, "t")
+    axes = [k for k in fig["layout"] if k.startswith("xaxis")]
+    assert len(axes) == len(EFFICIENCY_METRICS)
+    assert all(d[1] - d[0] > 0.25 for d in (fig["layout"][k]["domain"] for k in axes))
+    shown = {t["name"] for t in fig["data"] if t["showlegend"]}
+    assert len(shown) == frame["series"].nunique()
 
 
-def test_out_of_memory_crosses_stay_near_the_axis_with_many_series(refs):
-    from analysis import figures
+def test_out_of_memory_batches_sit_in_their_strip_with_many_series(refs):
+    from analysis import charts
 
     sel = select(
         combine(None, refs),
@@ -591,10 +564,7 @@ def test_out_of_memory_crosses_stay_near_the_axis_with_many_series(refs):
     )
     points = throughput_points(sel)
     assert points["series"].nunique() >= 6 and points["oom"].any()
-    fig = figures.throughput(points, "sequences_per_s", "t")
-    heights = [
-        y
-        for coll in fig.axes[0].collections
-        for _, y in coll.get_offsets()  # (batch, axis fraction) of each cross
-    ]
-    assert heights and max(heights) <= 0.15
+    fig = charts.throughput(points, "sequences_per_s", "t")
+    strip = [t for t in fig["data"] if t.get("yaxis") == "y2"]
+    assert strip and all(t["marker"]["symbol"] == "x" for t in strip)
+    assert fig["layout"]["yaxis2"]["domain"][1] < fig["layout"]["yaxis"]["domain"][0]

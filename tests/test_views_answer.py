@@ -181,3 +181,11 @@ def test_compare_is_a_subcommand_of_python_m_sweep(tmp_path, capsys):
     assert out.splitlines()[0].startswith("GPU") and "V100-DGXS-16GB" in out  # shipped rows
     assert main([*argv, "--db", str(tmp_path / "none.db"), "--no-reference"]) == 1
     assert "error: nothing to compare" in capsys.readouterr().err
+
+
+def test_rows_of_n_gpu_trials_are_not_compared_with_one_gpu_rows():
+    rows = [row(A100, 16, 16000.0), row(H200, 16, 40000.0)]
+    rows.append(row(H200, 16, 300000.0, gpus_per_trial=8))  # eight GPUs' rate
+    a = answer(frame(rows), "roberta-base", 128)
+    assert a.table.set_index("GPU").loc["H200", "Best tokens/s"] == 40_000
+    assert any(n.startswith("gpus_per_trial") and "shown" in n for n in a.notes)
