@@ -8,7 +8,8 @@
 # trial) into OUTDIR/h200.db. Steps that would start after BUDGET_S seconds (default 1200) are
 # skipped and say so. STEPS="name name ..." in the environment runs only those steps, in the order
 # given, e.g. STEPS="repeats max_batch" for what a lease did not finish; STEPS=issue11 runs
-# issue 11's steps (CUDA graphs, compile modes, the 2020 method).
+# issue 11's steps (CUDA graphs, compile modes, the 2020 method); STEPS=issue15 issue 15's (N-GPU
+# trials and N one-GPU trials at once: a host with several GPUs).
 # OUTDIR/campaign.log has each step's wall time; OUTDIR/DONE marks the end.
 #
 # On the lent H200 (no Ray there; the bundle from ../shared/gpu/make-bundle travels as .gpu),
@@ -92,6 +93,16 @@ run() {  # run NAME: one step of the campaign
            tests/test_gpu.py -p no:cacheprovider -k "graph_trial_record or profiled or \
            options_run or graphed_inference or record_is_complete or memory_and_nvml or \
            real_oom or isolated_trials" ;;
+    # issue 15 (a host with several GPUs): the N-GPU tests (NCCL; they print the figures), the
+    # DDP scaling sweep (bert-large seq 512 batch 32 per GPU on 1/2/4/8 GPUs: the summary prints
+    # the efficiency and the bus bandwidth), and the seed grid on every GPU of the node against
+    # one GPU of it (CUDA_VISIBLE_DEVICES=0): the wall times in campaign.log give the speed-up of
+    # N one-GPU trials at once, the two databases each configuration's figures side by side
+    gpu_tests_ddp) step gpu_tests_ddp python3 -m pytest -q -ra -s -m gpu tests/test_gpu_ddp.py \
+           -p no:cacheprovider ;;
+    ddp_scaling) sweep ddp_scaling benchmarks/sweeps/ddp-bert-large.yaml "$D/ddp.db" ;;
+    seed_all_gpus) sweep seed_all_gpus seed "$D/seed-all-gpus.db" ;;
+    seed_one_gpu) CUDA_VISIBLE_DEVICES=0 sweep seed_one_gpu seed "$D/seed-one-gpu.db" ;;
     *) say "UNKNOWN step $1 (no such step)"; return 1 ;;
   esac
 }
@@ -103,6 +114,9 @@ ISSUE11="gpu_tests_graph seed_graph seed graph_harness compile_modes seed_2020"
 # the session of 2026-12-01's one GPU call (budget: about 9 minutes): STEPS=final
 FINAL="gpu_tests_quick seed seed_graph max_batch6"
 [ "${STEPS:-}" = final ] && STEPS=$FINAL
+# issue 15's run, on a host with several GPUs: STEPS=issue15 benchmarks/gpu_campaign.sh OUTDIR
+ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu"
+[ "${STEPS:-}" = issue15 ] && STEPS=$ISSUE15
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"

@@ -215,6 +215,8 @@ def plan_lines(
                 + "; ".join(sorted({r.error for r in p.unplaceable}))
             )
     header = ["#", "key", "stored", "gpu_type", "model", "batch", "seq", "precision", "device"]
+    gpus = any(t.config.gpus_per_trial > 1 for t in planned)  # N-GPU trials: say their N
+    header += ["gpus"] if gpus else []
     rows = [header]
     for i, t in enumerate(planned):
         c = t.config
@@ -230,6 +232,7 @@ def plan_lines(
                 c.precision,
                 c.device,
             ]
+            + ([str(c.gpus_per_trial)] if gpus else [])
         )
     widths = [max(len(r[j]) for r in rows) for j in range(len(header))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
