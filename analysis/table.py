@@ -52,6 +52,65 @@ def table(df: pd.DataFrame, search: str = "", status: str | None = None) -> pd.D
     return d[first + rest].reset_index(drop=True)
 
 
+# Words of column names as people write them (units included).
+_WORDS = {
+    "gpu": "GPU",
+    "pct": "%",
+    "gib": "GiB",
+    "gb": "GB",
+    "ms": "ms",
+    "usd": "$",
+    "mfu": "MFU",
+    "cv": "CV",
+    "oom": "OOM",
+    "tflops": "TFLOP/s",
+    "w": "W",
+    "j": "J",
+    "r2": "R²",
+    "seq": "sequence",
+}
+
+
+def header(name: str) -> str:
+    """A column name for people: "gpu_busy_pct_at_best" -> "GPU busy % at best",
+    "tokens_per_s" -> "Tokens/s", "max_batch_40gb" -> "Max batch 40 GB"."""
+    parts = str(name).split("_")
+    words: list[str] = []
+    for i, w in enumerate(parts):
+        if w == "s" and i and parts[i - 1] == "per":
+            words[-1] = words[-2] + "/s" if len(words) > 1 else "/s"
+            del words[-2]
+        elif w.endswith("gb") and w[:-2].isdigit():
+            words.append(f"{w[:-2]} GB")
+        else:
+            words.append(_WORDS.get(w, w))
+    out = " ".join(words).replace("TFLOP/s/s", "TFLOP/s")
+    return out[:1].upper() + out[1:]
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` for reading: headers for people (``header``), floats to 4 significant digits
+    (whole numbers from 1,000 up), whole-number columns as integers."""
+    out = frame.copy()
+    for col in out.columns:
+        values = out[col]
+        if pd.api.types.is_float_dtype(values):
+            finite = values.dropna()
+            if len(finite) and (finite == finite.round()).all():
+                out[col] = pd.array(values.round().tolist(), dtype="Int64")
+            else:
+                out[col] = values.map(_four_digits)
+    return out.rename(columns={c: header(c) for c in out.columns})
+
+
+def _four_digits(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return v
+    if abs(v) >= 1000:
+        return round(v)
+    return float(f"{v:.4g}")
+
+
 def present(value: Any) -> bool:
     """A cell holds a value (neither None nor NaN)."""
     return value is not None and not (isinstance(value, float) and math.isnan(value))

@@ -218,10 +218,10 @@ def test_filters_change_the_returned_data(served):
     client = Client(served["url"], verbose=False)
     out128 = _render(client, datasets=["measured"], seq_len="128", compile="False")
     out512 = _render(client, datasets=["measured"], seq_len="512", compile="False")
-    fit128, fit512 = _frame(out128[4]).set_index("series"), _frame(out512[4]).set_index("series")
+    fit128, fit512 = _frame(out128[4]).set_index("Series"), _frame(out512[4]).set_index("Series")
     # the L4 fits batch 128 at 128 tokens, only 32 at 512 (fixture: 22 GiB usable)
-    assert fit128.loc["NVIDIA L4", "largest_batch_that_fits"] == 128
-    assert fit512.loc["NVIDIA L4", "largest_batch_that_fits"] == 32
+    assert fit128.loc["NVIDIA L4", "Largest batch that fits"] == 128
+    assert fit512.loc["NVIDIA L4", "Largest batch that fits"] == 32
     # an interactive chart: Plotly's JSON, one trace per GPU, hover text with the row's figures
     assert out128[3]["type"] == "plotly"
     chart = json.loads(out128[3]["plot"])
@@ -245,7 +245,7 @@ def test_filters_change_the_returned_data(served):
         precision="(any)",
         seq_len="128",
     )
-    series = set(_frame(both[4])["series"])
+    series = set(_frame(both[4])["Series"])
     assert any("(ref seed-2020)" in s for s in series) and any("NVIDIA H200" in s for s in series)
     assert served["outbound"] == []
 
@@ -383,5 +383,5 @@ def test_a_tabs_own_widget_redraws_that_tab_only(tmp_path):
     values[-4] = "tokens_per_s"  # the compare tab's own inputs: unit, baseline, GPUs, strict
     values[-1] = False
     _note, _answer, _download, plot, fit = compare.fn(*values)
-    assert "best_tokens_per_s" in fit.columns and len(fit)
+    assert "Best tokens/s" in fit.columns and len(fit)
     assert json.loads(plot.plot)["layout"]["yaxis"]["title"]["text"] == "tokens / s"

@@ -568,3 +568,16 @@ def test_out_of_memory_batches_sit_in_their_strip_with_many_series(refs):
     strip = [t for t in fig["data"] if t.get("yaxis") == "y2"]
     assert strip and all(t["marker"]["symbol"] == "x" for t in strip)
     assert fig["layout"]["yaxis2"]["domain"][1] < fig["layout"]["yaxis"]["domain"][0]
+
+
+def test_tables_for_people_have_headers_and_short_numbers():
+    from analysis.table import header, readable
+
+    assert header("gpu_busy_pct_at_best") == "GPU busy % at best"
+    assert header("usd_per_million_tokens") == "$ per million tokens"
+    assert header("max_batch_40gb") == "Max batch 40 GB"
+    assert header("slope_gib_per_seq") == "Slope GiB per sequence"
+    frame = pd.DataFrame({"tokens_per_s": [123456.789, 98.7654321], "at_batch": [8.0, 16.0]})
+    out = readable(frame)
+    assert list(out.columns) == ["Tokens/s", "At batch"]
+    assert out["Tokens/s"].tolist() == [123457, 98.77] and out["At batch"].tolist() == [8, 16]

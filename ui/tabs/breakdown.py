@@ -6,6 +6,7 @@ import gradio as gr
 
 from analysis import charts_tabs
 from analysis.phases import time_breakdown
+from analysis.table import readable
 from ui.tabs.common import Context, Tab, plot_value, title
 
 
@@ -16,6 +17,6 @@ def build(ctx: Context) -> Tab:
     def render(sel, fvals):
         bd = time_breakdown(sel)
         figure = charts_tabs.breakdown(bd, title("Time per training step by phase", fvals))
-        return [plot_value(figure), bd]
+        return [plot_value(figure), readable(bd)]
 
     return Tab(outputs=[plot, table], render=render)

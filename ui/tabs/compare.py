@@ -11,6 +11,7 @@ import pandas as pd
 from analysis import charts
 from analysis.answer import answer, gpu_names
 from analysis.selection import ANY
+from analysis.table import readable
 from analysis.throughput import fit_summary, throughput_points
 from ui.tabs.common import Context, Tab, csv_file, plot_value, redraw_on_own_inputs, title
 
@@ -70,7 +71,7 @@ def build(ctx: Context) -> Tab:
         figure = charts.throughput(
             points, tp_metric, title("Training throughput vs batch size", fvals)
         )
-        fits = fit_summary(points).rename(columns={"best_value": f"best_{tp_metric}"})
+        fits = readable(fit_summary(points).rename(columns={"best_value": f"best_{tp_metric}"}))
         if fvals.get("model") in (None, "", ANY) or fvals.get("seq_len") in (None, "", ANY):
             md = "Pick a **model** and a **sequence length** above for the answer table."
             ans = pd.DataFrame()

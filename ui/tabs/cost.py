@@ -7,6 +7,7 @@ import gradio as gr
 
 from analysis import charts_tabs
 from analysis.cost import DEFAULT_PRICES, cheapest, cost_table, parse_prices
+from analysis.table import readable
 from ui.tabs.common import Context, Tab, plot_value, redraw_on_own_inputs, title
 
 
@@ -37,7 +38,7 @@ def build(ctx: Context) -> Tab:
         return [
             "\n\n".join([sentence, *notes]),
             plot_value(charts_tabs.cost(costs, title("Cost of training tokens", fvals))),
-            reach,
+            readable(reach),
         ]
 
     tab = Tab(inputs=[prices, target], outputs=[message, plot, table], render=render)

@@ -6,6 +6,7 @@ import gradio as gr
 
 from analysis import charts_tabs
 from analysis.efficiency import efficiency
+from analysis.table import readable
 from ui.tabs.common import Context, Tab, plot_value, title
 
 
@@ -15,6 +16,6 @@ def build(ctx: Context) -> Tab:
 
     def render(sel, fvals):
         eff = efficiency(sel)
-        return [plot_value(charts_tabs.efficiency(eff, title("Efficiency", fvals))), eff]
+        return [plot_value(charts_tabs.efficiency(eff, title("Efficiency", fvals))), readable(eff)]
 
     return Tab(outputs=[plot, table], render=render)

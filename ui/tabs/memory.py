@@ -6,6 +6,7 @@ import gradio as gr
 
 from analysis import charts
 from analysis.memory import MEMORY_METRICS, memory_fit, memory_metrics_present, memory_points
+from analysis.table import readable
 from ui.tabs.common import Context, Tab, plot_value, redraw_on_own_inputs, title
 
 AUTO = "auto (first recorded)"
@@ -28,7 +29,7 @@ def build(ctx: Context) -> Tab:
         points = memory_points(sel, chosen)
         fit = memory_fit(points)
         figure = charts.memory(points, fit, chosen, title("Memory vs batch size", fvals))
-        return [plot_value(figure), fit]
+        return [plot_value(figure), readable(fit)]
 
     tab = Tab(inputs=[metric], outputs=[plot, table], render=render)
     redraw_on_own_inputs(ctx, tab)

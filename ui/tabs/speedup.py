@@ -7,6 +7,7 @@ import pandas as pd
 
 from analysis import charts_tabs
 from analysis.pairs import gpu_labels, speedup
+from analysis.table import readable
 from ui.tabs.common import Context, Tab, plot_value, redraw_on_own_inputs, title
 
 
@@ -29,7 +30,7 @@ def build(ctx: Context) -> Tab:
     def render(sel, fvals, base):
         sp = speedup(sel, base) if base else speedup(sel.iloc[0:0], "")
         figure = charts_tabs.speedup(sp, base or "", title("Speedup over the baseline", fvals))
-        return [plot_value(figure), sp]
+        return [plot_value(figure), readable(sp)]
 
     def refresh(frame: pd.DataFrame, current: str | None):
         labels, value = baseline_choices(frame, current)
