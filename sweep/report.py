@@ -140,14 +140,19 @@ def format_limits(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> st
 
 
 def format_summary(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> str:
-    """The summary table, its host-bound note, the scaling of N-GPU trials (analysis/scaling.py)
-    and the predicted limits (format_limits)."""
+    """The summary table, its host-bound note, the scaling of N-GPU trials (analysis/scaling.py),
+    the interference check (analysis/interference.py) and the predicted limits (format_limits)."""
+    import pandas as pd
+
+    from analysis.interference import format_interference, split
     from analysis.scaling import format_scaling
 
+    check, frame = split(frame)  # the interference check's rows are its own table
     text = _format_table(frame)
     limits = format_limits(frame, capacities_gb) if not frame.empty else ""
     scaling = format_scaling(frame)  # only where there are N-GPU rows
-    return text + "".join("\n\n" + part for part in (scaling, limits) if part)
+    parts = (scaling, format_interference(pd.concat([check, frame])) if len(check) else "", limits)
+    return text + "".join("\n\n" + part for part in parts if part)
 
 
 def _format_table(frame) -> str:

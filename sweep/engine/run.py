@@ -28,7 +28,7 @@ from sweep.engine.callback import StoreCallback
 from sweep.engine.progress import Progress
 from sweep.engine.searcher import StopWhenOnlyLostTrialsLeft, SweepSearcher
 from sweep.engine.worker import TrialRequest, resources, trainable
-from sweep.plan.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand
+from sweep.plan.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand, interference_trials
 from sweep.results.frame import trials_frame
 from sweep.results.lease import Lease, LeaseHeld
 from sweep.results.record import CRASHED, FINAL_STATUSES, NO_GPU_TYPE, Trial
@@ -133,11 +133,33 @@ def run_sweep(spec: SweepSpec, options: EngineOptions | None = None) -> SweepOut
                     spec.name,
                     lease.taken_over.describe(time.time()),
                 )
-            return _run(spec, planned, store, options, t0)
+            check = interference_trials(spec)
+            if not check:
+                return _run(spec, planned, store, options, t0)
+            # the reference alone on the node, then handed out first among the sweep's trials
+            alone = _run(spec, check[:1], store, options, t0)
+            if alone.interrupted:
+                return alone
+            return _merge(store, alone, _run(spec, check[1:] + planned, store, options, t0), t0)
     except LeaseHeld as exc:
         raise SweepError(str(exc)) from None
     finally:
         store.close()
+
+
+def _merge(store: Store, first: SweepOutcome, then: SweepOutcome, t0: float) -> SweepOutcome:
+    """One outcome of two runs of the same sweep (the interference check's phases)."""
+    keys = list(dict.fromkeys(first.keys + then.keys))
+    trials = [t for t in (store.get(k) for k in keys) if t is not None]
+    return SweepOutcome(
+        then.spec,
+        keys,
+        trials_frame(trials),
+        time.monotonic() - t0,
+        dict(Counter(t.status for t in trials)),
+        not_run=len(keys) - len(trials),
+        interrupted=first.interrupted or then.interrupted,
+    )
 
 
 def _driver_node() -> str | None:

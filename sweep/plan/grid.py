@@ -31,6 +31,8 @@ class SweepSpec:
     memory is within this fraction of the largest that fits (0: find the exact batch).
     cpus_per_trial: CPUs a trial reserves (the only resource of a CPU trial; a GPU trial reserves
     one GPU besides).
+    interference: the interference check's reference configuration (fields over ``fixed``): it
+    runs alone on the node first, then again among the sweep's trials (interference_trials).
     """
 
     name: str
@@ -44,6 +46,8 @@ class SweepSpec:
     batch_tolerance: float = 0.0
     cpus_per_trial: int = 1
     description: str = ""
+    # fields over ``fixed`` of the reference trial of the interference check (None: no check)
+    interference: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,22 @@ class PlannedTrial:
 
     def with_batch(self, batch_size: int) -> PlannedTrial:
         return PlannedTrial(self.config.replace(batch_size=batch_size), self.gpu_type, self.repeat)
+
+
+# The repeat indices of the interference check's two rows (beyond any sweep's repeats, so that
+# their keys are never a planned trial's): the reference alone on the node, then among the others.
+INTERFERENCE_ALONE, INTERFERENCE_FULL = 1_000_000, 1_000_001
+
+
+def interference_trials(spec: SweepSpec) -> list[PlannedTrial]:
+    """[alone, full]: the reference configuration run alone on the node first, then handed out
+    first among the sweep's trials (so that it measures while they fill the node's other GPUs);
+    [] without an interference check. On the first GPU type of the sweep, if it names any."""
+    if spec.interference is None:
+        return []
+    config = TrialConfig.from_dict({**spec.fixed, **spec.interference})
+    gpu_type = spec.gpu_types[0] if spec.gpu_types else None
+    return [PlannedTrial(config, gpu_type, r) for r in (INTERFERENCE_ALONE, INTERFERENCE_FULL)]
 
 
 def combinations(spec: SweepSpec) -> list[tuple[dict[str, Any], list[str]]]:

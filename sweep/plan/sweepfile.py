@@ -16,6 +16,8 @@ A sweep file uses the trial configuration's own field names::
     mode: grid         # or max-batch: find the largest batch that fits, per group
     batch_tolerance: 0 # max-batch: stop within this fraction of the answer (0.02: 2%; 0: exact)
     cpus_per_trial: 1  # CPUs a trial reserves; more than any node has is refused at the start
+    interference: {model: bert-base-uncased, batch_size: 32}  # optional: this configuration
+                       # (over fixed) alone on the node first, then again among the sweep's trials
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import yaml
 
 from sweep.plan import yamlsafe
 from sweep.plan.config import choices, excerpt, field_names
-from sweep.plan.grid import MAX_BATCH, MODES, SweepSpec, expand, planned_count
+from sweep.plan.grid import MAX_BATCH, MODES, SweepSpec, expand, interference_trials, planned_count
 
 TOP_KEYS = (
     "name",
@@ -44,6 +46,7 @@ TOP_KEYS = (
     "batch_limit",
     "batch_tolerance",
     "cpus_per_trial",
+    "interference",
 )
 # The longest a trial may take. Python's pipe and thread waits refuse an infinite or
 # multi-week timeout (OverflowError), which would make every trial an error row.
@@ -268,6 +271,15 @@ def parse(
         if isinstance(start, int) and not isinstance(start, bool) and start > batch_limit:
             raise fail(f"batch_limit: {batch_limit} is below the first batch size {start}")
 
+    interference = raw.get("interference")
+    if interference is not None:
+        if not isinstance(interference, dict) or not interference:
+            raise fail(
+                "interference: expected the reference configuration's fields over fixed, "
+                f"e.g. {{model: bert-base-uncased, batch_size: 32}}; got {excerpt(interference)}"
+            )
+        if mode == MAX_BATCH:
+            raise fail("interference: the interference check runs in grid mode only")
     spec = SweepSpec(
         name=name,
         axes=axes,
@@ -280,6 +292,7 @@ def parse(
         batch_tolerance=float(batch_tolerance),
         cpus_per_trial=cpus_per_trial,
         description=description,
+        interference=interference,
     )
     n = planned_count(spec)  # from the axes' lengths: nothing is expanded yet
     if n > max_trials:
@@ -291,4 +304,8 @@ def parse(
         expand(spec)  # builds every TrialConfig: their own validation names the field
     except ValueError as exc:
         raise fail(str(exc)) from None
+    try:
+        interference_trials(spec)
+    except ValueError as exc:
+        raise fail(f"interference: {exc}") from None
     return spec
