@@ -581,3 +581,36 @@ def test_tables_for_people_have_headers_and_short_numbers():
     out = readable(frame)
     assert list(out.columns) == ["Tokens/s", "At batch"]
     assert out["Tokens/s"].tolist() == [123457, 98.77] and out["At batch"].tolist() == [8, 16]
+
+
+def test_sweep_progress_counts_plans_and_an_eta():
+    from datetime import datetime, timedelta, timezone
+
+    from analysis.progress import planned_trials, sweep_progress
+    from sweep.plan.grid import expand
+    from sweep.plan.sweepfile import load
+
+    assert planned_trials("seed") == len(expand(load("seed")))
+    assert planned_trials("max-batch") is None and planned_trials("my-file") is None
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    ends = [now - timedelta(minutes=10 - i) for i in range(10)]  # one a minute, last 1 min ago
+    rows = pd.DataFrame(
+        {
+            "sweep": ["seed"] * 10 + ["mine"] * 2,
+            "status": ["ok"] * 9 + ["oom"] + ["ok", "ok"],
+            "finished_at": [t.isoformat() for t in ends] + [None, None],
+        }
+    )
+    p = sweep_progress(rows, now=now).set_index("Sweep")
+    seed = p.loc["seed"]
+    assert seed["Planned"] == planned_trials("seed") and seed["Stored"] == 10
+    assert seed["Ok"] == 9 and seed["Failed"] == 1 and seed["Trials / min"] == 1.0
+    left = planned_trials("seed") - 10  # at one a minute from the last row
+    assert seed["ETA (UTC)"] == (ends[-1] + timedelta(minutes=left)).strftime("%H:%M")
+    assert seed["Status"] == "running"
+    assert pd.isna(p.loc["mine", "Planned"]) and p.loc["mine", "Status"].startswith("not running")
+    later = sweep_progress(rows, now=now + timedelta(hours=1)).set_index("Sweep")
+    assert (
+        later.loc["seed", "Status"].startswith("not running")
+        and later.loc["seed", "ETA (UTC)"] is None
+    )

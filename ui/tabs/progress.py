@@ -7,6 +7,7 @@ import time
 
 import gradio as gr
 
+from analysis.progress import sweep_progress
 from analysis.sources import database_counts, database_signature
 from analysis.table import status_counts_table
 from ui.tabs.common import PRIVATE, Context, Tab
@@ -15,7 +16,12 @@ from ui.tabs.common import PRIVATE, Context, Tab
 def build(ctx: Context) -> Tab:
     holder, refresh_s = ctx.holder, ctx.refresh_s
     message = gr.Markdown()
-    counts_table = gr.Dataframe(interactive=False)
+    counts_table = gr.Dataframe(interactive=False, label="Trials stored, by status")
+    sweeps_table = gr.Dataframe(
+        interactive=False,
+        label="Per sweep: planned (a preset's grid), stored, failed, rate and expected end",
+        elem_id="sweeps-progress",
+    )
     reload_btn = gr.Button("Reload results now")
     timer = gr.Timer(refresh_s, active=bool(holder.db_path))
 
@@ -33,13 +39,14 @@ def build(ctx: Context) -> Tab:
             if why is None
             else f"No sweep progress: {why}."
         )
-        return md, status_counts_table(counts), holder.version
+        sweeps = sweep_progress(holder.data.measured)
+        return md, status_counts_table(counts), sweeps, holder.version
 
     def reload_now():
         holder.reload()
         return holder.version
 
-    outputs = [message, counts_table, ctx.version]
+    outputs = [message, counts_table, sweeps_table, ctx.version]
     ctx.demo.load(tick, inputs=ctx.version, outputs=outputs, **PRIVATE)
     timer.tick(tick, inputs=ctx.version, outputs=outputs, api_name="progress")
     reload_btn.click(reload_now, outputs=ctx.version, **PRIVATE)
