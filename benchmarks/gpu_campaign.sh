@@ -103,6 +103,13 @@ run() {  # run NAME: one step of the campaign
     ddp_scaling) sweep ddp_scaling benchmarks/sweeps/ddp-bert-large.yaml "$D/ddp.db" ;;
     seed_all_gpus) sweep seed_all_gpus seed "$D/seed-all-gpus.db" ;;
     seed_one_gpu) CUDA_VISIBLE_DEVICES=0 sweep seed_one_gpu seed "$D/seed-one-gpu.db" ;;
+    # the interference check: a host-bound and a GPU-bound reference, each alone on the node and
+    # again among the seed grid's trials (the summary prints the slowdown); a database each, or
+    # the second would find the grid stored and run its reference beside nothing
+    interference_host) sweep interference_host benchmarks/sweeps/interference-host.yaml \
+           "$D/interference-host.db" ;;
+    interference_gpu) sweep interference_gpu benchmarks/sweeps/interference-gpu.yaml \
+           "$D/interference-gpu.db" ;;
     *) say "UNKNOWN step $1 (no such step)"; return 1 ;;
   esac
 }
@@ -115,7 +122,7 @@ ISSUE11="gpu_tests_graph seed_graph seed graph_harness compile_modes seed_2020"
 FINAL="gpu_tests_quick seed seed_graph max_batch6"
 [ "${STEPS:-}" = final ] && STEPS=$FINAL
 # issue 15's run, on a host with several GPUs: STEPS=issue15 benchmarks/gpu_campaign.sh OUTDIR
-ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu"
+ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host interference_gpu"
 [ "${STEPS:-}" = issue15 ] && STEPS=$ISSUE15
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"

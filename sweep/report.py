@@ -210,6 +210,12 @@ def plan_lines(
         f"sweep {spec.name}: {len(planned)} {unit}, {final} already stored with a final "
         f"status, {len(planned) - final} to run{search}"
     ]
+    if spec.interference:
+        lines.append(
+            "interference check: 2 more trials of "
+            + ", ".join(f"{k} {v}" for k, v in spec.interference.items())
+            + " (alone on the node first, then among the others)"
+        )
     if cluster_types is not None:
         have = ", ".join(f"{t} ({n} GPU)" for t, n in sorted(cluster_types.items())) or "none"
         lines.append(f"cluster GPU types: {have}; GPUs: {'yes' if has_gpu else 'no'}")
