@@ -6,6 +6,10 @@ every GPU, ``batch_size`` per GPU), wraps the model in ``DistributedDataParallel
 native loop's steps inside the same ``MeasurementWindow``. On CUDA rank r takes ``cuda:r`` of the
 GPUs Ray gave the trial and talks NCCL; on the CPU the ranks talk gloo.
 
+NVML readings (power, energy, utilization, clocks) are rank 0's GPU's, like the environment;
+``joules_per_token`` divides that GPU's energy by its own tokens, so it stays a per-GPU figure, as
+are ``tflops_per_s`` and ``mfu`` (the FLOPs of one GPU's batch against one GPU's peak).
+
 Communication figures, each timed apart from the measured steps:
 - ``allreduce_busbw_gb_s``: an nccl-tests-style all-reduce of one large buffer, run before the
   model is built (the memory is free, and it opens the communicator so that the first step does
@@ -195,6 +199,7 @@ def rank_trial(rank: int, world: int, config: TrialConfig, store_path: str) -> d
         rank=rank,
         world_size=world,
         timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S),
+        device_id=device if device_type == "cuda" else None,  # binds NCCL to cuda:rank
     )
     comm = bus_bandwidth(device, world)
     t0 = time.perf_counter()
