@@ -140,3 +140,18 @@ def capacity_of_nodes(
                 slot = (True, key[len(ACCELERATOR_PREFIX) :])
                 slots[slot] = slots.get(slot, 0) + with_gpu
     return Capacity(slots, frozenset(autoscaled), tuple(facts), cpus_per_trial)
+
+
+def cpu_share(cores: list[int], gpu_ids: list[int], node_gpus: int) -> list[int] | None:
+    """The cores a GPU trial is pinned to (``pin_cpus``): the node's cores split evenly by GPU
+    index, GPU k taking the k-th slice (an N-GPU trial the union of its GPUs' slices), so that
+    co-located trials never share a core. None where there is nothing to split by (a CPU trial,
+    no GPU count) or fewer cores than GPUs."""
+    cores = sorted(cores)
+    if not gpu_ids or node_gpus < 1 or len(cores) < node_gpus:
+        return None
+    per = len(cores) // node_gpus
+    share = sorted(
+        {c for k in gpu_ids for c in cores[k * per : (k + 1) * per] if 0 <= k < node_gpus}
+    )
+    return share or None

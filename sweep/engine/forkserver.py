@@ -84,6 +84,7 @@ def _child(
     lifeline,
     require_gpu: bool,
     flops_per_sequence: int | None = None,
+    cores: list[int] | None = None,
 ) -> None:
     """In the trial process: run the trial function and send back its record as JSON, with the
     wall-clock time the process started (the parent's fork time is measured from it). Then the
@@ -98,9 +99,15 @@ def _child(
     try:
         from sweep.plan.config import TrialConfig
 
+        if cores:
+            os.sched_setaffinity(0, cores)  # before torch starts its threads: they inherit it
         record = resolve(fn_path)(TrialConfig.from_dict(config))
         if not isinstance(record, Trial):
             raise TypeError(f"trial function returned {type(record).__name__}, not a Trial")
+        if cores:
+            record = dataclasses.replace(
+                record, env={**record.env, "cpu_affinity": _ranges(sorted(os.sched_getaffinity(0)))}
+            )
         conn.send(("record", record.to_json(), started))
     except BaseException as exc:  # the trial function should not raise; if it does: a row
         conn.send(("error", type(exc).__name__, traceback.format_exc()))
@@ -110,6 +117,18 @@ def _child(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _ranges(cores: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5" (the form taskset and /proc print)."""
+    out, start = [], None
+    for i, c in enumerate(cores):
+        if start is None:
+            start = c
+        if i + 1 == len(cores) or cores[i + 1] != c + 1:
+            out.append(f"{start}-{c}" if c != start else f"{c}")
+            start = None
+    return ",".join(out)
 
 
 def _set_env(name: str, value: str | None) -> None:
@@ -149,11 +168,13 @@ def run_in_child(
     host_env: dict[str, Any] | None = None,
     require_gpu: bool = False,
     flops_per_sequence: int | None = None,
+    cores: list[int] | None = None,
 ) -> Trial:
     """Run ``fn_path(TrialConfig(**config))`` in a fresh forked process, for at most
     ``timeout_s`` seconds. Always returns a Trial (the child's, or a timeout/crashed/error one).
     ``require_gpu``: Ray gave this trial a GPU; the trial must measure on it (REQUIRE_GPU_ENV).
     ``flops_per_sequence``: an earlier trial's FLOP count for this shape (FLOPS_PER_SEQUENCE_ENV).
+    ``cores``: pin the trial's process to these cores (its record's env gets ``cpu_affinity``).
     The child's record gets the process's own time budget: ``time_fork_s`` (start to the child
     running), ``time_exit_s`` (record received to the process gone) and ``time_process_s``."""
     ctx = _context()
@@ -162,7 +183,7 @@ def run_in_child(
     lifeline_r, lifeline_w = ctx.Pipe(duplex=False)  # this process keeps the writing end
     proc = ctx.Process(
         target=_child,
-        args=(fn_path, config, send, lifeline_r, require_gpu, flops_per_sequence),
+        args=(fn_path, config, send, lifeline_r, require_gpu, flops_per_sequence, cores),
         name="sweep-trial",
     )
     t0 = time.monotonic()

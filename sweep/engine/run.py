@@ -220,6 +220,7 @@ def _run(
     if placement.runnable:
         how = dict(
             cpus=spec.cpus_per_trial,
+            pin_cpus=spec.pin_cpus,
             timeout_s=spec.timeout_s,
             trial_fn=options.trial_fn,
             isolate=options.isolate,

@@ -37,6 +37,7 @@ class TrialRequest:
     trial_fn: "module:function" taking a TrialConfig and returning a Trial, imported in the worker.
     isolate: run the trial in a fresh process forked from the worker's fork server.
     reuse: the worker process runs further trials (a hung trial must then end the process).
+    pin_cpus: pin the trial's process to its GPUs' share of the node's cores (isolated trials).
     """
 
     key: str
@@ -50,6 +51,7 @@ class TrialRequest:
     trial_fn: str = "sweep.trial.run:run_trial"
     isolate: bool = True
     reuse: bool = False
+    pin_cpus: bool = False
 
     @classmethod
     def of(cls, t: PlannedTrial, sweep: str, gpu: bool, **how: Any) -> TrialRequest:
@@ -165,6 +167,7 @@ def _run(request: TrialRequest) -> Trial:
             host_env(),
             require_gpu=request.gpu,
             flops_per_sequence=_FLOPS_PER_SEQUENCE.get(shape_key(request.config)),
+            cores=_cores(request) if request.pin_cpus else None,
         )
         remember_flops(request.config, record)
         return record
@@ -172,6 +175,23 @@ def _run(request: TrialRequest) -> Trial:
     config = TrialConfig.from_dict(request.config)
     with _gpu_required(request.gpu):
         return run_bounded(fn, config, float(request.timeout_s), exit_now=request.reuse)
+
+
+def _cores(request: TrialRequest) -> list[int] | None:
+    """This trial's share of the node's cores (cluster.placement.cpu_share): by the GPUs Ray gave
+    it, out of the node's GPUs; None for a CPU trial."""
+    import ray
+
+    from cluster.placement import cpu_share
+
+    if not request.gpu:
+        return None
+    node = ray.get_runtime_context().get_node_id()
+    gpus = next(
+        (n.get("Resources", {}).get("GPU", 0) for n in ray.nodes() if n.get("NodeID") == node), 0
+    )
+    ids = [int(i) for i in ray.get_gpu_ids()]
+    return cpu_share(sorted(os.sched_getaffinity(0)), ids, int(gpus))
 
 
 class _gpu_required:

@@ -48,6 +48,7 @@ class SweepSpec:
     description: str = ""
     # fields over ``fixed`` of the reference trial of the interference check (None: no check)
     interference: dict[str, Any] | None = None
+    pin_cpus: bool = False  # pin each GPU trial to its GPU's share of the node's cores
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ A sweep file uses the trial configuration's own field names::
     cpus_per_trial: 1  # CPUs a trial reserves; more than any node has is refused at the start
     interference: {model: bert-base-uncased, batch_size: 32}  # optional: this configuration
                        # (over fixed) alone on the node first, then again among the sweep's trials
+    pin_cpus: false    # pin each GPU trial to its GPU's share of the node's cores
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ TOP_KEYS = (
     "batch_tolerance",
     "cpus_per_trial",
     "interference",
+    "pin_cpus",
 )
 # The longest a trial may take. Python's pipe and thread waits refuse an infinite or
 # multi-week timeout (OverflowError), which would make every trial an error row.
@@ -280,6 +282,9 @@ def parse(
             )
         if mode == MAX_BATCH:
             raise fail("interference: the interference check runs in grid mode only")
+    pin_cpus = raw.get("pin_cpus", False)
+    if not isinstance(pin_cpus, bool):
+        raise fail(f"pin_cpus: expected true or false, got {excerpt(pin_cpus)}")
     spec = SweepSpec(
         name=name,
         axes=axes,
@@ -293,6 +298,7 @@ def parse(
         cpus_per_trial=cpus_per_trial,
         description=description,
         interference=interference,
+        pin_cpus=pin_cpus,
     )
     n = planned_count(spec)  # from the axes' lengths: nothing is expanded yet
     if n > max_trials:
