@@ -383,7 +383,13 @@ def memory(points: pd.DataFrame, fit: pd.DataFrame, metric: str, title: str) -> 
             domain=[0.22, 1] if has_oom else [0, 1],
         ),
         shapes=shapes,
-        annotations=labels + _notes(["dotted lines: the linear fit per series (hover for it)"]),
+        annotations=labels
+        + _notes(
+            [
+                "dotted lines: the linear fit per series (hover for it)",
+                "a card of N GB holds N GiB (GPU memory is sized in GiB), a little less usable",
+            ]
+        ),
     )
     if has_oom:
         layout["yaxis2"] = OOM_AXIS

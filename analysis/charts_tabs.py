@@ -145,7 +145,11 @@ def speedup(frame: pd.DataFrame, baseline: str, title: str) -> dict[str, Any]:
     """Speedup over the baseline against batch size, one line per GPU (and configuration)."""
     others = frame[frame["gpu"] != baseline]
     if others.empty:
-        return empty(title, "No other GPU ran the same configurations as the baseline.")
+        return empty(
+            title,
+            "No other GPU ran exactly the baseline's configurations (every option equal). "
+            "The answer table on Compare GPUs compares across options and says what differs.",
+        )
     many = others["config"].nunique() > 1
     others = others.assign(label=others["gpu"] + ((" · " + others["config"]) if many else ""))
     shown, left_out = cap_series(others["label"].unique().tolist())

@@ -139,10 +139,20 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
             # every tab opens and draws; a screenshot of each
             for slug in TABS:
                 page.locator(f"#tab-{slug}-button").click()
-                page.wait_for_function(f"location.search.includes('tab={slug}')", timeout=10_000)
+                # (a link without tab= is on the first tab)
+                first = "!location.search.includes('tab=')" if slug == TABS[0] else "false"
+                page.wait_for_function(
+                    f"location.search.includes('tab={slug}') || {first}", timeout=10_000
+                )
                 if slug not in ("table",):
                     page.locator(f"#tab-{slug} .js-plotly-plot").first.wait_for(timeout=30_000)
                 page.screenshot(path=os.path.join(ARTIFACTS, f"tab-{slug}.png"))
+            # the link names the open tab too: pasted, it opens that tab, drawn
+            third = browser.new_page(viewport={"width": 1400, "height": 1000})
+            third.goto(page.url.replace("tab=table", "tab=memory"))
+            third.locator("#tab-memory .js-plotly-plot").wait_for(timeout=60_000)
+            assert third.locator("#tab-memory-button").get_attribute("aria-selected") == "true"
+            assert "seq_len=512" in third.url and "tab=memory" in third.url
             browser.close()
     finally:
         proc.terminate()

@@ -25,6 +25,7 @@ from analysis.selection import (  # noqa: E402
 from analysis.sources import Data, database_signature  # noqa: E402
 from ui.render import (  # noqa: E402
     DATA_PARAM,
+    URL_READ_JS,
     Renderer,
     tab_writer_js,
     url_params,
@@ -289,6 +290,7 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             ).then(from_url, outputs=url_out, **PRIVATE)
         else:
             loaded = demo.load(from_url, outputs=url_out, **PRIVATE)
+        loaded.then(None, js=URL_READ_JS, **PRIVATE)
         loaded.then(render_visible, **draw)
         version.change(
             refresh_choices,

@@ -124,9 +124,11 @@ def value_from_url(component: Any, text: str, valid: list[str] | None = None) ->
 
 def url_writer_js(names: list[str]) -> str:
     """Client-side: write the widgets' values into the URL's query (replaceState: no reload, no
-    history entry per change); empty, "(any)" and false values are left out."""
+    history entry per change); empty, "(any)" and false values are left out. Nothing is written
+    before the page has read its own link (``URL_READ_JS``)."""
     return (
-        "(...vals) => { const names = " + json.dumps(names) + ";"
+        "(...vals) => { if (!window.tsweepUrlRead) return vals;"
+        " const names = " + json.dumps(names) + ";"
         " const u = new URL(window.location.href);"
         " names.forEach((n, i) => { let v = vals[i];"
         " if (Array.isArray(v)) v = v.join(',');"
@@ -136,10 +138,17 @@ def url_writer_js(names: list[str]) -> str:
     )
 
 
+# Run once the page has read its link (``from_url``): until then nothing writes the URL (Gradio
+# selects the first tab as the page starts, which would overwrite the link's tab= before the
+# server reads it).
+URL_READ_JS = "() => { window.tsweepUrlRead = true; return []; }"
+
+
 def tab_writer_js(slug: str) -> str:
     """Client-side: the opened tab into the URL; the event's inputs pass through unchanged."""
     return (
-        "(...args) => { const u = new URL(window.location.href);"
+        "(...args) => { if (!window.tsweepUrlRead) return args;"
+        " const u = new URL(window.location.href);"
         f" u.searchParams.set({json.dumps(TAB_PARAM)}, {json.dumps(slug)});"
         " window.history.replaceState(null, '', u.toString()); return args; }"
     )
