@@ -110,6 +110,8 @@ run() {  # run NAME: one step of the campaign
            "$D/interference-host.db" ;;
     interference_gpu) sweep interference_gpu benchmarks/sweeps/interference-gpu.yaml \
            "$D/interference-gpu.db" ;;
+    interference_host_pinned) sweep interference_host_pinned \
+           benchmarks/sweeps/interference-host-pinned.yaml "$D/interference-host-pinned.db" ;;
     *) say "UNKNOWN step $1 (no such step)"; return 1 ;;
   esac
 }
@@ -122,7 +124,8 @@ ISSUE11="gpu_tests_graph seed_graph seed graph_harness compile_modes seed_2020"
 FINAL="gpu_tests_quick seed seed_graph max_batch6"
 [ "${STEPS:-}" = final ] && STEPS=$FINAL
 # issue 15's run, on a host with several GPUs: STEPS=issue15 benchmarks/gpu_campaign.sh OUTDIR
-ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host interference_gpu"
+ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host interference_gpu
+         interference_host_pinned"
 [ "${STEPS:-}" = issue15 ] && STEPS=$ISSUE15
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
