@@ -385,3 +385,9 @@ def test_a_tabs_own_widget_redraws_that_tab_only(tmp_path):
     _note, _answer, _download, plot, fit = compare.fn(*values)
     assert "Best tokens/s" in fit.columns and len(fit)
     assert json.loads(plot.plot)["layout"]["yaxis"]["title"]["text"] == "tokens / s"
+    # the GPU choice narrows the answer table and the chart alike
+    values[-2] = ["H200"]
+    _note, answer, _download, plot, _fit = compare.fn(*values)
+    assert answer["GPU"].tolist() == ["H200"]
+    names = {t["name"] for t in json.loads(plot.plot)["data"] if t.get("mode") == "lines+markers"}
+    assert names and all(n.startswith("H200") for n in names)

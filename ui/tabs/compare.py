@@ -67,6 +67,8 @@ def build(ctx: Context) -> Tab:
     )
 
     def render(sel, fvals, tp_metric, base, chosen_gpus, strict_on):
+        if chosen_gpus:  # the chart shows the GPUs chosen for the answer too
+            sel = sel[gpu_names(sel).isin(list(chosen_gpus))]
         points = throughput_points(sel, tp_metric)
         figure = charts.throughput(
             points, tp_metric, title("Training throughput vs batch size", fvals)
