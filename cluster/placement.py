@@ -44,10 +44,13 @@ def place(
     cluster_types: dict[str, int],
     has_gpu: bool,
     node_gpus: dict[str | None, int] | None = None,
+    node_cpus: dict[bool, float | None] | None = None,
 ) -> Placement:
     """Split the plan by what the cluster has (pure: the cluster facts are arguments).
     ``node_gpus``: the most GPUs one live node has, per GPU type and (key None) of any type
-    (max_gpus_per_node); an N-GPU trial no node can hold is a row. None: not checked."""
+    (max_gpus_per_node); an N-GPU trial no node can hold is a row. ``node_cpus``: the most CPUs
+    a trial can reserve on one node, with a GPU (True) or not (False); an N-rank trial needs N x
+    cpus_per_trial of them. None: not checked."""
     runnable, rows = [], []
     have = ", ".join(sorted(cluster_types)) or "none"
     for t in planned:
@@ -59,6 +62,8 @@ def place(
             reason = f"the cluster has no {t.gpu_type} GPU (GPU types: {have})"
         elif gpu and node_gpus is not None:
             reason = _too_many_gpus(t, node_gpus)
+        if reason is None and node_cpus is not None:
+            reason = _too_many_cpus(t, spec.cpus_per_trial, node_cpus.get(gpu))
         if reason:
             rows.append(t.unrun(spec.name, NO_GPU_TYPE, reason, "NoGpuType"))
         else:
@@ -77,6 +82,17 @@ def _too_many_gpus(t: PlannedTrial, node_gpus: dict[str | None, int]) -> str | N
         what = f"{t.gpu_type} GPUs" if t.gpu_type else "GPUs"
         return f"gpus_per_trial: {n} GPUs on one node asked for; the largest node has {most} {what}"
     return None
+
+
+def _too_many_cpus(t: PlannedTrial, cpus_per_trial: int, most: float | None) -> str | None:
+    """Why no node can hold an N-rank trial's CPUs (cpus_per_trial per rank), or None."""
+    n = t.config.gpus_per_trial
+    if n <= 1 or most is None or n * cpus_per_trial <= most:
+        return None
+    return (
+        f"gpus_per_trial: {n} ranks reserve {n} x cpus_per_trial = {n * cpus_per_trial} CPUs "
+        f"on one node; the largest has {most:g}"
+    )
 
 
 def max_gpus_per_node(nodes: list[dict[str, Any]]) -> dict[str | None, int]:

@@ -54,6 +54,17 @@ def test_place_refuses_an_n_gpu_trial_no_node_holds():
     assert len(p.runnable) == 3 and all(t.gpu_type == "A100" for t, _ in p.runnable)
 
 
+def test_place_refuses_n_ranks_whose_cpus_no_node_has():
+    spec = sweepfile.parse(
+        "name: c\naxes: {gpus_per_trial: [1, 2, 4]}\nfixed: {device: cpu}\ncpus_per_trial: 1\n"
+    )
+    p = place(spec, expand(spec), {}, False, node_cpus={True: None, False: 2.0})
+    assert [t.config.gpus_per_trial for t, _ in p.runnable] == [1, 2]
+    assert p.unplaceable[0].error == (
+        "gpus_per_trial: 4 ranks reserve 4 x cpus_per_trial = 4 CPUs on one node; the largest has 2"
+    )
+
+
 def test_resources_ask_for_n_gpus_in_one_bundle():
     pytest.importorskip("ray")
     from sweep.engine.worker import TrialRequest, resources

@@ -178,8 +178,10 @@ def _run(
 
     connect(options)
     types = ray_cluster.gpu_types()
+    node_cpus = {gpu: ray_cluster.most_cpus_per_trial(gpu) for gpu in (True, False)}
+    has_gpu = ray_cluster.total_gpus() > 0
     placement = place(
-        spec, planned, types, ray_cluster.total_gpus() > 0, ray_cluster.max_gpus_per_node()
+        spec, planned, types, has_gpu, ray_cluster.max_gpus_per_node(), node_cpus=node_cpus
     )
     for gpu in sorted({gpu for _, gpu in placement.runnable}):
         most = ray_cluster.most_cpus_per_trial(gpu)
