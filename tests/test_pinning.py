@@ -70,3 +70,34 @@ def test_the_worker_asks_ray_for_its_gpus_and_the_node_s(monkeypatch):
     gpu = TrialRequest(key="k", config=TrialConfig().to_dict(), sweep="s", gpu=True, pin_cpus=True)
     assert _cores(gpu) == [6, 7]  # GPU 3 of the node's 4: the last quarter of its 8 cores
     assert _cores(TrialRequest(key="k", config={}, sweep="s", gpu=False)) is None
+
+
+def _report_cores(rank, world, config, store):
+    cores = sorted(os.sched_getaffinity(0))
+    return {"rank": rank, "metrics": {"cores": cores, "step_time_ms_p50": 1.0}, "finite": True}
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
+def test_a_pinned_n_gpu_trial_splits_its_cores_between_its_ranks(monkeypatch):
+    from sweep.plan.config import PINNED_ENV
+    from sweep.trial import ddp
+
+    assert ddp.rank_cores([4, 5, 6, 7], 1, 2) == [6, 7] and ddp.rank_cores([4], 1, 2) == [4]
+    mine = sorted(os.sched_getaffinity(0))[:2]
+    seen = {}
+
+    def remember(procs, conns, timeout_s):
+        out = real(procs, conns, timeout_s)
+        seen.update({r: v["metrics"]["cores"] for r, v in out[0].items()})
+        return out
+
+    real = ddp.collect
+    monkeypatch.setattr(ddp, "collect", remember)
+    monkeypatch.setenv(PINNED_ENV, "1")
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, mine)  # as the fork server's trial process is
+    try:
+        ddp.run_ddp_trial(TrialConfig(gpus_per_trial=2, device="cpu"), rank_fn=_report_cores)
+    finally:
+        os.sched_setaffinity(0, before)
+    assert seen == {0: mine[:1], 1: mine[1:2]}

@@ -30,6 +30,7 @@ from typing import Any
 
 from sweep.plan.config import (
     FLOPS_PER_SEQUENCE_ENV,
+    PINNED_ENV,
     REQUIRE_GPU_ENV,
     TRIAL_EXITS_ENV,
     shortcuts_on,
@@ -101,6 +102,7 @@ def _child(
 
         if cores:
             os.sched_setaffinity(0, cores)  # before torch starts its threads: they inherit it
+        _set_env(PINNED_ENV, "1" if cores else None)
         record = resolve(fn_path)(TrialConfig.from_dict(config))
         if not isinstance(record, Trial):
             raise TypeError(f"trial function returned {type(record).__name__}, not a Trial")

@@ -47,6 +47,9 @@ TRIAL_EXITS_ENV = "TSWEEP_TRIAL_EXITS"
 # this worker: the trial multiplies it by its batch instead of counting again (the count is
 # exactly linear in the batch).
 FLOPS_PER_SEQUENCE_ENV = "TSWEEP_FLOPS_PER_SEQUENCE"
+# Set by the fork server's trial process when it was pinned to its share of the node's cores
+# (pin_cpus): the ranks of an N-GPU trial then split that share between them.
+PINNED_ENV = "TSWEEP_PINNED"
 # "0" turns off the per-trial shortcuts above and the environment cache (benchmarks/
 # sweep_overhead.py measures the trial process before and after them side by side).
 SHORTCUTS_ENV = "TSWEEP_TRIAL_SHORTCUTS"

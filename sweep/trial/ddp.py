@@ -32,7 +32,7 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-from sweep.plan.config import TrialConfig
+from sweep.plan.config import PINNED_ENV, TrialConfig
 from sweep.results.record import (
     CRASHED,
     ERROR,
@@ -68,6 +68,13 @@ def _die_with_parent() -> None:
         pass
 
 
+def rank_cores(cores: list[int], rank: int, world: int) -> list[int]:
+    """A rank's slice of its trial's cores (pin_cpus): the r-th of ``world`` equal slices; all of
+    them where there are fewer cores than ranks."""
+    per = len(cores) // world
+    return cores[rank * per : (rank + 1) * per] if per else cores
+
+
 def _classify(exc: BaseException) -> str:
     from sweep.trial.run import _is_oom
     from sweep.trial.workload import NoCuda, Unsupported
@@ -85,6 +92,8 @@ def _rank_entry(fn: RankFn, rank: int, world: int, config: TrialConfig, store: s
         os._exit(1)
     for name, value in (("RANK", rank), ("LOCAL_RANK", rank), ("WORLD_SIZE", world)):
         os.environ[name] = str(value)
+    if os.environ.get(PINNED_ENV) == "1":  # the trial's share of the cores, split by rank
+        os.sched_setaffinity(0, rank_cores(sorted(os.sched_getaffinity(0)), rank, world))
     try:
         conn.send(("ok", fn(rank, world, config, store)))
     except BaseException as exc:
