@@ -21,6 +21,7 @@ rank's median is recorded beside it (``step_time_ms_p50_max_rank``, ``rank_step_
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import shutil
@@ -97,7 +98,10 @@ def _rank_entry(fn: RankFn, rank: int, world: int, config: TrialConfig, store: s
     try:
         conn.send(("ok", fn(rank, world, config, store)))
     except BaseException as exc:
-        conn.send(("fail", _classify(exc), f"{exc}"[:4000], type(exc).__name__))
+        status = _classify(exc)
+        if status == ERROR:  # the traceback goes to the worker's log, as a 1-GPU trial's does
+            logging.getLogger(__name__).exception("rank %d of %d failed: %s", rank, world, config)
+        conn.send(("fail", status, f"{exc}"[:4000], type(exc).__name__))
     try:
         conn.recv()  # the supervisor has every result (or is about to kill this rank)
     except (EOFError, OSError):
