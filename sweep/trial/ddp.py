@@ -44,7 +44,6 @@ from sweep.results.record import (
     TIMEOUT,
     UNSUPPORTED,
     Trial,
-    clean_metrics,
     utc_now,
 )
 from sweep.trial import metrics as M
@@ -287,19 +286,10 @@ def run_ddp_trial(
     env = results.get(0, {}).get("env") or _host_env()
     metrics = combine(world, results) if status in (OK, NONFINITE) else {}
     metrics["trial_s"] = time.perf_counter() - t0
-    return Trial(
-        config=config.to_dict(),
-        status=status,
-        metrics=clean_metrics(metrics),
-        env=env,
-        error=error,
-        error_type=error_type,
-        gpu_type=gpu_type,
-        repeat=repeat,
-        sweep=sweep,
-        node=env.get("hostname"),
-        started_at=started,
-        finished_at=utc_now(),
+    from sweep.trial.run import trial_record
+
+    return trial_record(
+        config, status, metrics, env, error, error_type, started, sweep, gpu_type, repeat
     )
 
 

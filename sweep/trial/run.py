@@ -238,6 +238,25 @@ def run_trial(
     if status == OK:
         metrics.update(timings)
     metrics["trial_s"] = time.perf_counter() - t0
+    return trial_record(
+        config, status, metrics, env, error, error_type, started, sweep, gpu_type, repeat
+    )
+
+
+def trial_record(
+    config: TrialConfig,
+    status: str,
+    metrics: dict[str, Any],
+    env: dict[str, Any],
+    error: str | None,
+    error_type: str | None,
+    started: str,
+    sweep: str | None,
+    gpu_type: str | None,
+    repeat: int,
+) -> Trial:
+    """The record a trial process returns (one GPU or N), finished now, on the node ``env``
+    names."""
     return Trial(
         config=config.to_dict(),
         status=status,
