@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.cost import DEFAULT_PRICES, _has_word, price_for
+from analysis.interference import without_perturbed
 from analysis.selection import (
     MEASURED_DATASET,
     OOM_STATUSES,
@@ -278,6 +279,7 @@ def answer(
     ``prices``: the hourly price table (``analysis.cost``; default: its defaults)."""
     prices = DEFAULT_PRICES if prices is None else prices
     notes: list[str] = []
+    frame = without_perturbed(frame)  # the interference check's run among the others
     sel = select(frame, {**(filters or {}), "model": model, "seq_len": seq_len})
     if precision in (None, "") and len(sel):
         ok = sel[sel["status"] == OK]

@@ -34,6 +34,14 @@ INTERFERENCE_COLUMNS = [
 ]
 
 
+def without_perturbed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every row but the check's second run, which measured among the others on purpose: the
+    views compare configurations, and that row would pull its configuration's medians down."""
+    if frame.empty or "repeat" not in frame:
+        return frame
+    return frame[pd.to_numeric(frame["repeat"], errors="coerce") != INTERFERENCE_FULL]
+
+
 def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the interference check's rows, every other row)."""
     if frame.empty or "repeat" not in frame:

@@ -113,3 +113,21 @@ def test_a_sweep_runs_the_reference_alone_then_among_the_others(ray_session, tmp
     assert check.startswith("Interference (the reference configuration alone")
     # the summary table holds the sweep's three trials only, once each (n = 1)
     assert len(table.splitlines()) == 1 + 3 and "seq_len" in table
+
+
+def test_the_views_leave_out_the_run_among_the_others():
+    """The check's second run was slowed on purpose: the answer table (and the app's views,
+    through the same filter) must not average it into its configuration's figures."""
+    from analysis.answer import answer
+    from analysis.interference import without_perturbed
+    from analysis.selection import combine
+
+    rows = [_row(INTERFERENCE_ALONE, 1200.0, 0, 5), _row(INTERFERENCE_FULL, 600.0, 10, 20)]
+    frame = trials_frame(rows)
+    kept = without_perturbed(frame)
+    assert kept["repeat"].tolist() == [INTERFERENCE_ALONE]
+    c = rows[0].config
+    table = answer(combine(frame, {}), c["model"], c["seq_len"]).table
+    assert len(table) == 1
+    best = [v for k, v in table.iloc[0].items() if "tokens" in str(k).lower()]
+    assert 1200.0 in best and 600.0 not in best and 900.0 not in best, table.iloc[0].to_dict()

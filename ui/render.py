@@ -59,7 +59,7 @@ class Renderer:
         if key in self.cache:
             self.cache.move_to_end(key)
             return self.cache[key]
-        sel, named = self.ctx.selection(chosen, fvals)
+        sel, named = self.ctx.selection(chosen, fvals, self.views[i].all_rows)
         out = list(self.views[i].render(sel, named, *own))
         self.cache[key] = out
         if len(self.cache) > CACHE_SIZE:

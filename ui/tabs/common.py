@@ -15,6 +15,7 @@ import gradio as gr
 import pandas as pd
 from gradio.components.plot import PlotData
 
+from analysis.interference import without_perturbed
 from analysis.selection import ANY, select
 
 MAIN_FILTERS = ("model", "seq_len", "precision")
@@ -52,11 +53,15 @@ class Context:
     def shared_inputs(self) -> list:
         return [self.datasets, *self.filters.values()]
 
-    def selection(self, chosen: Sequence[str] | None, values: Sequence[Any]):
+    def selection(
+        self, chosen: Sequence[str] | None, values: Sequence[Any], all_rows: bool = False
+    ):
         """The rows of the datasets ``chosen`` that match the filter ``values`` (in the order of
-        ``filters``), and those values by field name."""
+        ``filters``), and those values by field name. Unless ``all_rows``, without the
+        interference check's perturbed row (``analysis.interference.without_perturbed``)."""
         fvals = dict(zip(self.filters, values, strict=True))
-        return select(self.holder.frame, fvals, list(chosen or [])), fvals
+        frame = self.holder.frame if all_rows else without_perturbed(self.holder.frame)
+        return select(frame, fvals, list(chosen or [])), fvals
 
 
 Render = Callable[..., list]  # (selection, filter values, *own inputs) -> one value per output
@@ -72,6 +77,7 @@ class Tab:
     inputs: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
     render: Render | None = None
+    all_rows: bool = False  # the Table tab: every stored row, the interference check's too
     refresh: list[tuple[Any, Refresh]] = field(default_factory=list)
     url: dict[str, Any] = field(default_factory=dict)  # query parameter -> widget it sets
     # query parameter -> its valid values for the current data (default: the widget's choices)
@@ -134,7 +140,7 @@ def redraw_on_own_inputs(ctx: Context, tab: Tab) -> None:
     n = len(ctx.filters)
 
     def redraw(chosen, *args):
-        sel, fvals = ctx.selection(chosen, args[:n])
+        sel, fvals = ctx.selection(chosen, args[:n], tab.all_rows)
         return tab.render(sel, fvals, *args[n:])
 
     gr.on(

@@ -83,6 +83,7 @@ def build(ctx: Context) -> Tab:
         inputs=[search, status],
         outputs=[results, download],
         render=render,
+        all_rows=True,
         refresh=[(status, refresh)],
     )
     redraw_on_own_inputs(ctx, tab)
