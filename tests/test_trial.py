@@ -580,6 +580,44 @@ def test_profiled_step_reads_events_without_an_activity_type():
     assert busy == [(0.0, 2.0), (2.0, 2.5), (3.0, 3.5)]
 
 
+def test_profiled_step_counts_the_fused_attention_kernels():
+    """A step whose attention left the fused kernels for the math path (suspected of the graphed
+    rows on the H200, 2026-12-01: slower and 2.4x the memory at seq 512) shows 0."""
+    from torch.profiler import DeviceType
+
+    from sweep.trial.profile import StepProfile, fused_attention_kernels, profile_metrics
+
+    class Event:
+        def __init__(self, name, device=DeviceType.CUDA, kind="kernel"):
+            self._name, self.device, self.kind = name, device, kind
+
+        def name(self):
+            return self._name
+
+        def device_type(self):
+            return self.device
+
+        def activity_type(self):
+            return self.kind
+
+    fused = [
+        Event("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128>>"),
+        Event("fmha_cutlassB_bf16_aligned_64x64_k64_sm80"),
+        Event("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_3"),
+        Event("sm90_xmma_gemm_bf16bf16_bf16f32"),
+        Event("aten::scaled_dot_product_attention", DeviceType.CPU, "cpu_op"),  # the host's op
+        Event("flash annotation", kind="gpu_user_annotation"),  # a range, not a kernel
+    ]
+    assert fused_attention_kernels(fused) == 3
+    math_path = [Event("ampere_bf16_s16816gemm_bf16_128x64"), Event("softmax_warp_forward")]
+    assert fused_attention_kernels(math_path) == 0
+    m = profile_metrics(StepProfile(2, 1.0, ((0.0, 1.0),), 2.0, 0.1, attention_kernels=0))
+    assert m["fused_attention_kernels_per_step"] == 0
+    assert "fused_attention_kernels_per_step" not in profile_metrics(
+        StepProfile(2, 1.0, ((0.0, 1.0),), 2.0, 0.1)
+    )
+
+
 def test_new_fields_keep_the_keys_of_stored_rows():
     import dataclasses
     from pathlib import Path

@@ -220,6 +220,8 @@ METRICS: dict[str, str] = {
     "launch_bound_pct": "share of the profiled step's wall time with no GPU work running "
     "(the union of kernel, memcpy and memset intervals), %",
     "profile_s": "wall seconds of the profiled step, the profiler's start and parse included",
+    "fused_attention_kernels_per_step": "fused attention kernels (flash, memory-efficient, "
+    "cuDNN) in the profiled step; 0 where attention ran on the math path",
     # N-GPU trials (gpus_per_trial > 1, DDP; sweep/trial/ddp.py):
     "world_size": "GPUs (DDP ranks) of the trial",
     "sequences_per_s_per_gpu": "N-GPU trials: sequences per second of one GPU",

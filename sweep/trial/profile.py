@@ -33,6 +33,7 @@ class StepProfile:
     busy_intervals_ms: tuple[tuple[float, float], ...]
     wall_ms: float
     profile_s: float
+    attention_kernels: int | None = None  # fused attention kernels (``fused_attention_kernels``)
 
 
 def activity(e: Any) -> str:
@@ -72,6 +73,28 @@ def gpu_work(events: Iterable[Any]) -> tuple[int, float, list[tuple[float, float
     return kernels, kernel_ms, busy
 
 
+# Name fragments of the fused attention kernels scaled_dot_product_attention can pick:
+# FlashAttention ("pytorch_flash::flash_fwd_kernel"), the memory-efficient kernel
+# ("fmha_cutlassF_..."), cuDNN's ("cudnn_generated_fort_native_sdpa", "..._flash_fprop_...").
+# The math path has none of them.
+FUSED_ATTENTION_MARKS = ("flash", "fmha", "sdpa", "efficient_attention")
+
+
+def fused_attention_kernels(events: Iterable[Any]) -> int:
+    """GPU kernels of the step that are fused attention kernels: none in a step whose attention
+    ran on the math path (materialised score matrices), as it may under CUDA-graph capture; a
+    graphed row with none where its eager twin has some did not measure the same kernels."""
+    from torch.profiler import DeviceType
+
+    count = 0
+    for e in events:
+        if e.device_type() != DeviceType.CUDA or activity(e) != KERNEL:
+            continue
+        name = e.name().lower() if hasattr(e, "name") else ""
+        count += any(mark in name for mark in FUSED_ATTENTION_MARKS)
+    return count
+
+
 def profile_metrics(p: StepProfile | None) -> dict[str, Any]:
     """The record's launch-overhead metrics; empty where no step was profiled."""
     if p is None:
@@ -81,6 +104,11 @@ def profile_metrics(p: StepProfile | None) -> dict[str, Any]:
         "gpu_kernel_ms_per_step": p.kernel_ms,
         "launch_bound_pct": M.launch_bound_pct(p.busy_intervals_ms, p.wall_ms),
         "profile_s": p.profile_s,
+        **(
+            {"fused_attention_kernels_per_step": p.attention_kernels}
+            if p.attention_kernels is not None
+            else {}
+        ),
     }
 
 
@@ -98,12 +126,14 @@ def profile_one_step(step: Callable[[], Any]) -> StepProfile | None:
         step()
         torch.cuda.synchronize()
         wall_ms = (time.perf_counter() - s0) * 1000.0
-    kernels, kernel_ms, busy = gpu_work(prof.profiler.kineto_results.events())
+    events = list(prof.profiler.kineto_results.events())
+    kernels, kernel_ms, busy = gpu_work(events)
     profile_s = time.perf_counter() - t0
     if kernels == 0:
         log.warning("the profiled step recorded no kernel (is CUPTI usable here?); left empty")
         return None
-    return StepProfile(kernels, kernel_ms, tuple(busy), wall_ms, profile_s)
+    attention = fused_attention_kernels(events)
+    return StepProfile(kernels, kernel_ms, tuple(busy), wall_ms, profile_s, attention)
 
 
 def maybe_profile(w, step: Callable[[], Any]) -> StepProfile | None:
