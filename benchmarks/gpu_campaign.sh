@@ -93,6 +93,19 @@ run() {  # run NAME: one step of the campaign
            tests/test_gpu.py -p no:cacheprovider -k "graph_trial_record or profiled or \
            options_run or graphed_inference or record_is_complete or memory_and_nvml or \
            real_oom or isolated_trials" ;;
+    # 2026-12-02: after the mask fix (the captured forward gave SDPA a full mask: no flash
+    # kernel): the graph's correctness and attention-kernel tests, then seed-graph beside seed
+    # in one run, the hand-written capture, a second seed-graph into its own database (the
+    # repeatability pair: the same database would find every row stored), issue 12's live
+    # max-batch and the memory model on capped cards, then the 2020 method and compile modes
+    gpu_tests_graph_quick) step gpu_tests_graph_quick timeout 240 python3 -m pytest -q -ra -s \
+           --tb=short -m gpu tests/test_gpu.py -p no:cacheprovider -k "graph_trial_record or \
+           profiled or graphed_inference or graph_options_run" ;;
+    seed_graph_repeat) sweep seed_graph_repeat seed-graph "$D/h200-repeat.db" ;;
+    memory_check) step memory_check python3 benchmarks/memory_model_check.py --budget-s 330 \
+           --json "$D/memory-check.json" ;;
+    compile_modes_small) sweep compile_modes_small benchmarks/sweeps/h200-compile-modes-small.yaml \
+           "$DB" ;;
     # issue 15 (a host with several GPUs): the N-GPU tests (NCCL; they print the figures), the
     # DDP scaling sweep (bert-large seq 512 batch 32 per GPU on 1/2/4/8 GPUs: the summary prints
     # the efficiency and the bus bandwidth), and the seed grid on every GPU of the node against
@@ -123,6 +136,10 @@ ISSUE11="gpu_tests_graph seed_graph seed graph_harness compile_modes seed_2020"
 # the session of 2026-12-01's one GPU call (budget: about 9 minutes): STEPS=final
 FINAL="gpu_tests_quick seed seed_graph max_batch6"
 [ "${STEPS:-}" = final ] && STEPS=$FINAL
+# the session of 2026-12-02 (about 26 minutes of GPU time over three chained calls)
+SESSION3="gpu_tests_graph_quick seed_graph graph_harness seed seed_graph_repeat max_batch6
+          memory_check seed_2020 compile_modes_small"
+[ "${STEPS:-}" = session3 ] && STEPS=$SESSION3
 # issue 15's run, on a host with several GPUs: STEPS=issue15 benchmarks/gpu_campaign.sh OUTDIR
 ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host interference_gpu
          interference_host_pinned"

@@ -107,9 +107,18 @@ def graph_loop(
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     opt.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        forward().backward()
-        opt.step()
+    # transformers counts a capturing stream as tracing and then gives SDPA a full mask instead
+    # of none (no flash kernel); with no mask there is nothing to read, so answer as eager does
+    import transformers.utils.import_utils as tf_import_utils
+
+    capturing = tf_import_utils.is_cuda_stream_capturing
+    tf_import_utils.is_cuda_stream_capturing = lambda: False
+    try:
+        with torch.cuda.graph(graph):
+            forward().backward()
+            opt.step()
+    finally:
+        tf_import_utils.is_cuda_stream_capturing = capturing
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(steps):
