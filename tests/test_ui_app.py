@@ -391,3 +391,34 @@ def test_a_tabs_own_widget_redraws_that_tab_only(tmp_path):
     assert answer["GPU"].tolist() == ["H200"]
     names = {t["name"] for t in json.loads(plot.plot)["data"] if t.get("mode") == "lines+markers"}
     assert names and all(n.startswith("H200") for n in names)
+
+
+def test_the_page_opens_drawn_and_a_link_is_drawn_in_one_event(tmp_path):
+    """The page's configuration carries the first tab drawn for the initial selection (no round
+    trip before the answer table and the chart); the page's one first event changes nothing for
+    a bare link, and for a pasted link sets the link's selection and tab and draws that tab."""
+    from types import SimpleNamespace
+
+    from ui.app import Holder, build_app
+    from ui.render import is_skip
+
+    holder = Holder(make_db(tmp_path / "r.db", fixture_trials()))
+    demo = build_app(holder)
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    model = by_id["filter-model"].value
+    answer = by_id["answer-table"].value
+    assert answer["data"] and "GPU" in answer["headers"]
+    plot = json.loads(by_id["compare-plot"].value["plot"])
+    assert model in plot["layout"]["title"]["text"]
+    (first,) = [f for f in demo.fns.values() if f.fn and f.fn.__name__ == "first_view"]
+    current = [c.value for c in first.inputs]
+    bare = first.fn(SimpleNamespace(query_params={}), *current)
+    assert len(bare) == len(first.outputs) and all(is_skip(v) for v in bare)
+    link = {"model": "bert-base-uncased", "seq_len": "512", "tab": "memory"}
+    drawn = first.fn(SimpleNamespace(query_params=link), *current)
+    out = dict(zip(first.outputs, drawn, strict=True))
+    got = {getattr(c, "elem_id", None): v for c, v in out.items()}
+    assert got["filter-model"] == "bert-base-uncased" and got["filter-seq_len"] == "512"
+    assert got["tabs"].selected == 1  # the Memory tab, selected and drawn; Compare GPUs left
+    assert is_skip(got["compare-plot"]) and not is_skip(got["memory-plot"])
+    assert "seq_len 512" in json.loads(got["memory-plot"].plot)["layout"]["title"]["text"]

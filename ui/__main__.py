@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    from ui.app import CSS, THEME, Holder, build_app  # gradio is imported only once args are good
+    # gradio is imported only once args are good
+    from ui.app import CSS, HEAD, THEME, Holder, build_app
 
     holder = Holder(args.db)
     for msg in holder.data.messages:
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         theme=THEME,
         css=CSS,
         footer_links=["api", "settings"],
+        head=HEAD,
     )
     print(
         f"transformers-sweep UI: {local_url}" + (" (password required)" if auth else ""), flush=True

@@ -27,6 +27,8 @@ from ui.render import (  # noqa: E402
     DATA_PARAM,
     URL_READ_JS,
     Renderer,
+    is_skip,
+    plotly_preload_head,
     tab_writer_js,
     url_params,
     url_writer_js,
@@ -85,6 +87,9 @@ THEME = gr.themes.Default(
     font=["ui-sans-serif", "system-ui", "sans-serif"],
     font_mono=["ui-monospace", "SFMono-Regular", "monospace"],
 )
+
+
+HEAD = plotly_preload_head()
 
 
 class Holder:
@@ -202,17 +207,28 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             **{k: fn for t in tabs for k, fn in t.url_choices.items()},
         }
 
-        def from_url(request: gr.Request):
-            """The selection a pasted link holds (query parameters), then the tab it names."""
+        position = {id(c): i for i, c in enumerate(inputs)}
+
+        def first_view(request: gr.Request, *current):
+            """The page's first event, in one round trip: the selection a pasted link holds
+            (query parameters), the tab it names, and that tab drawn for them. A link that
+            names neither changes nothing: the page was built with the first tab drawn for the
+            initial selection (``Renderer.preset``), unless it was built without data."""
             query = dict(request.query_params) if request is not None else {}
-            values = []
+            values, args = [], list(current)
             for name, c in params.items():
                 valid = url_choices[name](holder.frame) if name in url_choices else None
-                values.append(value_from_url(c, query[name], valid) if name in query else gr.skip())
-            if query.get("tab") not in SLUGS:  # the first tab: nothing to select (no event)
-                return [*values, gr.skip(), gr.skip()]
-            tab = SLUGS.index(query["tab"])
-            return [*values, gr.Tabs(selected=tab), tab]
+                v = value_from_url(c, query[name], valid) if name in query else gr.skip()
+                values.append(v)
+                if not is_skip(v) and id(c) in position:
+                    args[position[id(c)]] = v
+            tab = SLUGS.index(query["tab"]) if query.get("tab") in SLUGS else None
+            skipped = [gr.skip()] * len(outputs)
+            if not private and tab is None and all(is_skip(v) for v in values):
+                return [*values, gr.skip(), gr.skip(), *skipped]
+            if tab is None:  # the first tab: nothing to select (no event)
+                return [*values, gr.skip(), gr.skip(), *renderer.visible(0, *args)]
+            return [*values, gr.Tabs(selected=tab), tab, *renderer.visible(tab, *args)]
 
         def refresh_choices(_version: int, chosen: list[str], *current):
             """The dataset boxes, the header and every dropdown's choices from the reloaded
@@ -265,7 +281,6 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             js=url_writer_js(names),
             **PRIVATE,
         )
-        draw = dict(inputs=[active, *inputs], outputs=outputs, concurrency_id=RENDER, **PRIVATE)
         for i, tab_widget in enumerate(tab_widgets):
             tab_widget.select(
                 lambda *args, i=i: renderer.opened(i, *args),
@@ -283,15 +298,21 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             values = [fv.get(name, ANY) for name in filters] + list(current[len(filters) :])
             return refresh_choices(None, holder.data.datasets(), *values)
 
-        url_out = [*params.values(), tab_group, active]
+        first = dict(
+            fn=first_view,
+            inputs=inputs,
+            outputs=[*params.values(), tab_group, active, *outputs],
+            concurrency_id=RENDER,
+            **PRIVATE,
+        )
         if private:
             loaded = demo.load(
                 after_login, inputs=choice_widgets[2:], outputs=choice_widgets, **PRIVATE
-            ).then(from_url, outputs=url_out, **PRIVATE)
+            ).then(**first)
         else:
-            loaded = demo.load(from_url, outputs=url_out, **PRIVATE)
+            renderer.preset(0)
+            loaded = demo.load(**first)
         loaded.then(None, js=URL_READ_JS, **PRIVATE)
-        loaded.then(render_visible, **draw)
         version.change(
             refresh_choices,
             inputs=[version, datasets, *filters.values(), *(w for w, _ in refreshed)],

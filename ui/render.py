@@ -7,13 +7,16 @@ opens the same view.
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import gradio as gr
 import pandas as pd
+from gradio.processing_utils import move_files_to_cache
 
 from analysis.selection import ANY
 from ui.tabs.common import Context, Tab
@@ -79,6 +82,16 @@ class Renderer:
             return [gr.skip()] * (1 + len(self.outputs))
         return [tab, *self.visible(tab, *args)]
 
+    def preset(self, active: int = 0) -> None:
+        """Draw the tab at index ``active`` for the widgets' initial values into the page's
+        configuration (each output's initial value): the page opens with it drawn, no event
+        needed. Drawn through the cache, so a change back to it is a cache hit."""
+        for component, value in zip(
+            self.outputs, self.visible(active, *(c.value for c in self.inputs)), strict=True
+        ):
+            if not is_skip(value):
+                set_initial_value(component, value)
+
     def visible(self, active: int, *args) -> list:
         """The outputs of the tab at index ``active`` of the app's tabs; the others unchanged."""
         chosen, fvals, own = self._split(args)
@@ -90,6 +103,23 @@ class Renderer:
             else:
                 out += [gr.skip()] * len(t.outputs)
         return out
+
+
+def is_skip(value: Any) -> bool:
+    """Whether ``value`` is ``gr.skip()`` (an output left as it is)."""
+    return isinstance(value, dict) and value == gr.skip()
+
+
+def set_initial_value(component: Any, value: Any) -> None:
+    """``component``'s value in the page's configuration, as its constructor stores it; a
+    component returned as an update (``gr.DownloadButton(value=...)``) holds it already."""
+    if isinstance(value, gr.components.Component):
+        component.value = value.value
+        return
+    value = component.postprocess(value)
+    if hasattr(value, "model_dump"):  # a pydantic model (PlotData, DataframeData)
+        value = value.model_dump()
+    component.value = move_files_to_cache(value, component, postprocess=True, keep_in_cache=True)
 
 
 def url_params(ctx: Context, tabs: Sequence[Tab]) -> dict[str, Any]:
@@ -152,3 +182,14 @@ def tab_writer_js(slug: str) -> str:
         f" u.searchParams.set({json.dumps(TAB_PARAM)}, {json.dumps(slug)});"
         " window.history.replaceState(null, '', u.toString()); return args; }"
     )
+
+
+def plotly_preload_head() -> str:
+    """The page's <head> addition that fetches Gradio's own plotly.js module (4.6 MB, served by
+    the app) while the page starts: fetched and compiled beside Gradio's start, not run until a
+    chart needs it, so the answer table is not held up. Empty if this Gradio has no such file."""
+    assets = os.path.join(os.path.dirname(gr.__file__), "templates", "frontend", "assets")
+    found = sorted(glob.glob(os.path.join(assets, "PlotlyPlot-*.js")))
+    if not found:
+        return ""
+    return f'<link rel="modulepreload" href="./assets/{os.path.basename(found[0])}">'
