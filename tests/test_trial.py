@@ -503,6 +503,42 @@ def test_under_capture_sdpa_gets_no_mask_as_in_the_eager_step(monkeypatch, model
     assert attention_args(capturing=True, blind=False) != eager, "transformers changed"
 
 
+def test_a_compiled_model_is_not_recompiled_between_warm_up_and_capture():
+    # torch.compile guards on the mask helper the context swaps in: the warm-up traces the
+    # model under the context, the capture enters it again, and a recompile there cannot be
+    # captured (the H200, 2026-12-02: "operation not permitted when stream is capturing" for
+    # compile true with cuda_graph). The same function object each time: no new graph.
+    import torch._dynamo
+    import torch._dynamo.utils as dynamo_utils
+
+    from sweep.trial.graph import graph_inputs, mask_helpers_blind_to_capture
+
+    torch._dynamo.reset()
+    w = build_workload(TrialConfig(**{**TINY, "attention": "sdpa"}), "cpu")
+    compiled = torch.compile(w.model, backend="eager")
+    inputs = graph_inputs(w.batch)
+    graphs = lambda: dynamo_utils.counters["stats"]["unique_graphs"]  # noqa: E731
+    try:
+        with torch.no_grad():
+            with mask_helpers_blind_to_capture():  # the warm-up: two steps, since the first
+                compiled(**inputs)  # sets config.problem_type, which is guarded on too
+                compiled(**inputs)
+            after_warm_up = graphs()
+            with mask_helpers_blind_to_capture():  # the capture
+                with mask_helpers_blind_to_capture():  # re-entered: still the same function
+                    compiled(**inputs)
+        assert after_warm_up >= 1 and graphs() == after_warm_up
+    finally:
+        torch._dynamo.reset()
+    # and GraphStep holds the context in both (the warm-up unpatched recompiles: checked by hand)
+    import inspect
+
+    from sweep.trial.graph import GraphStep
+
+    for phase in (GraphStep.warm_up, GraphStep.capture):
+        assert "mask_helpers_blind_to_capture()" in inspect.getsource(phase), phase.__name__
+
+
 def test_cpu_allocation_failure_is_an_error_not_oom(monkeypatch):
     # A host allocation failure says nothing about the GPU: stored as oom it would prune the
     # group's larger batches.
@@ -573,9 +609,43 @@ def test_profiled_step_metrics_from_kineto_events():
         "kernels_per_step": 2,
         "gpu_kernel_ms_per_step": pytest.approx(4.0),
         "launch_bound_pct": pytest.approx(60.0),
+        "profiled_step_ms": 10.0,
         "profile_s": 0.1,
     }
     assert profile_metrics(None) == {}
+    # against the measured median step, not the profiled step's own (stretched) wall: 4 ms of
+    # GPU work in a 5 ms step is 20% idle, though the profiled step took 10 ms
+    m = profile_metrics(
+        StepProfile(kernels, kernel_ms, tuple(busy), wall_ms=10.0, profile_s=0.1), 5.0
+    )
+    assert m["launch_bound_pct"] == pytest.approx(20.0) and m["profiled_step_ms"] == 10.0
+    # a profiled step busier than the median step is not negative idle time
+    assert (
+        profile_metrics(StepProfile(2, 4.0, tuple(busy), 10.0, 0.1), 3.5)["launch_bound_pct"] == 0
+    )
+
+
+def test_a_version_2_record_reads_with_launch_bound_against_the_measured_step():
+    from sweep.results.record import SCHEMA_VERSION, Trial
+
+    base = run_trial(TrialConfig(**TINY)).to_dict()
+    old = {
+        **base,
+        "schema_version": 2,
+        "metrics": {
+            **base["metrics"],
+            "step_time_ms_p50": 6.15,
+            "gpu_kernel_ms_per_step": 5.56,
+            "launch_bound_pct": 40.9,  # against the profiled wall (the H200's roberta-base b8)
+        },
+    }
+    read = Trial.from_dict(old)
+    assert read.metrics["launch_bound_pct"] == pytest.approx(100 * (1 - 5.56 / 6.15))
+    assert read.schema_version == 2 < SCHEMA_VERSION  # the row says what it was written as
+    # a version-3 record is read as written; a row without the figures is left alone
+    assert Trial.from_dict({**old, "schema_version": 3}).metrics["launch_bound_pct"] == 40.9
+    bare = {**old, "metrics": {**base["metrics"], "launch_bound_pct": None}}
+    assert Trial.from_dict(bare).metrics["launch_bound_pct"] is None
 
 
 def test_profiled_step_reads_events_without_an_activity_type():

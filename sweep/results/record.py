@@ -15,7 +15,11 @@ from typing import Any
 
 # 2: config may hold compile as a mode name and the fields of ADDED_FIELDS; metrics may hold the
 # CUDA-graph and launch-overhead figures. Version 1 records read as version 2 with those defaults.
-SCHEMA_VERSION = 2
+# 3: launch_bound_pct is the idle share of the measured median step (was: of the profiled step's
+# own wall time, which the profiler stretches); metrics may hold profiled_step_ms. Version 2
+# records read with launch_bound_pct recomputed from their kernel time and median step
+# (upgrade_launch_bound); the stored rows are left as they were written.
+SCHEMA_VERSION = 3
 
 # Configuration fields added after the first schema, with their defaults (TrialConfig's: a test
 # checks they agree). A field at its default is left out of the key, so a stored row's key stays
@@ -126,11 +130,27 @@ class Trial:
         config = data.get("config")
         if isinstance(config, dict) and "model" in config:  # a trial configuration
             data["config"] = {**ADDED_FIELDS, **config}
+        if version < 3 and isinstance(data.get("metrics"), dict):
+            data["metrics"] = upgrade_launch_bound(data["metrics"])
         return cls(**data)
 
     @classmethod
     def from_json(cls, text: str) -> Trial:
         return cls.from_dict(json.loads(text))
+
+
+def upgrade_launch_bound(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A version-2 record's launch_bound_pct as version 3 defines it: the idle share of the
+    median measured step, from the profiled step's summed kernel time (version 2 kept no busy
+    union; on one stream the two are equal but for copies and memsets, which the sum leaves
+    out, so the figure can read a little high). Records without the two figures are unchanged."""
+    kernel_ms, step_ms = metrics.get("gpu_kernel_ms_per_step"), metrics.get("step_time_ms_p50")
+    if metrics.get("launch_bound_pct") is None or not isinstance(kernel_ms, (int, float)):
+        return metrics
+    if not isinstance(step_ms, (int, float)) or not step_ms > 0:
+        return metrics
+    idle = max(0.0, min(100.0, 100.0 * (1.0 - kernel_ms / step_ms)))
+    return {**metrics, "launch_bound_pct": idle}
 
 
 def failure_row(
@@ -217,8 +237,11 @@ METRICS: dict[str, str] = {
     "graph_capture_s": "seconds to capture the step's CUDA graphs (after the warm-up; apart)",
     "kernels_per_step": "GPU kernels of one profiled step after the measured ones",
     "gpu_kernel_ms_per_step": "summed kernel time of the profiled step, ms",
-    "launch_bound_pct": "share of the profiled step's wall time with no GPU work running "
-    "(the union of kernel, memcpy and memset intervals), %",
+    "launch_bound_pct": "share of the measured median step with no GPU work running: 100 x "
+    "(1 - the profiled step's busy time (the union of kernel, memcpy and memset intervals) / "
+    "step_time_ms_p50), %",
+    "profiled_step_ms": "wall time of the profiled step, ms (the profiler stretches it: longer "
+    "than the measured steps)",
     "profile_s": "wall seconds of the profiled step, the profiler's start and parse included",
     "fused_attention_kernels_per_step": "fused attention kernels (flash, memory-efficient, "
     "cuDNN) in the profiled step; 0 where attention ran on the math path",

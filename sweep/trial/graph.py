@@ -77,37 +77,46 @@ def graph_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return dict(batch)
 
 
+_ORIGINAL_IS_TRACING: Callable[..., bool] | None = None
+
+
+def _is_tracing_blind_to_capture(tensor=None) -> bool:
+    if tensor is None:
+        return torch.compiler.is_compiling() or torch.jit.is_tracing()
+    assert _ORIGINAL_IS_TRACING is not None
+    return _ORIGINAL_IS_TRACING(tensor)
+
+
 @contextlib.contextmanager
 def mask_helpers_blind_to_capture():
-    """While the step is captured, transformers' mask helpers answer as they do in the eager
-    step. They ask ``is_tracing(padding_mask)``, which is true while a CUDA stream captures,
-    and then build a full attention mask (and, for causal models, drop ``is_causal``) instead of
-    passing SDPA no mask: SDPA then leaves its flash kernel for a masked one, or for the math path
-    with the attention matrix materialised (seen on the H200 on 2026-12-01: roberta-base seq 512
-    batch 32 graphed at 0.63x eager with 2.4x the memory). With no padding mask there is nothing
-    to read on the host, so capture changes nothing the helpers need to know; a mask that is
-    present (one that masks something) still counts as traced and is never read during capture.
-    Only the name transformers' masking module looks up is replaced, and only for the capture."""
+    """While the step is warmed up and captured, transformers' mask helpers answer as they do in
+    the eager step. They ask ``is_tracing(padding_mask)``, which is true while a CUDA stream
+    captures, and then build a full attention mask (and, for causal models, drop ``is_causal``)
+    instead of passing SDPA no mask: SDPA then leaves its flash kernel for a masked one, or for
+    the math path with the attention matrix materialised (the H200, 2026-12-01: roberta-base seq
+    512 batch 32 graphed at 0.63x eager with 2.4x the memory). With no padding mask there is
+    nothing to read on the host, so capture changes nothing the helpers need to know; a mask
+    that is present (one that masks something) still counts as traced and is never read during
+    capture. Only the name transformers' masking module looks up is replaced, by one function
+    object for the life of the process: torch.compile guards on it, so the warm-up (where a
+    compiled model is traced) and the capture must see the same one, or the capture would
+    recompile and fail (the H200, 2026-12-02: compile true with cuda_graph). Re-entrant."""
+    global _ORIGINAL_IS_TRACING
     try:
         import transformers.masking_utils as masking
     except ImportError:  # pragma: no cover - transformers is a dependency
         yield
         return
-    original = getattr(masking, "is_tracing", None)
-    if original is None:
+    current = getattr(masking, "is_tracing", None)
+    if current is None or current is _is_tracing_blind_to_capture:
         yield
         return
-
-    def is_tracing(tensor=None) -> bool:
-        if tensor is None:
-            return torch.compiler.is_compiling() or torch.jit.is_tracing()
-        return original(tensor)
-
-    masking.is_tracing = is_tracing
+    _ORIGINAL_IS_TRACING = current
+    masking.is_tracing = _is_tracing_blind_to_capture
     try:
         yield
     finally:
-        masking.is_tracing = original
+        masking.is_tracing = current
 
 
 def _cause(exc: BaseException) -> str:
@@ -151,7 +160,7 @@ class GraphStep:
         here and not in the capture), then back on the current stream."""
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        with mask_helpers_blind_to_capture(), torch.cuda.stream(side):
             for _ in range(steps):
                 out = self._forward()
                 if self.train:

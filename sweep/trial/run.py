@@ -106,7 +106,7 @@ def derive_metrics(
         out["loss_first"], out["loss_last"] = raw.losses[0], raw.losses[-1]
     out["graph_captured"] = 1 if raw.graph_captured else 0
     out["graph_capture_s"] = raw.graph_capture_s
-    out.update(profile_metrics(raw.profile))
+    out.update(profile_metrics(raw.profile, out["step_time_ms_p50"]))
     return out
 
 
