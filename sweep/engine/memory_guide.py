@@ -2,8 +2,9 @@
 
 Pure: no Ray, no torch, no clock. At a fixed shape peak memory is close to a straight line in
 the batch (sweep/results/memory_model.py), so once two batches have fitted, the line says where
-the card runs out: the search jumps close below that batch, then closes the last gap with a
-probe just above it instead of doubling past it and bisecting the whole way back.
+the card runs out: the search surveys a far batch where the line extrapolates far, then
+bisects only the few batches around the line's limit instead of doubling past it and bisecting
+the whole way back.
 
 The guide only proposes batches strictly between the largest batch that fitted and the smallest
 that did not (or the batch limit), so the search stays exact whatever the memory readings say;
@@ -27,13 +28,22 @@ PEAK_SOURCES: tuple[tuple[str, float], ...] = (
     ("nvml_peak_used_gib", 0.5),
     ("peak_reserved_gib", -0.85),
 )
-# The line's slope is known to about this share: a jump over headroom H lands up to
-# EXTRAPOLATION_ERR * H short of (or past) where the line says.
-EXTRAPOLATION_ERR = 0.01
-# The probe above the predicted limit starts this far above it and doubles each time it fits.
+# Where the card runs out is known to about this much either side of the source's offset, GiB:
+# the largest batches that fitted peaked 0.16-0.57 GiB above the device total (run 3, NVML) and
+# 0.00-0.56 GiB (2026-12-02); the batches the band leaves are bisected.
+THRESHOLD_BAND_GIB = 0.2
+# A line through small batches extrapolated far is rough: from batches 8 and 16 at seq 512 it
+# put the six H200 limits up to 30% too high (2026-12-02: distilroberta-base 1757 against 1354;
+# 1% too low for roberta-large). When the limit it predicts is more than SURVEY_RATIO times the
+# largest batch that fitted, the next probe surveys SURVEY_AT of the way there (a far point,
+# which still fits unless the line is that far off), and the line through it decides the rest.
+SURVEY_RATIO = 3.0
+SURVEY_AT = 0.8
+# The probe above the band starts one batch past it and, each time it still fits, reaches
+# BRACKET_GIB x 2^k further.
 BRACKET_GIB = 0.1
-# A jump that did not fit is retried this share below the batch that failed.
-BACKOFF = 0.01
+# A jump that did not fit (the line overshot) is retried this share below the batch that failed.
+BACKOFF = 0.05
 # Guided probes per search; then plain doubling and bisection (a bound for odd memory curves).
 MAX_GUIDED = 8
 
@@ -81,6 +91,7 @@ class MemoryGuide:
         self.guided = 0  # guided probes proposed so far
         self.bracket_fits = 0  # probes above the predicted limit that still fitted
         self.backed_off = False
+        self.surveyed = False
         self._bracket: int | None = None  # the batch last proposed above the predicted limit
 
     def add(self, batch: int, metrics: dict[str, Any] | None) -> Reading | None:
@@ -121,34 +132,45 @@ class MemoryGuide:
 
     def next_batch(self, lo: int, hi: int | None, limit: int) -> int | None:
         """The next probe (None: let the search double or bisect). ``lo``: the largest batch that
-        fitted, ``hi``: the smallest that did not (None: none yet), ``limit``: the largest asked."""
+        fitted, ``hi``: the smallest that did not (None: none yet), ``limit``: the largest asked.
+
+        In order: a survey probe where the line extrapolates far (SURVEY_RATIO); then the
+        batches the line leaves for the limit (the threshold anywhere in its band, walked from
+        the largest fit's reading) are split, each probe halving them; where the line says the
+        limit is above what failed it backs off once below the failure, and where it says the
+        limit is below what fitted it reaches past, further each time. Proposals stay strictly
+        inside (lo, hi), so the answer stays the search's own."""
         line = self._line()
         if line is None or lo not in self.peaks or self.guided >= MAX_GUIDED:
             return None
-        slope, threshold, top = line
+        slope, threshold, _ = line
         p_lo = self.peaks[lo]
-        headroom = max(self.total_gib - p_lo, 0.0)
-        # what has fitted bounds the threshold from below
-        target = max(threshold - EXTRAPOLATION_ERR * headroom, top)
         upper = hi if hi is not None else limit + 1
+
+        def fits_up_to(peak_gib: float) -> int:
+            return lo + math.floor((peak_gib - p_lo) / slope)
+
+        low = fits_up_to(threshold - THRESHOLD_BAND_GIB)
+        high = fits_up_to(threshold + THRESHOLD_BAND_GIB)
+        # the answer: known in [lo, upper - 1], by the line in [low, high]
+        a, b = max(lo, low), min(upper - 1, high)
         nxt = None
-        if hi is None:
-            jump = lo + math.floor((target - p_lo) / slope)
-            if lo < jump < upper:
-                nxt = jump
-            else:  # at the predicted limit: one probe above it, to close the gap
-                above = target + BRACKET_GIB * 2**self.bracket_fits + EXTRAPOLATION_ERR * headroom
-                bracket = min(lo + max(1, math.ceil((above - p_lo) / slope)), limit)
-                if lo < bracket < upper:
-                    nxt = self._bracket = bracket
-        else:
-            inside = lo + round((target + BRACKET_GIB / 2 - p_lo) / slope)
-            if lo < inside < hi:
-                nxt = inside
-            elif inside >= hi and not self.backed_off:  # the line overshot: just below the failure
+        if not self.surveyed and high > SURVEY_RATIO * lo:
+            self.surveyed = True
+            nxt = lo + math.floor(SURVEY_AT * (min(low, upper - 1) - lo))
+        elif a <= b:  # split the batches the line leaves; a fit moves lo up, a failure upper down
+            nxt = (a + b + 2) // 2
+            if nxt >= upper:
+                nxt = b
+            nxt = max(nxt, lo + 1)
+        elif low > upper - 1:  # the line says fits past what failed: it overshot, once
+            if not self.backed_off:
                 self.backed_off = True
-                back = hi - max(1, math.ceil(BACKOFF * hi))
-                nxt = back if lo < back < hi else None
-        if nxt is not None:
-            self.guided += 1
+                nxt = upper - max(1, math.ceil(BACKOFF * (upper - lo)))
+        else:  # the line says fails below what fitted: reach past it, further each time
+            reach = BRACKET_GIB * 2**self.bracket_fits
+            nxt = self._bracket = min(lo + max(1, math.ceil(reach / slope)), limit)
+        if nxt is None or not lo < nxt < upper:
+            return None
+        self.guided += 1
         return nxt
