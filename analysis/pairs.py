@@ -71,17 +71,20 @@ def pair_ratio(
     num: Any,
     den: Any,
     metric: str = "tokens_per_s",
+    same_sweep: bool = True,
 ) -> pd.DataFrame:
     """``metric`` of the rows with ``field == num`` over those with ``field == den`` where every
     other workload field, the batch, the GPU, the database and the sweep are equal (measured
-    side by side); medians over repeats first. Ok rows only; max-batch probes left out."""
+    side by side); medians over repeats first. Ok rows only; max-batch probes left out.
+    ``same_sweep=False``: the sweep may differ (``seed`` against ``seed-graph``: presets that
+    differ in the one field, run into one database)."""
     d = meas[(meas["status"] == OK) & ~meas["probe"].astype(bool)].copy()
     d["_v"] = numeric(d, metric)
     d = d[d["_v"].notna() & d[field].astype(str).isin([str(num), str(den)])]
     if d.empty:
         return pd.DataFrame()
     others = [f for f in CONFIG_ORDER if f != field]
-    keys = ["db", "gpu", "sweep", *others, "batch_size"]
+    keys = ["db", "gpu", *(["sweep"] if same_sweep else []), *others, "batch_size"]
     d["_side"] = d[field].astype(str)
     med = d.groupby([*keys, "_side"], dropna=False)["_v"].median().unstack("_side")
     if str(num) not in med or str(den) not in med:
@@ -97,3 +100,31 @@ def pair_ratio(
     shown += [k for k in keys if k not in shown and med[k].astype(str).nunique() > 1]
     shown = [k for k in keys if k in shown]
     return med[[*shown, a, b, "ratio"]].sort_values(shown).reset_index(drop=True)
+
+
+def graph_against_eager(meas: pd.DataFrame) -> pd.DataFrame:
+    """What the host costs: per configuration run both ways on one GPU into one database, the
+    CUDA-graph step's tokens/s over the eager step's, with each side's GPU busy share (100 -
+    launch_bound_pct: the measured step's share with a kernel running; NVML's utilization
+    where no step was profiled). Empty without such pairs."""
+    if "cuda_graph" not in meas or meas["cuda_graph"].astype(str).nunique() < 2:
+        return pd.DataFrame()
+    ratio = pair_ratio(meas, "cuda_graph", True, False, same_sweep=False)
+    if ratio.empty:
+        return ratio
+    d = meas[(meas["status"] == OK) & ~meas["probe"].astype(bool)].copy()
+    launch = numeric(d, "launch_bound_pct")
+    d["_busy"] = (100.0 - launch).where(launch.notna(), numeric(d, "gpu_util_pct_mean"))
+    d["gpu"] = d["gpu"].map(short_gpu)
+    keys = [k for k in ratio.columns if k in d.columns and k not in ("ratio",)]
+    busy = d.groupby([*keys, "cuda_graph"], dropna=False)["_busy"].median().unstack("cuda_graph")
+    busy = busy.rename(columns={True: "graph busy %", False: "eager busy %"}).reset_index()
+    out = ratio.merge(busy, on=keys, how="left").rename(
+        columns={
+            "tokens_per_s cuda_graph=True": "graph tokens/s",
+            "tokens_per_s cuda_graph=False": "eager tokens/s",
+            "ratio": "graph/eager",
+        }
+    )
+    cols = [*keys, "eager tokens/s", "graph tokens/s", "graph/eager", "eager busy %"]
+    return out[[*cols, "graph busy %"]]

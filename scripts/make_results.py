@@ -9,7 +9,9 @@ Reads every trial of the given databases (read-only) and keeps the rows measured
 - ``--out``: each of them as a reference record (``source="reference"``, a provenance sentence
   naming the GPU, driver, versions, date, commit and method), one ``Trial.to_json()`` per line,
   sorted by GPU, sweep, configuration, batch and repeat. Config, status, metrics, environment and
-  key are copied unchanged: a metric is never computed, rounded or filled in here.
+  key are copied as read: a metric is never computed, rounded or filled in here (reading
+  upgrades an older record as ``Trial.from_dict`` does: a version-2 row's launch_bound_pct is
+  recomputed against its median step, sweep/results/record.py).
 - ``--docs``: PNG figures and ``tables.md`` (Markdown): (a) the seed grid beside the 2020
   V100/A100 rows with speedups, (b) peak memory and the largest batch that fits, (c) the
   forward/backward/optimizer split, (d) MFU and TFLOP/s, (e) compile and attention ratios,

@@ -151,8 +151,46 @@ def format_summary(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> s
     text = _format_table(frame)
     limits = format_limits(frame, capacities_gb) if not frame.empty else ""
     scaling = format_scaling(frame)  # only where there are N-GPU rows
-    parts = (scaling, format_interference(pd.concat([check, frame])) if len(check) else "", limits)
+    parts = (
+        scaling,
+        format_interference(pd.concat([check, frame])) if len(check) else "",
+        format_graph_against_eager(frame),
+        limits,
+    )
     return text + "".join("\n\n" + part for part in parts if part)
+
+
+def format_graph_against_eager(frame) -> str:
+    """The CUDA-graph step against the eager one per configuration and batch (analysis.pairs.
+    graph_against_eager), as text; "" without configurations run both ways."""
+    import pandas as pd
+
+    from analysis.pairs import graph_against_eager
+
+    if frame.empty or "cuda_graph" not in frame:
+        return ""
+    df = frame.copy()
+    if "db" not in df:
+        df["db"] = "-"
+    if "probe" not in df:
+        found = pd.to_numeric(df.get("max_batch_size"), errors="coerce")
+        probing = set(df.loc[found.notna(), "sweep"]) if found is not None else set()
+        df["probe"] = df["sweep"].isin(probing)
+    if "gpu" not in df or df["gpu"].isna().all():
+        df["gpu"] = df.get("gpu_type", "any")
+    table = graph_against_eager(df)
+    if table.empty:
+        return ""
+    for col in ("eager tokens/s", "graph tokens/s"):
+        table[col] = table[col].map(lambda v: f"{v:,.0f}")
+    table["graph/eager"] = table["graph/eager"].map(lambda v: f"{v:.2f}x")
+    for col in ("eager busy %", "graph busy %"):
+        table[col] = table[col].map(lambda v: "-" if pd.isna(v) else f"{v:.0f}")
+    return (
+        "CUDA graph against eager, per batch (graph/eager: what the host's launches cost the "
+        "eager step; busy: the measured step's share with a kernel running):\n"
+        + table.to_string(index=False)
+    )
 
 
 def _format_table(frame) -> str:

@@ -278,3 +278,42 @@ def test_jsonl_inputs_are_read_and_a_carried_provenance_is_kept(tmp_path):
     bad.write_text("{not json\n", encoding="utf-8")
     with pytest.raises(Failure, match="bad.jsonl"):
         load([str(bad)])
+
+
+def test_graph_against_eager_pairs_presets_and_reads_busy_from_the_profiled_step():
+    # seed and seed-graph are two presets (two sweeps) into one database: paired across sweeps
+    # on the same configuration, batch and GPU; busy from launch_bound_pct where profiled
+    from analysis.pairs import graph_against_eager
+    from sweep.report import format_graph_against_eager
+    from sweep.results.frame import trials_frame
+
+    def row(graph, tokens, launch, batch=8, sweep=None, util=None):
+        t = _ok(tokens=tokens, sweep=sweep or ("seed-graph" if graph else "seed"), batch_size=batch)
+        t = t.replace(config={**t.config, "cuda_graph": graph})
+        return t.replace(
+            metrics={**t.metrics, "launch_bound_pct": launch, "gpu_util_pct_mean": util}
+        )
+
+    rows = [
+        ("a.db", row(False, 1000.0, 88.0)),
+        ("a.db", row(True, 5470.0, 9.5)),
+        ("a.db", row(False, 9000.0, None, batch=64, util=97.0)),  # not profiled: NVML's
+        ("a.db", row(True, 9100.0, 2.0, batch=64)),
+        ("a.db", row(False, 3000.0, 50.0, batch=16)),  # no graphed twin: no pair
+    ]
+    table = graph_against_eager(results_frame(rows))
+    assert table["batch_size"].tolist() == [8, 64]
+    b8 = table.iloc[0]
+    assert b8["graph/eager"] == pytest.approx(5.47)
+    assert (b8["eager busy %"], b8["graph busy %"]) == (pytest.approx(12.0), pytest.approx(90.5))
+    assert table.iloc[1]["eager busy %"] == pytest.approx(97.0)
+    # another database is not side by side
+    other = [("a.db", row(False, 1000.0, 88.0)), ("b.db", row(True, 5470.0, 9.5))]
+    assert graph_against_eager(results_frame(other)).empty
+    # the summary prints it, from a plain trials frame (no db or probe columns)
+    text = format_graph_against_eager(trials_frame([t for _, t in rows]))
+    assert "CUDA graph against eager" in text and "5.47x" in text and "1.01x" in text
+    assert (
+        format_graph_against_eager(trials_frame([t for _, t in rows if not t.config["cuda_graph"]]))
+        == ""
+    )

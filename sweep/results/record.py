@@ -143,7 +143,9 @@ def upgrade_launch_bound(metrics: dict[str, Any]) -> dict[str, Any]:
     """A version-2 record's launch_bound_pct as version 3 defines it: the idle share of the
     median measured step, from the profiled step's summed kernel time (version 2 kept no busy
     union; on one stream the two are equal but for copies and memsets, which the sum leaves
-    out, so the figure can read a little high). Records without the two figures are unchanged."""
+    out, so the figure can read a little high). Records without the two figures are unchanged.
+    Idempotent: the old figure is never read, so a version-2 record written back with the new
+    one (a reference file rebuilt from version-2 rows) reads the same again."""
     kernel_ms, step_ms = metrics.get("gpu_kernel_ms_per_step"), metrics.get("step_time_ms_p50")
     if metrics.get("launch_bound_pct") is None or not isinstance(kernel_ms, (int, float)):
         return metrics
