@@ -237,6 +237,12 @@ def test_profiled_step_metrics(graphed_and_eager):
         assert 0 < m["gpu_kernel_ms_per_step"] <= 1.1 * m["step_time_ms_p90"]
         assert 0 <= m["launch_bound_pct"] <= 100
         assert m["profile_s"] < 0.3  # the profiled step's budget per trial (issue 11)
+        # idle share of the measured step: the kernels' time against the median step
+        busy = min(1.0, m["gpu_kernel_ms_per_step"] / m["step_time_ms_p50"])
+        assert m["launch_bound_pct"] == pytest.approx(100 * (1 - busy), abs=5.0)
+        assert m["profiled_step_ms"] > 0
+    # the graph removes launch gaps (H200 2026-12-02: 80.5% -> 29.8% against the profiled wall)
+    assert graphed.metrics["launch_bound_pct"] < eager.metrics["launch_bound_pct"]
     # CUPTI sees the kernels inside the graphs too: the same order of work
     assert graphed.metrics["kernels_per_step"] >= 0.5 * eager.metrics["kernels_per_step"]
     # the same attention kernels: a graphed step on the math path (suspected on the H200,
