@@ -223,11 +223,10 @@ def test_filters_change_the_returned_data(served):
     assert fit128.loc["NVIDIA L4", "Largest batch that fits"] == 128
     assert fit512.loc["NVIDIA L4", "Largest batch that fits"] == 32
     # an interactive chart: Plotly's JSON, one trace per GPU, hover text with the row's figures
-    assert out128[3]["type"] == "plotly"
-    chart = json.loads(out128[3]["plot"])
+    chart = json.loads(out128[3])
     l4 = [t for t in chart["data"] if t.get("name", "").startswith("L4")][0]
     assert "GPU busy" in l4["hovertext"][0] and "step CV" in l4["hovertext"][0]
-    assert out128[3]["plot"] != out512[3]["plot"]
+    assert out128[3] != out512[3]
     # the answer table: one row per GPU, the L4's largest batch run 128 at 128 tokens
     answer = _frame(out128[1]).set_index("GPU")
     assert answer.loc["L4", "Largest batch run"] == 128 and answer.index.is_unique
@@ -384,12 +383,12 @@ def test_a_tabs_own_widget_redraws_that_tab_only(tmp_path):
     values[-1] = False
     _note, _answer, _download, plot, fit = compare.fn(*values)
     assert "Best tokens/s" in fit.columns and len(fit)
-    assert json.loads(plot.plot)["layout"]["yaxis"]["title"]["text"] == "tokens / s"
+    assert json.loads(plot)["layout"]["yaxis"]["title"]["text"] == "tokens / s"
     # the GPU choice narrows the answer table and the chart alike
     values[-2] = ["H200"]
     _note, answer, _download, plot, _fit = compare.fn(*values)
     assert answer["GPU"].tolist() == ["H200"]
-    names = {t["name"] for t in json.loads(plot.plot)["data"] if t.get("mode") == "lines+markers"}
+    names = {t["name"] for t in json.loads(plot)["data"] if t.get("mode") == "lines+markers"}
     assert names and all(n.startswith("H200") for n in names)
 
 
@@ -408,7 +407,7 @@ def test_the_page_opens_drawn_and_a_link_is_drawn_in_one_event(tmp_path):
     model = by_id["filter-model"].value
     answer = by_id["answer-table"].value
     assert answer["data"] and "GPU" in answer["headers"]
-    plot = json.loads(by_id["compare-plot"].value["plot"])
+    plot = json.loads(by_id["compare-plot"].value)
     assert model in plot["layout"]["title"]["text"]
     (first,) = [f for f in demo.fns.values() if f.fn and f.fn.__name__ == "first_view"]
     current = [c.value for c in first.inputs]
@@ -421,4 +420,4 @@ def test_the_page_opens_drawn_and_a_link_is_drawn_in_one_event(tmp_path):
     assert got["filter-model"] == "bert-base-uncased" and got["filter-seq_len"] == "512"
     assert got["tabs"].selected == 1  # the Memory tab, selected and drawn; Compare GPUs left
     assert is_skip(got["compare-plot"]) and not is_skip(got["memory-plot"])
-    assert "seq_len 512" in json.loads(got["memory-plot"].plot)["layout"]["title"]["text"]
+    assert "seq_len 512" in json.loads(got["memory-plot"])["layout"]["title"]["text"]

@@ -116,6 +116,13 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
                 ".filter(t => t.mode === 'lines+markers').map(t => t.hovertext[0])"
             )
             assert hover and all("GPU busy" in h and "repeat" in h for h in hover)
+            # the toolbar downloads a PNG; nothing in it sends the figure out (plotly's cloud)
+            buttons = page.evaluate(
+                "() => [...document.querySelectorAll('#compare-plot .modebar-btn')]"
+                ".map(b => b.getAttribute('data-title'))"
+            )
+            assert "Download plot as a PNG" in buttons
+            assert not any("Share" in b or "Cloud" in b for b in buttons), buttons
 
             # a change made in the page goes into the URL; that URL opens the same view
             page.locator("#filter-seq_len input").click()
@@ -159,6 +166,6 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
         proc.wait(timeout=30)
     hosts = {urllib.parse.urlsplit(r).hostname for r in requests if not r.startswith("data:")}
     assert requests and hosts <= {"127.0.0.1"}, f"requests left 127.0.0.1: {sorted(hosts)}"
-    assert any("PlotlyPlot" in r for r in requests), "plotly.js was not served by the app"
+    assert any("plotly-basic.min.js" in r for r in requests), "plotly.js was not served by the app"
     assert errors == [], errors
     assert all(os.path.getsize(os.path.join(ARTIFACTS, f"tab-{s}.png")) > 10_000 for s in TABS)

@@ -48,7 +48,7 @@ def test_throughput_chart_rings_a_limit_only_where_a_larger_batch_ran_out_of_mem
     rows += [_row("NVIDIA A100", 32, status="oom")]
     rows += [_row("NVIDIA H200", b, tokens=300.0 * b, busy=50.0) for b in (8, 16, 32)]
     fig = charts.throughput(_points(rows), "tokens_per_s", "t")
-    json.dumps(fig)  # plain JSON: what gr.Plot sends to plotly.js
+    json.dumps(fig)  # plain JSON: what the app's chart sends to plotly.js
     rings = [t for t in fig["data"] if t.get("legendgroup") == "fits"]
     assert len(rings) == 1 and rings[0]["x"] == [16]  # the A100's, below its first OOM
     notes = fig["layout"]["annotations"][0]["text"]

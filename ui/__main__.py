@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         theme=THEME,
         css=CSS,
         footer_links=["api", "settings"],
-        head=HEAD,
+        head=None if auth else HEAD,  # the login page cannot fetch the app's files
     )
     print(
         f"transformers-sweep UI: {local_url}" + (" (password required)" if auth else ""), flush=True

@@ -28,7 +28,6 @@ from ui.render import (  # noqa: E402
     URL_READ_JS,
     Renderer,
     is_skip,
-    plotly_preload_head,
     tab_writer_js,
     url_params,
     url_writer_js,
@@ -45,7 +44,7 @@ from ui.tabs import (  # noqa: E402
     speedup,
     table,
 )
-from ui.tabs.common import MAIN_FILTERS, PRIVATE, RENDER, Context  # noqa: E402
+from ui.tabs.common import MAIN_FILTERS, PLOTLY_URL, PRIVATE, RENDER, STATIC, Context  # noqa: E402
 
 FILTER_LABELS = {
     "model": "Model",
@@ -89,7 +88,8 @@ THEME = gr.themes.Default(
 )
 
 
-HEAD = plotly_preload_head()
+# plotly.js fetched as the page starts (run when the first chart mounts), not after Gradio's start
+HEAD = f'<link rel="preload" as="script" href="{PLOTLY_URL}">'
 
 
 class Holder:
@@ -160,6 +160,7 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
     data = Data(holder.db_path) if private else holder.data
     frame = holder.frame.iloc[0:0] if private else holder.frame
     defaults = default_filters(frame)
+    gr.set_static_paths([STATIC])  # plotly.js, served by the app itself
 
     with gr.Blocks(title="transformers-sweep", analytics_enabled=False) as demo:
         header = gr.Markdown(_header(data), elem_id="header")

@@ -7,9 +7,7 @@ opens the same view.
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -117,7 +115,7 @@ def set_initial_value(component: Any, value: Any) -> None:
         component.value = value.value
         return
     value = component.postprocess(value)
-    if hasattr(value, "model_dump"):  # a pydantic model (PlotData, DataframeData)
+    if hasattr(value, "model_dump"):  # a pydantic model (the tables' DataframeData)
         value = value.model_dump()
     component.value = move_files_to_cache(value, component, postprocess=True, keep_in_cache=True)
 
@@ -182,14 +180,3 @@ def tab_writer_js(slug: str) -> str:
         f" u.searchParams.set({json.dumps(TAB_PARAM)}, {json.dumps(slug)});"
         " window.history.replaceState(null, '', u.toString()); return args; }"
     )
-
-
-def plotly_preload_head() -> str:
-    """The page's <head> addition that fetches Gradio's own plotly.js module (4.6 MB, served by
-    the app) while the page starts: fetched and compiled beside Gradio's start, not run until a
-    chart needs it, so the answer table is not held up. Empty if this Gradio has no such file."""
-    assets = os.path.join(os.path.dirname(gr.__file__), "templates", "frontend", "assets")
-    found = sorted(glob.glob(os.path.join(assets, "PlotlyPlot-*.js")))
-    if not found:
-        return ""
-    return f'<link rel="modulepreload" href="./assets/{os.path.basename(found[0])}">'

@@ -7,11 +7,11 @@ import gradio as gr
 from analysis import charts_tabs
 from analysis.phases import time_breakdown
 from analysis.table import readable
-from ui.tabs.common import Context, Tab, plot_value, title
+from ui.tabs.common import Context, Tab, chart, plot_value, title
 
 
 def build(ctx: Context) -> Tab:
-    plot = gr.Plot(label="Where a training step goes", elem_id="breakdown-plot")
+    plot = chart(label="Where a training step goes", elem_id="breakdown-plot")
     table = gr.Dataframe(label="Median ms per phase", interactive=False)
 
     def render(sel, fvals):

@@ -13,7 +13,6 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
-from gradio.components.plot import PlotData
 
 from analysis.interference import without_perturbed
 from analysis.selection import ANY, select
@@ -84,10 +83,51 @@ class Tab:
     url_choices: dict[str, Callable[[pd.DataFrame], list[str]]] = field(default_factory=dict)
 
 
-def plot_value(figure: dict[str, Any]) -> PlotData:
-    """A Plotly figure specification (``analysis.charts``) as ``gr.Plot``'s value: drawn by the
-    plotly.js that Gradio bundles, so the plotly package is not needed."""
-    return PlotData(type="plotly", plot=json.dumps(_plain(figure), allow_nan=False))
+# plotly.js's basic bundle (scatter, bar, pie: every trace ``analysis.charts`` draws), MIT,
+# from npm's plotly.js-basic-dist-min (version in ui/static/README.md): 1.2 MB that starts in
+# about 0.3 s in the browser, where the full bundle inside Gradio's gr.Plot takes 1.2 s.
+STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
+PLOTLY_JS = os.path.join(STATIC, "plotly-basic.min.js")
+PLOTLY_URL = f"/gradio_api/file={PLOTLY_JS}"
+# Draw the figure (JSON text) on load and on every new value; Plotly.react redraws in place.
+# No "Share chart" button: plotly.js 4 would upload the figure to Plotly's cloud.
+DRAW_JS = """
+const draw = () => {
+  const box = element.querySelector('.tsweep-chart');
+  if (!box || !props.value) return;
+  const fig = JSON.parse(props.value);
+  // the layout adjustments gr.Plot made: fill the box, room above the plot for the title
+  const layout = fig.layout, margin = (layout.margin = layout.margin || {});
+  layout.autosize = true;
+  margin.autoexpand = true;
+  if (layout.title) margin.t = Math.max(100, margin.t || 0);
+  const config = {responsive: true, displaylogo: false, showSendToCloud: false};
+  Plotly.react(box, fig.data, layout, config);
+};
+draw();
+watch('value', draw);
+"""
+
+
+def chart(label: str, elem_id: str) -> gr.HTML:
+    """An interactive chart drawn by plotly.js in the page (hover, zoom, PNG download); its
+    value is ``plot_value``'s figure. The script is served by the app (``STATIC``)."""
+    return gr.HTML(
+        None,
+        html_template='<div class="tsweep-chart"></div>',
+        js_on_load=DRAW_JS,
+        head=f'<script src="{PLOTLY_URL}"></script>',
+        label=label,
+        show_label=True,
+        container=True,
+        elem_id=elem_id,
+        min_height=450,
+    )
+
+
+def plot_value(figure: dict[str, Any]) -> str:
+    """A Plotly figure specification (``analysis.charts``) as ``chart``'s value: JSON text."""
+    return json.dumps(_plain(figure), allow_nan=False)
 
 
 def _plain(value: Any) -> Any:

@@ -13,7 +13,7 @@ from analysis.answer import answer, gpu_names
 from analysis.selection import ANY
 from analysis.table import readable
 from analysis.throughput import fit_summary, throughput_points
-from ui.tabs.common import Context, Tab, csv_file, plot_value, redraw_on_own_inputs, title
+from ui.tabs.common import Context, Tab, chart, csv_file, plot_value, redraw_on_own_inputs, title
 
 SLOWEST = "(slowest)"
 ANSWER_HELP = (
@@ -59,7 +59,7 @@ def build(ctx: Context) -> Tab:
         value="sequences_per_s",
         label="Throughput in",
     )
-    plot = gr.Plot(label="Throughput vs batch size", elem_id="compare-plot")
+    plot = chart(label="Throughput vs batch size", elem_id="compare-plot")
     table = gr.Dataframe(
         label="Per series: largest batch that fits, best throughput",
         interactive=False,

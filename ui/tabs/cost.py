@@ -8,7 +8,7 @@ import gradio as gr
 from analysis import charts_tabs
 from analysis.cost import DEFAULT_PRICES, cheapest, cost_table, parse_prices
 from analysis.table import readable
-from ui.tabs.common import Context, Tab, plot_value, redraw_on_own_inputs, title
+from ui.tabs.common import Context, Tab, chart, plot_value, redraw_on_own_inputs, title
 
 
 def build(ctx: Context) -> Tab:
@@ -24,7 +24,7 @@ def build(ctx: Context) -> Tab:
     )
     target = gr.Number(50000, label="Target throughput (tokens / s)")
     message = gr.Markdown()
-    plot = gr.Plot(label="Dollars per million training tokens", elem_id="cost-plot")
+    plot = chart(label="Dollars per million training tokens", elem_id="cost-plot")
     table = gr.Dataframe(label="GPUs that reach the target, cheapest first", interactive=False)
 
     def render(sel, fvals, price_table, tgt):

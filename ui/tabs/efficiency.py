@@ -7,11 +7,11 @@ import gradio as gr
 from analysis import charts_tabs
 from analysis.efficiency import efficiency
 from analysis.table import readable
-from ui.tabs.common import Context, Tab, plot_value, title
+from ui.tabs.common import Context, Tab, chart, plot_value, title
 
 
 def build(ctx: Context) -> Tab:
-    plot = gr.Plot(label="MFU, TFLOP/s, utilization, power, energy", elem_id="efficiency-plot")
+    plot = chart(label="MFU, TFLOP/s, utilization, power, energy", elem_id="efficiency-plot")
     table = gr.Dataframe(interactive=False)
 
     def render(sel, fvals):

@@ -7,14 +7,14 @@ import gradio as gr
 from analysis import charts
 from analysis.memory import MEMORY_METRICS, memory_fit, memory_metrics_present, memory_points
 from analysis.table import readable
-from ui.tabs.common import Context, Tab, plot_value, redraw_on_own_inputs, title
+from ui.tabs.common import Context, Tab, chart, plot_value, redraw_on_own_inputs, title
 
 AUTO = "auto (first recorded)"
 
 
 def build(ctx: Context) -> Tab:
     metric = gr.Dropdown([AUTO, *MEMORY_METRICS], value=AUTO, label="Memory metric")
-    plot = gr.Plot(label="Memory vs batch size", elem_id="memory-plot")
+    plot = chart(label="Memory vs batch size", elem_id="memory-plot")
     table = gr.Dataframe(
         label="Linear fit per GPU and the largest batch it predicts for each "
         "capacity (max_batch_<N>gb)",

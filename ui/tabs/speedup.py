@@ -8,7 +8,7 @@ import pandas as pd
 from analysis import charts_tabs
 from analysis.pairs import gpu_labels, speedup
 from analysis.table import readable
-from ui.tabs.common import Context, Tab, plot_value, redraw_on_own_inputs, title
+from ui.tabs.common import Context, Tab, chart, plot_value, redraw_on_own_inputs, title
 
 
 def baseline_choices(frame: pd.DataFrame, current: str | None) -> tuple[list[str], str | None]:
@@ -24,7 +24,7 @@ def baseline_choices(frame: pd.DataFrame, current: str | None) -> tuple[list[str
 def build(ctx: Context) -> Tab:
     labels, value = baseline_choices(ctx.shown_frame, None)
     baseline = gr.Dropdown(labels, value=value, label="Baseline GPU")
-    plot = gr.Plot(label="Speedup over the baseline", elem_id="speedup-plot")
+    plot = chart(label="Speedup over the baseline", elem_id="speedup-plot")
     table = gr.Dataframe(interactive=False)
 
     def render(sel, fvals, base):
