@@ -7,7 +7,14 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.selection import CONFIG_ORDER, WORKLOAD_FIELDS, numeric, series_labels, short_gpu
+from analysis.selection import (
+    CONFIG_ORDER,
+    WORKLOAD_FIELDS,
+    gpu_column,
+    numeric,
+    series_labels,
+    short_gpu,
+)
 from sweep.results.record import OK
 
 
@@ -109,6 +116,20 @@ def graph_against_eager(meas: pd.DataFrame) -> pd.DataFrame:
     where no step was profiled). Empty without such pairs."""
     if "cuda_graph" not in meas or meas["cuda_graph"].astype(str).nunique() < 2:
         return pd.DataFrame()
+    meas = meas.copy()
+    if "db" not in meas:  # the app's frame: a dataset (the user's rows, each reference file)
+        meas["db"] = meas["dataset"] if "dataset" in meas else "-"
+    if "probe" not in meas:
+        found = numeric(meas, "max_batch_size")
+        meas["probe"] = meas["sweep"].isin(set(meas.loc[found.notna(), "sweep"]))
+    if "gpu" not in meas or meas["gpu"].isna().any():
+        meas["gpu"] = gpu_column(meas)
+    sides = (
+        meas[meas["status"] == OK]
+        .groupby("db")["cuda_graph"]
+        .agg(lambda c: c.astype(str).nunique())
+    )
+    meas = meas[meas["db"].isin(sides[sides > 1].index)]  # busy shares from the paired rows' db
     ratio = pair_ratio(meas, "cuda_graph", True, False, same_sweep=False)
     if ratio.empty:
         return ratio

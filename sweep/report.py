@@ -169,16 +169,7 @@ def format_graph_against_eager(frame) -> str:
 
     if frame.empty or "cuda_graph" not in frame:
         return ""
-    df = frame.copy()
-    if "db" not in df:
-        df["db"] = "-"
-    if "probe" not in df:
-        found = pd.to_numeric(df.get("max_batch_size"), errors="coerce")
-        probing = set(df.loc[found.notna(), "sweep"]) if found is not None else set()
-        df["probe"] = df["sweep"].isin(probing)
-    if "gpu" not in df or df["gpu"].isna().all():
-        df["gpu"] = df.get("gpu_type", "any")
-    table = graph_against_eager(df)
+    table = graph_against_eager(frame)
     if table.empty:
         return ""
     for col in ("eager tokens/s", "graph tokens/s"):

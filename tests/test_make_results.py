@@ -300,6 +300,7 @@ def test_graph_against_eager_pairs_presets_and_reads_busy_from_the_profiled_step
         ("a.db", row(False, 9000.0, None, batch=64, util=97.0)),  # not profiled: NVML's
         ("a.db", row(True, 9100.0, 2.0, batch=64)),
         ("a.db", row(False, 3000.0, 50.0, batch=16)),  # no graphed twin: no pair
+        ("b.db", row(False, 2000.0, 50.0)),  # eager only, elsewhere: neither pair nor busy
     ]
     table = graph_against_eager(results_frame(rows))
     assert table["batch_size"].tolist() == [8, 64]
@@ -311,7 +312,7 @@ def test_graph_against_eager_pairs_presets_and_reads_busy_from_the_profiled_step
     other = [("a.db", row(False, 1000.0, 88.0)), ("b.db", row(True, 5470.0, 9.5))]
     assert graph_against_eager(results_frame(other)).empty
     # the summary prints it, from a plain trials frame (no db or probe columns)
-    text = format_graph_against_eager(trials_frame([t for _, t in rows]))
+    text = format_graph_against_eager(trials_frame([t for db, t in rows if db == "a.db"]))
     assert "CUDA graph against eager" in text and "5.47x" in text and "1.01x" in text
     assert (
         format_graph_against_eager(trials_frame([t for _, t in rows if not t.config["cuda_graph"]]))

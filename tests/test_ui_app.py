@@ -230,10 +230,10 @@ def test_filters_change_the_returned_data(served):
     # the answer table: one row per GPU, the L4's largest batch run 128 at 128 tokens
     answer = _frame(out128[1]).set_index("GPU")
     assert answer.loc["L4", "Largest batch run"] == 128 and answer.index.is_unique
-    table128 = _frame(out128[16])
+    table128 = _frame(out128[17])
     assert set(table128["seq_len"].astype(int)) == {128}
     # the CSV behind the download button holds the same rows as the table
-    download = out128[17]
+    download = out128[18]
     csv = pd.read_csv(download["value"] if isinstance(download, dict) else download)
     assert len(csv) == len(table128) and set(csv["key"]) == set(table128["key"])
     # reference rows join the same chart when switched on
@@ -249,6 +249,24 @@ def test_filters_change_the_returned_data(served):
     assert served["outbound"] == []
 
 
+def test_the_time_breakdown_shows_cuda_graph_against_eager(served):
+    # the shipped H200 rows of 2026-12-02: seed and seed-graph, side by side per batch
+    from gradio_client import Client
+
+    client = Client(served["url"], verbose=False)
+    out = _render(
+        client, datasets=["h200_graph"], model="roberta-base", seq_len="128", compile="False"
+    )
+    pairs = _frame(out[9]).set_index("Batch size")
+    assert pairs.index.astype(int).tolist() == [1, 8, 32, 64, 128, 256]
+    b8 = pairs.loc[pairs.index.astype(int) == 8].iloc[0]
+    assert float(b8["Graph/eager"]) == pytest.approx(7.40, abs=0.01)  # 6.15 ms against 45.50
+    assert float(b8["Graph busy %"]) >= 90 > float(b8["Eager busy %"])
+    # no graphed rows in the selection: an empty table, not an error
+    mine = _render(client, datasets=["measured"], seq_len="128", compile="False")
+    assert _frame(mine[9]).empty
+
+
 def test_malformed_price_gets_a_clear_message(served):
     from gradio_client import Client
 
@@ -261,7 +279,7 @@ def test_malformed_price_gets_a_clear_message(served):
     out = _render(
         client, datasets=["measured"], seq_len="128", compile="False", prices=prices, target=1000
     )
-    message = out[11]
+    message = out[12]
     assert "'five dollars' is not a number" in message
     assert "No price for: NVIDIA A100-SXM4-80GB, NVIDIA H200" in message
     assert "Cheapest GPU reaching 1,000 tokens/s: **NVIDIA L4**" in message
