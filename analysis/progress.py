@@ -1,16 +1,28 @@
-"""Sweep progress for people watching a sweep being written: per sweep, the trials planned (a
-shipped preset's grid; a sweep file's plan is not stored), stored, ok, failed, the rate of the
-last trials and, while rows are still arriving, when it should end."""
+"""Sweep progress for people watching a sweep being written: per sweep, the trials planned (the
+plan the engine stored when the sweep started, else a shipped preset's grid), stored, ok,
+failed, running now (stored by the engine as trials start and end), the rate of the last trials
+and, while the sweep runs, when it should end."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 import pandas as pd
 
 from sweep.results.record import OK
 
-COLUMNS = ["Sweep", "Planned", "Stored", "Ok", "Failed", "Trials / min", "ETA (UTC)", "Status"]
+COLUMNS = [
+    "Sweep",
+    "Planned",
+    "Stored",
+    "Ok",
+    "Failed",
+    "Running",
+    "Trials / min",
+    "ETA (UTC)",
+    "Status",
+]
 ACTIVE_S = 600  # a sweep whose last row is older than this is not being written now
 RATE_WINDOW = 10  # the rate is that of the last trials stored, at most this many
 
@@ -37,20 +49,44 @@ def _times(frame: pd.DataFrame) -> pd.Series:
     return pd.to_datetime(frame["finished_at"], utc=True, errors="coerce")
 
 
-def sweep_progress(measured: pd.DataFrame | None, now: datetime | None = None) -> pd.DataFrame:
-    """One row per sweep of the user's rows (``COLUMNS``); ``now`` for tests (default: the
-    clock)."""
-    if measured is None or measured.empty or "sweep" not in measured:
-        return pd.DataFrame(columns=COLUMNS)
+def _plan_time(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text)).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def sweep_progress(
+    measured: pd.DataFrame | None,
+    now: datetime | None = None,
+    plans: dict[str, dict[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """One row per sweep of the user's rows and of the stored plans (``COLUMNS``; ``plans``:
+    ``Store.plans()``); ``now`` for tests (default: the clock). A plan's running count is
+    believed while the engine updated it within ACTIVE_S (a driver killed outright leaves its
+    last count behind)."""
+    plans = plans or {}
     now = now or datetime.now(timezone.utc)
+    if measured is None or measured.empty or "sweep" not in measured:
+        measured = pd.DataFrame({"sweep": [], "status": [], "finished_at": []})
+    names = sorted(set(measured["sweep"].fillna("(no sweep)")) | set(plans))
+    by_sweep = dict(list(measured.groupby(measured["sweep"].fillna("(no sweep)"), sort=True)))
     rows = []
-    for sweep, g in measured.groupby(measured["sweep"].fillna("(no sweep)"), sort=True):
-        planned = planned_trials(str(sweep))
+    for sweep in names:
+        g = by_sweep.get(sweep, measured.iloc[0:0])
+        plan = plans.get(sweep, {})
+        planned = plan.get("planned")
+        planned = planned_trials(str(sweep)) if planned is None else int(planned)
+        updated = _plan_time(plan.get("updated_at")) if plan else None
+        fresh = updated is not None and (now - updated).total_seconds() < ACTIVE_S
+        running = int(plan.get("running") or 0) if fresh else 0
         done = _times(g).dropna().sort_values()
         recent = done.iloc[-RATE_WINDOW:]
         span_s = (recent.iloc[-1] - recent.iloc[0]).total_seconds() if len(recent) > 1 else 0
         rate = (len(recent) - 1) / span_s * 60 if span_s > 0 else None
-        active = len(done) and (now - done.iloc[-1].to_pydatetime()).total_seconds() < ACTIVE_S
+        active = running > 0 or bool(
+            len(done) and (now - done.iloc[-1].to_pydatetime()).total_seconds() < ACTIVE_S
+        )
         left = None if planned is None else max(planned - len(g), 0)
         if left == 0:
             status = "finished"
@@ -66,6 +102,7 @@ def sweep_progress(measured: pd.DataFrame | None, now: datetime | None = None) -
                 "Stored": len(g),
                 "Ok": int((g["status"] == OK).sum()),
                 "Failed": int((g["status"] != OK).sum()),
+                "Running": running,
                 "Trials / min": None if rate is None else round(rate, 1),
                 "ETA (UTC)": eta,
                 "Status": status,

@@ -11,6 +11,7 @@ import glob
 import os
 import sqlite3
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -106,6 +107,20 @@ def database_counts(path: str | None) -> tuple[dict[str, int], str | None]:
             return store.counts(), None
     except StoreError as exc:
         return {}, str(exc)
+
+
+def database_plans(path: str | None) -> dict[str, dict[str, Any]]:
+    """The sweeps' stored plans and running counts (``Store.plans``); empty where the database
+    cannot be read (``database_counts`` says why)."""
+    if not path or not os.path.exists(path):
+        return {}
+    from sweep.results.store import Store, StoreError
+
+    try:
+        with Store(path, readonly=True) as store:
+            return store.plans()
+    except StoreError:
+        return {}
 
 
 def database_signature(path: str | None) -> tuple[int, ...] | None:

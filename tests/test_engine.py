@@ -53,6 +53,9 @@ timeout_s: 60
     out = run_sweep(spec, options(tmp_path / "r.db", "oom_above"))
     trials = Store(tmp_path / "r.db").trials()
     assert len(trials) == 10 and sorted(out.keys) == sorted(t.key for t in expand(spec))
+    # the plan the app's progress view reads: all 10 planned, none running once it ended
+    plan = Store(tmp_path / "r.db", readonly=True).plans()["prune"]
+    assert plan["planned"] == 10 and plan["running"] == 0
     # seq 128 fits up to 64: 128 runs and OOMs, 256 is never run
     s128 = by_batch(trials, seq_len=128)
     assert {b: t.status for b, t in s128.items()} == {

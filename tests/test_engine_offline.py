@@ -242,3 +242,62 @@ def test_batch_tolerance_must_be_a_fraction():
     for bad in ("-0.1", "1", "2%", "true", ".nan"):
         with pytest.raises(ValueError, match="batch_tolerance"):
             sweepfile.parse(f"name: mb\nmode: max-batch\nbatch_tolerance: {bad}\n")
+
+
+def test_the_engine_stores_its_plan_and_how_many_trials_run(tmp_path):
+    # the app's progress view reads them: planned when the sweep starts, running as its trials
+    # start and end (Tune's callback hooks, called here as Tune calls them)
+    from types import SimpleNamespace
+
+    from analysis.progress import sweep_progress
+    from analysis.sources import database_plans
+    from sweep.engine.callback import StoreCallback
+
+    spec = sweepfile.parse("name: mine\naxes:\n  batch_size: [1, 2, 4]\nfixed: {device: cpu}\n")
+    db = tmp_path / "r.db"
+    store = Store(db)
+    store.put_plan(spec.name, len(expand(spec)))
+    cb = StoreCallback(store, spec, Progress(3, "mine", enabled=False), 5.0, None)
+    trials = [SimpleNamespace(trial_id=f"t{i}", last_result=None) for i in range(3)]
+    for t in trials[:2]:
+        cb.on_trial_start(0, trials, t)
+    assert database_plans(str(db))["mine"]["running"] == 2
+    planned = expand(spec)[0]
+    t0 = trials[0]
+    done = rec.Trial(config=planned.config.to_dict(), status="ok", sweep="mine")
+    t0.last_result = {"record": done.to_json()}
+    cb.on_trial_complete(0, trials, t0)
+    plan = database_plans(str(db))["mine"]
+    assert plan["planned"] == 3 and plan["running"] == 1
+    # the view: a sweep file's plan (no preset knows it), one stored, one running now
+    frame = trials_frame(store.trials()).assign(dataset="measured")
+    view = sweep_progress(frame, plans=database_plans(str(db))).set_index("Sweep")
+    assert view.loc["mine", "Planned"] == 3 and view.loc["mine", "Stored"] == 1
+    assert view.loc["mine", "Running"] == 1 and view.loc["mine", "Status"] == "running"
+    # a count the engine has not touched for an hour (a driver killed outright) is not believed
+    from datetime import datetime, timedelta, timezone
+
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    stale = sweep_progress(frame, now=later, plans=database_plans(str(db))).set_index("Sweep")
+    assert stale.loc["mine", "Running"] == 0 and stale.loc["mine", "Status"] != "running"
+    # a sweep that has a plan and no row yet is listed; the end of a run sets running to 0
+    store.put_plan("next", 54)
+    store.set_running("next", 0)
+    assert set(sweep_progress(frame, plans=store.plans())["Sweep"]) == {"mine", "next"}
+    store.close()
+
+
+def test_a_database_written_before_plans_reads_as_no_plans(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    Store(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE plans")
+    conn.commit()
+    conn.close()
+    with Store(db, readonly=True) as store:
+        assert store.plans() == {}
+    with Store(db) as store:  # a writable open adds the table, rows untouched
+        store.put_plan("s", None)
+        assert store.plans()["s"]["planned"] is None and len(store) == 0

@@ -80,12 +80,28 @@ class StoreCallback(tune.Callback):
         self.started: dict[str, float] = {}
         self.killed: set[str] = set()
         self.marked: set[str] = set()  # rows that carry a max-batch answer already
+        self.running: set[str] = set()  # trial ids started and not ended
 
     def __getstate__(self) -> dict[str, Any]:
         return {}  # see SweepSearcher.__getstate__: never restored
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.started[trial.trial_id] = time.monotonic()
+        self.running.add(trial.trial_id)
+        self._store_running()
+
+    def _ended(self, trial_id: str) -> None:
+        if trial_id in self.running:
+            self.running.discard(trial_id)
+            self._store_running()
+
+    def _store_running(self) -> None:
+        """The sweep's trials running now, for the app's progress view (best effort: a store
+        that cannot take it fails the next put, which says why)."""
+        try:
+            self.store.set_running(self.spec.name, len(self.running))
+        except Exception as exc:  # noqa: BLE001 - progress only
+            log.warning("could not store the running count: %s", exc)
 
     def on_step_begin(self, iteration, trials, **info):
         # A trial's own watchdog ends it at its timeout; this catches the hangs it cannot end
@@ -116,9 +132,11 @@ class StoreCallback(tune.Callback):
             record = self._failure(
                 trial, CRASHED, "trial finished without a record", "MissingResult"
             )
+        self._ended(trial.trial_id)
         self._write(record, trial.trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended(trial.trial_id)
         text = _ray_error_text(trial)
         elapsed = time.monotonic() - self.started.get(trial.trial_id, time.monotonic())
         # The trial's watchdog returns a timeout record before timeout_s of its own time, so a

@@ -195,6 +195,7 @@ def _run(
     stored = {} if options.rerun else store.statuses()
 
     max_batch = spec.mode == MAX_BATCH
+    store.put_plan(spec.name, None if max_batch else len(planned))  # the app's progress view
     progress = Progress(
         total=0 if max_batch else len(planned),
         label=spec.name,
@@ -249,7 +250,10 @@ def _run(
             n_groups = len(searcher.groups)
             progress.extra = lambda: f"groups searched {searcher.groups_done()}/{n_groups}"
         callback = StoreCallback(store, spec, progress, options.kill_grace_s, searcher)
-        _fit(spec, searcher, callback, options)
+        try:
+            _fit(spec, searcher, callback, options)
+        finally:
+            store.set_running(spec.name, 0)  # ended, interrupted or failed: nothing runs
         interrupted = not searcher.finished
         _fill_missing(spec, store, searcher.handed, write, interrupted)
         callback.mark_answers()

@@ -60,6 +60,20 @@ CREATE TABLE IF NOT EXISTS superseded (
 """
 
 
+# What a sweep being written planned and has running (the app's progress view): one row per
+# sweep, written by the engine when the sweep starts and as its trials start and end. Added
+# after store version 1: created on every writable open, absent (read as no plans) elsewhere.
+_PLANS = """
+CREATE TABLE IF NOT EXISTS plans (
+    sweep TEXT PRIMARY KEY,
+    planned INTEGER,
+    running INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+)
+"""
+
+
 class StoreError(ValueError):
     """The database cannot be used: the message names the path and the reason."""
 
@@ -173,6 +187,11 @@ class Store:
             )
         if ours:
             self._quick_check(conn)
+        try:
+            conn.execute(_PLANS)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._fail(f"cannot be written ({exc})") from None
         return conn
 
     def _quick_check(self, conn: sqlite3.Connection) -> None:
@@ -253,6 +272,46 @@ class Store:
                     raise self._sqlite_failed(exc) from None
                 raise
         return True
+
+    def put_plan(self, sweep: str, planned: int | None) -> None:
+        """A sweep starts: its planned trials (None where not known in advance: a max-batch
+        search), none running yet."""
+        self._plan_write(
+            "INSERT INTO plans(sweep, planned, running, started_at, updated_at) "
+            "VALUES (?, ?, 0, datetime('now'), datetime('now')) ON CONFLICT(sweep) DO UPDATE "
+            "SET planned=excluded.planned, running=0, started_at=excluded.started_at, "
+            "updated_at=excluded.updated_at",
+            (sweep, planned),
+        )
+
+    def set_running(self, sweep: str, running: int) -> None:
+        """How many of the sweep's trials are running now."""
+        self._plan_write(
+            "UPDATE plans SET running=?, updated_at=datetime('now') WHERE sweep=?",
+            (max(0, int(running)), sweep),
+        )
+
+    def _plan_write(self, sql: str, args: tuple) -> None:
+        with self._lock:
+            try:
+                self._conn.execute(sql, args)
+            except sqlite3.DatabaseError as exc:
+                raise self._sqlite_failed(exc) from None
+
+    def plans(self) -> dict[str, dict[str, Any]]:
+        """sweep -> {planned, running, started_at, updated_at (UTC, "YYYY-MM-DD HH:MM:SS")};
+        empty for a database written before plans were stored."""
+        with self._lock:
+            try:
+                rows = self._conn.execute(
+                    "SELECT sweep, planned, running, started_at, updated_at FROM plans"
+                ).fetchall()
+            except sqlite3.OperationalError:  # no such table: an older database, read-only
+                return {}
+            except sqlite3.DatabaseError as exc:
+                raise self._sqlite_failed(exc) from None
+        names = ("planned", "running", "started_at", "updated_at")
+        return {r[0]: dict(zip(names, r[1:], strict=True)) for r in rows}
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import time
 import gradio as gr
 
 from analysis.progress import sweep_progress
-from analysis.sources import database_counts, database_signature
+from analysis.sources import database_counts, database_plans, database_signature
 from analysis.table import status_counts_table
 from ui.tabs.common import PRIVATE, Context, Tab
 
@@ -19,7 +19,7 @@ def build(ctx: Context) -> Tab:
     counts_table = gr.Dataframe(interactive=False, label="Trials stored, by status")
     sweeps_table = gr.Dataframe(
         interactive=False,
-        label="Per sweep: planned (a preset's grid), stored, failed, rate and expected end",
+        label="Per sweep: planned, stored, failed, running now, rate and expected end",
         elem_id="sweeps-progress",
     )
     reload_btn = gr.Button("Reload results now")
@@ -39,7 +39,7 @@ def build(ctx: Context) -> Tab:
             if why is None
             else f"No sweep progress: {why}."
         )
-        sweeps = sweep_progress(holder.data.measured)
+        sweeps = sweep_progress(holder.data.measured, plans=database_plans(holder.db_path))
         return md, status_counts_table(counts), sweeps, holder.version
 
     def reload_now():
