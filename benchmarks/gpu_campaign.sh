@@ -21,7 +21,11 @@
 #   (setsid nohup bash benchmarks/gpu_campaign.sh /tmp/camp 1000 >/tmp/camp/stdout 2>&1 </dev/null &)
 # (the bundle's Ray binaries lose their executable bit when the wheel is unpacked: chmod them).
 # Each later call: wait, then `tar czf $OUT/camp.tgz -C /tmp/camp .` before its time is up,
-# and call again within 30 s, or the machine (and the campaign) is given back.
+# and call again within 30 s, or the machine (and the campaign) is given back. On 2026-12-02 the
+# second call missed that window (the first call's output was long, and reading it took the 30 s):
+# the campaign died with the machine and the second call slept 9 minutes on a fresh one. Keep
+# each call's output to a few lines, and have the waiting call check that /tmp/camp exists first
+# (`[ -d /tmp/camp ] || { echo "campaign gone: fresh machine"; exit 3; }`) so that it fails at once.
 set -u
 D=${1:?usage: gpu_campaign.sh OUTDIR [BUDGET_S]}
 BUDGET=${2:-1200}
