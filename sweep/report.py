@@ -208,15 +208,22 @@ def stored_summary(db: str) -> str:
     """Stored rows by sweep and status (for ``python -m sweep status``)."""
     with Store(db, readonly=True) as store:
         trials = store.trials()
-    if not trials:
+        plans = store.plans()
+    if not trials and not plans:
         return f"{db}: no trials stored"
-    by_sweep: dict[str, Counter] = {}
+    by_sweep: dict[str, Counter] = {name: Counter() for name in plans}
     for t in trials:
         by_sweep.setdefault(t.sweep or "-", Counter())[t.status] += 1
     lines = [f"{db}: {len(trials)} trials"]
     for name, counts in sorted(by_sweep.items()):
         parts = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
-        lines.append(f"  {name}: {sum(counts.values())} ({parts})")
+        line = f"  {name}: {sum(counts.values())}" + (f" ({parts})" if parts else "")
+        plan = plans.get(name)
+        if plan and plan["planned"] is not None:
+            line += f" of {plan['planned']} planned"
+        if plan and plan["running"]:  # the count the engine keeps while the sweep runs
+            line += f", {plan['running']} running (as of {plan['updated_at']} UTC)"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -26,6 +26,19 @@ def test_db_flag_works_before_and_after_the_subcommand(tmp_path):
     assert not (tmp_path / "results.db").exists()  # the default was not used behind our back
 
 
+def test_status_says_what_a_running_sweep_planned_and_runs(tmp_path):
+    db = tmp_path / "r.db"
+    with Store(db) as store:
+        store.put(Trial(config=TrialConfig(device="cpu").to_dict(), status="ok", sweep="s"))
+        store.put_plan("s", 6)
+        store.set_running("s", 2)
+        store.put_plan("next", None)  # a max-batch search: nothing planned in advance, none yet
+    out = _sweep("status", "--db", str(db), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "  s: 1 (ok 1) of 6 planned, 2 running (as of " in out.stdout
+    assert "  next: 0\n" in out.stdout + "\n" and "next: 0 of" not in out.stdout
+
+
 def test_engine_made_cpu_rows_are_labelled_cpu():
     row = flatten(Trial(config=TrialConfig(device="cpu").to_dict(), status="skipped_oom"))
     assert row["gpu"] == "cpu"
