@@ -113,6 +113,7 @@ def convert_row(row: dict[str, str]) -> Trial:
         gradient_checkpointing=False,
         harness="lightning",
         steps=300,
+        profile_step=False,  # 2020 had no profiled step: nothing of it is in these rows
         device="cuda",
     ).to_dict()
     env = {k: v for k, v in gpu["env"].items() if k != "peak"} | SOFTWARE
