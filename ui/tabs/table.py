@@ -3,8 +3,6 @@ command that measures it again."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import tempfile
 
 import gradio as gr
@@ -13,7 +11,7 @@ import pandas as pd
 from analysis.selection import ANY, filter_choices
 from analysis.table import environment, table
 from sweep.plan.flags import reproduce_command
-from ui.tabs.common import Context, Tab, redraw_on_own_inputs
+from ui.tabs.common import Context, Tab, csv_file, redraw_on_own_inputs
 
 
 def status_choices(frame: pd.DataFrame) -> list[str]:
@@ -53,15 +51,7 @@ def build(ctx: Context) -> Tab:
 
     def render(sel, fvals, query, st):
         tab = table(sel, query or "", st)
-        digest = (
-            hashlib.sha1(pd.util.hash_pandas_object(tab, index=False).values.tobytes()).hexdigest()[
-                :10
-            ]
-            if len(tab)
-            else "empty"
-        )
-        path = os.path.join(csv_dir, f"transformers-sweep-{digest}.csv")
-        tab.to_csv(path, index=False)
+        path = csv_file(tab, csv_dir, "transformers-sweep")
         return [tab, gr.DownloadButton(value=path, label=f"Download CSV ({len(tab)} rows)")]
 
     def select_row(tab: pd.DataFrame, evt: gr.SelectData):
