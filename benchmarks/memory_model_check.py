@@ -235,10 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results, skipped)
     from benchmarks._machine import machine
 
-    print(f"machine: {machine()}")
+    where = machine()
+    print(f"machine: {where}")
     if args.json:
+        out = {"results": results, "skipped": skipped, "args": vars(args), "machine": where}
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"results": results, "skipped": skipped, "args": vars(args)}, fh, indent=1)
+            json.dump(out, fh, indent=1)
     return 0
 
 

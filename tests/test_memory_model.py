@@ -3,6 +3,7 @@ predictions against the limits measured on the H200 (benchmarks/results/2026-11-
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -147,3 +148,47 @@ def test_h200_predicted_limits_table_covers_every_card(h200_max_batch):
     for _, g in lim.groupby("model"):
         batches = g.sort_values("capacity_gb")["predicted_max_batch"].tolist()
         assert batches == sorted(batches) and not any(math.isnan(b) for b in batches)
+
+
+RUN2 = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "2026-12-02-h200-run2"
+
+
+def test_h200_capped_cards_the_products_model_against_what_really_fitted(capsys):
+    """2026-12-02: the card capped to 40 and 80 GB (set_per_process_memory_fraction, the CUDA
+    context apart), the largest batch found by real trials; the product's line through that day's
+    max-batch probes predicts each within 2%, and never above once the margin is kept."""
+    from benchmarks.memory_model_against import main
+
+    check = str(RUN2 / "memory-check.json")
+    assert main(["--trials", str(RUN2 / "max-batch.jsonl"), "--check", check]) == 0
+    out = capsys.readouterr().out
+    assert "12 of 12 within 2%" in out and "12 of 12 at or under" in out
+    assert "NVIDIA H200" in out  # the trials' machine is printed
+
+
+def test_memory_model_against_fails_a_prediction_above_the_limit(tmp_path, capsys):
+    from benchmarks.memory_model_against import compare, main, measured_limits
+
+    trials = tmp_path / "t.jsonl"
+    # 2 GiB + 0.5 GiB per sequence at seq 128: a 16 GB card predicts 28 bare, 27 with the margin
+    rows = [_row("a", 8, peak=6.0), _row("a", 16, peak=10.0), _row("b", 8, peak=5.0)]
+    trials.write_text("".join(r.to_json() + "\n" for r in rows))
+    check = {"results": [{"model": "a", "rows": [{"cap_gb": 16, "measured": 27}]}]}
+    frame = trials_frame(rows)
+    [r] = compare(frame, measured_limits(check), seq_len=128)
+    assert (r["predicted"], r["predicted_margin"], r["margin_ok"]) == (28, 27, True)
+    assert r["error_pct"] == pytest.approx(3.7)  # 28 against 27: outside 2%
+    (tmp_path / "c.json").write_text(json.dumps(check))
+    args = ["--trials", str(trials), "--check", str(tmp_path / "c.json"), "--seq-len", "128"]
+    assert main(args) == 1
+    assert "0 of 1 within 2%" in capsys.readouterr().out
+    # a limit below the margined prediction fails the margin too
+    check["results"][0]["rows"][0]["measured"] = 26
+    [r] = compare(frame, measured_limits(check), seq_len=128)
+    assert not r["margin_ok"]
+    # a model the trials do not have (b has one ok batch: no fit) is not compared: exit 2
+    (tmp_path / "c.json").write_text(
+        json.dumps({"results": [{"model": "b", "rows": check["results"][0]["rows"]}]})
+    )
+    assert main(args) == 2
+    assert "no model of the check" in capsys.readouterr().err
