@@ -76,12 +76,14 @@ def report(meas: pd.DataFrame, ref: pd.DataFrame, docs: str, sources: list[str])
         "## (a) Seed grid: training tokens/s against the 2020 V100 / A100 rows",
         "",
         f"GPU: {gpus} (this project: native harness, fused AdamW, sdpa attention, no compile, "
-        "bf16-mixed or fp16-mixed), beside the 2020 project's V100-DGXS-16GB and A100-SXM4-40GB "
-        "rows (fp16 AMP, PyTorch Lightning, Apex FusedAdam, eager attention; step-based "
-        "throughput that includes the optimizer step, profiler means over all 300 steps, no "
-        "warm-up excluded). Units: tokens/s (padded tokens = batch x seq_len per step); speedup "
-        "columns: measured tokens/s / 2020 tokens/s at the same (model, seq_len, batch_size), "
-        "a ratio (x). OOM: out of memory; —: not run.",
+        "bf16-mixed or fp16-mixed; columns named 'fp16 Lightning eager': the seed-2020 preset, "
+        "the 2020 method as closely as this software allows: fp16 AMP, eager attention, the "
+        "Lightning harness, torch's fused AdamW), beside the 2020 project's V100-DGXS-16GB and "
+        "A100-SXM4-40GB rows (fp16 AMP, PyTorch Lightning, Apex FusedAdam, eager attention; "
+        "step-based throughput that includes the optimizer step, profiler means over all 300 "
+        "steps, no warm-up excluded). Units: tokens/s (padded tokens = batch x seq_len per "
+        "step); speedup columns: measured tokens/s / 2020 tokens/s at the same (model, "
+        "seq_len, batch_size), a ratio (x). OOM: out of memory; —: not run.",
         "",
     ]
     fmt_a = {c: fmt_thousands for c in wide.columns if c not in ratios} | {

@@ -32,6 +32,12 @@ SEED_FIXED = {
     "harness": "native",
 }
 SEED_PRECISIONS = ("bf16-mixed", "fp16-mixed")
+# The seed-2020 preset: the same grid the 2020 project's way (fp16 AMP, eager attention,
+# Lightning; fused AdamW as apex is not installable), its own column beside the 2020 rows: the
+# like-for-like comparison. Kept out of every other table: its memory and time split are of
+# another method than the seed grid's.
+SEED_2020_FIXED = {**SEED_FIXED, "attention": "eager", "harness": "lightning"}
+METHOD_2020 = "fp16 Lightning eager"
 
 
 def collapse_points(sub: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -47,12 +53,18 @@ def collapse_points(sub: pd.DataFrame, metric: str) -> pd.DataFrame:
     )
 
 
-def seed_like(df: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataFrame:
-    """Rows of the seed grid's shape (see SEED_FIXED), outside max-batch probes."""
+def seed_like(
+    df: pd.DataFrame,
+    models: Sequence[str] | None = None,
+    fixed: dict[str, Any] = SEED_FIXED,
+    precisions: Sequence[str] = SEED_PRECISIONS,
+) -> pd.DataFrame:
+    """Rows of the seed grid's shape (``fixed``: SEED_FIXED, or SEED_2020_FIXED for the 2020
+    method), outside max-batch probes."""
     mask = pd.Series(True, index=df.index)
-    for col, value in SEED_FIXED.items():
+    for col, value in fixed.items():
         mask &= df[col].astype(str) == str(value)
-    mask &= df["precision"].isin(SEED_PRECISIONS)
+    mask &= df["precision"].isin(list(precisions))
     if "probe" in df:
         mask &= ~df["probe"].astype(bool)
     if models is not None:
@@ -60,15 +72,22 @@ def seed_like(df: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataF
     return df[mask]
 
 
-def seed_columns(meas: pd.DataFrame, ref: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Column label -> the rows behind it: one per measured GPU and precision, then the 2020
+def seed_columns(
+    meas: pd.DataFrame, ref: pd.DataFrame, meas_2020: pd.DataFrame | None = None
+) -> dict[str, pd.DataFrame]:
+    """Column label -> the rows behind it: one per measured GPU and precision, one per measured
+    GPU run the 2020 way (``meas_2020``, label "<GPU> fp16 Lightning eager"), then the 2020
     reference GPUs (fp16, Lightning, Apex FusedAdam, eager attention: see their provenance)."""
     cols: dict[str, pd.DataFrame] = {}
-    for gpu in sorted(meas["gpu"].astype(str).unique()):
+    meas_2020 = meas.iloc[:0] if meas_2020 is None else meas_2020
+    for gpu in sorted(set(meas["gpu"].astype(str)) | set(meas_2020["gpu"].astype(str))):
         for prec in SEED_PRECISIONS:
             sub = meas[(meas["gpu"].astype(str) == gpu) & (meas["precision"] == prec)]
             if len(sub):
                 cols[f"{short_gpu(gpu)} {prec.split('-')[0]}"] = sub
+        sub = meas_2020[meas_2020["gpu"].astype(str) == gpu]
+        if len(sub):
+            cols[f"{short_gpu(gpu)} {METHOD_2020}"] = sub
     for gpu_type in ("A100", "V100"):
         sub = ref[ref["gpu_type"] == gpu_type]
         if len(sub):
@@ -81,12 +100,14 @@ def seed_comparison(meas: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFrame
     repeats; the string "OOM" where the batch ran out of memory), and the measured / 2020 ratio
     at matching (model, seq_len, batch_size). Returns the table and the ratio column names."""
     models = sorted(ref["model"].dropna().unique()) if len(ref) else None
+    meas_2020 = seed_like(meas, models, SEED_2020_FIXED, ("fp16-mixed",))
     meas = seed_like(meas, models)
-    if meas.empty:
+    if meas.empty and meas_2020.empty:
         return pd.DataFrame(), []
-    cols = seed_columns(meas, ref)
+    cols = seed_columns(meas, ref, meas_2020)
+    both = pd.concat([meas, meas_2020])
     keys = sorted(
-        {(m, int(s)) for m, s in zip(meas["model"], meas["seq_len"], strict=True)},
+        {(m, int(s)) for m, s in zip(both["model"], both["seq_len"], strict=True)},
     )
     long = []
     for label, sub in cols.items():

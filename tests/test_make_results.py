@@ -318,3 +318,46 @@ def test_graph_against_eager_pairs_presets_and_reads_busy_from_the_profiled_step
         format_graph_against_eager(trials_frame([t for _, t in rows if not t.config["cuda_graph"]]))
         == ""
     )
+
+
+def test_the_2020_method_gets_its_own_column_beside_the_2020_rows_and_no_other_table():
+    """seed-2020 rows (fp16, eager attention, Lightning) are the like-for-like column against the
+    2020 A100/V100 rows; a seed row at the same batch keeps its own column, and the 2020-method
+    row enters no memory table (its memory is of another method)."""
+    from analysis.report_tables import memory_table
+
+    cfg = {
+        "attention": "eager",
+        "optimizer": "adamw-fused",
+        "compile": False,
+        "task": "seq-cls",
+        "mode": "train",
+        "gradient_checkpointing": False,
+        "batch_size": 32,
+    }
+    old_way = _ok(harness="lightning", tokens=80000.0, sweep="seed-2020", **cfg)
+    old_way = old_way.replace(
+        config={**old_way.config, "precision": "fp16-mixed"},
+        metrics={**old_way.metrics, "peak_allocated_gib": 9.0},
+    )
+    today = _ok(tokens=110000.0, sweep="seed", **{**cfg, "attention": "sdpa"})
+    today = today.replace(metrics={**today.metrics, "peak_allocated_gib": 3.0})
+    meas = results_frame([("a.db", old_way), ("a.db", today)])
+    ref = reference_frame(SEED_REF)
+    wide, ratios = seed_comparison(meas, ref)
+    assert "H200 fp16 Lightning eager / A100 2020" in ratios and "H200 bf16 / A100 2020" in ratios
+    row = wide[(wide.model == "roberta-base") & (wide.seq_len == 128) & (wide.batch_size == 32)]
+    a100 = next(
+        json.loads(line)
+        for line in open(SEED_REF, encoding="utf-8")
+        if '"A100"' in line
+        and json.loads(line)["config"]["model"] == "roberta-base"
+        and json.loads(line)["config"]["seq_len"] == 128
+        and json.loads(line)["config"]["batch_size"] == 32
+    )
+    assert row["H200 fp16 Lightning eager"].iloc[0] == 80000.0
+    assert row["H200 bf16"].iloc[0] == 110000.0
+    expected = 80000.0 / a100["metrics"]["tokens_per_s"]
+    assert row["H200 fp16 Lightning eager / A100 2020"].iloc[0] == pytest.approx(expected)
+    mem = memory_table(meas, "peak_allocated_gib")
+    assert set(mem["precision"]) == {"bf16-mixed"}  # the fp16 2020-method row is not in it
