@@ -215,7 +215,9 @@ METRICS: dict[str, str] = {
     "n_params": "parameters of the model",
     "n_params_nonembedding": "parameters outside the embeddings",
     "n_matmul_params": "parameters used in matrix products (the N of 6N)",
-    "peak_allocated_gib": "torch peak allocated memory during the measured steps, GiB",
+    "peak_allocated_gib": "torch peak allocated memory during the measured steps, GiB; where"
+    " the step replays CUDA graphs (cuda_graph, compile reduce-overhead or max-autotune), the"
+    " peak of their recording too: their pool holds it through the replays",
     "peak_reserved_gib": "torch peak reserved (cached) memory during the measured steps, GiB",
     "nvml_peak_used_gib": "peak device memory used seen by NVML (context included), GiB",
     "device_total_gib": "device memory, GiB",
