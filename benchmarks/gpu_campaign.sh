@@ -110,6 +110,13 @@ run() {  # run NAME: one step of the campaign
            --json "$D/memory-check.json" ;;
     compile_modes_small) sweep compile_modes_small benchmarks/sweeps/h200-compile-modes-small.yaml \
            "$DB" ;;
+    # after 2026-12-02's second session: the compile-mode memory fix's test (not yet run on a
+    # GPU) and the compile-mode rows that lease did not reach
+    gpu_tests_compile_pool) step gpu_tests_compile_pool timeout 240 python3 -m pytest -q -ra -s \
+           --tb=short -m gpu tests/test_gpu.py -p no:cacheprovider -k \
+           "compiled_graphs_report or graph_options_run" ;;
+    compile_modes_rest) sweep compile_modes_rest benchmarks/sweeps/h200-compile-modes-rest.yaml \
+           "$D/compile-modes-rest.db" ;;
     # issue 15 (a host with several GPUs): the N-GPU tests (NCCL; they print the figures), the
     # DDP scaling sweep (bert-large seq 512 batch 32 per GPU on 1/2/4/8 GPUs: the summary prints
     # the efficiency and the bus bandwidth), and the seed grid on every GPU of the node against
@@ -144,6 +151,9 @@ FINAL="gpu_tests_quick seed seed_graph max_batch6"
 SESSION3="gpu_tests_graph_quick seed_graph graph_harness seed seed_graph_repeat max_batch6
           memory_check seed_2020 compile_modes_small"
 [ "${STEPS:-}" = session3 ] && STEPS=$SESSION3
+# what the session of 2026-12-02 (second) left for a GPU: STEPS=next (about 12 minutes)
+NEXT="gpu_tests_compile_pool compile_modes_rest"
+[ "${STEPS:-}" = next ] && STEPS=$NEXT
 # issue 15's run, on a host with several GPUs: STEPS=issue15 benchmarks/gpu_campaign.sh OUTDIR
 ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host interference_gpu
          interference_host_pinned"

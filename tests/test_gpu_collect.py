@@ -90,3 +90,19 @@ def test_the_campaign_runs_the_named_steps_in_the_order_given(tmp_path):
     log = (tmp_path / "camp" / "campaign.log").read_text()
     assert "UNKNOWN step no_such_step" in log
     assert (tmp_path / "camp" / "DONE").exists()
+
+
+def test_every_sweep_file_the_campaign_names_exists_and_plans():
+    """A lease is too short to find a misspelt or broken sweep file on the GPU machine."""
+    import re
+
+    from sweep.plan.grid import expand
+    from sweep.plan.sweepfile import load
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(SCRIPT)))
+    text = open(os.path.join(os.path.dirname(SCRIPT), "gpu_campaign.sh"), encoding="utf-8").read()
+    named = sorted(set(re.findall(r"benchmarks/sweeps/[\w.-]+\.yaml", text)))
+    assert "benchmarks/sweeps/h200-compile-modes-rest.yaml" in named
+    for rel in named:
+        trials = expand(load(os.path.join(root, rel)))
+        assert trials and all(t.config.device == "cuda" for t in trials), rel
