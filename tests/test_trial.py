@@ -460,6 +460,33 @@ def test_an_all_ones_mask_is_dropped_and_the_loss_is_the_same(model, task, atten
     assert "attention_mask" in graph_inputs(padded)
 
 
+def test_a_compiled_graphed_step_keeps_the_mask_so_sdpa_gets_a_contiguous_one():
+    """Under torch.compile the mask helpers are traced; given no padding mask they rebuild one
+    expanded with a last-dimension stride of 0, which SDPA's fused kernels refuse (the H200,
+    2026-12-02: compile true with cuda_graph ran no fused attention kernel). A compiled graphed
+    step keeps the all-ones mask, so its attention sees what compile alone sees."""
+    from sweep.trial.graph import graph_inputs, mask_helpers_blind_to_capture
+
+    w = build_workload(TrialConfig(**TINY), "cpu")
+    inputs = graph_inputs(w.batch, compiled=True)
+    assert set(inputs) == set(w.batch)
+    strides = []
+
+    def backend(gm, example_inputs):
+        for node in gm.graph.nodes:
+            if "scaled_dot_product" in str(node.target):
+                strides.append(node.kwargs["attn_mask"].meta["example_value"].stride())
+        return gm.forward
+
+    torch._dynamo.reset()
+    try:
+        with mask_helpers_blind_to_capture(), torch.no_grad():
+            torch.compile(w.model, backend=backend)(**inputs)
+    finally:
+        torch._dynamo.reset()
+    assert strides and all(s[-1] == 1 for s in strides), strides
+
+
 @pytest.mark.parametrize("model,task", [("bert-tiny", "seq-cls"), ("gpt2-tiny", "causal-lm")])
 def test_under_capture_sdpa_gets_no_mask_as_in_the_eager_step(monkeypatch, model, task):
     # transformers' mask helpers treat a capturing CUDA stream as tracing and then hand SDPA a

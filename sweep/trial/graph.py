@@ -66,13 +66,16 @@ def check_graph_support(config: TrialConfig, device_type: str) -> None:
         )
 
 
-def graph_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def graph_inputs(batch: dict[str, torch.Tensor], compiled: bool = False) -> dict[str, torch.Tensor]:
     """The batch the captured step reads. An attention mask of all ones is dropped: transformers'
     mask helpers check ``mask.all()`` on the host, a synchronization that capture forbids, and
     a mask that masks nothing computes what no mask computes (a test checks the losses agree).
-    Checked once here, before the capture."""
+    Checked once here, before the capture. A compiled model keeps it: torch.compile traces the
+    helpers (they skip the host check while compiling) and, given no mask, rebuilds one expanded
+    with a stride of 0 in its last dimension, which SDPA's fused kernels refuse (the H200,
+    2026-12-02: compile true with cuda_graph ran no fused attention kernel, compile alone 24)."""
     mask = batch.get("attention_mask")
-    if mask is not None and bool(mask.all()):
+    if not compiled and mask is not None and bool(mask.all()):
         return {k: v for k, v in batch.items() if k != "attention_mask"}
     return dict(batch)
 
@@ -140,7 +143,7 @@ class GraphStep:
     def __init__(self, w: Workload) -> None:
         self.w = w
         self.train = w.config.mode == "train"
-        self.inputs = graph_inputs(w.batch)
+        self.inputs = graph_inputs(w.batch, compiled=bool(w.config.compile))
         self.phases: list[tuple[str, torch.cuda.CUDAGraph]] = []
         self.loss: torch.Tensor | None = None
         self.output = None  # keeps the inference graph's static outputs alive
