@@ -117,6 +117,13 @@ run() {  # run NAME: one step of the campaign
            "compiled_graphs_report or graph_options_run" ;;
     compile_modes_rest) sweep compile_modes_rest benchmarks/sweeps/h200-compile-modes-rest.yaml \
            "$D/compile-modes-rest.db" ;;
+    # 2026-12-02, third session: the compile-mode memory test failed (0.74 against 0.99 GiB at
+    # bert-mini); after the private-pool count, the test and the rows again, then the autotuned
+    # mode (one call each: a chained call missed the 30 s window twice)
+    compile_pool) sweep compile_pool benchmarks/sweeps/h200-compile-pool.yaml \
+           "$D/compile-pool.db" ;;
+    compile_autotune) sweep compile_autotune benchmarks/sweeps/h200-compile-autotune.yaml \
+           "$D/compile-autotune.db" ;;
     # issue 15 (a host with several GPUs): the N-GPU tests (NCCL; they print the figures), the
     # DDP scaling sweep (bert-large seq 512 batch 32 per GPU on 1/2/4/8 GPUs: the summary prints
     # the efficiency and the bus bandwidth), and the seed grid on every GPU of the node against
@@ -154,6 +161,10 @@ SESSION3="gpu_tests_graph_quick seed_graph graph_harness seed seed_graph_repeat 
 # what the session of 2026-12-02 (second) left for a GPU: STEPS=next (about 12 minutes)
 NEXT="gpu_tests_compile_pool compile_modes_rest"
 [ "${STEPS:-}" = next ] && STEPS=$NEXT
+# the third session of 2026-12-02: STEPS=pool (about 7 minutes), then STEPS=autotune
+POOL="gpu_tests_compile_pool compile_pool"
+[ "${STEPS:-}" = pool ] && STEPS=$POOL
+[ "${STEPS:-}" = autotune ] && STEPS=compile_autotune
 # issue 15's run, on a host with several GPUs: STEPS=issue15 benchmarks/gpu_campaign.sh OUTDIR
 ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host interference_gpu
          interference_host_pinned"

@@ -216,8 +216,10 @@ METRICS: dict[str, str] = {
     "n_params_nonembedding": "parameters outside the embeddings",
     "n_matmul_params": "parameters used in matrix products (the N of 6N)",
     "peak_allocated_gib": "torch peak allocated memory during the measured steps, GiB; where"
-    " the step replays CUDA graphs (cuda_graph, compile reduce-overhead or max-autotune), the"
-    " peak of their recording too: their pool holds it through the replays",
+    " the step replays CUDA graphs, the peak of their capture too (cuda_graph: their pool holds"
+    " it through the replays), and under compile reduce-overhead or max-autotune at least the"
+    " measured peak plus the bytes their private pools reserve (the allocator shows a replayed"
+    " cudagraph tree's tensors as free)",
     "peak_reserved_gib": "torch peak reserved (cached) memory during the measured steps, GiB",
     "nvml_peak_used_gib": "peak device memory used seen by NVML (context included), GiB",
     "device_total_gib": "device memory, GiB",
