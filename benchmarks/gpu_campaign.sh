@@ -110,18 +110,18 @@ run() {  # run NAME: one step of the campaign
            --json "$D/memory-check.json" ;;
     compile_modes_small) sweep compile_modes_small benchmarks/sweeps/h200-compile-modes-small.yaml \
            "$DB" ;;
-    # after 2026-12-02's second session: the compile-mode memory fix's test (not yet run on a
-    # GPU) and the compile-mode rows that lease did not reach
-    gpu_tests_compile_pool) step gpu_tests_compile_pool timeout 240 python3 -m pytest -q -ra -s \
-           --tb=short -m gpu tests/test_gpu.py -p no:cacheprovider -k \
-           "compiled_graphs_report or graph_options_run" ;;
-    compile_modes_rest) sweep compile_modes_rest benchmarks/sweeps/h200-compile-modes-rest.yaml \
-           "$D/compile-modes-rest.db" ;;
-    # 2026-12-02, third session: the compile-mode memory test failed (0.74 against 0.99 GiB at
-    # bert-mini); after the private-pool count, the test and the rows again, then the autotuned
-    # mode (one call each: a chained call missed the 30 s window twice)
-    compile_pool) sweep compile_pool benchmarks/sweeps/h200-compile-pool.yaml \
-           "$D/compile-pool.db" ;;
+    # 2026-12-03: issue 11's last GPU work, one self-contained call each (chained calls missed
+    # the 30 s idle window twice; the raw files of 2026-12-02's compile rows went with them).
+    # The compile-mode memory test (a physical check: the trial fits under its reported peak),
+    # where the memory of compile default and reduce-overhead goes, and the rows to ship.
+    gpu_tests_compile_pool) step gpu_tests_compile_pool timeout 300 python3 -m pytest -q -ra -s \
+           --tb=short -m gpu tests/test_gpu.py -p no:cacheprovider -k compiled_graphs_report ;;
+    compile_memory) step compile_memory timeout 200 python3 benchmarks/compile_pool_memory.py \
+           --shapes bert-mini:32:128 --fit --json "$D/compile-memory.jsonl" ;;
+    compile_bert) sweep compile_bert benchmarks/sweeps/h200-compile-bert.yaml \
+           "$D/compile-bert.db" ;;
+    compile_gpt2) sweep compile_gpt2 benchmarks/sweeps/h200-compile-gpt2.yaml \
+           "$D/compile-gpt2.db" ;;
     compile_autotune) sweep compile_autotune benchmarks/sweeps/h200-compile-autotune.yaml \
            "$D/compile-autotune.db" ;;
     # issue 15 (a host with several GPUs): the N-GPU tests (NCCL; they print the figures), the
@@ -158,13 +158,9 @@ FINAL="gpu_tests_quick seed seed_graph max_batch6"
 SESSION3="gpu_tests_graph_quick seed_graph graph_harness seed seed_graph_repeat max_batch6
           memory_check seed_2020 compile_modes_small"
 [ "${STEPS:-}" = session3 ] && STEPS=$SESSION3
-# what the session of 2026-12-02 (second) left for a GPU: STEPS=next (about 12 minutes)
-NEXT="gpu_tests_compile_pool compile_modes_rest"
-[ "${STEPS:-}" = next ] && STEPS=$NEXT
-# the third session of 2026-12-02: STEPS=pool (about 7 minutes), then STEPS=autotune
-POOL="gpu_tests_compile_pool compile_pool"
-[ "${STEPS:-}" = pool ] && STEPS=$POOL
-[ "${STEPS:-}" = autotune ] && STEPS=compile_autotune
+# 2026-12-03, one call each: STEPS=compile1 (about 8 minutes), then STEPS=compile2 (about 8)
+[ "${STEPS:-}" = compile1 ] && STEPS="compile_memory gpu_tests_compile_pool compile_bert"
+[ "${STEPS:-}" = compile2 ] && STEPS="compile_gpt2 compile_autotune"
 # issue 15's run, on a host with several GPUs: STEPS=issue15 benchmarks/gpu_campaign.sh OUTDIR
 ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host interference_gpu
          interference_host_pinned"

@@ -102,7 +102,7 @@ def test_every_sweep_file_the_campaign_names_exists_and_plans():
     root = os.path.dirname(os.path.dirname(os.path.abspath(SCRIPT)))
     text = open(os.path.join(os.path.dirname(SCRIPT), "gpu_campaign.sh"), encoding="utf-8").read()
     named = sorted(set(re.findall(r"benchmarks/sweeps/[\w.-]+\.yaml", text)))
-    assert "benchmarks/sweeps/h200-compile-modes-rest.yaml" in named
+    assert "benchmarks/sweeps/h200-compile-bert.yaml" in named
     for rel in named:
         trials = expand(load(os.path.join(root, rel)))
         assert trials and all(t.config.device == "cuda" for t in trials), rel
