@@ -102,9 +102,12 @@ def test_progress_line_counts_and_eta():
     p.add("oom", ran=True)
     p.add("skipped_oom", ran=False)
     p.add("crashed", ran=True)
+    p.add("unsupported", ran=True)
     p.already = 2
     line = p.line()
-    assert line.startswith("[s] 6/10 trials | ok 1 oom 1 skipped 1 failed 1 no-gpu-type 0")
+    assert line.startswith(
+        "[s] 7/10 trials | ok 1 oom 1 skipped 1 unsupported 1 failed 1 no-gpu-type 0"
+    )
     assert "ETA" in line and "2 already stored" in line
 
 

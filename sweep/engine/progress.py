@@ -20,7 +20,9 @@ from sweep.results.record import (
     UNSUPPORTED,
 )
 
-FAILED = (ERROR, CRASHED, TIMEOUT, NONFINITE, UNSUPPORTED)
+# an unsupported configuration (cuda_graph on the CPU, reduce-overhead inside a captured step) is
+# an answer stored with its reason, not a failure: counted apart
+FAILED = (ERROR, CRASHED, TIMEOUT, NONFINITE)
 
 
 class Progress:
@@ -62,7 +64,8 @@ class Progress:
         total = self.total if self.total else "?"
         text = (
             f"[{self.label}] {self.done}/{total} {self.unit} | ok {c[OK]} oom {c[OOM]} "
-            f"skipped {c[SKIPPED_OOM]} failed {failed} no-gpu-type {c[NO_GPU_TYPE]} | "
+            f"skipped {c[SKIPPED_OOM]} unsupported {c[UNSUPPORTED]} failed {failed} "
+            f"no-gpu-type {c[NO_GPU_TYPE]} | "
             f"{_duration(elapsed)} elapsed, ETA {eta}"
         )
         if self.already:
