@@ -386,8 +386,11 @@ def test_compiled_graphs_report_their_pools_memory():
     1.23 GiB against 4.26 for compile default, with the pool missed. The check is physical: the
     same trial again with the allocator capped to the reported peak x1.1 + 128 MiB must run (an
     under-count runs out of memory), and the figure cannot exceed what the allocator reserved.
-    (A first version compared the peak with compile default's: at bert-mini the graphs' pool
-    really needs less, 0.74 against 0.99 GiB, so that check failed on a correct figure.)"""
+    (A first version compared the peak with compile default's, both trials in this pytest
+    process: 0.74 against 0.99 GiB at bert-mini, failed twice on the H200, 2026-12-02. In fresh
+    processes the two measure 0.362 and 0.352 GiB, benchmarks/compile_pool_memory.py, 2026-12-03:
+    the in-process figures carried what earlier trials of the session had left (the product runs
+    each trial in a fresh process; this test now does too).)"""
     cfg = {**BASE, "batch_size": 64, "steps": 5, "compile": "reduce-overhead"}
     free = _trial_in_child(cfg)
     assert free["status"] == "ok", free["error"]
