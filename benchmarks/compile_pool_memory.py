@@ -71,12 +71,12 @@ CAPPED = r"""
 import json, sys, torch
 from sweep.plan.config import TrialConfig
 from sweep.trial.run import run_trial
-cfg, cap_gib = TrialConfig(**json.loads(sys.argv[1])), float(sys.argv[2])
-total = torch.cuda.get_device_properties(0).total_memory
-torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gib * 2**30 / total))
-rec = run_trial(cfg)
-print("RESULT " + json.dumps({"status": rec.status, "error": (rec.error or "")[:200],
-    "peak": rec.metrics.get("peak_allocated_gib")}))
+cap = float(sys.argv[2])
+if cap > 0:
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, cap * 2**30 / total))
+rec = run_trial(TrialConfig(**json.loads(sys.argv[1])))
+print("RESULT " + json.dumps({"status": rec.status, "error": rec.error, "metrics": rec.metrics}))
 """
 
 
@@ -95,7 +95,14 @@ def _child(code: str, args: list[str], timeout_s: float) -> dict:
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
-    return {"error": f"exit {p.returncode}: {p.stderr.strip().splitlines()[-1:]}"}
+    return {"error": f"exit {p.returncode}: {p.stderr.strip()[-2000:]}"}
+
+
+def trial_in_child(cfg: dict, cap_gib: float = 0.0, timeout_s: float = 300) -> dict:
+    """The product's trial (``run_trial``) in a fresh process (a fresh allocator: no pool or
+    cache left by an earlier trial), its allocator capped to ``cap_gib`` when given: its status,
+    error and metrics, or ``error`` alone if the child gave no record."""
+    return _child(CAPPED, [json.dumps(cfg), str(cap_gib)], timeout_s)
 
 
 def parse_mode(text: str):
@@ -136,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             row.update(_child(CHILD, [json.dumps(cfg)], a.timeout_s))
             if a.fit and "reported" in row:
                 cap = row["reported"] * 1.1 + 0.125
-                fit = _child(CAPPED, [json.dumps(cfg), str(cap)], a.timeout_s)
-                row.update(cap=cap, fits=fit.get("status") == "ok", capped=fit)
+                fit = trial_in_child(cfg, cap, a.timeout_s)
+                capped = {"status": fit.get("status"), "error": (fit.get("error") or "")[:200]}
+                capped["peak"] = (fit.get("metrics") or {}).get("peak_allocated_gib")
+                row.update(cap=cap, fits=fit.get("status") == "ok", capped=capped)
             rows.append(row)
             print(json.dumps(row), flush=True)
     if a.json:

@@ -345,40 +345,6 @@ def test_compile_modes_run(compile_, mode):
         assert m["loss_first"] is not None and m["loss_last"] is not None
 
 
-CAPPED_TRIAL = r"""
-import json, sys, torch
-from sweep.plan.config import TrialConfig
-from sweep.trial.run import run_trial
-cap = float(sys.argv[2])
-if cap > 0:
-    total = torch.cuda.get_device_properties(0).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, cap * 2**30 / total))
-rec = run_trial(TrialConfig(**json.loads(sys.argv[1])))
-print("RESULT " + json.dumps({"status": rec.status, "error": rec.error, "metrics": rec.metrics}))
-"""
-
-
-def _trial_in_child(cfg: dict, cap_gib: float = 0.0) -> dict:
-    """One trial in a fresh process (a fresh allocator: no pool left by an earlier trial), its
-    allocator capped to ``cap_gib`` when given."""
-    import json
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    p = subprocess.run(
-        [sys.executable, "-c", CAPPED_TRIAL, json.dumps(cfg), str(cap_gib)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    lines = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-    assert lines, p.stderr[-2000:]
-    return json.loads(lines[-1][7:])
-
-
 def test_compiled_graphs_report_their_pools_memory():
     """compile reduce-overhead records cudagraph trees in the warm-up and replays them from a
     private pool the allocator is not asked for again: the peak the product reports must be
@@ -391,14 +357,16 @@ def test_compiled_graphs_report_their_pools_memory():
     processes the two measure 0.362 and 0.352 GiB, benchmarks/compile_pool_memory.py, 2026-12-03:
     the in-process figures carried what earlier trials of the session had left (the product runs
     each trial in a fresh process; this test now does too).)"""
+    from benchmarks.compile_pool_memory import trial_in_child
+
     cfg = {**BASE, "batch_size": 64, "steps": 5, "compile": "reduce-overhead"}
-    free = _trial_in_child(cfg)
-    assert free["status"] == "ok", free["error"]
+    free = trial_in_child(cfg)
+    assert free.get("status") == "ok", free["error"]
     peak = free["metrics"]["peak_allocated_gib"]
     assert peak <= free["metrics"]["peak_reserved_gib"] + 1e-6
-    capped = _trial_in_child(cfg, peak * 1.1 + 0.125)
+    capped = trial_in_child(cfg, peak * 1.1 + 0.125)
     print(
         f"reduce-overhead bert-base b64 s128: reported peak {peak:.3f} GiB; capped to "
-        f"{peak * 1.1 + 0.125:.3f} GiB: {capped['status']}"
+        f"{peak * 1.1 + 0.125:.3f} GiB: {capped.get('status')}"
     )
-    assert capped["status"] == "ok", (peak, capped["error"])
+    assert capped.get("status") == "ok", (peak, capped["error"])

@@ -1,6 +1,7 @@
 """The private-pool count behind the peak memory of compile modes that replay CUDA graphs: the
 allocator shows a replayed cudagraph tree's tensors as free, so the product adds what the
-graphs' pools reserve (the GPU test in tests/test_gpu.py checks it against compile default)."""
+graphs' pools reserve (the GPU test in tests/test_gpu.py runs the trial again capped to that
+figure, in a fresh process: the helper for that is tested here on the CPU)."""
 
 from sweep.trial.harness import private_pool_bytes
 
@@ -26,3 +27,14 @@ def test_only_private_pools_on_the_trials_device_count():
 def test_no_private_pool_adds_nothing():
     assert private_pool_bytes([seg(512), seg(2)], device=0) == 0
     assert private_pool_bytes([], device=0) == 0
+
+
+def test_trial_in_child_returns_the_childs_record_or_what_went_wrong():
+    from benchmarks.compile_pool_memory import trial_in_child
+
+    cfg = dict(model="bert-tiny", batch_size=2, seq_len=16, device="cpu", warmup_steps=1, steps=2)
+    rec = trial_in_child(cfg, timeout_s=120)
+    assert rec["status"] == "ok", rec
+    assert rec["metrics"]["step_time_ms_p50"] > 0 and rec["metrics"]["tokens_per_s"] > 0
+    bad = trial_in_child({**cfg, "batch_size": "two"}, timeout_s=120)
+    assert "status" not in bad and "batch_size" in bad["error"], bad
