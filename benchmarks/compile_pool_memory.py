@@ -42,7 +42,7 @@ GIB = 2**30
 CHILD = r"""
 import json, sys, torch
 from sweep.plan.config import TrialConfig
-from sweep.trial.harness import private_pool_bytes
+from sweep.trial.harness import graphs_peak_bytes, private_pool_bytes
 from sweep.trial.workload import build_workload, train_step
 cfg = TrialConfig(**json.loads(sys.argv[1]))
 torch.cuda.init(); torch.empty(1, device="cuda")
@@ -62,7 +62,8 @@ free, _ = torch.cuda.mem_get_info()
 g = 2**30
 print("RESULT " + json.dumps({
     "warmup_peak": warmup_peak / g, "window_peak": window_peak / g, "pool": pool / g,
-    "reported": max(warmup_peak, window_peak + pool) / g if w.compiled_graphs else window_peak / g,
+    "reported": (graphs_peak_bytes(warmup_peak, window_peak, pool) if w.compiled_graphs
+                 else window_peak) / g,
     "window_reserved": torch.cuda.max_memory_reserved() / g,
     "device_used": (total - free - base) / g}))
 """

@@ -3,7 +3,7 @@ allocator shows a replayed cudagraph tree's tensors as free, so the product adds
 graphs' pools reserve (the GPU test in tests/test_gpu.py runs the trial again capped to that
 figure, in a fresh process: the helper for that is tested here on the CPU)."""
 
-from sweep.trial.harness import private_pool_bytes
+from sweep.trial.harness import graphs_peak_bytes, private_pool_bytes
 
 MIB = 2**20
 
@@ -27,6 +27,14 @@ def test_only_private_pools_on_the_trials_device_count():
 def test_no_private_pool_adds_nothing():
     assert private_pool_bytes([seg(512), seg(2)], device=0) == 0
     assert private_pool_bytes([], device=0) == 0
+
+
+def test_graphs_peak_is_the_window_plus_pools_unless_the_warm_up_held_more():
+    # bert-mini b32 s128 reduce-overhead on the H200 (2026-12-03): warm-up 0.320 GiB, window
+    # 0.126 + pools 0.236
+    assert graphs_peak_bytes(320 * MIB, 126 * MIB, 236 * MIB) == 362 * MIB
+    assert graphs_peak_bytes(900 * MIB, 126 * MIB, 236 * MIB) == 900 * MIB
+    assert graphs_peak_bytes(320 * MIB, 126 * MIB, 0) == 320 * MIB
 
 
 def test_trial_in_child_returns_the_childs_record_or_what_went_wrong():
