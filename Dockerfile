@@ -37,8 +37,8 @@ WORKDIR /opt/transformers-sweep
 # Dependencies first (a layer that changes only when pyproject.toml does). The image's own torch
 # is kept: the "trial" extra asks for torch>=2.4, which the NGC build satisfies, so pip leaves it.
 COPY pyproject.toml README.md ./
-RUN mkdir -p sweep cluster analysis ui \
-    && touch sweep/__init__.py cluster/__init__.py analysis/__init__.py ui/__init__.py \
+RUN mkdir -p sweep/analysis cluster ui \
+    && touch sweep/__init__.py cluster/__init__.py sweep/analysis/__init__.py ui/__init__.py \
     && pip install "ray[tune]==${RAY_VERSION}" -e ".[trial,engine,ui]" \
     && python -c "import torch, ray; assert ray.__version__ == '${RAY_VERSION}', ray.__version__"
 
@@ -46,13 +46,12 @@ RUN mkdir -p sweep cluster analysis ui \
 # ~/transformers-sweep and setup_commands re-install it (--no-deps) over this copy.
 COPY sweep ./sweep
 COPY cluster ./cluster
-COPY analysis ./analysis
 COPY ui ./ui
 # The import check fails the build if the base image has lost apex: then the cluster would
 # silently measure another optimizer than the one a sweep asks for.
 RUN pip install --no-deps -e . \
     && python -c "import sweep.engine.run, cluster.ray_cluster; from apex.optimizers import FusedAdam" \
-    && python -c "import ui.app, analysis.sources"
+    && python -c "import ui.app, sweep.analysis.sources"
 
 # python -m ui listens here when given --port 7860 (its default is the first free port from 7860)
 EXPOSE 7860

@@ -8,7 +8,7 @@ local Ray instance, and prints:
 - engine overhead per trial: wall seconds x concurrent trial slots / trials, minus the trial
   bodies' own mean seconds (what each GPU slot loses per trial);
 - the same for a body that imports torch and transformers (what a real trial does first),
-  with and without the worker pre-import hook (cluster.worker.preimport), to show whether
+  with and without the worker pre-import hook (sweep.engine.forkserver.preimport), to show whether
   importing them at worker start-up pays off, and with worker processes reused across trials
   (--reuse-workers);
 - the real trial (sweep.trial.run:run_trial on bert-tiny, CPU) in a fresh Ray worker per trial

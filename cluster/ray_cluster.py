@@ -22,7 +22,6 @@ ACCELERATOR_PREFIX = "accelerator_type:"
 ACCELERATOR_FRACTION = 0.001
 # Ray writes the autoscaler's cluster config here on the head node of a `ray up` cluster.
 BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
-PREIMPORT_HOOK = "cluster.worker.preimport"
 
 # Environment every worker runs with: offline (no model hub), no telemetry.
 WORKER_ENV = {
@@ -121,12 +120,13 @@ def _check_auth(address: str, gcs: str) -> None:
         raise ClusterUnreachable(f"--address {address!r}: " + AUTH_HELP.format(address=address))
 
 
-def runtime_env(preimport: bool = False) -> dict[str, Any]:
-    """The job's runtime environment: offline env vars, and the hook that imports torch and
-    transformers as each worker process starts (``worker_process_setup_hook``)."""
+def runtime_env(setup_hook: str | None = None) -> dict[str, Any]:
+    """The job's runtime environment: offline env vars, and ``setup_hook`` (a dotted path the
+    caller names: the cluster helpers know nothing of what a trial imports) run as each worker
+    process starts (``worker_process_setup_hook``)."""
     env: dict[str, Any] = {"env_vars": dict(WORKER_ENV)}
-    if preimport:
-        env["worker_process_setup_hook"] = PREIMPORT_HOOK
+    if setup_hook:
+        env["worker_process_setup_hook"] = setup_hook
     return env
 
 
@@ -135,7 +135,7 @@ def connect(
     *,
     num_cpus: int | None = None,
     num_gpus: int | None = None,
-    preimport: bool = False,
+    setup_hook: str | None = None,
     log_to_driver: bool = False,
 ) -> str:
     """Join the cluster at ``address`` (or $RAY_ADDRESS), else start a local Ray instance.
@@ -152,7 +152,7 @@ def connect(
     address = address or os.environ.get("RAY_ADDRESS") or None
     check_address(address)
     kwargs: dict[str, Any] = dict(
-        runtime_env=runtime_env(preimport),
+        runtime_env=runtime_env(setup_hook),
         log_to_driver=log_to_driver,
         logging_level=logging.WARNING,
         include_dashboard=False,

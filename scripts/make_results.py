@@ -25,8 +25,8 @@ rows for failures carry no environment) with the GPU the rest of its database ra
 Exit status: 0 done; 1 no measured rows (nothing written); 2 a database is missing or unreadable.
 
 This file is the command line only: reading and the reference records are
-``analysis/report_rows.py``, the tables ``analysis/report_tables.py``, the report
-``analysis/report.py`` (shared with the web app's figures in ``analysis/figures.py``).
+``sweep/analysis/report_rows.py``, the tables ``sweep/analysis/report_tables.py``, the report
+``sweep/analysis/report.py`` (shared with the web app's figures in ``sweep/analysis/figures.py``).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from collections.abc import Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from analysis.report import report  # noqa: E402
-from analysis.report_rows import (  # noqa: E402
+from sweep.analysis.report import report  # noqa: E402
+from sweep.analysis.report_rows import (  # noqa: E402
     REPO_ROOT,
     Failure,
     load,
@@ -50,7 +50,7 @@ from analysis.report_rows import (  # noqa: E402
     shown_path,
     write_reference,
 )
-from analysis.sources import DATA_DIR  # noqa: E402
+from sweep.analysis.sources import DATA_DIR  # noqa: E402
 
 DEFAULT_OUT = os.path.join(DATA_DIR, "reference_h200.jsonl")
 DEFAULT_DOCS = os.path.join(REPO_ROOT, "docs", "results")

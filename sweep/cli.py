@@ -316,7 +316,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             from sweep.engine.run import quiet_ray
 
             quiet_ray()
-            ray_cluster.connect(args.address, preimport=False)
+            ray_cluster.connect(args.address)
             types, has_gpu = ray_cluster.gpu_types(), ray_cluster.total_gpus() > 0
         lines = plan_lines(spec, args.db, types, has_gpu)
         if not args.no_cluster:

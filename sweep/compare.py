@@ -3,8 +3,8 @@
 One row per GPU for a model, a sequence length and a precision: best tokens/s and at which batch,
 speedup over a baseline GPU, largest batch run, first out-of-memory batch, the predicted largest
 batch per card size, $ per million tokens, GPU busy, step-time spread, a trust badge and what else
-differs. The table is ``analysis.answer.answer`` (the app shows the same); this module parses the
-arguments, loads the rows and prints.
+differs. The table is ``sweep.analysis.answer.answer`` (the app shows the same); this module
+parses the arguments, loads the rows and prints.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import math
 import sys
 from typing import Any
 
-# header in the printed table, column of analysis.answer.COLUMNS (the speedup's is found by name)
+# header in the printed table, column of sweep.analysis.answer.COLUMNS (the speedup's is found
+# by name)
 SHORT_HEADERS = {
     "GPU": "GPU",
     "Trust": "trust",
@@ -71,7 +72,7 @@ def _cell(value: Any, column: str) -> str:
 def format_answer(table, notes: list[str], baseline: str | None) -> str:
     """The answer as text: an aligned table of the figures, then per GPU where its rows come from
     and what differs from the baseline, then the notes."""
-    from analysis.answer import ANSWER_CAPACITIES_GB, fits_column, speedup_column
+    from sweep.analysis.answer import ANSWER_CAPACITIES_GB, fits_column, speedup_column
 
     if table.empty:
         return "\n".join(notes or ["no rows"])
@@ -126,9 +127,9 @@ def _missing(v: Any) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis.answer import answer
-    from analysis.selection import combine
-    from analysis.sources import load_database, load_references
+    from sweep.analysis.answer import answer
+    from sweep.analysis.selection import combine
+    from sweep.analysis.sources import load_database, load_references
 
     refs, messages = ({}, []) if args.no_reference else load_references()
     measured, db_messages = load_database(args.db)

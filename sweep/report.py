@@ -140,12 +140,13 @@ def format_limits(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> st
 
 
 def format_summary(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> str:
-    """The summary table, its host-bound note, the scaling of N-GPU trials (analysis/scaling.py),
-    the interference check (analysis/interference.py) and the predicted limits (format_limits)."""
+    """The summary table, its host-bound note, the scaling of N-GPU trials
+    (sweep/analysis/scaling.py), the interference check (sweep/analysis/interference.py) and the
+    predicted limits (format_limits)."""
     import pandas as pd
 
-    from analysis.interference import format_interference, split
-    from analysis.scaling import format_scaling
+    from sweep.analysis.interference import format_interference, split
+    from sweep.analysis.scaling import format_scaling
 
     check, frame = split(frame)  # the interference check's rows are its own table
     text = _format_table(frame)
@@ -161,11 +162,11 @@ def format_summary(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> s
 
 
 def format_graph_against_eager(frame) -> str:
-    """The CUDA-graph step against the eager one per configuration and batch (analysis.pairs.
+    """The CUDA-graph step against the eager one per configuration and batch (sweep.analysis.pairs.
     graph_against_eager), as text; "" without configurations run both ways."""
     import pandas as pd
 
-    from analysis.pairs import graph_against_eager
+    from sweep.analysis.pairs import graph_against_eager
 
     if frame.empty or "cuda_graph" not in frame:
         return ""

@@ -33,6 +33,6 @@ def ray_session():
     ray = pytest.importorskip("ray")
     from cluster.ray_cluster import connect
 
-    connect(num_cpus=2, preimport=False)
+    connect(num_cpus=2)
     yield ray
     ray.shutdown()

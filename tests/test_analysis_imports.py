@@ -1,5 +1,5 @@
-"""The read side loads without the web app, torch or ray: the report script builds on analysis/,
-not on ui/, and analysis/ (figures included) imports no gradio."""
+"""The read side loads without the web app, torch or ray: the report script builds on
+sweep/analysis/, not on ui/, and sweep/analysis/ (figures included) imports no gradio."""
 
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ def _loaded_after(code: str) -> list[str]:
 
 def test_every_analysis_module_loads_without_gradio_torch_ray_or_ui():
     modules = sorted(
-        f[:-3] for f in os.listdir(os.path.join(REPO, "analysis")) if f.endswith(".py")
+        f[:-3] for f in os.listdir(os.path.join(REPO, "sweep", "analysis")) if f.endswith(".py")
     )
     assert {"selection", "figures", "report", "sources"} <= set(modules)
-    code = "; ".join(f"import analysis.{m}" for m in modules if m != "__init__")
+    code = "; ".join(f"import sweep.analysis.{m}" for m in modules if m != "__init__")
     assert _loaded_after(code) == []
 
 

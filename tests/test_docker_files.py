@@ -47,7 +47,7 @@ def test_the_build_context_leaves_out_venv_git_databases_and_caches():
         "ui/data/reference_h200.jsonl",
         "pyproject.toml",
         "README.md",
-        "analysis/sources.py",
+        "sweep/analysis/sources.py",
     ):
         assert not _ignored(path, patterns), path
 

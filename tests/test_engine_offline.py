@@ -252,8 +252,8 @@ def test_the_engine_stores_its_plan_and_how_many_trials_run(tmp_path):
     # start and end (Tune's callback hooks, called here as Tune calls them)
     from types import SimpleNamespace
 
-    from analysis.progress import sweep_progress
-    from analysis.sources import database_plans
+    from sweep.analysis.progress import sweep_progress
+    from sweep.analysis.sources import database_plans
     from sweep.engine.callback import StoreCallback
 
     spec = sweepfile.parse("name: mine\naxes:\n  batch_size: [1, 2, 4]\nfixed: {device: cpu}\n")

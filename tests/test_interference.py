@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.interference import interference
+from sweep.analysis.interference import interference
 from sweep.plan import sweepfile
 from sweep.plan.grid import INTERFERENCE_ALONE, INTERFERENCE_FULL, interference_trials
 from sweep.results.frame import trials_frame
@@ -118,9 +118,9 @@ def test_a_sweep_runs_the_reference_alone_then_among_the_others(ray_session, tmp
 def test_the_views_leave_out_the_run_among_the_others():
     """The check's second run was slowed on purpose: the answer table (and the app's views,
     through the same filter) must not average it into its configuration's figures."""
-    from analysis.answer import answer
-    from analysis.interference import without_perturbed
-    from analysis.selection import combine
+    from sweep.analysis.answer import answer
+    from sweep.analysis.interference import without_perturbed
+    from sweep.analysis.selection import combine
 
     rows = [_row(INTERFERENCE_ALONE, 1200.0, 0, 5), _row(INTERFERENCE_FULL, 600.0, 10, 20)]
     frame = trials_frame(rows)

@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from analysis.pairs import pair_ratio
-from analysis.report_rows import (
+from sweep.analysis.pairs import pair_ratio
+from sweep.analysis.report_rows import (
     Failure,
     load,
     measured,
@@ -25,7 +25,7 @@ from analysis.report_rows import (
     results_frame,
     write_reference,
 )
-from analysis.report_tables import repeat_stats, seed_comparison, status_counts
+from sweep.analysis.report_tables import repeat_stats, seed_comparison, status_counts
 from sweep.results.frame import read_jsonl
 from sweep.results.record import ADDED_FIELDS, MEASURED, REFERENCE, Trial
 from sweep.results.store import Store
@@ -283,7 +283,7 @@ def test_jsonl_inputs_are_read_and_a_carried_provenance_is_kept(tmp_path):
 def test_graph_against_eager_pairs_presets_and_reads_busy_from_the_profiled_step():
     # seed and seed-graph are two presets (two sweeps) into one database: paired across sweeps
     # on the same configuration, batch and GPU; busy from launch_bound_pct where profiled
-    from analysis.pairs import graph_against_eager
+    from sweep.analysis.pairs import graph_against_eager
     from sweep.report import format_graph_against_eager
     from sweep.results.frame import trials_frame
 
@@ -324,7 +324,7 @@ def test_the_2020_method_gets_its_own_column_beside_the_2020_rows_and_no_other_t
     """seed-2020 rows (fp16, eager attention, Lightning) are the like-for-like column against the
     2020 A100/V100 rows; a seed row at the same batch keeps its own column, and the 2020-method
     row enters no memory table (its memory is of another method)."""
-    from analysis.report_tables import memory_table
+    from sweep.analysis.report_tables import memory_table
 
     cfg = {
         "attention": "eager",

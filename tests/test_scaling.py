@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from analysis.scaling import format_scaling, scaling
+from sweep.analysis.scaling import format_scaling, scaling
 from sweep.plan.config import TrialConfig
 from sweep.results.frame import trials_frame
 from sweep.results.record import OK, OOM, Trial

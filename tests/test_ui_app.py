@@ -89,7 +89,7 @@ def test_loopback_rules():
 
 
 def test_missing_database_gives_reference_rows_and_a_message(tmp_path):
-    from analysis.sources import Data
+    from sweep.analysis.sources import Data
 
     data = Data.load(str(tmp_path / "nope.db"))
     assert data.measured is None and "seed_v100_a100" in data.references
@@ -97,7 +97,7 @@ def test_missing_database_gives_reference_rows_and_a_message(tmp_path):
 
 
 def test_file_that_is_not_a_database(tmp_path):
-    from analysis.sources import Data
+    from sweep.analysis.sources import Data
 
     bad = tmp_path / "notes.db"
     bad.write_text("these are my notes, not a database\n" * 200)
@@ -107,7 +107,7 @@ def test_file_that_is_not_a_database(tmp_path):
 
 
 def test_empty_database(tmp_path):
-    from analysis.sources import Data
+    from sweep.analysis.sources import Data
     from sweep.results.store import Store
 
     Store(tmp_path / "empty.db").close()
@@ -119,7 +119,7 @@ def test_unreadable_and_older_rows(tmp_path):
     """A row written by a newer program is left out with a message; the others are read."""
     import sqlite3
 
-    from analysis.sources import Data
+    from sweep.analysis.sources import Data
 
     path = make_db(tmp_path / "r.db", fixture_trials())
     with sqlite3.connect(path) as conn:
@@ -286,7 +286,7 @@ def test_malformed_price_gets_a_clear_message(served):
 
 
 def test_selecting_a_row_shows_its_command_and_environment(served):
-    from analysis.table import environment
+    from sweep.analysis.table import environment
     from sweep.plan.flags import reproduce_command
 
     holder = served["holder"]

@@ -37,8 +37,8 @@ def _answer(page) -> dict[str, dict[str, str]]:
 
 def _expected(query: dict[str, str]):
     """The same answer from the pure function, over the same rows (the user's database)."""
-    from analysis.answer import answer
-    from analysis.selection import combine
+    from sweep.analysis.answer import answer
+    from sweep.analysis.selection import combine
     from sweep.results.frame import trials_frame
 
     frame = combine(trials_frame(fixture_trials()), {})

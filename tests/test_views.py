@@ -12,7 +12,7 @@ import sys
 import pandas as pd
 import pytest
 
-from analysis.cost import (
+from sweep.analysis.cost import (
     DEFAULT_PRICES,
     PRICE_COLUMNS,
     cheapest,
@@ -20,15 +20,15 @@ from analysis.cost import (
     parse_prices,
     price_for,
 )
-from analysis.efficiency import EFFICIENCY_METRICS, efficiency
-from analysis.memory import memory_fit, memory_metrics_present, memory_points
-from analysis.pairs import gpu_labels, speedup
-from analysis.phases import time_breakdown
-from analysis.selection import ANY, combine, default_filters, select, series_labels
-from analysis.sources import DATA_DIR, load_references
-from analysis.table import environment, status_counts_table
-from analysis.table import table as results_table
-from analysis.throughput import fit_summary, throughput_points
+from sweep.analysis.efficiency import EFFICIENCY_METRICS, efficiency
+from sweep.analysis.memory import memory_fit, memory_metrics_present, memory_points
+from sweep.analysis.pairs import gpu_labels, speedup
+from sweep.analysis.phases import time_breakdown
+from sweep.analysis.selection import ANY, combine, default_filters, select, series_labels
+from sweep.analysis.sources import DATA_DIR, load_references
+from sweep.analysis.table import environment, status_counts_table
+from sweep.analysis.table import table as results_table
+from sweep.analysis.throughput import fit_summary, throughput_points
 from sweep.plan.config import TrialConfig
 from sweep.plan.flags import reproduce_command
 from sweep.results.frame import read_jsonl
@@ -196,7 +196,7 @@ def test_points_where_the_gpu_waited_for_the_host_are_marked(frame):
     """On the H200 most small-batch figures were host-bound and moved 0.75-1.41x between runs: a
     point whose GPU was busy under 90% of the measured steps must look different from one that
     measures the GPU, and the summary must say how busy the best point kept it."""
-    from analysis import charts
+    from sweep.analysis import charts
 
     sel = bert128(frame)
     h200 = sel["gpu"].eq("NVIDIA H200")
@@ -452,7 +452,7 @@ def test_progress_counts():
 def test_memory_chart_of_a_metric_only_the_other_rows_recorded(refs):
     """The 2020 rows have no NVML peak: choosing that metric for them leaves only their
     out-of-memory batches. The chart must draw them, not fail (it failed every tab at once)."""
-    from analysis import figures
+    from sweep.analysis import figures
 
     sel = select(
         combine(None, {"seed_v100_a100": refs["seed_v100_a100"]}),
@@ -484,7 +484,7 @@ def test_cost_chart_keeps_room_for_its_bars_and_shows_dollar_signs(refs):
     """With precision "(any)" the series names spell out precision, attention, optimizer and
     harness: the names get the room they need beside the bars (automargin), and no bar text is
     read as a formula (plotly.js takes a text that starts and ends with "$" for LaTeX)."""
-    from analysis import charts_tabs
+    from sweep.analysis import charts_tabs
 
     sel = select(
         combine(None, refs),
@@ -501,7 +501,7 @@ def test_cost_chart_keeps_room_for_its_bars_and_shows_dollar_signs(refs):
 def test_time_breakdown_panels_name_their_gpu_readably(refs):
     """One panel per series, titled with the series name: on one line the names ran into each
     other and off the figure, so no panel said which GPU it was."""
-    from analysis import figures
+    from sweep.analysis import figures
 
     sel = select(
         combine(None, refs),
@@ -524,7 +524,7 @@ def test_time_breakdown_panels_name_their_gpu_readably(refs):
 
 
 def test_batch_ticks_never_print_over_each_other():
-    from analysis.figures import tick_batches
+    from sweep.analysis.figures import tick_batches
 
     powers = [1, 8, 32, 64, 128, 256]
     assert tick_batches(powers, log=True) == powers  # a grid's batches: every one labelled
@@ -540,7 +540,7 @@ def test_batch_ticks_never_print_over_each_other():
 def test_efficiency_panels_keep_their_width_and_one_legend(refs):
     """With eight series of long labels a legend beside the panels squeezed them to slivers: the
     panels share one legend (the first panel's entries) and each keeps a third of the width."""
-    from analysis import charts_tabs
+    from sweep.analysis import charts_tabs
 
     sel = select(
         combine(None, refs),
@@ -556,7 +556,7 @@ def test_efficiency_panels_keep_their_width_and_one_legend(refs):
 
 
 def test_out_of_memory_batches_sit_in_their_strip_with_many_series(refs):
-    from analysis import charts
+    from sweep.analysis import charts
 
     sel = select(
         combine(None, refs),
@@ -571,7 +571,7 @@ def test_out_of_memory_batches_sit_in_their_strip_with_many_series(refs):
 
 
 def test_tables_for_people_have_headers_and_short_numbers():
-    from analysis.table import header, readable
+    from sweep.analysis.table import header, readable
 
     assert header("gpu_busy_pct_at_best") == "GPU busy % at best"
     assert header("usd_per_million_tokens") == "$ per million tokens"
@@ -586,7 +586,7 @@ def test_tables_for_people_have_headers_and_short_numbers():
 def test_sweep_progress_counts_plans_and_an_eta():
     from datetime import datetime, timedelta, timezone
 
-    from analysis.progress import planned_trials, sweep_progress
+    from sweep.analysis.progress import planned_trials, sweep_progress
     from sweep.plan.grid import expand
     from sweep.plan.sweepfile import load
 

@@ -1,13 +1,13 @@
-"""The answer table (analysis.answer) and ``python -m sweep compare``, on invented rows."""
+"""The answer table (sweep.analysis.answer) and ``python -m sweep compare``, on invented rows."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from analysis.answer import answer, fits_column, trust_of
-from analysis.cost import DEFAULT_PRICES
-from analysis.selection import combine
+from sweep.analysis.answer import answer, fits_column, trust_of
+from sweep.analysis.cost import DEFAULT_PRICES
+from sweep.analysis.selection import combine
 from sweep.results.frame import trials_frame
 from sweep.results.record import Trial
 

@@ -1,4 +1,4 @@
-"""The Plotly chart specifications (analysis.charts, analysis.charts_tabs), read as data."""
+"""The Plotly chart specifications (sweep.analysis.charts and charts_tabs), read as data."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 
 import pandas as pd
 
-from analysis import charts, charts_tabs
-from analysis.memory import memory_fit, memory_points
-from analysis.selection import combine, gpu_column
-from analysis.throughput import throughput_points
+from sweep.analysis import charts, charts_tabs
+from sweep.analysis.memory import memory_fit, memory_points
+from sweep.analysis.selection import combine, gpu_column
+from sweep.analysis.throughput import throughput_points
 from sweep.results.frame import trials_frame
 from sweep.results.record import Trial
 

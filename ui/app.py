@@ -13,7 +13,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: n
 
 import gradio as gr  # noqa: E402
 
-from analysis.selection import (  # noqa: E402
+from sweep.analysis.selection import (  # noqa: E402
     ANY,
     FILTER_FIELDS,
     MEASURED_DATASET,
@@ -22,7 +22,7 @@ from analysis.selection import (  # noqa: E402
     filter_choices,
     select,
 )
-from analysis.sources import Data, database_signature  # noqa: E402
+from sweep.analysis.sources import Data, database_signature  # noqa: E402
 from ui.render import (  # noqa: E402
     DATA_PARAM,
     URL_READ_JS,

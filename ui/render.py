@@ -16,7 +16,7 @@ import gradio as gr
 import pandas as pd
 from gradio.processing_utils import move_files_to_cache
 
-from analysis.selection import ANY
+from sweep.analysis.selection import ANY
 from ui.tabs.common import Context, Tab
 
 CACHE_SIZE = 64  # views per (data version, tab, selection): a few hundred KB each at most

@@ -37,6 +37,8 @@ from sweep.results.store import Store
 log = logging.getLogger(__name__)
 
 TRIAL_FN = "sweep.trial.run:run_trial"
+# What each Ray worker process runs as it starts, with --preimport.
+PREIMPORT_HOOK = "sweep.engine.forkserver.preimport"
 SCRATCH_PREFIX = "tsweep-tune-"
 
 
@@ -113,7 +115,7 @@ def connect(options: EngineOptions) -> None:
     ray_cluster.connect(
         options.address,
         num_cpus=options.num_cpus,
-        preimport=options.preimport,
+        setup_hook=PREIMPORT_HOOK if options.preimport else None,
         log_to_driver=options.verbose,
     )
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from analysis import charts_tabs
-from analysis.pairs import graph_against_eager
-from analysis.phases import time_breakdown
-from analysis.table import readable
+from sweep.analysis import charts_tabs
+from sweep.analysis.pairs import graph_against_eager
+from sweep.analysis.phases import time_breakdown
+from sweep.analysis.table import readable
 from ui.tabs.common import Context, Tab, chart, plot_value, title
 
 

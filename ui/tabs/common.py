@@ -14,8 +14,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from analysis.interference import without_perturbed
-from analysis.selection import ANY, select
+from sweep.analysis.interference import without_perturbed
+from sweep.analysis.selection import ANY, select
 
 MAIN_FILTERS = ("model", "seq_len", "precision")
 # Every redraw queues under this id, one at a time, the last change winning.
@@ -57,7 +57,7 @@ class Context:
     ):
         """The rows of the datasets ``chosen`` that match the filter ``values`` (in the order of
         ``filters``), and those values by field name. Unless ``all_rows``, without the
-        interference check's perturbed row (``analysis.interference.without_perturbed``)."""
+        interference check's perturbed row (``sweep.analysis.interference.without_perturbed``)."""
         fvals = dict(zip(self.filters, values, strict=True))
         frame = self.holder.frame if all_rows else without_perturbed(self.holder.frame)
         return select(frame, fvals, list(chosen or [])), fvals
@@ -83,7 +83,7 @@ class Tab:
     url_choices: dict[str, Callable[[pd.DataFrame], list[str]]] = field(default_factory=dict)
 
 
-# plotly.js's basic bundle (scatter, bar, pie: every trace ``analysis.charts`` draws), MIT,
+# plotly.js's basic bundle (scatter, bar, pie: every trace ``sweep.analysis.charts`` draws), MIT,
 # from npm's plotly.js-basic-dist-min (version in ui/static/README.md): 1.2 MB that starts in
 # about 0.3 s in the browser, where the full bundle inside Gradio's gr.Plot takes 1.2 s.
 STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
@@ -126,7 +126,7 @@ def chart(label: str, elem_id: str) -> gr.HTML:
 
 
 def plot_value(figure: dict[str, Any]) -> str:
-    """A Plotly figure specification (``analysis.charts``) as ``chart``'s value: JSON text."""
+    """A Plotly figure specification (``sweep.analysis.charts``) as ``chart``'s value: JSON text."""
     return json.dumps(_plain(figure), allow_nan=False)
 
 

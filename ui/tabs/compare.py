@@ -8,11 +8,11 @@ import tempfile
 import gradio as gr
 import pandas as pd
 
-from analysis import charts
-from analysis.answer import answer, gpu_names
-from analysis.selection import ANY
-from analysis.table import readable
-from analysis.throughput import fit_summary, throughput_points
+from sweep.analysis import charts
+from sweep.analysis.answer import answer, gpu_names
+from sweep.analysis.selection import ANY
+from sweep.analysis.table import readable
+from sweep.analysis.throughput import fit_summary, throughput_points
 from ui.tabs.common import Context, Tab, chart, csv_file, plot_value, redraw_on_own_inputs, title
 
 SLOWEST = "(slowest)"

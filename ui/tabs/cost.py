@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from analysis import charts_tabs
-from analysis.cost import DEFAULT_PRICES, cheapest, cost_table, parse_prices
-from analysis.table import readable
+from sweep.analysis import charts_tabs
+from sweep.analysis.cost import DEFAULT_PRICES, cheapest, cost_table, parse_prices
+from sweep.analysis.table import readable
 from ui.tabs.common import Context, Tab, chart, plot_value, redraw_on_own_inputs, title
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from analysis import charts_tabs
-from analysis.efficiency import efficiency
-from analysis.table import readable
+from sweep.analysis import charts_tabs
+from sweep.analysis.efficiency import efficiency
+from sweep.analysis.table import readable
 from ui.tabs.common import Context, Tab, chart, plot_value, title
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from analysis import charts
-from analysis.memory import MEMORY_METRICS, memory_fit, memory_metrics_present, memory_points
-from analysis.table import readable
+from sweep.analysis import charts
+from sweep.analysis.memory import MEMORY_METRICS, memory_fit, memory_metrics_present, memory_points
+from sweep.analysis.table import readable
 from ui.tabs.common import Context, Tab, chart, plot_value, redraw_on_own_inputs, title
 
 AUTO = "auto (first recorded)"

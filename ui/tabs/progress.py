@@ -7,9 +7,9 @@ import time
 
 import gradio as gr
 
-from analysis.progress import sweep_progress
-from analysis.sources import database_counts, database_plans, database_signature
-from analysis.table import status_counts_table
+from sweep.analysis.progress import sweep_progress
+from sweep.analysis.sources import database_counts, database_plans, database_signature
+from sweep.analysis.table import status_counts_table
 from ui.tabs.common import PRIVATE, Context, Tab
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from analysis import charts_tabs
-from analysis.pairs import gpu_labels, speedup
-from analysis.table import readable
+from sweep.analysis import charts_tabs
+from sweep.analysis.pairs import gpu_labels, speedup
+from sweep.analysis.table import readable
 from ui.tabs.common import Context, Tab, chart, plot_value, redraw_on_own_inputs, title
 
 

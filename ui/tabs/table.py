@@ -8,8 +8,8 @@ import tempfile
 import gradio as gr
 import pandas as pd
 
-from analysis.selection import ANY, filter_choices
-from analysis.table import environment, table
+from sweep.analysis.selection import ANY, filter_choices
+from sweep.analysis.table import environment, table
 from sweep.plan.flags import reproduce_command
 from ui.tabs.common import Context, Tab, csv_file, redraw_on_own_inputs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.selection import with_series
+from sweep.analysis.selection import with_series
 from sweep.results.record import OK
 
 EFFICIENCY_METRICS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.selection import with_series
+from sweep.analysis.selection import with_series
 from sweep.results.record import OK
 
 # Time split: synchronized medians (this project) or the 2020 host timers (reference rows).

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.selection import (
+from sweep.analysis.selection import (
     CONFIG_ORDER,
     WORKLOAD_FIELDS,
     gpu_column,

@@ -1,6 +1,6 @@
 """The report's static matplotlib figures (memory against batch size, the time breakdown), drawn
 from the frames the analysis functions return (no Gradio, no data logic); the web app's
-interactive charts are ``analysis.charts``.
+interactive charts are ``sweep.analysis.charts``.
 
 Each function returns a ``matplotlib.figure.Figure`` built without pyplot's global state, so that
 concurrent requests of the web app do not draw into each other's figures. Every chart has a
@@ -17,9 +17,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from analysis.charts import tick_batches  # noqa: E402  (one rule for both kinds of chart)
-from analysis.memory import CAPACITIES_GB, MEMORY_METRICS  # noqa: E402
-from analysis.phases import PHASES  # noqa: E402
+from sweep.analysis.charts import tick_batches  # noqa: E402  (one rule for both kinds of chart)
+from sweep.analysis.memory import CAPACITIES_GB, MEMORY_METRICS  # noqa: E402
+from sweep.analysis.phases import PHASES  # noqa: E402
 
 WIDTH, HEIGHT, DPI = 10.0, 5.2, 100
 OOM_COLOR = "#d62728"

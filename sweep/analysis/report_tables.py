@@ -1,7 +1,7 @@
 """The tables of a results report (``scripts/make_results.py``): the seed grid beside the 2020
 rows, memory and the largest batch, the time split, MFU, repeatability and trials by status.
 
-Each takes the frame of ``analysis.report_rows.results_frame`` (with its ``db``, ``gpu`` and
+Each takes the frame of ``sweep.analysis.report_rows.results_frame`` (with its ``db``, ``gpu`` and
 ``probe`` columns) and returns a DataFrame; no metric is computed here that a record does not hold,
 only medians over repeats and ratios of them.
 """
@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.phases import PHASES, time_breakdown
-from analysis.selection import CONFIG_ORDER, numeric, short_gpu
-from analysis.table import status_counts_table
-from analysis.throughput import fit_summary, throughput_points
+from sweep.analysis.phases import PHASES, time_breakdown
+from sweep.analysis.selection import CONFIG_ORDER, numeric, short_gpu
+from sweep.analysis.table import status_counts_table
+from sweep.analysis.throughput import fit_summary, throughput_points
 from sweep.results.record import OK
 
 # The seed grid as the `seed` / `seed-fp16` presets run it (sweep/plan/presets/seed*.yaml): every

@@ -1,5 +1,5 @@
 """The charts of the time breakdown, efficiency, cost and speedup tabs, as Plotly figure
-specifications (``analysis.charts`` says how they are drawn and what their marks mean)."""
+specifications (``sweep.analysis.charts`` says how they are drawn and what their marks mean)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.charts import (
+from sweep.analysis.charts import (
     MAX_SERIES,
     PALETTE,
     PHASE_COLORS,
@@ -20,8 +20,8 @@ from analysis.charts import (
     empty,
     series_colors,
 )
-from analysis.efficiency import EFFICIENCY_METRICS
-from analysis.phases import PHASES
+from sweep.analysis.efficiency import EFFICIENCY_METRICS
+from sweep.analysis.phases import PHASES
 
 MAX_PANELS = 4
 

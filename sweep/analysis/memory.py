@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.throughput import throughput_points
+from sweep.analysis.throughput import throughput_points
 from sweep.results.memory_model import GIB, MemoryFit
 
 # Memory metrics, most useful first. nvml_mean_used_gib exists only on the 2020 reference rows

@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.cost import DEFAULT_PRICES, _has_word, price_for
-from analysis.interference import without_perturbed
-from analysis.selection import (
+from sweep.analysis.cost import DEFAULT_PRICES, _has_word, price_for
+from sweep.analysis.interference import without_perturbed
+from sweep.analysis.selection import (
     MEASURED_DATASET,
     OOM_STATUSES,
     gpu_column,
@@ -274,9 +274,9 @@ def answer(
 ) -> Answer:
     """The answer table for ``model`` at ``seq_len`` (and ``precision``; None: the precision with
     the most ok rows) over the rows of ``frame`` (a combined results frame,
-    ``analysis.selection.combine``), optionally narrowed by more ``filters`` and to ``gpus``
+    ``sweep.analysis.selection.combine``), optionally narrowed by more ``filters`` and to ``gpus``
     (short names). ``baseline``: the GPU the speedups divide by (default: the slowest).
-    ``prices``: the hourly price table (``analysis.cost``; default: its defaults)."""
+    ``prices``: the hourly price table (``sweep.analysis.cost``; default: its defaults)."""
     prices = DEFAULT_PRICES if prices is None else prices
     notes: list[str] = []
     frame = without_perturbed(frame)  # the interference check's run among the others

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.selection import OOM_STATUSES, is_reference, numeric, with_series
+from sweep.analysis.selection import OOM_STATUSES, is_reference, numeric, with_series
 from sweep.results.record import OK
 from sweep.results.trust import host_bound
 

@@ -8,7 +8,7 @@ import re
 
 import pandas as pd
 
-from analysis.selection import with_series
+from sweep.analysis.selection import with_series
 from sweep.results.record import OK
 
 PRICE_COLUMNS = ["gpu_name_contains", "usd_per_gpu_hour", "source"]

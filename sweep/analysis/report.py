@@ -7,19 +7,19 @@ import os
 
 import pandas as pd
 
-from analysis import figures
-from analysis.markdown import fmt_gib, fmt_ratio, fmt_thousands, markdown
-from analysis.memory import memory_fit, memory_points
-from analysis.pairs import pair_ratio
-from analysis.report_figures import (
+from sweep.analysis import figures
+from sweep.analysis.markdown import fmt_gib, fmt_ratio, fmt_thousands, markdown
+from sweep.analysis.memory import memory_fit, memory_points
+from sweep.analysis.pairs import pair_ratio
+from sweep.analysis.report_figures import (
     mfu_figure,
     ratio_figure,
     save_figure,
     seed_figure,
     speedup_figure,
 )
-from analysis.report_rows import gpu_title
-from analysis.report_tables import (
+from sweep.analysis.report_rows import gpu_title
+from sweep.analysis.report_tables import (
     breakdown_selection,
     breakdown_table,
     largest_batch,
@@ -30,7 +30,7 @@ from analysis.report_tables import (
     seed_like,
     status_counts,
 )
-from analysis.selection import numeric
+from sweep.analysis.selection import numeric
 
 
 def env_summary(meas: pd.DataFrame) -> list[str]:

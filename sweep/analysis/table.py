@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.selection import ANY
+from sweep.analysis.selection import ANY
 from sweep.results.record import ENV_KEYS
 
 FIRST_COLUMNS = [

@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.memory import CAPACITIES_GB, MEMORY_METRICS
-from analysis.throughput import THROUGHPUT_METRICS
+from sweep.analysis.memory import CAPACITIES_GB, MEMORY_METRICS
+from sweep.analysis.throughput import THROUGHPUT_METRICS
 from sweep.results.trust import GPU_BUSY_MIN_PCT
 
 MAX_SERIES = 12  # more lines than this are unreadable: the rest are left out, and the title says

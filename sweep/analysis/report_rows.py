@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.selection import CONFIG_ORDER
+from sweep.analysis.selection import CONFIG_ORDER
 from sweep.results.frame import read_jsonl, trials_frame
 from sweep.results.record import MEASURED, OK, REFERENCE, Trial
 from sweep.results.store import Store, StoreError, should_replace

@@ -1,5 +1,5 @@
 """The report's own matplotlib figures (the seed grid, speedups over 2020, MFU, option ratios);
-the memory and time-split figures are the web app's (``analysis.figures``)."""
+the memory and time-split figures are the web app's (``sweep.analysis.figures``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.efficiency import efficiency
+from sweep.analysis.efficiency import efficiency
 from sweep.results.record import OK
 
 
