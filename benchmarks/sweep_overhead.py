@@ -70,7 +70,7 @@ def run(
 ) -> dict:
     import ray
 
-    from sweep.plan.config import SHORTCUTS_ENV
+    from sweep.plan.handoff import SHORTCUTS_ENV
 
     os.environ[SHORTCUTS_ENV] = "1" if shortcuts else "0"  # Ray's local workers inherit it
     from sweep.engine.run import EngineOptions, run_sweep

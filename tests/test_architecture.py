@@ -173,3 +173,30 @@ def test_what_each_entry_point_loads(modules, banned):
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=env
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_no_file_imports_in_a_circle():
+    # file level, lazy (function-level) imports included: grimp sees every import statement
+    modules = {m for m, _ in _sources()}
+    nexts: dict[str, set[str]] = {}
+    for importer, imported, _ in _graph():
+        if importer in modules and imported in modules and importer != imported:
+            # a package's __init__ is not a file that imports its children
+            if not imported.startswith(importer + "."):
+                nexts.setdefault(importer, set()).add(imported)
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(nexts.get(m, ())):
+            if state.get(n) == 1:
+                cycles.append(path[path.index(n) :] + [n])
+            elif n not in state:
+                visit(n, [*path, n])
+        state[m] = 2
+
+    for m in sorted(modules):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, cycles

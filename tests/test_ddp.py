@@ -212,11 +212,11 @@ def test_two_gloo_ranks_give_an_ok_row_with_the_ddp_fields(warm):
 
 
 def test_a_rank_dying_mid_step_is_a_crashed_row_in_bounded_time(warm):
-    from sweep.trial import ddp_rank
+    from sweep.trial import ddp_rank, harness
 
     def dies_in_its_second_step(rank, world, config, store):
         if rank == 1:
-            real, calls = ddp_rank.train_step, []
+            real, calls = harness.train_step, []
 
             def step(w, mark=None):
                 calls.append(1)
@@ -224,7 +224,7 @@ def test_a_rank_dying_mid_step_is_a_crashed_row_in_bounded_time(warm):
                     os._exit(9)
                 return real(w, mark)
 
-            ddp_rank.train_step = step  # in rank 1's process only (forked)
+            harness.train_step = step  # the native loop's step, in rank 1's process only (forked)
         return ddp_rank.rank_trial(rank, world, config, store)
 
     t0 = time.monotonic()

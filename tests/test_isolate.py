@@ -30,7 +30,7 @@ def test_trial_process_time_budget_and_flops_reused_across_batches():
     """Each trial's record says where its process's seconds went (fork, environment, FLOP count,
     release, exit); a later trial of the same shape at another batch reuses the count per
     sequence and gets exactly the count it would have taken itself."""
-    from sweep.engine import worker
+    from sweep.engine.flops import FlopsByShape, shape_key
 
     first = run_in_child("sweep.trial.run:run_trial", CFG, 120)
     assert first.status == "ok", first.error
@@ -41,10 +41,10 @@ def test_trial_process_time_budget_and_flops_reused_across_batches():
     # the parts happen inside the process's time; the measured steps are in it too
     parts = m["time_fork_s"] + m["setup_s"] + m["warmup_s"] + m["measure_s"] + m["time_exit_s"]
     assert parts <= m["time_process_s"]
-    worker._FLOPS_PER_SEQUENCE.clear()
-    worker.remember_flops(CFG, first)
+    memory = FlopsByShape()
+    memory.remember(CFG, first.status, first.metrics)
     bigger = {**CFG, "batch_size": 6}
-    known = worker._FLOPS_PER_SEQUENCE[worker.shape_key(bigger)]
+    known = memory.per_sequence(bigger)
     assert known * CFG["batch_size"] == m["flops_per_step"]
     reused = run_in_child("sweep.trial.run:run_trial", bigger, 120, flops_per_sequence=known)
     counted = run_in_child("sweep.trial.run:run_trial", bigger, 120)
@@ -52,7 +52,8 @@ def test_trial_process_time_budget_and_flops_reused_across_batches():
     assert reused.metrics["flops_reused"] == 1 and "time_flops_s" not in reused.metrics
     assert reused.metrics["flops_per_step"] == counted.metrics["flops_per_step"] == 6 * known
     # another shape (seq_len) never reuses it
-    assert worker.shape_key({**CFG, "seq_len": 32}) not in worker._FLOPS_PER_SEQUENCE
+    assert memory.per_sequence({**CFG, "seq_len": 32}) is None
+    assert shape_key({**CFG, "seq_len": 32}) != shape_key(bigger)
 
 
 def test_each_trial_is_a_new_process():

@@ -79,7 +79,7 @@ def _report_cores(rank, world, config, store):
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
 def test_a_pinned_n_gpu_trial_splits_its_cores_between_its_ranks(monkeypatch):
-    from sweep.plan.config import PINNED_ENV
+    from sweep.plan.handoff import PINNED_ENV
     from sweep.trial import ddp
 
     assert ddp.rank_cores([4, 5, 6, 7], 1, 2) == [6, 7] and ddp.rank_cores([4], 1, 2) == [4]

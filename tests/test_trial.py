@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from sweep.plan.config import REQUIRE_GPU_ENV, TrialConfig
+from sweep.plan.config import TrialConfig
+from sweep.plan.handoff import REQUIRE_GPU_ENV
 from sweep.results.record import FINAL_STATUSES, Trial
 from sweep.trial.run import run_trial
 from sweep.trial.workload import build_workload, count_flops
@@ -410,18 +411,27 @@ def test_cuda_graph_on_the_cpu_is_unsupported_naming_why():
 def test_what_cannot_be_captured_is_unsupported_naming_why(changes, why):
     # the checks read only the configuration: run here as if on a GPU
     from sweep.trial.graph import check_graph_support
-    from sweep.trial.workload import Unsupported
+    from sweep.trial.harnesses import harness_for
 
     cfg = TrialConfig(**{**TINY, "cuda_graph": True, **changes})
-    with pytest.raises(Unsupported, match=why) as err:
-        check_graph_support(cfg, "cuda")
-    assert str(err.value).startswith("cuda_graph:")
+    assert harness_for(cfg).check is check_graph_support  # the table's entry refuses it
+    reason = check_graph_support(cfg, "cuda")
+    assert reason and why in reason
+    assert reason.startswith("cuda_graph:")
     # what can be captured passes
-    check_graph_support(TrialConfig(**{**TINY, "cuda_graph": True}), "cuda")
-    check_graph_support(TrialConfig(**{**TINY, "cuda_graph": True, "compile": True}), "cuda")
-    check_graph_support(
-        TrialConfig(**{**TINY, "cuda_graph": True, "precision": "fp16-mixed", "mode": "inference"}),
-        "cuda",
+    assert check_graph_support(TrialConfig(**{**TINY, "cuda_graph": True}), "cuda") is None
+    assert (
+        check_graph_support(TrialConfig(**{**TINY, "cuda_graph": True, "compile": True}), "cuda")
+        is None
+    )
+    assert (
+        check_graph_support(
+            TrialConfig(
+                **{**TINY, "cuda_graph": True, "precision": "fp16-mixed", "mode": "inference"}
+            ),
+            "cuda",
+        )
+        is None
     )
 
 
@@ -580,7 +590,7 @@ def test_cpu_allocation_failure_is_an_error_not_oom(monkeypatch):
     rec = run_trial(TrialConfig(**TINY))
     assert rec.status == "error" and "can't allocate" in rec.error
     # the same words in torch's OutOfMemoryError class are still the host's allocator
-    from sweep.trial.run import _is_oom
+    from sweep.trial.outcome import is_oom as _is_oom
 
     assert not _is_oom(torch.OutOfMemoryError("DefaultCPUAllocator: not enough memory"))
     assert _is_oom(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))

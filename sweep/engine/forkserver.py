@@ -28,13 +28,7 @@ import traceback
 import types
 from typing import Any
 
-from sweep.plan.config import (
-    FLOPS_PER_SEQUENCE_ENV,
-    PINNED_ENV,
-    REQUIRE_GPU_ENV,
-    TRIAL_EXITS_ENV,
-    shortcuts_on,
-)
+from sweep.plan.handoff import PINNED_ENV, REQUIRE_GPU_ENV, TRIAL_EXITS_ENV, shortcuts_on
 from sweep.results.record import CRASHED, ERROR, TIMEOUT, Trial, failure_row
 
 # Modules the fork server imports once; every trial process starts with them loaded.
@@ -117,14 +111,13 @@ def _child(
     _die_with_worker(lifeline)
     _set_env(REQUIRE_GPU_ENV, "1" if require_gpu else None)
     _set_env(TRIAL_EXITS_ENV, "1")
-    _set_env(FLOPS_PER_SEQUENCE_ENV, str(flops_per_sequence) if flops_per_sequence else None)
     try:
         from sweep.plan.config import TrialConfig
 
         if cores:
             os.sched_setaffinity(0, cores)  # before torch starts its threads: they inherit it
         _set_env(PINNED_ENV, "1" if cores else None)
-        record = resolve(fn_path)(TrialConfig.from_dict(config))
+        record = call_trial(resolve(fn_path), TrialConfig.from_dict(config), flops_per_sequence)
         if not isinstance(record, Trial):
             raise TypeError(f"trial function returned {type(record).__name__}, not a Trial")
         if cores:
@@ -140,6 +133,17 @@ def _child(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def call_trial(fn, config, flops_per_sequence: int | None = None) -> Trial:
+    """``fn(config)``, passing ``flops_per_sequence`` (an earlier trial's FLOP count per sequence
+    of this workload's shape) to a trial function that takes it (run_trial does; the engine
+    tests' stand-ins need not)."""
+    import inspect
+
+    if flops_per_sequence and "flops_per_sequence" in inspect.signature(fn).parameters:
+        return fn(config, flops_per_sequence=flops_per_sequence)
+    return fn(config)
 
 
 def _ranges(cores: list[int]) -> str:
@@ -196,7 +200,7 @@ def run_in_child(
     """Run ``fn_path(TrialConfig(**config))`` in a fresh forked process, for at most
     ``timeout_s`` seconds. Always returns a Trial (the child's, or a timeout/crashed/error one).
     ``require_gpu``: Ray gave this trial a GPU; the trial must measure on it (REQUIRE_GPU_ENV).
-    ``flops_per_sequence``: an earlier trial's FLOP count for this shape (FLOPS_PER_SEQUENCE_ENV).
+    ``flops_per_sequence``: an earlier trial's FLOP count for this shape (``call_trial``).
     ``cores``: pin the trial's process to these cores (its record's env gets ``cpu_affinity``).
     The child's record gets the process's own time budget: ``time_fork_s`` (start to the child
     running), ``time_exit_s`` (record received to the process gone) and ``time_process_s``."""

@@ -16,6 +16,7 @@ right now, and which trials to retry.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from cluster.placement import Capacity, Slot
+from sweep.engine.flops import FlopsByShape
 from sweep.engine.schedule import RUN, SKIP, STORED, BatchSearch, GridQueue, with_prediction
 from sweep.engine.worker import TrialRequest
 from sweep.plan.grid import MAX_BATCH, PlannedTrial, SweepSpec, groups
@@ -85,6 +87,7 @@ class SweepSearcher(Searcher):
         self.clock = clock
         self.max_batch = spec.mode == MAX_BATCH
         self.stored_metrics = stored_metrics
+        self.flops = FlopsByShape()  # what a trial of a shape counted, for the next of that shape
         gpu_of = {t.key: gpu for t, gpu in runnable}
         self.groups: list[_Group] = []
         for members in groups([t for t, _ in runnable]).values():
@@ -214,7 +217,9 @@ class SweepSearcher(Searcher):
                 self.live[trial_id] = (g, t)
                 self.handed.append(t)
                 self.attempts[t.key] += 1
-                return self.request(t, g.gpu).to_dict()
+                request = self.request(t, g.gpu)
+                known = self.flops.per_sequence(request.config)
+                return dataclasses.replace(request, flops_per_sequence=known).to_dict()
         if self.live or not all(g.schedule.done for g in self.groups):
             return None  # waiting for a result that may prune or steer the rest, or for a node
         self.finished = True
@@ -240,6 +245,7 @@ class SweepSearcher(Searcher):
             return
         g, t = entry
         status = CRASHED if error or not result else result.get("status", CRASHED)
+        self.flops.remember(t.config.to_dict(), status, _metrics_of(result))
         if status == CRASHED and self.will_retry(t.key):
             g.schedule.retry(t)
             return

@@ -11,6 +11,7 @@ dies cannot report: the driver's callback writes its ``crashed`` row from what R
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 import traceback
@@ -18,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sweep.plan.config import REQUIRE_GPU_ENV, TrialConfig, workload_fields
+from sweep.plan.config import TrialConfig
 from sweep.plan.grid import PlannedTrial
-from sweep.results.record import ERROR, OK, TIMEOUT, Trial, failure_row, utc_now
+from sweep.plan.handoff import REQUIRE_GPU_ENV
+from sweep.results.record import ERROR, TIMEOUT, Trial, failure_row, utc_now
 
 # After a trial thread hung past its timeout, the worker process exits this many seconds after
 # returning its timeout record: long enough for the record to reach the driver, and the hung
@@ -38,6 +40,8 @@ class TrialRequest:
     isolate: run the trial in a fresh process forked from the worker's fork server.
     reuse: the worker process runs further trials (a hung trial must then end the process).
     pin_cpus: pin the trial's process to its GPUs' share of the node's cores (isolated trials).
+    flops_per_sequence: the FLOPs of one sequence of this workload's shape, from an earlier
+      trial (sweep.engine.flops.FlopsByShape): the trial scales it instead of counting.
     """
 
     key: str
@@ -52,6 +56,7 @@ class TrialRequest:
     isolate: bool = True
     reuse: bool = False
     pin_cpus: bool = False
+    flops_per_sequence: int | None = None
 
     @classmethod
     def of(cls, t: PlannedTrial, sweep: str, gpu: bool, **how: Any) -> TrialRequest:
@@ -139,39 +144,22 @@ def run_bounded(
     return record
 
 
-# FLOPs of one sequence per workload shape, from this worker's earlier ok trials: the next trial
-# of the same shape at another batch scales it instead of counting again.
-_FLOPS_PER_SEQUENCE: dict[tuple, int] = {}
-
-
-def shape_key(config: dict[str, Any]) -> tuple:
-    """The workload without its batch size: trials equal here do the same work per sequence."""
-    return tuple((k, config.get(k)) for k in workload_fields() if k != "batch_size")
-
-
-def remember_flops(config: dict[str, Any], record: Trial) -> None:
-    """Keep an ok record's count per sequence (exact: the count is taken on a batch of one)."""
-    flops, batch = record.metrics.get("flops_per_step"), config.get("batch_size")
-    if record.status == OK and flops and batch and int(flops) % int(batch) == 0:
-        _FLOPS_PER_SEQUENCE[shape_key(config)] = int(flops) // int(batch)
-
-
 def _run(request: TrialRequest) -> Trial:
-    from sweep.engine.forkserver import resolve, run_in_child
+    from sweep.engine.forkserver import call_trial, resolve, run_in_child
 
     if request.isolate:
-        record = run_in_child(
+        return run_in_child(
             request.trial_fn,
             request.config,
             float(request.timeout_s),
             host_env(),
             require_gpu=request.gpu,
-            flops_per_sequence=_FLOPS_PER_SEQUENCE.get(shape_key(request.config)),
+            flops_per_sequence=request.flops_per_sequence,
             cores=_cores(request) if request.pin_cpus else None,
         )
-        remember_flops(request.config, record)
-        return record
-    fn = resolve(request.trial_fn)
+    fn = functools.partial(
+        call_trial, resolve(request.trial_fn), flops_per_sequence=request.flops_per_sequence
+    )
     config = TrialConfig.from_dict(request.config)
     with _gpu_required(request.gpu):
         return run_bounded(fn, config, float(request.timeout_s), exit_now=request.reuse)

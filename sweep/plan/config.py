@@ -36,31 +36,6 @@ _CHOICES = {
 }
 
 
-# Set by the engine in a trial's process when Ray gave the trial a GPU: the trial must then
-# measure on that GPU (device auto never falls back to the CPU), and a trial that finds no CUDA
-# there is a non-final row, run again by a resume.
-REQUIRE_GPU_ENV = "TSWEEP_REQUIRE_GPU"
-# Set by the fork server's trial process: the process exits right after the trial, so the trial
-# skips releasing its memory (the process's end frees it) and the process skips Python's teardown.
-TRIAL_EXITS_ENV = "TSWEEP_TRIAL_EXITS"
-# The FLOPs of one sequence of this workload, counted by an earlier trial of the same shape in
-# this worker: the trial multiplies it by its batch instead of counting again (the count is
-# exactly linear in the batch).
-FLOPS_PER_SEQUENCE_ENV = "TSWEEP_FLOPS_PER_SEQUENCE"
-# Set by the fork server's trial process when it was pinned to its share of the node's cores
-# (pin_cpus): the ranks of an N-GPU trial then split that share between them.
-PINNED_ENV = "TSWEEP_PINNED"
-# "0" turns off the per-trial shortcuts above and the environment cache (benchmarks/
-# sweep_overhead.py measures the trial process before and after them side by side).
-SHORTCUTS_ENV = "TSWEEP_TRIAL_SHORTCUTS"
-
-
-def shortcuts_on() -> bool:
-    import os
-
-    return os.environ.get(SHORTCUTS_ENV, "1") != "0"
-
-
 # torch.manual_seed takes up to 2**64 - 1, but the results frame and SQLite hold signed 64-bit
 # integers: the largest seed every stage keeps exactly.
 MAX_SEED = 2**63 - 1

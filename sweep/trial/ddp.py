@@ -33,7 +33,8 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-from sweep.plan.config import PINNED_ENV, TrialConfig
+from sweep.plan.config import TrialConfig
+from sweep.plan.handoff import PINNED_ENV
 from sweep.results.record import (
     CRASHED,
     ERROR,
@@ -47,6 +48,7 @@ from sweep.results.record import (
     utc_now,
 )
 from sweep.trial import metrics as M
+from sweep.trial.outcome import classify, trial_record
 
 # Once a rank has failed, how long the others have to report their own failure (the rank that
 # ran out of memory reports it; the others then see their peer gone).
@@ -75,17 +77,6 @@ def rank_cores(cores: list[int], rank: int, world: int) -> list[int]:
     return cores[rank * per : (rank + 1) * per] if per else cores
 
 
-def _classify(exc: BaseException) -> str:
-    from sweep.trial.run import _is_oom
-    from sweep.trial.workload import NoCuda, Unsupported
-
-    if isinstance(exc, Unsupported):
-        return UNSUPPORTED
-    if isinstance(exc, NoCuda):
-        return NO_GPU_TYPE
-    return OOM if _is_oom(exc) else ERROR
-
-
 def _rank_entry(fn: RankFn, rank: int, world: int, config: TrialConfig, store: str, conn, parent):
     _die_with_parent()
     if os.getppid() != parent:  # the supervisor died before the line above
@@ -97,7 +88,7 @@ def _rank_entry(fn: RankFn, rank: int, world: int, config: TrialConfig, store: s
     try:
         conn.send(("ok", fn(rank, world, config, store)))
     except BaseException as exc:
-        status = _classify(exc)
+        status = classify(exc)
         if status == ERROR:  # the traceback goes to the worker's log, as a 1-GPU trial's does
             logging.getLogger(__name__).exception("rank %d of %d failed: %s", rank, world, config)
         conn.send(("fail", status, f"{exc}"[:4000], type(exc).__name__))
@@ -265,12 +256,18 @@ def run_ddp_trial(
     repeat: int = 0,
     timeout_s: float | None = None,
     rank_fn: RankFn | None = None,
+    flops_per_sequence: int | None = None,
 ) -> Trial:
     """Measure ``config`` across ``config.gpus_per_trial`` ranks. Always returns a record.
     ``timeout_s``: kill the ranks past it (None: the engine's timeout bounds the trial);
-    ``rank_fn``: what a rank runs (tests put a failing rank in)."""
+    ``rank_fn``: what a rank runs (tests put a failing rank in); ``flops_per_sequence``: an
+    earlier trial's count for this shape, passed to rank 0 (sweep/trial/run.py)."""
     if rank_fn is None:
-        from sweep.trial.ddp_rank import rank_trial as rank_fn
+        import functools
+
+        from sweep.trial.ddp_rank import rank_trial
+
+        rank_fn = functools.partial(rank_trial, flops_per_sequence=flops_per_sequence)
     started = utc_now()
     t0 = time.perf_counter()
     world = config.gpus_per_trial
@@ -286,8 +283,6 @@ def run_ddp_trial(
     env = results.get(0, {}).get("env") or _host_env()
     metrics = combine(world, results) if status in (OK, NONFINITE) else {}
     metrics["trial_s"] = time.perf_counter() - t0
-    from sweep.trial.run import trial_record
-
     return trial_record(
         config, status, metrics, env, error, error_type, started, sweep, gpu_type, repeat
     )

@@ -34,17 +34,12 @@ import torch.distributed as dist
 
 from sweep.plan.config import TrialConfig
 from sweep.trial import metrics as M
-from sweep.trial.harness import MAX_STEPS, timing
-from sweep.trial.profile import maybe_profile
-from sweep.trial.window import MeasurementWindow, synchronize
-from sweep.trial.workload import (
-    NoCuda,
-    Unsupported,
-    build_workload,
-    check_support,
-    resolve_device,
-    train_step,
-)
+from sweep.trial.harness import native_stepper
+from sweep.trial.harnesses import check
+from sweep.trial.measure import MAX_STEPS, RawTiming, measure
+from sweep.trial.outcome import NoCuda, derive_metrics, finite, start_cuda
+from sweep.trial.window import synchronize
+from sweep.trial.workload import build_workload, resolve_device, step_flops
 
 # A collective that waits longer than this raises in the ranks still alive (gloo), or is aborted
 # by NCCL's watchdog: a rank that hangs without dying is bounded even without the trial's timeout.
@@ -74,19 +69,6 @@ def bucket_sizes(
     if current:
         buckets.append(current)
     return buckets
-
-
-def check_ddp_support(config: TrialConfig) -> None:
-    """What an N-GPU trial cannot measure, as Unsupported rows naming the field."""
-    if config.mode != "train":
-        raise Unsupported(
-            "gpus_per_trial: N > 1 measures training (DDP); inference has no "
-            "gradients to all-reduce (use gpus_per_trial 1)"
-        )
-    if config.harness != "native":
-        raise Unsupported("gpus_per_trial: N > 1 runs with the native harness only")
-    if config.cuda_graph:
-        raise Unsupported("gpus_per_trial: N > 1 does not capture CUDA graphs (cuda_graph)")
 
 
 def _timed_all_reduce_s(tensors: list[torch.Tensor], device_type: str, iters: int) -> float:
@@ -136,48 +118,50 @@ def grad_allreduce(model: torch.nn.Module, device: torch.device) -> dict[str, fl
     }
 
 
-def run_steps(w, uuid: str | None):
-    """Warm-up, then the measured steps in one window, as run_native does. Every rank runs the
-    same number of steps (DDP's all-reduce needs all of them): with min_measure_s, rank 0
-    decides after each ``steps`` steps whether to go on and broadcasts it."""
-    cfg = w.config
-    dev = w.device.type
-    t0 = time.perf_counter()
-    for _ in range(cfg.warmup_steps):
-        train_step(w)
-    synchronize(dev)
-    warmup_s = time.perf_counter() - t0
-    window = MeasurementWindow(dev, uuid)
-    dist.barrier()  # the ranks open their windows together
-    window.begin()
-    losses: list[torch.Tensor] = []
-    n, target = 0, cfg.steps
-    while True:
-        while n < target:
-            losses.append(train_step(w, window.mark))
-            n += 1
-        if cfg.min_measure_s <= 0 or n >= MAX_STEPS:
-            break
-        more = torch.tensor([int(window.elapsed_s() < cfg.min_measure_s)], device=w.device)
+class RanksAgree:
+    """The loop's rule for a rank: ``steps`` steps, then, with ``min_measure_s``, rank 0 decides
+    after each further ``steps`` whether to go on and broadcasts it, so that every rank runs the
+    same number of steps (DDP's all-reduce needs all of them)."""
+
+    def __init__(self, steps: int, min_measure_s: float, device: torch.device) -> None:
+        self.steps, self.min_measure_s, self.device = steps, min_measure_s, device
+        self.target = steps
+
+    def __call__(self, n: int, elapsed_s: float) -> bool:
+        if n < self.target:
+            return True
+        if self.min_measure_s <= 0 or n >= MAX_STEPS:
+            return False
+        more = torch.tensor([int(elapsed_s < self.min_measure_s)], device=self.device)
         dist.broadcast(more, 0)
         if not int(more.item()):
-            break
-        target = min(n + cfg.steps, MAX_STEPS)
-    result = window.end()
-    raw = timing(
-        ("forward", "backward", "optimizer"), 4, cfg.warmup_steps, warmup_s, result, losses
-    )
-    raw.profile = maybe_profile(w, lambda: train_step(w))  # every rank: the step all-reduces
-    return raw
+            return False
+        self.target = min(n + self.steps, MAX_STEPS)
+        return True
 
 
-def rank_trial(rank: int, world: int, config: TrialConfig, store_path: str) -> dict[str, Any]:
+def run_steps(w, uuid: str | None) -> RawTiming:
+    """The native loop's measurement on every rank: the ranks open their windows together and
+    agree on the number of steps; every rank profiles one step (the step all-reduces)."""
+    stepper = native_stepper(w)
+    stepper.before_window = dist.barrier
+    stepper.go_on = RanksAgree(w.config.steps, w.config.min_measure_s, w.device)
+    return measure(w, stepper, uuid)
+
+
+def rank_trial(
+    rank: int,
+    world: int,
+    config: TrialConfig,
+    store_path: str,
+    flops_per_sequence: int | None = None,
+) -> dict[str, Any]:
     """Run this rank's share of the trial; returns its metrics (rank 0: with the environment and
-    the FLOP count). Raises on failure: the caller turns it into a status."""
+    the FLOP count, ``flops_per_sequence`` times the batch where given). Raises on failure: the
+    caller turns it into a status."""
     from torch.nn.parallel import DistributedDataParallel
 
     from sweep.trial.env import capture
-    from sweep.trial.run import _flops, _start_cuda, derive_metrics
 
     timings: dict[str, float] = {}
     device_type = resolve_device(config)
@@ -188,10 +172,9 @@ def rank_trial(rank: int, world: int, config: TrialConfig, store_path: str) -> d
         torch.cuda.set_device(rank)
     else:
         torch.set_num_threads(max(1, torch.get_num_threads() // world))  # the ranks share cores
-    _start_cuda(device_type, timings)
+    start_cuda(device_type, timings)
     env = capture(device_type) if rank == 0 else {}
-    check_support(config, device_type)
-    check_ddp_support(config)
+    check(config, device_type)
     device = torch.device(device_type, rank) if device_type == "cuda" else torch.device("cpu")
     dist.init_process_group(
         "nccl" if device_type == "cuda" else "gloo",
@@ -207,7 +190,7 @@ def rank_trial(rank: int, world: int, config: TrialConfig, store_path: str) -> d
     synchronize(device_type)
     setup_s = time.perf_counter() - t0
     # counted on the bare model, before DDP registers its gradient hooks; rank 0 only
-    flops = _flops(w, timings) if rank == 0 else None
+    flops = step_flops(w, flops_per_sequence, timings) if rank == 0 else None
     ddp = DistributedDataParallel(w.model, device_ids=[rank] if device_type == "cuda" else None)
     w.run_model = torch.compile(ddp, mode=config.compile_mode) if config.compile else ddp
     raw = run_steps(w, env.get("gpu_uuid"))
@@ -218,5 +201,4 @@ def rank_trial(rank: int, world: int, config: TrialConfig, store_path: str) -> d
     out.update(comm)
     out["setup_s"] = setup_s
     out.update(timings)
-    finite = all(x == x and abs(x) != float("inf") for x in raw.losses)
-    return {"rank": rank, "metrics": out, "env": env, "finite": finite}
+    return {"rank": rank, "metrics": out, "env": env, "finite": finite(raw.losses)}

@@ -50,7 +50,7 @@ def software() -> dict[str, Any]:
     """The node's software, captured once per process (the fork server calls it at start-up, so
     every trial process it forks inherits the answer; a git subprocess and a dozen package
     lookups per trial are not measurement)."""
-    from sweep.plan.config import shortcuts_on
+    from sweep.plan.handoff import shortcuts_on
 
     if not shortcuts_on():
         return _software()

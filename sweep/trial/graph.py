@@ -27,43 +27,44 @@ from collections.abc import Callable
 import torch
 
 from sweep.plan.config import COMPILE_MODES_WITH_GRAPHS, TrialConfig
-from sweep.trial.harness import MAX_STEPS, RawTiming, timing
-from sweep.trial.profile import maybe_profile
-from sweep.trial.window import MeasurementWindow, synchronize
-from sweep.trial.workload import Unsupported, Workload
+from sweep.trial.measure import RawTiming, Stepper, measure
+from sweep.trial.outcome import Unsupported, is_oom
+from sweep.trial.window import synchronize
+from sweep.trial.workload import Workload
 
 log = logging.getLogger(__name__)
 
 _MAX_ERROR_CHARS = 600
 
 
-def check_graph_support(config: TrialConfig, device_type: str) -> None:
-    """Raise Unsupported, naming the field and why, for what cannot be captured."""
+def check_graph_support(config: TrialConfig, device_type: str) -> str | None:
+    """Why this configuration cannot be captured (naming the field), or None."""
     if device_type != "cuda":
-        raise Unsupported("cuda_graph: CUDA graphs need a CUDA GPU (this trial runs on the CPU)")
+        return "cuda_graph: CUDA graphs need a CUDA GPU (this trial runs on the CPU)"
     if config.harness == "lightning":
-        raise Unsupported(
+        return (
             "cuda_graph: the Lightning harness runs its own loop and hooks around each step; "
             "CUDA graphs are measured with the native harness"
         )
     if config.precision == "fp16-mixed" and config.mode == "train":
         # GradScaler decides on the host whether to skip the step and how to change the scale
         # (it reads found_inf back), which a captured step cannot do.
-        raise Unsupported(
+        return (
             "cuda_graph: fp16-mixed training needs the dynamic grad scaler, whose skip-and-"
             "rescale decision is taken on the host and cannot be captured (use bf16-mixed)"
         )
     if config.optimizer == "apex-fused-adam" and config.mode == "train":
-        raise Unsupported(
+        return (
             "cuda_graph: apex-fused-adam has no capturable mode (its step count is on the host); "
             "use adamw-fused, captured with capturable=True"
         )
     if config.compile in COMPILE_MODES_WITH_GRAPHS:
-        raise Unsupported(
+        return (
             f"cuda_graph: compile mode {config.compile} replays CUDA graphs of its own, which "
             "cannot be captured inside another graph (use compile true or "
             "max-autotune-no-cudagraphs with cuda_graph)"
         )
+    return None
 
 
 def graph_inputs(batch: dict[str, torch.Tensor], compiled: bool = False) -> dict[str, torch.Tensor]:
@@ -132,10 +133,6 @@ def _cause(exc: BaseException) -> str:
     return " <- then: ".join(parts)[:_MAX_ERROR_CHARS]
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
 class GraphStep:
     """The captured phases of one step. ``phases``: (name, graph) in capture (= replay) order;
     ``loss``: the static loss tensor the forward graph writes (None in inference mode)."""
@@ -202,7 +199,7 @@ class GraphStep:
                 self.output = out
             torch.cuda.synchronize()
         except Exception as exc:
-            if _is_oom(exc):
+            if is_oom(exc):
                 raise
             raise Unsupported(f"cuda_graph: capture failed: {_cause(exc)}") from None
         self.capture_s = time.perf_counter() - t0
@@ -228,29 +225,17 @@ class GraphStep:
 def run_graphed(w: Workload, uuid: str | None = None) -> RawTiming:
     """The native harness's measurement with the step replayed from CUDA graphs: warm-up
     (eager, side stream), capture (timed apart), then the measured replays in one window."""
-    cfg = w.config
     step = GraphStep(w)
-    t0 = time.perf_counter()
-    step.warm_up(cfg.warmup_steps)
-    warmup_s = time.perf_counter() - t0
-    step.capture()
-
-    window = MeasurementWindow("cuda", uuid)
-    window.begin()
-    losses: list[torch.Tensor] = []
-    n = 0
-    while n < cfg.steps or (window.elapsed_s() < cfg.min_measure_s and n < MAX_STEPS):
-        loss = step.replay(window.mark)
-        if loss is not None:
-            losses.append(loss)
-        n += 1
-    result = window.end()
-    raw = timing(step.names, len(step.phases) + 1, cfg.warmup_steps, warmup_s, result, losses)
+    # the phase names are the captured graphs': known once ``prepare`` (the capture) has run
+    names = ("forward", "backward", "optimizer") if step.train else ("forward",)
+    stepper = Stepper(step.replay, names, warm_up=step.warm_up, prepare=step.capture)
+    stepper.profile = step.replay
+    raw = measure(w, stepper, uuid)
+    assert step.names == names, (step.names, names)
     raw.graph_captured = True
     raw.graph_capture_s = step.capture_s
     if step.capture_peak_allocated_bytes is not None:
         raw.peak_allocated_bytes = max(
             raw.peak_allocated_bytes or 0, step.capture_peak_allocated_bytes
         )
-    raw.profile = maybe_profile(w, step.replay)
     return raw

@@ -1,74 +1,22 @@
-"""The two harnesses that run a workload's steps and time them.
+"""The harnesses that run a workload's steps in this process and time them.
 
-``native``: a plain PyTorch loop. ``lightning``: a LightningModule driven by a Trainer, as the
-original project did. Both return the same ``RawTiming`` so that their difference is the
-framework's overhead. Warm-up steps run first and are timed apart; the measured steps are
-bracketed by one ``MeasurementWindow`` (sweep/trial/window.py).
+``native``: a plain PyTorch loop (``native_stepper`` through sweep/trial/measure.py's loop).
+``lightning``: a LightningModule driven by a Trainer, as the original project did; the Trainer
+owns the loop, so it shares the measurement window and ``timing`` but not the loop. Both return
+the same ``RawTiming`` so that their difference is the framework's overhead. The CUDA-graph step
+is sweep/trial/graph.py; which harness runs a configuration is sweep/trial/harnesses.py's table.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from sweep.trial.profile import StepProfile, maybe_profile
-from sweep.trial.window import MeasurementWindow, WindowResult, synchronize
+from sweep.trial.measure import MAX_STEPS, RawTiming, Stepper, measure, timing
+from sweep.trial.window import MeasurementWindow, synchronize
 from sweep.trial.workload import Workload, inference_step, train_step
-
-MAX_STEPS = 100_000  # a bound on min_measure_s loops
-
-
-@dataclass
-class RawTiming:
-    """What a harness measured, before any arithmetic. Times in ms (per step) and s."""
-
-    phase_names: tuple[str, ...]
-    rows_ms: list[list[float]]  # per measured step: start, then each phase's end; last: [end]
-    warmup_steps: int
-    warmup_s: float
-    measure_s: float
-    losses: list[float] = field(default_factory=list)
-    peak_allocated_bytes: int | None = None
-    peak_reserved_bytes: int | None = None
-    nvml: dict[str, Any] = field(default_factory=dict)
-    graph_captured: bool = False  # the measured steps were CUDA-graph replays
-    graph_capture_s: float | None = None
-    profile: StepProfile | None = None  # the profiled step after the measured ones
-
-
-def _rows(flat: list[float], per_step: int) -> list[list[float]]:
-    n = (len(flat) - 1) // per_step
-    rows = [flat[i * per_step : (i + 1) * per_step] for i in range(n)]
-    rows.append([flat[-1]])
-    return rows
-
-
-def timing(
-    names: tuple[str, ...],
-    per_step: int,
-    warmup_steps: int,
-    warmup_s: float,
-    r: WindowResult,
-    losses: list[torch.Tensor],
-) -> RawTiming:
-    return RawTiming(
-        names,
-        _rows(r.marks_ms, per_step),
-        warmup_steps,
-        warmup_s,
-        r.measure_s,
-        _losses(losses),
-        r.peak_allocated_bytes,
-        r.peak_reserved_bytes,
-        r.nvml,
-    )
-
-
-def _losses(losses: list[torch.Tensor]) -> list[float]:
-    return torch.stack(losses).float().cpu().tolist() if losses else []
 
 
 def private_pool_bytes(snapshot: list[dict] | None = None, device: int | None = None) -> int:
@@ -90,46 +38,34 @@ def graphs_peak_bytes(warmup_peak: int, window_peak: int, pool_bytes: int) -> in
     return max(warmup_peak, window_peak + pool_bytes)
 
 
+def native_stepper(w: Workload) -> Stepper:
+    """The plain loop's step: forward (with the loss), backward, optimizer; forward alone in
+    inference mode."""
+    if w.config.mode == "train":
+        return Stepper(lambda mark: train_step(w, mark), ("forward", "backward", "optimizer"))
+    return Stepper(lambda mark: inference_step(w, mark), ("forward",))
+
+
 def run_native(w: Workload, uuid: str | None = None) -> RawTiming:
-    cfg = w.config
-    train = cfg.mode == "train"
-    step = train_step if train else inference_step
     # A compile mode that replays CUDA graphs (cudagraph trees) records them in the warm-up, in a
     # private pool whose blocks the replays reuse without asking the allocator, which shows them
-    # as free after the recording: the measured window's allocated peak misses them (1.23 GiB
-    # against 4.26 for compile default on the H200, 2026-12-02), and the recording's own peak is
-    # short of them too (bert-mini b32 s128 on the H200, 2026-12-03, each in a fresh process:
-    # warm-up peak 0.320 GiB, window 0.126 + pools 0.236 = 0.362 against 0.352 for compile
-    # default; benchmarks/compile_pool_memory.py). The peak is the larger of the warm-up's and
-    # the measured window's plus what the private pools hold: at most what the allocator
-    # reserved, and enough to run the trial (tests/test_gpu.py runs it capped to that figure).
+    # as free after the recording: the measured window's allocated peak misses them, and the
+    # recording's own peak is short of them too (docs/DECISIONS.md has the H200 figures). The
+    # peak is the larger of the warm-up's and the measured window's plus what the private pools
+    # hold: at most what the allocator reserved, and enough to run the trial (tests/test_gpu.py
+    # runs it capped to that figure).
     pool = w.compiled_graphs and w.device.type == "cuda"
+    stepper = native_stepper(w)
+    warmup_peak: list[int] = []
     if pool:
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(cfg.warmup_steps):
-        step(w)
-    synchronize(w.device.type)
-    warmup_s = time.perf_counter() - t0
-    warmup_peak = torch.cuda.max_memory_allocated() if pool else None
-
-    window = MeasurementWindow(w.device.type, uuid)
-    window.begin()
-    losses: list[torch.Tensor] = []
-    n = 0
-    while n < cfg.steps or (window.elapsed_s() < cfg.min_measure_s and n < MAX_STEPS):
-        out = step(w, window.mark)
-        if train:
-            losses.append(out)
-        n += 1
-    result = window.end()
-    names = ("forward", "backward", "optimizer") if train else ("forward",)
-    # each step marked its start and each phase's end; train_step marks 4, inference 2
-    raw = timing(names, len(names) + 1, cfg.warmup_steps, warmup_s, result, losses)
-    if warmup_peak is not None:
+        stepper.prepare = lambda: warmup_peak.append(torch.cuda.max_memory_allocated())
+    raw = measure(w, stepper, uuid)
+    if warmup_peak:
         window_peak = raw.peak_allocated_bytes or 0
-        raw.peak_allocated_bytes = graphs_peak_bytes(warmup_peak, window_peak, private_pool_bytes())
-    raw.profile = maybe_profile(w, lambda: step(w))
+        raw.peak_allocated_bytes = graphs_peak_bytes(
+            warmup_peak[0], window_peak, private_pool_bytes()
+        )
     return raw
 
 

@@ -16,18 +16,12 @@ from typing import Any
 import torch
 
 from sweep.plan.catalog import DECODER, ModelSpec, get_spec
-from sweep.plan.config import COMPILE_MODES_WITH_GRAPHS, REQUIRE_GPU_ENV, TrialConfig
+from sweep.plan.config import COMPILE_MODES_WITH_GRAPHS, TrialConfig
+from sweep.plan.handoff import REQUIRE_GPU_ENV
+from sweep.trial.outcome import NoCuda
+from sweep.trial.transforms import apply_all
 
 log = logging.getLogger(__name__)
-
-
-class Unsupported(Exception):
-    """The configuration cannot run here (fp16 on a CPU, flash attention not installed...)."""
-
-
-class NoCuda(Exception):
-    """A GPU was asked for (device cuda, or Ray gave the trial a GPU) but this process sees no
-    CUDA device: not a property of the configuration, so not a final result."""
 
 
 def resolve_device(config: TrialConfig) -> str:
@@ -42,42 +36,43 @@ def resolve_device(config: TrialConfig) -> str:
     return "cuda" if config.device == "auto" else config.device
 
 
-def check_support(config: TrialConfig, device_type: str) -> None:
-    """Raise Unsupported, naming the field, for what this machine cannot run."""
+def refusal(config: TrialConfig, device_type: str) -> str | None:
+    """Why this machine cannot run the workload (naming the field), or None."""
     if device_type == "cpu":
         if config.precision in ("fp16-mixed", "tf32"):
-            raise Unsupported(
+            return (
                 f"precision: {config.precision} needs a CUDA GPU "
                 "(use fp32 or bf16-mixed on the CPU)"
             )
         if config.optimizer == "apex-fused-adam":
-            raise Unsupported("optimizer: apex-fused-adam needs a CUDA GPU")
+            return "optimizer: apex-fused-adam needs a CUDA GPU"
         if config.attention == "flash_attention_2":
-            raise Unsupported("attention: flash_attention_2 needs a CUDA GPU")
+            return "attention: flash_attention_2 needs a CUDA GPU"
     else:
         major, _ = torch.cuda.get_device_capability(0)
         if config.precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
-            raise Unsupported(
+            return (
                 "precision: bf16-mixed needs compute capability 8.0 or newer "
                 f"(this GPU has {major}.x)"
             )
-    if config.attention == "flash_attention_2":
-        try:
-            import flash_attn  # noqa: F401
-        except ImportError:
-            raise Unsupported(
-                "attention: flash_attention_2 needs the flash-attn package, which is not installed"
-            ) from None
-    if config.optimizer == "apex-fused-adam":
-        try:
-            from apex.optimizers import FusedAdam  # noqa: F401
-        except ImportError:
-            raise Unsupported(
-                "optimizer: apex-fused-adam needs NVIDIA apex, which does not "
-                "import here (it is not on PyPI; the NGC PyTorch image ships it)"
-            ) from None
-    if config.harness == "lightning" and config.mode == "inference":
-        raise Unsupported("harness: inference mode is measured with the native harness only")
+    if config.attention == "flash_attention_2" and not _imports("flash_attn"):
+        return "attention: flash_attention_2 needs the flash-attn package, which is not installed"
+    if config.optimizer == "apex-fused-adam" and not _imports("apex.optimizers"):
+        return (
+            "optimizer: apex-fused-adam needs NVIDIA apex, which does not "
+            "import here (it is not on PyPI; the NGC PyTorch image ships it)"
+        )
+    return None
+
+
+def _imports(module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def set_matmul_precision(precision: str) -> None:
@@ -116,8 +111,6 @@ def build_model(spec: ModelSpec, config: TrialConfig, device: torch.device) -> t
         model = cls.from_config(
             hf_config, attn_implementation=config.attention, dtype=torch.float32
         )
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train(config.mode == "train")
     return model
 
@@ -188,15 +181,14 @@ def build_workload(config: TrialConfig, device_type: str) -> Workload:
     device = torch.device(device_type)
     torch.manual_seed(config.seed)
     set_matmul_precision(config.precision)
-    model = build_model(spec, config, device)
+    model = apply_all(build_model(spec, config, device), config)
     gen = torch.Generator().manual_seed(config.seed)
     batch = synthetic_batch(spec, config, device, gen)
     optimizer = None
     scaler = None
     if config.mode == "train":
-        optimizer = build_optimizer(
-            config.optimizer, model.parameters(), capturable=config.cuda_graph
-        )
+        trainable = [p for p in model.parameters() if p.requires_grad]  # a frozen base stays out
+        optimizer = build_optimizer(config.optimizer, trainable, capturable=config.cuda_graph)
         if config.precision == "fp16-mixed" and config.harness == "native":
             scaler = torch.amp.GradScaler(device_type)
     run_model = torch.compile(model, mode=config.compile_mode) if config.compile else model
@@ -261,6 +253,21 @@ def _count_once(w: Workload, one: dict[str, torch.Tensor]) -> int:
         with counter, torch.inference_mode(), w.autocast():
             w.model(**one)
     return counter.get_total_flops()
+
+
+def step_flops(w: Workload, per_sequence: int | None, timings: dict[str, float]) -> int | None:
+    """The step's FLOPs: ``per_sequence`` (an earlier trial's count for this shape, passed by the
+    worker) scaled to this batch, or counted now (``count_flops``), timed apart."""
+    import time
+
+    if per_sequence:
+        timings["flops_reused"] = 1
+        return int(per_sequence) * w.config.batch_size
+    t0 = time.perf_counter()
+    flops = count_flops(w)
+    timings["time_flops_s"] = time.perf_counter() - t0
+    timings["flops_reused"] = 0
+    return flops
 
 
 def count_flops(w: Workload) -> int:

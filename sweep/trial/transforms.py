@@ -1,0 +1,72 @@
+"""Workload transforms: what changes the model between building it and building its optimizer.
+
+Each transform is one entry of ``TRANSFORMS``, keyed by the TrialConfig field that asks for it,
+with its own ``check`` (why this configuration cannot have it here, or None) and ``apply`` (the
+model in, the model out). They run in the table's order; the step, the harnesses and the
+optimizer never branch on them. A new transform is its field in ``sweep/plan/config.py`` plus one
+entry here (docs/ARCHITECTURE.md, "Where to add...").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sweep.plan.config import TrialConfig
+
+Check = Callable[[TrialConfig, str], "str | None"]
+
+
+@dataclass(frozen=True)
+class Transform:
+    """name: the TrialConfig field that asks for it; wanted: whether this configuration does;
+    check(config, device_type): the reason it cannot run here (None: it can); apply(model,
+    config): the transformed model (in place or a wrapper)."""
+
+    name: str
+    wanted: Callable[[TrialConfig], bool]
+    check: Check
+    apply: Callable[[object, TrialConfig], object]
+
+
+def _no_reason(config: TrialConfig, device_type: str) -> str | None:
+    return None
+
+
+def _checkpointing(model, config: TrialConfig):
+    """Recompute each layer's activations in the backward (transformers' own switch), with
+    torch's non-reentrant checkpoint: it needs no input that requires grad, so it works under a
+    frozen base (LoRA) as well, and it is the variant torch recommends."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+TRANSFORMS: tuple[Transform, ...] = (
+    Transform(
+        "gradient_checkpointing",
+        lambda c: c.gradient_checkpointing,
+        _no_reason,  # in inference mode transformers checkpoints nothing (model.eval())
+        _checkpointing,
+    ),
+)
+
+
+def wanted(config: TrialConfig) -> list[Transform]:
+    """The transforms this configuration asks for, in the order they apply."""
+    return [t for t in TRANSFORMS if t.wanted(config)]
+
+
+def refusal(config: TrialConfig, device_type: str) -> str | None:
+    """The first reason a wanted transform cannot run here, or None."""
+    for t in wanted(config):
+        reason = t.check(config, device_type)
+        if reason:
+            return reason
+    return None
+
+
+def apply_all(model, config: TrialConfig):
+    """The model after every wanted transform, in order."""
+    for t in wanted(config):
+        model = t.apply(model, config)
+    return model
