@@ -17,7 +17,7 @@ from sweep.results.record import MEASURED, OK, REFERENCE, Trial
 from sweep.results.store import Store, StoreError, should_replace
 
 # A source is named relative to the repository when inside it.
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class Failure(Exception):
