@@ -14,9 +14,20 @@ from sweep.plan.catalog import DECODER, get_spec
 
 TASKS = ("seq-cls", "causal-lm")
 MODES = ("train", "inference")
-PRECISIONS = ("fp32", "tf32", "fp16-mixed", "bf16-mixed")
+# bf16-true: weights, gradients and optimizer state in bf16, no fp32 master copy (torchtune's and
+# LLaMA-Factory's pure_bf16); *-mixed: fp32 weights under autocast.
+PRECISIONS = ("fp32", "tf32", "fp16-mixed", "bf16-mixed", "bf16-true")
 ATTENTIONS = ("sdpa", "eager", "flash_attention_2")
-OPTIMIZERS = ("adamw", "adamw-fused", "apex-fused-adam")
+# adamw-8bit / paged-adamw-8bit: bitsandbytes' block-wise 8-bit AdamW (the paged one keeps its
+# state in CUDA unified memory, which the driver can page out to the host).
+OPTIMIZERS = ("adamw", "adamw-fused", "apex-fused-adam", "adamw-8bit", "paged-adamw-8bit")
+# full: every weight trains; lora: low-rank adapters over a frozen base (peft); qlora: the same
+# over a base whose linear layers are 4-bit NF4 (bitsandbytes), computed in bf16.
+FINETUNES = ("full", "lora", "qlora")
+# all-linear: every linear layer of the transformer blocks (peft's "all-linear": not the output
+# head); attention: the attention projections only (q, k, v, o).
+LORA_TARGETS = ("all-linear", "attention")
+MAX_LORA_RANK = 4096
 HARNESSES = ("native", "lightning")
 DEVICES = ("auto", "cuda", "cpu")
 # torch.compile modes (torch.compile's ``mode``). ``compile: true`` is the default mode; the name
@@ -33,6 +44,8 @@ _CHOICES = {
     "optimizer": OPTIMIZERS,
     "harness": HARNESSES,
     "device": DEVICES,
+    "finetune": FINETUNES,
+    "lora_targets": LORA_TARGETS,
 }
 
 
@@ -81,6 +94,18 @@ class TrialConfig:
         "GPUs of one node for one trial: N > 1 trains with DistributedDataParallel across N GPUs "
         "(N gloo processes on the CPU), the same batch on each (batch_size is per GPU)",
     )
+    finetune: str = _field(
+        "full", "full fine-tuning, or adapters over a frozen base: lora, qlora (4-bit NF4 base)"
+    )
+    lora_rank: int = _field(16, "rank of the LoRA adapters (lora and qlora)")
+    lora_targets: str = _field(
+        "all-linear", "layers that get adapters: all-linear (not the output head) or attention"
+    )
+    liger: bool = _field(
+        False,
+        "Liger's Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy: no "
+        "full-vocabulary logits); CUDA only",
+    )
     warmup_steps: int = _field(
         3, "steps run first and reported apart (compilation, first optimizer step)", MEASUREMENT
     )
@@ -127,7 +152,7 @@ class TrialConfig:
                 f"compile: expected true or false or a mode ({', '.join(COMPILE_MODES)}), "
                 f"got {excerpt(self.compile)}"
             )
-        for name in ("cuda_graph", "gradient_checkpointing", "profile_step"):
+        for name in ("cuda_graph", "gradient_checkpointing", "profile_step", "liger"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"{name}: expected true or false, got {excerpt(getattr(self, name))}"
@@ -152,9 +177,34 @@ class TrialConfig:
             raise ValueError(
                 f"task: causal-lm needs a decoder; {self.model} is an encoder (use seq-cls)"
             )
+        self._check_finetune(spec)
         if self.task == "causal-lm" and self.seq_len < 2:
             # the loss predicts token i+1 from tokens up to i: one token leaves nothing to predict
             raise ValueError("seq_len: causal-lm needs at least 2 tokens (1 has no next token)")
+
+    def _check_finetune(self, spec) -> None:
+        rank = self.lora_rank
+        if isinstance(rank, bool) or not isinstance(rank, int):
+            raise ValueError(f"lora_rank: expected an integer, got {excerpt(rank)}")
+        if not 1 <= rank <= min(MAX_LORA_RANK, spec.hidden_size or MAX_LORA_RANK):
+            raise ValueError(
+                f"lora_rank: must be between 1 and {min(MAX_LORA_RANK, spec.hidden_size or 0)} "
+                f"(the hidden size of {self.model}), got {rank}"
+            )
+        if self.finetune == "full":
+            return
+        if self.mode != "train":
+            raise ValueError(f"finetune: {self.finetune} trains adapters; it needs mode train")
+        if self.finetune == "qlora" and self.precision not in ("bf16-mixed", "bf16-true"):
+            raise ValueError(
+                f"finetune: qlora computes its 4-bit base in bf16; precision {self.precision} "
+                "cannot be used with it (use bf16-mixed or bf16-true)"
+            )
+
+    @property
+    def adapters(self) -> bool:
+        """Whether the base is frozen and adapters train (lora, qlora)."""
+        return self.finetune != "full"
 
     @property
     def compile_mode(self) -> str | None:

@@ -24,7 +24,15 @@ SCHEMA_VERSION = 3
 # Configuration fields added after the first schema, with their defaults (TrialConfig's: a test
 # checks they agree). A field at its default is left out of the key, so a stored row's key stays
 # what it was before the field existed; a record read without one gets the default.
-ADDED_FIELDS: dict[str, Any] = {"cuda_graph": False, "profile_step": True, "gpus_per_trial": 1}
+ADDED_FIELDS: dict[str, Any] = {
+    "cuda_graph": False,
+    "profile_step": True,
+    "gpus_per_trial": 1,
+    "finetune": "full",
+    "lora_rank": 16,
+    "lora_targets": "all-linear",
+    "liger": False,
+}
 
 # Statuses a trial process itself returns.
 OK, OOM, UNSUPPORTED, NONFINITE, ERROR = "ok", "oom", "unsupported", "nonfinite", "error"
