@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sweep.plan.config import REQUIRE_GPU_ENV, TrialConfig, workload_fields
+from sweep.plan.config import REQUIRE_GPU_ENV, TrialConfig, shape_fields
 from sweep.plan.grid import PlannedTrial
 from sweep.results.record import ERROR, OK, TIMEOUT, Trial, failure_row, utc_now
 
@@ -146,7 +146,7 @@ _FLOPS_PER_SEQUENCE: dict[tuple, int] = {}
 
 def shape_key(config: dict[str, Any]) -> tuple:
     """The workload without its batch size: trials equal here do the same work per sequence."""
-    return tuple((k, config.get(k)) for k in workload_fields() if k != "batch_size")
+    return tuple((k, config.get(k)) for k in shape_fields())
 
 
 def remember_flops(config: dict[str, Any], record: Trial) -> None:
