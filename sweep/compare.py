@@ -14,6 +14,9 @@ import math
 import sys
 from typing import Any
 
+from sweep.plan.config import MAIN_FIELDS, field_help, field_label, filter_fields, option_fields
+from sweep.plan.flags import field_argument
+
 # header in the printed table, column of sweep.analysis.answer.COLUMNS (the speedup's is found
 # by name)
 SHORT_HEADERS = {
@@ -46,13 +49,31 @@ def add_arguments(p: argparse.ArgumentParser, default_db: str = "results.db") ->
     p.add_argument(
         "--no-reference", action="store_true", help="leave out the shipped reference rows"
     )
+    options = ", ".join(field_label(f) for f in option_fields())
     p.add_argument(
         "--strict",
         action="store_true",
-        help="compare only configurations equal to the baseline's in every option "
-        "(attention, optimizer, harness, compile, CUDA graph, checkpointing)",
+        help=f"compare only configurations equal to the baseline's in every option ({options})",
     )
     p.add_argument("--format", choices=("text", "csv"), default="text", help="output format")
+    for name in flag_fields():
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            default=None,
+            help=f"only rows of this {field_label(name)} (default: any; {field_help(name)})",
+            **field_argument(name),
+        )
+
+
+def flag_fields() -> list[str]:
+    """The fields ``compare`` narrows the rows by with a flag of their own: every filter field
+    but the main ones (model, sequence length, precision: flags of their own above)."""
+    return [f for f in filter_fields() if f not in MAIN_FIELDS]
+
+
+def filters_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The filters the flags of ``flag_fields`` chose (those given)."""
+    return {f: getattr(args, f) for f in flag_fields() if getattr(args, f) is not None}
 
 
 def _cell(value: Any, column: str) -> str:
@@ -140,7 +161,15 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for msg in db_messages + messages:
         print(f"note: {msg}", file=sys.stderr)
-    result = answer(frame, args.model, args.seq_len, args.precision, args.baseline, args.strict)
+    result = answer(
+        frame,
+        args.model,
+        args.seq_len,
+        args.precision,
+        args.baseline,
+        args.strict,
+        filters=filters_of(args),
+    )
     if result.table.empty:
         print(f"error: {' '.join(result.notes)}", file=sys.stderr)
         return 1

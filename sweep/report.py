@@ -13,20 +13,19 @@ from contextlib import nullcontext
 from typing import Any
 
 from cluster.placement import place
-from sweep.plan.config import field_names
+from sweep.plan.config import MAIN_FIELDS, field_names
 from sweep.plan.grid import MAX_BATCH, SweepSpec, expand
 from sweep.results.memory_model import CAPACITIES_GB, MARGIN, parse_capacities, predicted_limits
 from sweep.results.record import FINAL_STATUSES
 from sweep.results.store import Store
 from sweep.results.trust import GPU_BUSY_MIN_PCT, host_bound
 
+# A configuration's columns: the main fields and the batch size always, then every other field
+# that varies among the rows (options, match fields, device, measurement settings), in field order:
+# without it their rows would be merged as if repeats.
+SUMMARY_CONFIG = [*MAIN_FIELDS, "batch_size"]
 SUMMARY_COLUMNS = [
-    "model",
-    "seq_len",
-    "batch_size",
-    "precision",
-    "compile",
-    "attention",
+    *SUMMARY_CONFIG,
     "gpu",
     "status",
     "n",
@@ -50,15 +49,12 @@ def summary_table(frame) -> Any:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     df = frame.copy()
     df["gpu"] = df["gpu"].fillna(df["gpu_type"]).fillna("any")
-    keys = ["model", "seq_len", "batch_size", "precision", "compile", "attention", "gpu"]
-    # any other configuration field that varies (optimizer, harness, mode, ...) tells
-    # configurations apart too: without it their rows would be merged as if repeats
     varying = [
         f
         for f in field_names()
-        if f not in keys and f in df.columns and df[f].nunique(dropna=False) > 1
+        if f not in SUMMARY_CONFIG and f in df.columns and df[f].nunique(dropna=False) > 1
     ]
-    keys = keys[:6] + varying + keys[6:]
+    keys = [*SUMMARY_CONFIG, *varying, "gpu"]
     df["gpu_busy_pct"] = df["gpu_util_pct_mean"]  # a results frame has every metric's column
     metrics = SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("n") + 1 :]
     for m in metrics:
@@ -72,7 +68,7 @@ def summary_table(frame) -> Any:
         )
         .reset_index()
     )
-    columns = SUMMARY_COLUMNS[:6] + varying + SUMMARY_COLUMNS[6:]
+    columns = [*SUMMARY_CONFIG, *varying, *SUMMARY_COLUMNS[len(SUMMARY_CONFIG) :]]
     return agg[columns]
 
 

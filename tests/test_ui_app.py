@@ -185,17 +185,11 @@ def _render(client, **changes):
     """Call /render with the app's defaults, changing the named inputs."""
     info = client.view_api(return_format="dict", print_info=False)
     params = info["named_endpoints"]["/render"]["parameters"]
+    from sweep.analysis.selection import FILTER_FIELDS
+
     names = [
         "datasets",
-        "model",
-        "seq_len",
-        "precision",
-        "attention",
-        "compile",
-        "harness",
-        "optimizer",
-        "mode",
-        "gradient_checkpointing",
+        *FILTER_FIELDS,  # every match and option field
         "tp_metric",
         "answer_baseline",
         "gpus",
@@ -439,3 +433,22 @@ def test_the_page_opens_drawn_and_a_link_is_drawn_in_one_event(tmp_path):
     assert got["tabs"].selected == 1  # the Memory tab, selected and drawn; Compare GPUs left
     assert is_skip(got["compare-plot"]) and not is_skip(got["memory-plot"])
     assert "seq_len 512" in json.loads(got["memory-plot"])["layout"]["title"]["text"]
+
+
+def test_the_app_filters_on_every_match_and_option_field(tmp_path):
+    """Task, CUDA graph and GPUs per trial among them (gpt2's causal-LM rows could not be
+    chosen), each labelled from the field's metadata."""
+    from sweep.plan.config import field_label, match_fields, option_fields
+    from ui.app import Holder, build_app
+
+    holder = Holder(make_db(tmp_path / "r.db", fixture_trials()))
+    demo = build_app(holder)
+    dropdowns = {
+        b.elem_id.removeprefix("filter-"): b
+        for b in demo.blocks.values()
+        if (getattr(b, "elem_id", None) or "").startswith("filter-")
+    }
+    for name in ("task", "cuda_graph", "gpus_per_trial", *match_fields(), *option_fields()):
+        assert name in dropdowns, f"no filter on {name}"
+        assert dropdowns[name].label == field_label(name)
+    assert "seq-cls" in [v for _, v in dropdowns["task"].choices]

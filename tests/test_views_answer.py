@@ -113,7 +113,7 @@ def test_relaxed_picks_the_closest_configuration_and_names_what_differs():
     a = answer(frame(rows), "roberta-base", 128, baseline="A100")
     h = a.table.set_index("GPU").loc["H200"]
     assert h["Best tokens/s"] == 30_000
-    assert h["Differs in"] == "harness native vs lightning"
+    assert h["Differs in"] == "Harness native vs lightning"  # the field's label
     strict = answer(frame(rows), "roberta-base", 128, baseline="A100", strict=True)
     assert strict.table["GPU"].tolist() == ["A100-SXM4-80GB"]
     assert any("H200: left out (strict)" in n for n in strict.notes)

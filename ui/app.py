@@ -23,6 +23,7 @@ from sweep.analysis.selection import (  # noqa: E402
     select,
 )
 from sweep.analysis.sources import Data, database_signature  # noqa: E402
+from sweep.plan.config import field_label  # noqa: E402
 from ui.render import (  # noqa: E402
     DATA_PARAM,
     URL_READ_JS,
@@ -46,17 +47,7 @@ from ui.tabs import (  # noqa: E402
 )
 from ui.tabs.common import MAIN_FILTERS, PLOTLY_URL, PRIVATE, RENDER, STATIC, Context  # noqa: E402
 
-FILTER_LABELS = {
-    "model": "Model",
-    "seq_len": "Sequence length (tokens)",
-    "precision": "Precision",
-    "attention": "Attention kernel",
-    "compile": "torch.compile",
-    "harness": "Harness",
-    "optimizer": "Optimizer",
-    "mode": "Mode",
-    "gradient_checkpointing": "Gradient checkpointing",
-}
+FILTER_LABELS = {name: field_label(name) for name in FILTER_FIELDS}
 # The tabs, in the order shown; the views among them are drawn in this order by /render.
 TABS = (
     ("Compare GPUs", compare),

@@ -24,27 +24,21 @@ from sweep.analysis.interference import without_perturbed
 from sweep.analysis.selection import (
     MEASURED_DATASET,
     OOM_STATUSES,
+    config_text,
     gpu_column,
     numeric,
     select,
     short_gpu,
 )
+from sweep.plan.config import MAIN_FIELDS, field_label, match_fields, option_fields
 from sweep.results.memory_model import predicted_limits
 from sweep.results.record import OK
 from sweep.results.trust import host_bound
 
 # Always equal between compared rows: what is measured (an N-GPU trial's rate is N GPUs').
-MATCH_FIELDS = ("model", "seq_len", "precision", "mode", "task", "gpus_per_trial")
-# May differ in relaxed matching, and are then named in "Differs in".
-OPTION_FIELDS = (
-    "attention",
-    "optimizer",
-    "harness",
-    "compile",
-    "cuda_graph",
-    "gradient_checkpointing",
-)
-OPTION_LABELS = {"cuda_graph": "CUDA graph", "gradient_checkpointing": "checkpointing"}
+MATCH_FIELDS = match_fields()
+# May differ in relaxed matching, and are then named in "Differs in" by their label.
+OPTION_FIELDS = option_fields()
 # Card sizes of the answer (GB as sold): V100, A10G/L4, A100 40GB, A100/H100 80GB, H200.
 ANSWER_CAPACITIES_GB = (16, 24, 40, 80, 141)
 
@@ -137,10 +131,6 @@ def resolve_gpu(name: str, names: list[str]) -> str | None:
     return words[0] if len(words) == 1 else None
 
 
-def _variant_key(row: pd.Series) -> tuple[str, ...]:
-    return tuple(str(row.get(f)) for f in OPTION_FIELDS)
-
-
 @dataclass
 class _Variant:
     """One GPU's rows of one configuration (options and dataset equal)."""
@@ -158,7 +148,8 @@ class _Variant:
 
 def _variants(sel: pd.DataFrame) -> dict[str, list[_Variant]]:
     d = sel.assign(_gpu=gpu_names(sel), _tps=numeric(sel, "tokens_per_s"))
-    d = d.assign(_var=d.apply(_variant_key, axis=1))
+    keys = pd.DataFrame({f: config_text(d, f) for f in OPTION_FIELDS}, index=d.index)
+    d = d.assign(_var=list(keys.itertuples(index=False, name=None)))
     out: dict[str, list[_Variant]] = {}
     for (gpu, dataset, var), rows in d.groupby(["_gpu", "dataset", "_var"], sort=True):
         ok = rows[(rows["status"] == OK) & rows["_tps"].notna()]
@@ -172,7 +163,7 @@ def _variants(sel: pd.DataFrame) -> dict[str, list[_Variant]]:
 
 def _differs(v: _Variant, base: _Variant) -> str:
     bits = [
-        f"{OPTION_LABELS.get(f, f)} {v.options[f]} vs {base.options[f]}"
+        f"{field_label(f)} {v.options[f]} vs {base.options[f]}"
         for f in OPTION_FIELDS
         if v.options[f] != base.options[f]
     ]
@@ -293,13 +284,15 @@ def answer(
         present = sorted(set(gpu_names(sel)))
         wanted = {resolve_gpu(g, present) for g in gpus} - {None}
         sel = sel[gpu_names(sel).isin(wanted)]
-    for name in MATCH_FIELDS[3:]:  # mode, task, GPUs per trial: the most measured one
-        values = sel[name].map(lambda v: "" if pd.isna(v) else str(v)) if name in sel else None
-        if values is not None and values.nunique() > 1:
+    for name in MATCH_FIELDS:  # task, mode, GPUs per trial, ...: the most measured one
+        if name in MAIN_FIELDS:
+            continue
+        values = config_text(sel, name)
+        if values.nunique() > 1:
             counts = values[sel["status"] == OK].value_counts()
             keep = counts.idxmax() if len(counts) else values.iloc[0]
             sel = sel[values == keep]
-            notes.append(f"{name} {keep or 'unset'} shown (filter on {name} for the others).")
+            notes.append(f"{name} {keep} shown (filter on {name} for the others).")
     variants = _variants(sel)
     if not variants:
         what = f"{model} at seq_len {seq_len}" + (f", {precision}" if precision else "")

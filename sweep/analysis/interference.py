@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from sweep.analysis.selection import config_text
+from sweep.plan.config import workload_fields
 from sweep.plan.grid import INTERFERENCE_ALONE, INTERFERENCE_FULL
 from sweep.results.record import OK
 
@@ -61,10 +63,15 @@ def interference(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=INTERFERENCE_COLUMNS)
     alone = check[pd.to_numeric(check["repeat"]) == INTERFERENCE_ALONE]
     full = check[pd.to_numeric(check["repeat"]) == INTERFERENCE_FULL]
-    out = []
-    for _, a in alone.iterrows():
-        match = ("sweep", "model", "seq_len", "batch_size", "precision")
-        same = full[(full[list(match)] == a[list(match)]).all(axis=1)]
+
+    # the two runs of one reference: the same sweep and workload
+    def keys(rows: pd.DataFrame) -> list[tuple]:
+        fields = (config_text(rows, f) for f in workload_fields())
+        return list(zip(rows["sweep"].astype(str), *fields, strict=True))
+
+    full_keys, out = keys(full), []
+    for (_, a), key in zip(alone.iterrows(), keys(alone), strict=True):
+        same = full[[k == key for k in full_keys]]
         if same.empty:
             continue
         f = same.iloc[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sweep.plan.config import workload_fields
+from sweep.plan.config import shape_fields
 from sweep.results.record import ADDED_FIELDS, OK
 
 COMM_METRICS = ("allreduce_busbw_gb_s", "allreduce_ms_per_step", "step_time_ms_p50")
@@ -34,7 +34,8 @@ SCALING_COLUMNS = [
 
 
 def _keys(df: pd.DataFrame) -> list[str]:
-    return [f for f in workload_fields() if f != "gpus_per_trial" and f in df.columns] + ["gpu"]
+    keys = [*shape_fields(), "batch_size"]
+    return [f for f in keys if f != "gpus_per_trial" and f in df.columns] + ["gpu"]
 
 
 def scaling(frame: pd.DataFrame) -> pd.DataFrame:

@@ -12,31 +12,29 @@ from typing import Any
 
 import pandas as pd
 
-from sweep.plan.config import workload_fields
+from sweep.plan.config import (
+    TrialConfig,
+    field_names,
+    filter_fields,
+    shape_fields,
+    workload_fields,
+)
 from sweep.results.record import OK, OOM, SKIPPED_OOM
 
 ANY = "(any)"
 MEASURED_DATASET = "measured"
 
-# Config fields that define a series (a workload but its batch size): two rows that differ in one
-# of these are never one series.
-WORKLOAD_FIELDS = tuple(f for f in workload_fields() if f != "batch_size")
-# The filters the app offers, in the order shown.
-FILTER_FIELDS = (
-    "model",
-    "seq_len",
-    "precision",
-    "attention",
-    "compile",
-    "harness",
-    "optimizer",
-    "mode",
-    "gradient_checkpointing",
-)
+# Config fields that define a series (the workload but its batch size, and where it runs): two
+# rows that differ in one of these are never one series.
+WORKLOAD_FIELDS = shape_fields()
+# The filters the app offers, in the order shown: the main ones (MAIN_FIELDS), then every other
+# match and option field (any of them may split the rows of one main selection).
+FILTER_FIELDS = filter_fields()
 OOM_STATUSES = (OOM, SKIPPED_OOM)
-# The fields a report names a configuration by, in its column order: every workload field but
-# the device (the batch size is one of them only where a table says so).
-CONFIG_ORDER = [f for f in WORKLOAD_FIELDS if f != "device"]
+CONFIG_FIELDS = frozenset(field_names())
+# The fields a report names a configuration by, in its column order: the workload but its batch
+# size (a table that shows the batch says so).
+CONFIG_ORDER = [f for f in workload_fields() if f != "batch_size"]
 
 
 def combine(measured: pd.DataFrame | None, references: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -66,9 +64,25 @@ def filter_choices(df: pd.DataFrame, column: str) -> list[str]:
     return [str(v) for v in values]
 
 
-def _matches(series: pd.Series, value: Any) -> pd.Series:
+def _text(v: Any) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def config_text(df: pd.DataFrame, name: str) -> pd.Series:
+    """Config field ``name`` of each row as text (what a dropdown holds; 2.0 reads "2"), a
+    missing value (a row stored before the field existed, a frame without its column) read as
+    the field's default: such a row ran with it."""
+    default = _text(TrialConfig().to_dict()[name])
+    if name not in df:
+        return pd.Series(default, index=df.index, dtype=object)
+    return df[name].map(lambda v: default if v is None or v is pd.NA or v != v else _text(v))
+
+
+def _matches(df: pd.DataFrame, col: str, value: Any) -> pd.Series:
     # Dropdowns hand back strings; the frame holds ints and bools. Compare as text.
-    return series.astype(str) == str(value)
+    if col in CONFIG_FIELDS:
+        return config_text(df, col) == _text(value)
+    return df[col].astype(str) == str(value)
 
 
 def select(
@@ -80,9 +94,9 @@ def select(
     for col, value in (filters or {}).items():
         if value in (None, "", ANY):
             continue
-        if col not in df:
+        if col not in df and col not in CONFIG_FIELDS:
             return df.iloc[0:0]
-        mask &= _matches(df[col], value)
+        mask &= _matches(df, col, value)
     if datasets is not None:
         mask &= df["dataset"].isin(datasets) if "dataset" in df else False
     return df[mask]

@@ -9,20 +9,18 @@ from typing import Any
 import pandas as pd
 
 from sweep.analysis.selection import ANY
+from sweep.plan.config import MAIN_FIELDS, workload_fields
 from sweep.results.record import ENV_KEYS
 
+# The configuration: the main fields, the batch size, then every other workload field.
+_CONFIG = [*MAIN_FIELDS, "batch_size"]
 FIRST_COLUMNS = [
     "key",
     "dataset",
     "status",
     "gpu",
-    "model",
-    "seq_len",
-    "batch_size",
-    "precision",
-    "compile",
-    "attention",
-    "harness",
+    *_CONFIG,
+    *(f for f in workload_fields() if f not in _CONFIG),
     "sequences_per_s",
     "tokens_per_s",
     "step_time_ms_p50",

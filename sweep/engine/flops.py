@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sweep.plan.config import workload_fields
+from sweep.plan.config import shape_fields
 from sweep.results.record import OK
 
 
 def shape_key(config: dict[str, Any]) -> tuple:
     """The workload without its batch size: trials equal here do the same work per sequence."""
-    return tuple((k, config.get(k)) for k in workload_fields() if k != "batch_size")
+    return tuple((k, config.get(k)) for k in shape_fields())
 
 
 class FlopsByShape:

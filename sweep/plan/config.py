@@ -56,71 +56,129 @@ MAX_SEED = 2**63 - 1
 # A trial's GPUs are on one node; no node has more than this many.
 MAX_GPUS_PER_TRIAL = 64
 
-WORKLOAD = "workload"  # what runs: two rows that differ here are different workloads
-MEASUREMENT = "measurement"  # how it was measured: steps, warm-up, seed
+# The role of each field: where it must appear, so that no list of fields is typed twice.
+MATCH = "match"  # what is measured: two rows are compared only where these are equal
+BATCH = "batch"  # the batch size: the axis of a series, of the memory model and max-batch
+# how the workload runs: may differ between rows of relaxed matching, and is then named in the
+# answer's "Differs in"; a filter of the app and a flag of ``sweep compare``
+OPTION = "option"
+# where the trial runs (auto, cuda, cpu): not the workload (the row's gpu column says where it
+# ran), but kept with its shape (shape_fields) so that a CPU trial and a GPU trial of one workload
+# are never one memory fit, one FLOPs count or one chart series
+PLACEMENT = "placement"
+MEASUREMENT = "measurement"  # how it was measured: steps, warm-up, profiling, seed
+ROLES = (MATCH, BATCH, OPTION, PLACEMENT, MEASUREMENT)
+# The match fields a comparison is chosen by first: the answer's model, sequence length and
+# precision, the app's first filters, the flags ``sweep compare`` asks for.
+MAIN_FIELDS = ("model", "seq_len", "precision")
 
 
-def _field(default: Any, help: str, role: str = WORKLOAD) -> Any:
-    """A TrialConfig field with its help text (what ``--help`` prints) and its role."""
-    return dataclasses.field(default=default, metadata={"help": help, "role": role})
+def _field(default: Any, help: str, role: str, label: str | None = None) -> Any:
+    """A TrialConfig field with its help text (what ``--help`` prints), its role (one of ROLES)
+    and its short human label (the app's filter, the answer's "Differs in")."""
+    if role not in ROLES:
+        raise ValueError(f"role: {role!r} is not one of {', '.join(ROLES)}")
+    return dataclasses.field(default=default, metadata={"help": help, "role": role, "label": label})
 
 
 @dataclass(frozen=True)
 class TrialConfig:
     """What one trial measures. Times in seconds; lengths in tokens."""
 
-    model: str = _field("bert-tiny", "a catalog name or a path to a config.json")
-    task: str = _field("seq-cls", "seq-cls (2 labels) or causal-lm (decoders only)")
-    mode: str = _field("train", "train: forward+backward+optimizer; inference: forward, no grad")
-    batch_size: int = _field(8, "sequences per step")
-    seq_len: int = _field(128, "tokens per sequence")
-    precision: str = _field("fp32", "numeric precision of the step (autocast for *-mixed)")
-    attention: str = _field("sdpa", "transformers' attention implementation")
+    model: str = _field("bert-tiny", "a catalog name or a path to a config.json", MATCH, "Model")
+    task: str = _field("seq-cls", "seq-cls (2 labels) or causal-lm (decoders only)", MATCH, "Task")
+    mode: str = _field(
+        "train",
+        "train: forward+backward+optimizer; inference: forward, no grad",
+        MATCH,
+        "Mode",
+    )
+    batch_size: int = _field(8, "sequences per step", BATCH, "Batch size")
+    seq_len: int = _field(128, "tokens per sequence", MATCH, "Sequence length (tokens)")
+    precision: str = _field(
+        "fp32", "numeric precision of the step (autocast for *-mixed)", MATCH, "Precision"
+    )
+    attention: str = _field(
+        "sdpa", "transformers' attention implementation", OPTION, "Attention kernel"
+    )
     compile: bool | str = _field(
         False,
         "torch.compile the model: false, true (the default mode) or a mode name "
         "(reduce-overhead, max-autotune, max-autotune-no-cudagraphs)",
+        OPTION,
+        "torch.compile",
     )
     cuda_graph: bool = _field(
         False,
         "capture the step as CUDA graphs after the warm-up and replay them for the measured steps "
         "(one graph per phase; CUDA only)",
+        OPTION,
+        "CUDA graph",
     )
-    optimizer: str = _field("adamw-fused", "optimizer of the training step")
-    gradient_checkpointing: bool = _field(False, "recompute activations in the backward")
-    harness: str = _field("native", "the training loop: a plain loop or PyTorch Lightning")
+    optimizer: str = _field("adamw-fused", "optimizer of the training step", OPTION, "Optimizer")
+    gradient_checkpointing: bool = _field(
+        False, "recompute activations in the backward", OPTION, "Gradient checkpointing"
+    )
+    harness: str = _field(
+        "native", "the training loop: a plain loop or PyTorch Lightning", OPTION, "Harness"
+    )
+    # MATCH, not OPTION: an N-GPU trial's rate is N GPUs'
     gpus_per_trial: int = _field(
         1,
         "GPUs of one node for one trial: N > 1 trains with DistributedDataParallel across N GPUs "
         "(N gloo processes on the CPU), the same batch on each (batch_size is per GPU)",
+        MATCH,
+        "GPUs per trial",
     )
+    # what trains: a full fine-tune and an adapter one are different workloads (never compared
+    # as one GPU against another); the adapters' shape and the kernels are options
     finetune: str = _field(
-        "full", "full fine-tuning, or adapters over a frozen base: lora, qlora (4-bit NF4 base)"
+        "full",
+        "full fine-tuning, or adapters over a frozen base: lora, qlora (4-bit NF4 base)",
+        MATCH,
+        "Fine-tuning",
     )
-    lora_rank: int = _field(16, "rank of the LoRA adapters (lora and qlora)")
+    lora_rank: int = _field(16, "rank of the LoRA adapters (lora and qlora)", OPTION, "LoRA rank")
     lora_targets: str = _field(
-        "all-linear", "layers that get adapters: all-linear (not the output head) or attention"
+        "all-linear",
+        "layers that get adapters: all-linear (not the output head) or attention",
+        OPTION,
+        "LoRA targets",
     )
     liger: bool = _field(
         False,
         "Liger's Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy: no "
         "full-vocabulary logits); CUDA only",
+        OPTION,
+        "Liger kernels",
     )
     warmup_steps: int = _field(
-        3, "steps run first and reported apart (compilation, first optimizer step)", MEASUREMENT
+        3,
+        "steps run first and reported apart (compilation, first optimizer step)",
+        MEASUREMENT,
+        "Warm-up steps",
     )
-    steps: int = _field(10, "measured steps, at least", MEASUREMENT)
+    steps: int = _field(10, "measured steps, at least", MEASUREMENT, "Measured steps")
     min_measure_s: float = _field(
-        0.0, "keep measuring until this many seconds have passed too", MEASUREMENT
+        0.0,
+        "keep measuring until this many seconds have passed too",
+        MEASUREMENT,
+        "Minimum measuring time (s)",
     )
     profile_step: bool = _field(
         True,
         "after the measured steps, profile one step (torch.profiler, CUDA kernels) for the "
         "launch overhead; nothing on the CPU",
         MEASUREMENT,
+        "Profiled step",
     )
-    device: str = _field("auto", "where the trial runs: auto (a GPU if there is one), cuda, cpu")
-    seed: int = _field(0, "seed of the random weights and the synthetic batch", MEASUREMENT)
+    device: str = _field(
+        "auto",
+        "where the trial runs: auto (a GPU if there is one), cuda, cpu",
+        PLACEMENT,
+        "Device",
+    )
+    seed: int = _field(0, "seed of the random weights and the synthetic batch", MEASUREMENT, "Seed")
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -252,15 +310,61 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrialConfig)]
 
 
+def _with_role(*roles: str) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(TrialConfig) if f.metadata["role"] in roles)
+
+
+def match_fields() -> tuple[str, ...]:
+    """The fields two rows must agree in to be compared (role MATCH), in field order."""
+    return _with_role(MATCH)
+
+
+def option_fields() -> tuple[str, ...]:
+    """How the workload runs (role OPTION), in field order: each is an answer option named in
+    "Differs in", a filter of the app and a flag of ``sweep compare``."""
+    return _with_role(OPTION)
+
+
 def workload_fields() -> tuple[str, ...]:
-    """The fields that define a workload (every field whose role is WORKLOAD), in field order:
-    the summary, the grouping of series, the views and the reports tell rows apart by these."""
-    return tuple(f.name for f in dataclasses.fields(TrialConfig) if f.metadata["role"] == WORKLOAD)
+    """The fields that define a workload (roles MATCH, BATCH and OPTION), in field order: the
+    summary, the views and the reports tell rows apart by these."""
+    return _with_role(MATCH, BATCH, OPTION)
+
+
+def shape_fields() -> tuple[str, ...]:
+    """The workload without its batch size, and where it runs (roles MATCH, OPTION and
+    PLACEMENT), in field order: rows equal here differ only in the batch, so they are one
+    memory-model fit, one max-batch search's shape, one FLOPs count per sequence, one series."""
+    return _with_role(MATCH, OPTION, PLACEMENT)
+
+
+def filter_fields() -> tuple[str, ...]:
+    """What the rows can be narrowed by (the app's filters, ``sweep compare``'s flags): the main
+    fields, then every other match and option field in field order."""
+    rest = (f for f in _with_role(MATCH, OPTION) if f not in MAIN_FIELDS)
+    return (*MAIN_FIELDS, *rest)
+
+
+def field_role(name: str) -> str:
+    """The role of a field (one of ROLES)."""
+    return _metadata(name)["role"]
+
+
+def field_label(name: str) -> str:
+    """The short human label of a field ("CUDA graph", "Sequence length (tokens)")."""
+    return _metadata(name)["label"] or name
+
+
+def _metadata(name: str) -> Any:
+    for f in dataclasses.fields(TrialConfig):
+        if f.name == name:
+            return f.metadata
+    raise KeyError(f"{name!r} is not a TrialConfig field")
 
 
 def field_help(name: str) -> str:
     """The help text of a field (what ``python -m sweep trial --help`` prints)."""
-    return {f.name: f.metadata["help"] for f in dataclasses.fields(TrialConfig)}[name]
+    return _metadata(name)["help"]
 
 
 def choices(name: str) -> tuple[str, ...] | None:

@@ -37,46 +37,32 @@ def parse_compile(text: str) -> bool | str:
         ) from None
 
 
+def field_argument(name: str) -> dict[str, Any]:
+    """argparse's ``type`` (or ``choices``) and ``metavar`` for the flag of field ``name``."""
+    default = getattr(TrialConfig(), name)
+    if name == "compile":
+        return {"type": parse_compile, "metavar": "{false,true,MODE}"}
+    if isinstance(default, bool):
+        return {"type": parse_bool, "metavar": "{true,false}"}
+    if choices(name):
+        return {"choices": choices(name)}
+    return {"type": type(default)}
+
+
 def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrialConfig field, named after it (batch_size -> --batch-size)."""
     defaults = TrialConfig()
     for f in dataclasses.fields(TrialConfig):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        allowed = choices(f.name)
-        if f.name == "compile":
-            parser.add_argument(
-                flag,
-                type=parse_compile,
-                default=default,
-                metavar="{false,true,MODE}",
-                help=f"{field_help(f.name)} (default: {default})",
-            )
-        elif isinstance(default, bool):
-            parser.add_argument(
-                flag,
-                type=parse_bool,
-                default=default,
-                metavar="{true,false}",
-                help=f"{field_help(f.name)} (default: {default})",
-            )
-        elif allowed:
-            parser.add_argument(
-                flag,
-                choices=allowed,
-                default=default,
-                help=f"{field_help(f.name)} (default: {default})",
-            )
-        else:
-            kind = type(default)
-            text = field_help(f.name)
-            if f.name == "model":
-                from sweep.plan.catalog import CATALOG
+        text = field_help(f.name)
+        if f.name == "model":
+            from sweep.plan.catalog import CATALOG
 
-                text = f"one of {', '.join(CATALOG)}, or a path to a config.json"
-            parser.add_argument(
-                flag, type=kind, default=default, help=f"{text} (default: {default})"
-            )
+            text = f"one of {', '.join(CATALOG)}, or a path to a config.json"
+        parser.add_argument(
+            flag, default=default, help=f"{text} (default: {default})", **field_argument(f.name)
+        )
 
 
 # A boolean field's value as a frame may hold it -> its flag's text.

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweep.plan.config import TrialConfig, excerpt
+from sweep.plan.config import BATCH, TrialConfig, excerpt, field_role
 from sweep.results.record import Trial, trial_key, utc_now
 
 GRID, MAX_BATCH = "grid", "max-batch"
@@ -79,8 +79,10 @@ class PlannedTrial:
 
     @property
     def group(self) -> str:
-        """Trials that differ only in batch size (and repeat): one OOM prunes the larger ones."""
-        rest = {k: v for k, v in self.config.to_dict().items() if k != "batch_size"}
+        """Trials that differ only in batch size (and repeat): one OOM prunes the larger ones.
+        The shape (``shape_fields``) and the measurement settings: a max-batch search runs for
+        each seed or step count a sweep asks for."""
+        rest = {k: v for k, v in self.config.to_dict().items() if field_role(k) != BATCH}
         return json.dumps({"config": rest, "gpu_type": self.gpu_type}, sort_keys=True)
 
     @property

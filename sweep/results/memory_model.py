@@ -112,10 +112,10 @@ def predicted_limits(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB, ma
     ``fit_max_error_pct``, ``fit_points``, ``measured_up_to_batch``, ``peak_source``."""
     import pandas as pd
 
-    from sweep.plan.config import workload_fields
+    from sweep.plan.config import shape_fields
     from sweep.results.record import OK
 
-    keys = [f for f in workload_fields() if f != "batch_size" and f in frame.columns]
+    keys = [f for f in shape_fields() if f in frame.columns]
     keys.append("gpu")
     columns = keys + [
         "capacity_gb",

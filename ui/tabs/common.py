@@ -16,8 +16,9 @@ import pandas as pd
 
 from sweep.analysis.interference import without_perturbed
 from sweep.analysis.selection import ANY, select
+from sweep.plan.config import MAIN_FIELDS
 
-MAIN_FILTERS = ("model", "seq_len", "precision")
+MAIN_FILTERS = MAIN_FIELDS  # in a row above the others
 # Every redraw queues under this id, one at a time, the last change winning.
 RENDER = "render"
 PRIVATE = {"api_visibility": "private"}  # wiring, kept out of the API page
