@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Any
 
+from sweep.engine.options import EngineOptions
 from sweep.plan.config import TrialConfig
 from sweep.plan.flags import add_trial_arguments
 from sweep.report import add_capacities_flag, capacities_of, limits_path, write_limits
@@ -45,17 +46,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DEFAULT_DB = "results.db"
+# Each engine option's flag reads its default and help from its EngineOptions field.
+_ENGINE_FIELDS = {f.name: f for f in dataclasses.fields(EngineOptions)}
+DEFAULT_DB = _ENGINE_FIELDS["db"].default
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
 EXPORT_FORMATS = ("csv", "parquet", "jsonl")
 
 
+def _option_flag(p: argparse.ArgumentParser, name: str, **kw: Any) -> None:
+    """The flag of EngineOptions' field ``name``, with the field's default and help: a switch for
+    a bool (--no-NAME for one on by default), else --NAME taking a value (``kw``: its type)."""
+    f = _ENGINE_FIELDS[name]
+    help, default = f.metadata["help"], f.default
+    if default is True:
+        p.add_argument(
+            _flag_of(name, on=True), dest=name, action="store_false", help=f.metadata["off_help"]
+        )
+    elif default is False:
+        p.add_argument(_flag_of(name), action="store_true", help=help)
+    else:
+        if default is not None:
+            help += f" (default: {default:g})" if _numeric(default) else f" (default: {default})"
+        p.add_argument(_flag_of(name), default=default, **{"help": help, **kw})
+
+
+def _flag_of(name: str, on: bool = False) -> str:
+    """The command line's flag of an engine option (``on``: one on by default, turned off)."""
+    return ("--no-" if on else "--") + name.replace("_", "-")
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _connection_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--address",
-        default=None,
-        help="Ray cluster to join (default: $RAY_ADDRESS, else a local instance)",
-    )
+    _option_flag(p, "address")
 
 
 def _max_trials_flag(p: argparse.ArgumentParser) -> None:
@@ -71,51 +96,20 @@ def _max_trials_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=DEFAULT_DB, help=f"results database (default: {DEFAULT_DB})")
+    _option_flag(p, "db")
     _max_trials_flag(p)
-    p.add_argument(
-        "--rerun", action="store_true", help="run trials again even if stored with a final status"
-    )
+    _option_flag(p, "rerun")
     _connection_flags(p)
-    p.add_argument(
-        "--retries",
-        type=int,
-        default=1,
-        help="restarts of a trial whose process died, e.g. a lost node (default: 1)",
-    )
-    p.add_argument(
-        "--node-wait-s",
-        type=float,
-        default=120.0,
-        help="how long trials whose kind of node is gone (lost mid-sweep) wait for one to come "
-        "back before they are stored as no_gpu_type, for a resume to run (default: 120)",
-    )
-    p.add_argument(
-        "--num-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)"
-    )
-    p.add_argument(
-        "--preimport",
-        action="store_true",
-        help="import torch/transformers as each Ray worker starts (measured slower with one "
-        "process per trial: benchmarks/sweep_overhead.py)",
-    )
-    p.add_argument(
-        "--reuse-workers",
-        action="store_true",
-        help="run trials one after another in the same Ray worker process instead of a fresh "
-        "process each (faster start; the next trial may see the previous one's process state)",
-    )
-    p.add_argument(
-        "--no-isolate",
-        action="store_true",
-        help="run each trial inside the Ray worker process instead of a fresh process forked "
-        "from the worker's warm fork server (the default; see sweep/engine/forkserver.py)",
-    )
+    _option_flag(p, "retries", type=int)
+    _option_flag(p, "node_wait_s", type=float)
+    _option_flag(p, "num_cpus", type=int)
+    _option_flag(p, "preimport")
+    _option_flag(p, "reuse_workers")
+    _option_flag(p, "isolate")
     add_capacities_flag(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
-    p.add_argument("--verbose", action="store_true", help="Ray's and the workers' own logs")
-    # For tests and experiments: another trial function ("module:function").
-    p.add_argument("--trial-fn", default=None, help=argparse.SUPPRESS)
+    _option_flag(p, "progress")
+    _option_flag(p, "verbose")
+    _option_flag(p, "trial_fn", help=argparse.SUPPRESS)  # for tests and experiments
 
 
 def add_sweep_commands(parser: argparse.ArgumentParser, sub: Any) -> None:
@@ -184,30 +178,16 @@ def _error(exc: Exception) -> int:
     return 2
 
 
-def _options(args: argparse.Namespace):
-    from sweep.engine.run import TRIAL_FN, EngineOptions
+def _options(args: argparse.Namespace) -> EngineOptions:
+    """The engine options the flags give; a bad one is a ValueError naming its flag."""
+    from sweep.engine.options import OptionError
 
-    if not 0 <= args.node_wait_s < float("inf"):  # nan fails too
-        raise ValueError(f"--node-wait-s: must be a finite number >= 0, got {args.node_wait_s}")
-    if args.retries < 0:
-        raise ValueError(f"--retries: must be >= 0, got {args.retries}")
-    if args.num_cpus is not None and args.num_cpus < 1:
-        # 0: no trial could ever be scheduled (the sweep would wait forever)
-        raise ValueError(f"--num-cpus: must be at least 1, got {args.num_cpus}")
-    return EngineOptions(
-        db=args.db,
-        rerun=args.rerun,
-        address=args.address,
-        trial_fn=args.trial_fn or TRIAL_FN,
-        retries=args.retries,
-        node_wait_s=args.node_wait_s,
-        preimport=args.preimport,
-        reuse_workers=args.reuse_workers,
-        isolate=not args.no_isolate,
-        progress=not args.no_progress,
-        verbose=args.verbose,
-        num_cpus=args.num_cpus,
-    )
+    given = {name: value for name, value in vars(args).items() if name in _ENGINE_FIELDS}
+    try:
+        return EngineOptions(**given)
+    except OptionError as exc:
+        on = _ENGINE_FIELDS[exc.field].default is True
+        raise ValueError(f"{_flag_of(exc.field, on)}: {exc.problem}") from None
 
 
 def _max_trials(args: argparse.Namespace) -> int:

@@ -164,3 +164,39 @@ def test_reproduce_command_parses_back_to_its_config():
     # A frame row: numbers as floats, booleans as text, a missing field as NaN (its default).
     row = configs[1] | {"batch_size": 256.0, "compile": "True", "seed": float("nan")}
     assert parsed(reproduce_command(row)) == configs[1] | {"seed": TrialConfig().seed}
+
+
+def test_engine_flags_take_their_defaults_and_help_from_engine_options():
+    import dataclasses
+
+    from sweep.cli import _options, build_parser
+    from sweep.engine.options import EngineOptions
+
+    parser = build_parser()
+    assert _options(parser.parse_args(["run", "smoke"])) == EngineOptions()
+    assert not _options(parser.parse_args(["--no-isolate", "run", "smoke"])).isolate
+    run = parser._subparsers._group_actions[0].choices["run"]
+    help_text = "".join(run.format_help().split())  # argparse wraps lines, at hyphens too
+    for f in dataclasses.fields(EngineOptions):
+        if f.name not in ("trial_fn", "kill_grace_s", "storage_path"):  # no (visible) flag
+            text = f.metadata["off_help"] if f.default is True else f.metadata["help"]
+            assert "".join(text.split()) in help_text, f.name
+    assert "(default:120)" in help_text and "(default:results.db)" in help_text
+
+
+def test_engine_options_refuse_a_bad_value_naming_the_field():
+    import pytest
+
+    from sweep.engine.options import EngineOptions, OptionError
+
+    for kw, needle in [
+        ({"retries": -1}, "retries: must be >= 0, got -1"),
+        ({"retries": True}, "retries: must be >= 0"),
+        ({"node_wait_s": float("inf")}, "node_wait_s: must be a finite number >= 0"),
+        ({"kill_grace_s": 0}, "kill_grace_s: must be a finite number > 0"),
+        ({"num_cpus": 0}, "num_cpus: must be at least 1, got 0"),
+        ({"trial_fn": ""}, 'trial_fn: expected "module:function"'),
+    ]:
+        with pytest.raises(OptionError, match=needle.replace("(", r"\(")) as err:
+            EngineOptions(**kw)
+        assert err.value.field == next(iter(kw))

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from sweep.plan import sweepfile
-from sweep.plan.grid import expand, groups
+from sweep.plan.grid import SweepSpec, expand, groups
 from sweep.plan.sweepfile import SweepFileError, parse
 from sweep.results.record import trial_key
 
@@ -138,6 +138,37 @@ def test_bad_sweep_file_is_one_clear_error(text, needle):
     msg = str(err.value)
     assert msg.startswith("sweep file 'bad.yaml': ")
     assert needle in msg, msg
+
+
+def test_a_sweep_file_takes_the_specs_own_defaults():
+    assert parse("name: x") == SweepSpec("x")
+    spec = SweepSpec("x", axes={"batch_size": [8]}, gpu_types=["A100"], timeout_s=5)
+    assert spec.axes == ({"batch_size": [8]},) and spec.gpu_types == ("A100",)
+    assert spec.timeout_s == 5.0 and isinstance(spec.timeout_s, float)
+    assert SweepSpec("x", mode="max-batch").fixed == {"batch_size": 1}  # the first batch
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"name": "a b"}, "name: expected a name"),
+        ({"mode": "random"}, "mode: 'random' is not one of grid, max-batch"),
+        ({"repeats": 0}, "repeats: must be at least 1, got 0"),
+        ({"cpus_per_trial": 1.5}, "cpus_per_trial: expected an integer"),
+        ({"batch_tolerance": 1.0}, "batch_tolerance: must be at least 0 and below 1"),
+        ({"timeout_s": float("nan")}, "timeout_s: must be positive"),
+        ({"axes": ({"batch_size": [8]}, {"colour": [1]})}, "axes[1]: unknown field 'colour'"),
+        ({"fixed": {"seq_len": [1]}}, "fixed.seq_len: expected one value"),
+        ({"pin_cpus": "yes"}, "pin_cpus: expected true or false"),
+        ({"mode": "max-batch", "batch_limit": 4, "fixed": {"batch_size": 8}}, "batch_limit: 4"),
+        ({"interference": {"model": "bert-tiny"}, "mode": "max-batch"}, "grid mode only"),
+    ],
+)
+def test_a_sweep_spec_refuses_a_bad_field_naming_it(kwargs, needle):
+    kwargs = {"name": "x", **kwargs}
+    with pytest.raises(ValueError) as err:
+        SweepSpec(**kwargs)
+    assert needle in str(err.value)
 
 
 def test_combination_error_names_the_combination():

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from cluster.placement import Capacity, capacity_of_nodes
-from sweep.engine.schedule import RUN, SKIP, STORED, BatchSearch, GridQueue
+from sweep.engine.schedule import (
+    RUN,
+    SKIP,
+    STORED,
+    BatchSearch,
+    GridQueue,
+    Schedule,
+    schedule_for,
+)
 from sweep.plan.grid import expand, groups
 from sweep.plan.sweepfile import parse
 from tests.engine_helpers import make_searcher
@@ -86,6 +94,62 @@ def test_batch_search_stops_within_the_tolerance_and_a_failing_config_has_no_ans
     broken = BatchSearch(members[0], lambda key: None, limit=64)
     broken.tell(broken.ask().trial, "error")
     assert broken.done and broken.answer is None
+
+
+def _drive(schedule: Schedule, outcome) -> list[tuple[str, int]]:
+    """Run ``schedule`` to its end through the protocol alone, as the searcher does."""
+    steps = []
+    while (step := schedule.ask()) is not None:
+        steps.append((step.kind, step.trial.config.batch_size))
+        if step.kind == RUN:
+            b = step.trial.config.batch_size
+            schedule.tell(step.trial, outcome(b), {"peak_allocated_gib": b / 100})
+    assert schedule.done
+    return steps
+
+
+def test_schedule_for_picks_the_modes_schedule_and_both_speak_the_protocol():
+    grid_spec, members = _group("axes: {batch_size: [8, 16, 32]}\nfixed: {device: cpu}\n")
+    grid = schedule_for(grid_spec, members, lambda key: None)
+    search_spec, first = _group("mode: max-batch\nbatch_limit: 64\nfixed: {device: cpu}\n")
+    search = schedule_for(search_spec, first, lambda key: None)
+    assert type(grid) is GridQueue and type(search) is BatchSearch
+    assert isinstance(grid, Schedule) and isinstance(search, Schedule)
+    fits = lambda b: "ok" if b <= 16 else "oom"  # noqa: E731
+    assert _drive(grid, fits) == [(RUN, 8), (RUN, 16), (RUN, 32)]
+    assert grid.answer is None and grid.prediction(members[0].key) is None
+    assert grid.probes == [t.key for t in members]
+    steps = _drive(search, fits)
+    assert steps[:6] == [(RUN, 1), (RUN, 2), (RUN, 4), (RUN, 8), (RUN, 16), (RUN, 32)]
+    assert search.answer == (first[0].with_batch(16).key, 16)
+    assert len(search.probes) == len(steps)
+
+
+def test_grid_queue_probes_count_a_retried_trial_once():
+    _, members = _group("axes: {batch_size: [8, 16]}\nfixed: {device: cpu}\n")
+    q = GridQueue(members, lambda key: None)
+    first = q.ask().trial
+    q.retry(first)
+    assert _drive(q, lambda b: "ok") == [(RUN, 8), (RUN, 16)]
+    assert q.probes == [t.key for t in members]
+
+
+def test_abandon_returns_what_is_left_unrun_and_ends_the_schedule():
+    _, members = _group("axes: {batch_size: [8, 16, 32]}\nfixed: {device: cpu}\n")
+    q = GridQueue(members, lambda key: None)
+    running = q.ask().trial
+    assert q.abandon([running]) == members  # the lost one first, then those never asked
+    assert q.done and q.ask() is None
+
+    _, (first,) = _group("mode: max-batch\nfixed: {device: cpu, batch_size: 8}\n")
+    s = BatchSearch(first, lambda key: None, limit=1024)
+    s.tell(s.ask().trial, "ok")
+    assert s.abandon([]) == [first.with_batch(16)]  # nothing in flight: the probe it would ask
+    assert s.done and s.ask() is None
+    s = BatchSearch(first, lambda key: None, limit=1024)
+    lost = s.ask().trial
+    assert s.abandon([lost]) == [lost]
+    assert s.done and s.answer is None
 
 
 def test_capacity_counts_gpus_per_type_limited_by_the_nodes_cpus():

@@ -25,6 +25,7 @@ from ray import tune
 
 from cluster.placement import place
 from sweep.engine.callback import StoreCallback
+from sweep.engine.options import EngineOptions
 from sweep.engine.progress import Progress
 from sweep.engine.searcher import StopWhenOnlyLostTrialsLeft, SweepSearcher
 from sweep.engine.worker import TrialRequest, resources, trainable
@@ -36,48 +37,9 @@ from sweep.results.store import Store
 
 log = logging.getLogger(__name__)
 
-TRIAL_FN = "sweep.trial.run:run_trial"
 # What each Ray worker process runs as it starts, with --preimport.
 PREIMPORT_HOOK = "sweep.engine.forkserver.preimport"
 SCRATCH_PREFIX = "tsweep-tune-"
-
-
-@dataclass
-class EngineOptions:
-    """How to run a sweep (what to run is the SweepSpec).
-
-    trial_fn: "module:function" taking a TrialConfig and returning a Trial, imported in the worker.
-    retries: how many times a trial whose process died (a lost node) is run again; a trial that
-      dies every time ends as one ``crashed`` row after 1 + retries attempts.
-    node_wait_s: how long trials whose kind of node is gone (lost mid-sweep) wait for one to come
-      back before they become ``no_gpu_type`` rows (a resume runs them).
-    kill_grace_s: a trial still running this long past its timeout (its own watchdog could not
-      end it, e.g. a hang holding the GIL) is killed from the driver and stored as ``timeout``.
-    preimport: import torch and transformers as each worker process starts (Ray's
-      worker_process_setup_hook). Off by default: with a fresh process per trial the import is on
-      the trial's critical path either way, and benchmarks/sweep_overhead.py measured the sweep
-      slower with it (0.77x on 2 CPU cores).
-    """
-
-    db: str = "results.db"
-    rerun: bool = False
-    address: str | None = None
-    trial_fn: str = TRIAL_FN
-    retries: int = 1
-    node_wait_s: float = 120.0
-    kill_grace_s: float = 60.0
-    preimport: bool = False
-    # Each trial runs in a fresh process forked from a warm fork server in the worker
-    # (sweep/engine/forkserver.py): clean CUDA state per trial without paying interpreter start and
-    # imports per trial. The Ray worker itself is then reused (it only launches trials).
-    isolate: bool = True
-    # Without isolation: run the next trial in the same worker process (Tune's reuse_actors).
-    # Off by default: the next trial would see the previous one's memory, caches and CUDA state.
-    reuse_workers: bool = False
-    progress: bool = True
-    verbose: bool = False
-    num_cpus: int | None = None  # a local instance only
-    storage_path: str | None = None  # Tune's scratch directory; a temporary one by default
 
 
 class SweepError(ValueError):

@@ -10,19 +10,22 @@ A sweep's planned trials fall into groups (same configuration but the batch size
   the batch (sweep/engine/memory_guide.py): a jump close below the predicted limit, one probe
   above it, then the last gap.
 
-``ask()`` returns the next ``Step`` (run this trial, write this skipped row, count this stored
-row) or None (wait for a result in flight, or nothing left); ``tell()`` folds a trial's outcome in.
-The Tune searcher (sweep/engine/searcher.py) only adapts these to Tune's API.
+Both implement ``Schedule``, the one protocol the Tune searcher (sweep/engine/searcher.py) adapts
+to Tune's API, without knowing which schedule it holds: ``ask()`` returns the next ``Step`` (run
+this trial, write this skipped row, count this stored row) or None (wait for a result in flight, or
+nothing left); ``tell()`` folds a trial's outcome in; ``retry()`` takes back a trial whose process
+died; ``abandon()`` gives up a group whose kind of node is gone; ``done``, ``probes``, ``answer``
+and ``prediction()`` say where it stands. ``schedule_for`` picks the class by the sweep's mode.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sweep.engine.memory_guide import MemoryGuide, reading_of
-from sweep.plan.grid import PlannedTrial
+from sweep.plan.grid import GRID, MAX_BATCH, PlannedTrial, SweepSpec
 from sweep.results.record import CRASHED, NONFINITE, OK, OOM, TIMEOUT
 
 RUN, SKIP, STORED = "run", "skip", "stored"
@@ -41,6 +44,51 @@ class Step:
 
 # stored(key) -> the status stored with a final status (None: run it)
 StoredLookup = Callable[[str], "str | None"]
+# stored_metrics(key) -> a stored row's metrics (None: no such row)
+MetricsLookup = Callable[[str], "dict[str, Any] | None"]
+
+
+@runtime_checkable
+class Schedule(Protocol):
+    """What decides one group's trials; all that the searcher asks of it.
+
+    probes: keys of every trial asked (run, skipped or counted as stored), in the order first
+      asked.
+    """
+
+    probes: list[str]
+
+    @property
+    def done(self) -> bool:
+        """Nothing left to ask and nothing in flight."""
+        ...
+
+    @property
+    def answer(self) -> tuple[str, int] | None:
+        """What the group found, once done: (key of the row that carries it, the value); None
+        for a schedule that only runs its trials, or that found nothing."""
+        ...
+
+    def ask(self) -> Step | None:
+        """The next decision, or None (wait for a result in flight, or nothing left)."""
+        ...
+
+    def tell(self, trial: PlannedTrial, status: str, metrics: dict[str, Any] | None = None) -> None:
+        """Fold in the outcome of a trial it asked to run; ``metrics``: its record's, or None."""
+        ...
+
+    def retry(self, trial: PlannedTrial) -> None:
+        """Run ``trial`` again next (its process died; the retry is the engine's)."""
+        ...
+
+    def abandon(self, lost: list[PlannedTrial]) -> list[PlannedTrial]:
+        """Give up: the group's kind of node is gone, with ``lost`` (its trials in flight). Returns
+        every trial it leaves unrun, ``lost`` first; then it is done."""
+        ...
+
+    def prediction(self, key: str) -> dict[str, Any] | None:
+        """What it predicted for the trial ``key`` as it asked for it (with_prediction), or None."""
+        ...
 
 
 class GridQueue:
@@ -51,15 +99,30 @@ class GridQueue:
         self.stored = stored
         self.oom_batch: int | None = None  # the smallest batch that ran out of memory
         self.in_flight = 0
+        self.probes: list[str] = []
 
     @property
     def done(self) -> bool:
         return not self.members and not self.in_flight
 
+    @property
+    def answer(self) -> None:
+        """A grid group only runs its trials: it answers nothing."""
+        return None
+
+    def prediction(self, key: str) -> None:
+        return None
+
     def _oom_at(self, batch: int) -> None:
         self.oom_batch = batch if self.oom_batch is None else min(self.oom_batch, batch)
 
     def ask(self) -> Step | None:
+        step = self._decide()
+        if step is not None and step.trial.key not in self.probes:  # a retry is asked again
+            self.probes.append(step.trial.key)
+        return step
+
+    def _decide(self) -> Step | None:
         if not self.members:
             return None
         t = self.members[0]
@@ -79,7 +142,7 @@ class GridQueue:
         self.in_flight += 1
         return Step(RUN, self.members.pop(0))
 
-    def tell(self, trial: PlannedTrial, status: str) -> None:
+    def tell(self, trial: PlannedTrial, status: str, metrics: dict[str, Any] | None = None) -> None:
         self.in_flight -= 1
         if status == OOM:
             self._oom_at(trial.config.batch_size)
@@ -88,6 +151,10 @@ class GridQueue:
         """Run ``trial`` again next (its process died; the retry is the engine's)."""
         self.in_flight -= 1
         self.members.insert(0, trial)
+
+    def abandon(self, lost: list[PlannedTrial]) -> list[PlannedTrial]:
+        left, self.members, self.in_flight = [*lost, *self.members], [], 0
+        return left
 
 
 class BatchSearch:
@@ -131,6 +198,9 @@ class BatchSearch:
     @property
     def done(self) -> bool:
         return self.finished
+
+    def prediction(self, key: str) -> dict[str, Any] | None:
+        return self.predictions.get(key)
 
     @property
     def answer(self) -> tuple[str, int] | None:
@@ -181,6 +251,13 @@ class BatchSearch:
         self.probes.pop()  # asked again, under the same key
         self.next_batch = trial.config.batch_size
 
+    def abandon(self, lost: list[PlannedTrial]) -> list[PlannedTrial]:
+        left = list(lost)
+        if self.next_batch and not lost:  # the probe it would have asked next
+            left.append(self.first.with_batch(self.next_batch))
+        self.finished, self.next_batch, self.in_flight = True, None, 0
+        return left
+
     def _fold(self, batch: int, key: str, status: str) -> None:
         """Fold one probe's outcome into the search and choose the next batch."""
         if status not in (OK, NONFINITE, OOM, CRASHED, TIMEOUT):
@@ -205,6 +282,26 @@ class BatchSearch:
         self.next_batch = nxt
         if nxt is None:
             self.finished = True
+
+
+# How each mode builds a group's schedule: (spec, members, stored, stored_metrics) -> Schedule.
+SCHEDULES: dict[str, Callable[..., Schedule]] = {
+    GRID: lambda spec, members, stored, metrics: GridQueue(members, stored),
+    # one member: its batch is the first to try
+    MAX_BATCH: lambda spec, members, stored, metrics: BatchSearch(
+        members[0], stored, spec.batch_limit, spec.batch_tolerance, stored_metrics=metrics
+    ),
+}
+
+
+def schedule_for(
+    spec: SweepSpec,
+    members: list[PlannedTrial],
+    stored: StoredLookup,
+    stored_metrics: MetricsLookup | None = None,
+) -> Schedule:
+    """The schedule of one group of ``spec``'s trials (``members``, ascending batch), by mode."""
+    return SCHEDULES[spec.mode](spec, members, stored, stored_metrics)
 
 
 # What a guided probe's row carries in its metrics (a probe asked before the line existed has none).

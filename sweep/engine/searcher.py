@@ -1,6 +1,6 @@
 """The Tune ``Searcher``: a thin adapter from Tune's suggest/complete calls to the pure schedules
-(sweep/engine/schedule.py), plus the two things only the driver knows: what the cluster can place
-right now, and which trials to retry.
+(sweep/engine/schedule.py, one per group, seen only through the ``Schedule`` protocol), plus the
+two things only the driver knows: what the cluster can place right now, and which trials to retry.
 
 - Groups are served round-robin, so that they run side by side on a cluster.
 - A trial is handed to Tune only where a live node can place it now (GPUs of its type, or CPU
@@ -28,15 +28,15 @@ from ray.tune.stopper import Stopper
 
 from cluster.placement import Capacity, Slot
 from sweep.engine.flops import FlopsByShape
-from sweep.engine.schedule import RUN, SKIP, STORED, BatchSearch, GridQueue, with_prediction
+from sweep.engine.schedule import RUN, SKIP, STORED, Schedule, schedule_for, with_prediction
 from sweep.engine.worker import TrialRequest
-from sweep.plan.grid import MAX_BATCH, PlannedTrial, SweepSpec, groups
+from sweep.plan.grid import PlannedTrial, SweepSpec, groups
 from sweep.results.record import CRASHED, FINAL_STATUSES, NO_GPU_TYPE, SKIPPED_OOM, Trial
 
 
 @dataclass
 class _Group:
-    schedule: GridQueue | BatchSearch
+    schedule: Schedule
     gpu: bool
     gpu_type: str | None
     blocked_since: float | None = None
@@ -85,23 +85,13 @@ class SweepSearcher(Searcher):
         self.capacity = capacity
         self.node_wait_s = node_wait_s
         self.clock = clock
-        self.max_batch = spec.mode == MAX_BATCH
         self.stored_metrics = stored_metrics
         self.flops = FlopsByShape()  # what a trial of a shape counted, for the next of that shape
         gpu_of = {t.key: gpu for t, gpu in runnable}
         self.groups: list[_Group] = []
         for members in groups([t for t, _ in runnable]).values():
             first = members[0]
-            if self.max_batch:
-                sched: GridQueue | BatchSearch = BatchSearch(
-                    first,
-                    self._stored_status,
-                    spec.batch_limit,
-                    spec.batch_tolerance,
-                    stored_metrics=self._stored_metrics,
-                )
-            else:
-                sched = GridQueue(members, self._stored_status)
+            sched = schedule_for(spec, members, self._stored_status, self._stored_metrics)
             n = first.config.gpus_per_trial
             self.groups.append(_Group(sched, gpu_of[first.key], first.gpu_type, gpus=n))
         self.live: dict[str, tuple[_Group, PlannedTrial]] = {}
@@ -172,21 +162,12 @@ class SweepSearcher(Searcher):
             f"no live node with a free {what} for {self.node_wait_s:g} s "
             "(the node was lost during the sweep, or never joined)"
         )
-        sched = g.schedule
         # its trials still in flight went with the node (Ray may keep them pending for ever)
         lost = [(tid, t) for tid, (grp, t) in self.live.items() if grp is g]
         for tid, _ in lost:
             del self.live[tid]
             self.abandoned.add(tid)
-        if isinstance(sched, GridQueue):
-            left, sched.members = [t for _, t in lost] + sched.members, []
-            sched.in_flight = 0
-        else:
-            left = [t for _, t in lost]
-            if sched.next_batch and not lost:
-                left.append(sched.first.with_batch(sched.next_batch))
-            sched.finished, sched.next_batch, sched.in_flight = True, None, 0
-        for t in left:
+        for t in g.schedule.abandon([t for _, t in lost]):
             if self._stored_status(t.key):
                 continue
             self.write(t.unrun(self.spec.name, NO_GPU_TYPE, reason, "NoGpuType"))
@@ -249,37 +230,27 @@ class SweepSearcher(Searcher):
         if status == CRASHED and self.will_retry(t.key):
             g.schedule.retry(t)
             return
-        if isinstance(g.schedule, BatchSearch):
-            g.schedule.tell(t, status, _metrics_of(result))
-        else:
-            g.schedule.tell(t, status)
+        g.schedule.tell(t, status, _metrics_of(result))
 
-    # -- max-batch answers ----------------------------------------------------------------------
+    # -- what the schedules found ---------------------------------------------------------------
     def answers(self) -> list[tuple[str, int]]:
-        """(key of the row that carries it, largest batch that fits) of each search that ended."""
-        return [
-            a
-            for g in self.groups
-            if isinstance(g.schedule, BatchSearch)
-            if (a := g.schedule.answer)
-        ]
+        """(key of the row that carries it, its value) of each schedule that answered: a max-batch
+        search's largest batch that fits."""
+        return [a for g in self.groups if (a := g.schedule.answer)]
 
     def with_prediction(self, record: Trial) -> Trial:
-        """``record`` with what its max-batch search predicted for it (schedule.with_prediction)."""
+        """``record`` with what its schedule predicted for it (schedule.with_prediction)."""
         for g in self.groups:
-            if isinstance(g.schedule, BatchSearch) and record.key in g.schedule.predictions:
-                metrics = with_prediction(record.metrics or {}, g.schedule.predictions[record.key])
-                return record.replace(metrics=metrics)
+            if (prediction := g.schedule.prediction(record.key)) is not None:
+                return record.replace(metrics=with_prediction(record.metrics or {}, prediction))
         return record
 
     def groups_done(self) -> int:
         return sum(g.schedule.done for g in self.groups)
 
     def probe_keys(self) -> list[str]:
-        """Every probe a max-batch search asked for, in order."""
-        return [
-            k for g in self.groups if isinstance(g.schedule, BatchSearch) for k in g.schedule.probes
-        ]
+        """Every trial the schedules asked for (a max-batch search's probes), group by group."""
+        return [k for g in self.groups for k in g.schedule.probes]
 
 
 def _metrics_of(result: dict | None) -> dict[str, Any] | None:

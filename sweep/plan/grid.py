@@ -8,24 +8,41 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweep.plan.config import BATCH, TrialConfig, excerpt, field_role
+from sweep.plan.config import BATCH, TrialConfig, choices, excerpt, field_names, field_role
 from sweep.results.record import Trial, trial_key, utc_now
 
 GRID, MAX_BATCH = "grid", "max-batch"
 MODES = (GRID, MAX_BATCH)
+# The longest a trial may take. Python's pipe and thread waits refuse an infinite or
+# multi-week timeout (OverflowError), which would make every trial an error row.
+MAX_TIMEOUT_S = 7 * 24 * 3600
+# Repeats of each configuration: more is a typo (or a file meant to keep the fleet busy).
+MAX_REPEATS = 1000
+# max-batch: the first batch a search tries where fixed.batch_size does not say
+FIRST_BATCH = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_GPU_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # as Ray writes them: V100, A100-80G
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A named sweep: a grid of trial configurations, validated (see sweep.plan.sweepfile).
+    """A named sweep: a grid of trial configurations. Validates itself: a bad field is one
+    ValueError naming the field and what it allows (sweep.plan.sweepfile adds where it came from;
+    each configuration's own check runs as the grid is expanded).
 
     axes: one or more sub-grids (field -> values); each one's product is merged over ``fixed``;
-    several sub-grids express "seq_len 1024 only for the models that allow it".
-
+    several sub-grids express "seq_len 1024 only for the models that allow it". One mapping is
+    taken as the only sub-grid; () plans ``fixed`` alone.
+    fixed: field -> one value, the same for every trial (max-batch: ``batch_size`` is the first
+    batch to try, FIRST_BATCH where it is not given).
+    gpu_types: Ray accelerator types (V100, A100, H100, ...); (): any GPU.
+    repeats: trials of each configuration (max-batch: 1).
     timeout_s: wall seconds one trial may take, its process start included.
+    mode: GRID (every trial of the grid) or MAX_BATCH (the largest batch that fits, per group).
     batch_limit: in max-batch mode, the largest batch size tried.
     batch_tolerance: in max-batch mode, stop bisecting once the smallest batch that ran out of
     memory is within this fraction of the largest that fits (0: find the exact batch).
@@ -33,10 +50,11 @@ class SweepSpec:
     one GPU besides).
     interference: the interference check's reference configuration (fields over ``fixed``): it
     runs alone on the node first, then again among the sweep's trials (interference_trials).
+    pin_cpus: pin each GPU trial to its GPU's share of the node's cores.
     """
 
     name: str
-    axes: tuple[dict[str, list[Any]], ...]  # sub-grids: the sweep is the union of their products
+    axes: tuple[dict[str, list[Any]], ...] = ()  # sub-grids: the sweep is the union of products
     fixed: dict[str, Any] = field(default_factory=dict)
     gpu_types: tuple[str, ...] = ()
     repeats: int = 1
@@ -48,7 +66,155 @@ class SweepSpec:
     description: str = ""
     # fields over ``fixed`` of the reference trial of the interference check (None: no check)
     interference: dict[str, Any] | None = None
-    pin_cpus: bool = False  # pin each GPU trial to its GPU's share of the node's cores
+    pin_cpus: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ValueError(
+                "name: expected a name of letters, digits, '.', '_' or '-', "
+                f"got {excerpt(self.name)}"
+            )
+        if not isinstance(self.description, str):
+            raise ValueError(f"description: expected text, got {_type_name(self.description)}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode: {excerpt(self.mode)} is not one of {', '.join(MODES)}")
+        _check_fixed(self.fixed)
+        self._set("axes", _checked_axes(self.axes, self.fixed))
+        self._set("gpu_types", _checked_gpu_types(self.gpu_types))
+        _check_integer("repeats", self.repeats, 1, MAX_REPEATS)
+        _check_integer("batch_limit", self.batch_limit, 1)
+        _check_integer("cpus_per_trial", self.cpus_per_trial, 1)
+        tolerance = _number("batch_tolerance", self.batch_tolerance, "a fraction such as 0.02")
+        if not 0 <= tolerance < 1:  # nan fails too
+            raise ValueError(f"batch_tolerance: must be at least 0 and below 1, got {tolerance}")
+        self._set("batch_tolerance", float(tolerance))
+        timeout = _number("timeout_s", self.timeout_s, "a number of seconds")
+        if not timeout > 0:
+            raise ValueError(f"timeout_s: must be positive, got {timeout}")
+        if not timeout <= MAX_TIMEOUT_S:  # .inf or huge: the trial's own timer cannot wait
+            raise ValueError(
+                f"timeout_s: must be at most {MAX_TIMEOUT_S} s (a week), got {timeout}"
+            )
+        self._set("timeout_s", float(timeout))
+        if self.mode == MAX_BATCH:
+            self._check_max_batch()
+        if self.interference is not None:
+            if not isinstance(self.interference, dict) or not self.interference:
+                raise ValueError(
+                    "interference: expected the reference configuration's fields over fixed, "
+                    "e.g. {model: bert-base-uncased, batch_size: 32}; "
+                    f"got {excerpt(self.interference)}"
+                )
+            if self.mode == MAX_BATCH:
+                raise ValueError("interference: the interference check runs in grid mode only")
+        if not isinstance(self.pin_cpus, bool):
+            raise ValueError(f"pin_cpus: expected true or false, got {excerpt(self.pin_cpus)}")
+
+    def _set(self, name: str, value: Any) -> None:
+        """Store a field's normalised value (the dataclass is frozen once __post_init__ ends)."""
+        object.__setattr__(self, name, value)
+
+    def _check_max_batch(self) -> None:
+        if any("batch_size" in g for g in self.axes):
+            raise ValueError(
+                "axes.batch_size: in max-batch mode the batch size is searched; "
+                f"set fixed.batch_size to the first batch to try (default {FIRST_BATCH})"
+            )
+        if self.repeats != 1:
+            raise ValueError("repeats: max-batch mode searches once per group (repeats: 1)")
+        self._set("fixed", {"batch_size": FIRST_BATCH, **self.fixed})
+        start = self.fixed["batch_size"]
+        if isinstance(start, int) and not isinstance(start, bool) and start > self.batch_limit:
+            raise ValueError(
+                f"batch_limit: {self.batch_limit} is below the first batch size {start}"
+            )
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _check_fixed(fixed: Any) -> None:
+    if not isinstance(fixed, dict):
+        raise ValueError(f"fixed: expected a mapping of field -> value, got {_type_name(fixed)}")
+    known = field_names()
+    for key, v in fixed.items():
+        if key not in known:
+            raise ValueError(f"fixed: unknown field {excerpt(key)}; known: {', '.join(known)}")
+        if isinstance(v, (list, dict)):
+            raise ValueError(
+                f"fixed.{key}: expected one value, got {excerpt(v)} (put lists under axes)"
+            )
+
+
+def _checked_axes(axes: Any, fixed: dict[str, Any]) -> tuple[dict[str, list[Any]], ...]:
+    """The sub-grids as a tuple, each checked: known fields, non-empty lists of allowed scalars,
+    none also in ``fixed``. Messages name ``axes`` (one mapping) or ``axes[i]`` (a list)."""
+    listed = isinstance(axes, (list, tuple))
+    grids = list(axes) if listed else [axes]
+    known = field_names()
+    for i, grid in enumerate(grids):
+        where = f"axes[{i}]" if listed else "axes"
+        if not isinstance(grid, dict):
+            raise ValueError(
+                f"{where}: expected a mapping of field -> list of values, got {_type_name(grid)}"
+            )
+        for key, values in grid.items():
+            if key not in known:
+                raise ValueError(
+                    f"{where}: unknown field {excerpt(key)}; known: {', '.join(known)}"
+                )
+            if not isinstance(values, list):
+                raise ValueError(
+                    f"{where}.{key}: expected a list of values, got "
+                    f"{_type_name(values)} ({excerpt(values)}); write [{excerpt(values)}] for one "
+                    "value"
+                )
+            if not values:
+                raise ValueError(
+                    f"{where}.{key}: is empty (a grid with an empty axis has no trials)"
+                )
+            allowed = choices(key)
+            for v in values:
+                if isinstance(v, (list, dict)):
+                    raise ValueError(f"{where}.{key}: values must be scalars, got {excerpt(v)}")
+                if allowed and v not in allowed:
+                    raise ValueError(
+                        f"{where}.{key}: {excerpt(v)} is not one of {', '.join(allowed)}"
+                    )
+        both = sorted(set(grid) & set(fixed))
+        if both:
+            raise ValueError(f"{', '.join(both)}: given both in {where} and in fixed")
+    return tuple(grids)
+
+
+def _checked_gpu_types(gpu_types: Any) -> tuple[str, ...]:
+    if not isinstance(gpu_types, (list, tuple)) or not all(
+        isinstance(g, str) and _GPU_TYPE.match(g) for g in gpu_types
+    ):
+        raise ValueError(
+            "gpu_types: expected a list of Ray accelerator types such as [A100, H100], "
+            f"got {excerpt(gpu_types)}"
+        )
+    if len(set(gpu_types)) != len(gpu_types):
+        raise ValueError(f"gpu_types: {excerpt(gpu_types)} lists a type twice")
+    return tuple(gpu_types)
+
+
+def _check_integer(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: expected an integer, got {excerpt(value)}")
+    if value < minimum:
+        raise ValueError(f"{name}: must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: must be at most {maximum}, got {excerpt(value)}")
+
+
+def _number(name: str, value: Any, what: str) -> float:
+    """``value`` if it is a number (not a bool), else a ValueError saying ``what`` is expected."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: expected {what}, got {excerpt(value)}")
+    return value
 
 
 @dataclass(frozen=True)

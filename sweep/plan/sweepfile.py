@@ -1,5 +1,7 @@
 """Sweep files and presets: YAML in, a validated ``SweepSpec`` out, or one ValueError naming the
 problem. Nothing here touches Ray or the database, so bad input is refused before anything runs.
+This module only reads the YAML and maps it onto SweepSpec, which checks its own fields (and
+states their defaults); then every planned configuration is built, so that its own check runs.
 
 A sweep file uses the trial configuration's own field names::
 
@@ -23,8 +25,8 @@ A sweep file uses the trial configuration's own field names::
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import re
 import stat
 from importlib import resources
 from typing import Any
@@ -32,35 +34,17 @@ from typing import Any
 import yaml
 
 from sweep.plan import yamlsafe
-from sweep.plan.config import choices, excerpt, field_names
-from sweep.plan.grid import MAX_BATCH, MODES, SweepSpec, expand, interference_trials, planned_count
+from sweep.plan.config import excerpt
+from sweep.plan.grid import MAX_BATCH, SweepSpec, expand, interference_trials, planned_count
 
-TOP_KEYS = (
-    "name",
-    "description",
-    "mode",
-    "axes",
-    "fixed",
-    "gpu_types",
-    "repeats",
-    "timeout_s",
-    "batch_limit",
-    "batch_tolerance",
-    "cpus_per_trial",
-    "interference",
-    "pin_cpus",
-)
-# The longest a trial may take. Python's pipe and thread waits refuse an infinite or
-# multi-week timeout (OverflowError), which would make every trial an error row.
-MAX_TIMEOUT_S = 7 * 24 * 3600
+# The keys of a sweep file: the fields of SweepSpec, which checks their values.
+TOP_KEYS = tuple(f.name for f in dataclasses.fields(SweepSpec))
+# Keys whose empty value (null, [], {}) means "not given": the field's default.
+_EMPTY_IS_DEFAULT = ("axes", "fixed", "gpu_types")
 # Trials a sweep may plan unless --max-trials says otherwise: the grid's size is computed from
 # the lengths of its axes before anything is expanded, so a tiny file of 10**7 combinations is
 # refused in microseconds instead of filling memory.
 DEFAULT_MAX_TRIALS = 100_000
-# Repeats of each configuration: more is a typo (or a file meant to keep the fleet busy).
-MAX_REPEATS = 1000
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_GPU_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # as Ray writes them: V100, A100-80G
 
 
 class SweepFileError(ValueError):
@@ -164,146 +148,16 @@ def parse(
         )
         raise fail(f"unknown key(s) {shown}; known: {', '.join(TOP_KEYS)}")
 
-    name = raw.get("name", default_name)
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise fail(
-            f"name: expected a name of letters, digits, '.', '_' or '-', got {excerpt(name)}"
-        )
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise fail(f"description: expected text, got {_type_name(description)}")
-
-    mode = raw.get("mode", "grid")
-    if mode not in MODES:
-        raise fail(f"mode: {excerpt(mode)} is not one of {', '.join(MODES)}")
-
-    known_fields = field_names()
-    axes_raw = raw.get("axes") or {}
-    # axes: one mapping (a grid) or a list of mappings (a union of grids).
-    grids = axes_raw if isinstance(axes_raw, list) else [axes_raw]
-    fixed = raw.get("fixed") or {}
-    if not isinstance(fixed, dict):
-        raise fail(f"fixed: expected a mapping of field -> value, got {_type_name(fixed)}")
-    for key, v in fixed.items():
-        if key not in known_fields:
-            raise fail(f"fixed: unknown field {excerpt(key)}; known: {', '.join(known_fields)}")
-        if isinstance(v, (list, dict)):
-            raise fail(f"fixed.{key}: expected one value, got {excerpt(v)} (put lists under axes)")
-    if not grids:
-        raise fail("axes: is an empty list (no grid, no trials)")
-    for i, grid in enumerate(grids):
-        where = "axes" if len(grids) == 1 and not isinstance(axes_raw, list) else f"axes[{i}]"
-        if not isinstance(grid, dict):
-            raise fail(
-                f"{where}: expected a mapping of field -> list of values, got {_type_name(grid)}"
-            )
-        for key, values in grid.items():
-            if key not in known_fields:
-                raise fail(
-                    f"{where}: unknown field {excerpt(key)}; known: {', '.join(known_fields)}"
-                )
-            if not isinstance(values, list):
-                raise fail(
-                    f"{where}.{key}: expected a list of values, got "
-                    f"{_type_name(values)} ({excerpt(values)}); write [{excerpt(values)}] for one "
-                    "value"
-                )
-            if not values:
-                raise fail(f"{where}.{key}: is empty (a grid with an empty axis has no trials)")
-            allowed = choices(key)
-            for v in values:
-                if isinstance(v, (list, dict)):
-                    raise fail(f"{where}.{key}: values must be scalars, got {excerpt(v)}")
-                if allowed and v not in allowed:
-                    raise fail(f"{where}.{key}: {excerpt(v)} is not one of {', '.join(allowed)}")
-        both = sorted(set(grid) & set(fixed))
-        if both:
-            raise fail(f"{', '.join(both)}: given both in {where} and in fixed")
-    axes = tuple(grids)
-
-    gpu_types = raw.get("gpu_types") or []
-    if not isinstance(gpu_types, list) or not all(
-        isinstance(g, str) and _GPU_TYPE.match(g) for g in gpu_types
-    ):
-        raise fail(
-            f"gpu_types: expected a list of Ray accelerator types such as [A100, H100], "
-            f"got {excerpt(gpu_types)}"
-        )
-    if len(set(gpu_types)) != len(gpu_types):
-        raise fail(f"gpu_types: {excerpt(gpu_types)} lists a type twice")
-
-    def integer(key: str, default: int, minimum: int) -> int:
-        value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise fail(f"{key}: expected an integer, got {excerpt(value)}")
-        if value < minimum:
-            raise fail(f"{key}: must be at least {minimum}, got {value}")
-        return value
-
-    repeats = integer("repeats", 1, 1)
-    if repeats > MAX_REPEATS:
-        raise fail(f"repeats: must be at most {MAX_REPEATS}, got {excerpt(repeats)}")
-    batch_limit = integer("batch_limit", 4096, 1)
-    cpus_per_trial = integer("cpus_per_trial", 1, 1)
-    batch_tolerance = raw.get("batch_tolerance", 0)
-    if isinstance(batch_tolerance, bool) or not isinstance(batch_tolerance, (int, float)):
-        raise fail(
-            f"batch_tolerance: expected a fraction such as 0.02, got {excerpt(batch_tolerance)}"
-        )
-    if not 0 <= batch_tolerance < 1:  # nan fails too
-        raise fail(f"batch_tolerance: must be at least 0 and below 1, got {batch_tolerance}")
-    timeout_s = raw.get("timeout_s", 600)
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
-        raise fail(f"timeout_s: expected a number of seconds, got {excerpt(timeout_s)}")
-    if not timeout_s > 0:
-        raise fail(f"timeout_s: must be positive, got {timeout_s}")
-    if not timeout_s <= MAX_TIMEOUT_S:  # .inf or huge: the trial's own timer cannot wait that long
-        raise fail(f"timeout_s: must be at most {MAX_TIMEOUT_S} s (a week), got {timeout_s}")
-
-    if mode == MAX_BATCH:
-        if any("batch_size" in g for g in axes):
-            raise fail(
-                "axes.batch_size: in max-batch mode the batch size is searched; "
-                "set fixed.batch_size to the first batch to try (default 1)"
-            )
-        if repeats != 1:
-            raise fail("repeats: max-batch mode searches once per group (repeats: 1)")
-        fixed = {"batch_size": 1, **fixed}
-        start = fixed["batch_size"]
-        if isinstance(start, int) and not isinstance(start, bool) and start > batch_limit:
-            raise fail(f"batch_limit: {batch_limit} is below the first batch size {start}")
-
-    interference = raw.get("interference")
-    if interference is not None:
-        if not isinstance(interference, dict) or not interference:
-            raise fail(
-                "interference: expected the reference configuration's fields over fixed, "
-                f"e.g. {{model: bert-base-uncased, batch_size: 32}}; got {excerpt(interference)}"
-            )
-        if mode == MAX_BATCH:
-            raise fail("interference: the interference check runs in grid mode only")
-    pin_cpus = raw.get("pin_cpus", False)
-    if not isinstance(pin_cpus, bool):
-        raise fail(f"pin_cpus: expected true or false, got {excerpt(pin_cpus)}")
-    spec = SweepSpec(
-        name=name,
-        axes=axes,
-        fixed=fixed,
-        gpu_types=tuple(gpu_types),
-        repeats=repeats,
-        timeout_s=float(timeout_s),
-        mode=mode,
-        batch_limit=batch_limit,
-        batch_tolerance=float(batch_tolerance),
-        cpus_per_trial=cpus_per_trial,
-        description=description,
-        interference=interference,
-        pin_cpus=pin_cpus,
-    )
+    values = {k: v for k, v in raw.items() if v or k not in _EMPTY_IS_DEFAULT}
+    values.setdefault("name", default_name)
+    try:
+        spec = SweepSpec(**values)  # checks every field, naming it
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     n = planned_count(spec)  # from the axes' lengths: nothing is expanded yet
     if n > max_trials:
         raise fail(
-            f"plans {n:,} {'search groups' if mode == MAX_BATCH else 'trials'}, more than "
+            f"plans {n:,} {'search groups' if spec.mode == MAX_BATCH else 'trials'}, more than "
             f"--max-trials {max_trials:,} (fewer axis values, or raise --max-trials)"
         )
     try:
