@@ -77,7 +77,20 @@ def _gpt2(name, layers, hidden, heads, src, tiny=False, n_positions=1024):
 
 
 def _llama(
-    name, model_type, layers, hidden, heads, kv, inter, vocab, max_pos, theta, src, tiny=False
+    name,
+    model_type,
+    layers,
+    hidden,
+    heads,
+    kv,
+    inter,
+    vocab,
+    max_pos,
+    theta,
+    src,
+    tiny=False,
+    tie=True,
+    **extra,
 ):
     hp = dict(
         vocab_size=vocab,
@@ -88,14 +101,29 @@ def _llama(
         intermediate_size=inter,
         max_position_embeddings=max_pos,
         rope_theta=theta,
-        rms_norm_eps=1e-5 if model_type == "llama" else 1e-6,
-        tie_word_embeddings=True,
+        rms_norm_eps=1e-5 if model_type in ("llama", "mistral") else 1e-6,
+        tie_word_embeddings=tie,
         pad_token_id=0,
+        **extra,
     )
     return ModelSpec(name, model_type, DECODER, max_pos, vocab, hidden, layers, hp, src, tiny)
 
 
 _HF = "https://huggingface.co/{}/blob/main/config.json"
+
+
+def _llama3_rope(factor: float) -> dict[str, Any]:
+    """Llama 3.1/3.2's RoPE scaling ("llama3": frequencies rescaled past 8192 positions)."""
+    return dict(
+        rope_scaling=dict(
+            rope_type="llama3",
+            factor=factor,
+            low_freq_factor=1.0,
+            high_freq_factor=4.0,
+            original_max_position_embeddings=8192,
+        )
+    )
+
 
 CATALOG: dict[str, ModelSpec] = {
     s.name: s
@@ -156,6 +184,93 @@ CATALOG: dict[str, ModelSpec] = {
             32768,
             1000000.0,
             _HF.format("Qwen/Qwen2.5-0.5B"),
+        ),
+        # Decoders people fine-tune on one GPU (1B to 8B): each config.json's shape, vocabulary,
+        # positions, RoPE and tying. The Llama checkpoints are gated; their configs are public.
+        _llama(
+            "llama-3.2-1b",
+            "llama",
+            16,
+            2048,
+            32,
+            8,
+            8192,
+            128256,
+            131072,
+            500000.0,
+            _HF.format("meta-llama/Llama-3.2-1B"),
+            **_llama3_rope(32.0),
+        ),
+        _llama(
+            "llama-3.2-3b",
+            "llama",
+            28,
+            3072,
+            24,
+            8,
+            8192,
+            128256,
+            131072,
+            500000.0,
+            _HF.format("meta-llama/Llama-3.2-3B"),
+            **_llama3_rope(32.0),
+        ),
+        _llama(
+            "llama-3.1-8b",
+            "llama",
+            32,
+            4096,
+            32,
+            8,
+            14336,
+            128256,
+            131072,
+            500000.0,
+            _HF.format("meta-llama/Llama-3.1-8B"),
+            tie=False,
+            **_llama3_rope(8.0),
+        ),
+        _llama(
+            "qwen2.5-1.5b",
+            "qwen2",
+            28,
+            1536,
+            12,
+            2,
+            8960,
+            151936,
+            131072,
+            1000000.0,
+            _HF.format("Qwen/Qwen2.5-1.5B"),
+        ),
+        _llama(
+            "qwen2.5-7b",
+            "qwen2",
+            28,
+            3584,
+            28,
+            4,
+            18944,
+            152064,
+            131072,
+            1000000.0,
+            _HF.format("Qwen/Qwen2.5-7B"),
+            tie=False,
+        ),
+        _llama(
+            "mistral-7b-v0.3",
+            "mistral",
+            32,
+            4096,
+            32,
+            8,
+            14336,
+            32768,
+            32768,
+            1000000.0,
+            _HF.format("mistralai/Mistral-7B-v0.3"),
+            tie=False,
+            sliding_window=None,
         ),
         # Tiny stand-ins for CPU work. bert-tiny/bert-mini are Turc et al. 2019's compact BERTs
         # (google/bert_uncased_L-2_H-128_A-2, L-4_H-256_A-4); the others are shrunk here.

@@ -58,6 +58,11 @@ def check_graph_support(config: TrialConfig, device_type: str) -> str | None:
             "cuda_graph: apex-fused-adam has no capturable mode (its step count is on the host); "
             "use adamw-fused, captured with capturable=True"
         )
+    if config.optimizer in ("adamw-8bit", "paged-adamw-8bit") and config.mode == "train":
+        return (
+            f"cuda_graph: {config.optimizer} (bitsandbytes) has no capturable mode (its step "
+            "count is on the host); use adamw-fused"
+        )
     if config.compile in COMPILE_MODES_WITH_GRAPHS:
         return (
             f"cuda_graph: compile mode {config.compile} replays CUDA graphs of its own, which "

@@ -46,17 +46,27 @@ def throughput(batch_size: int, seq_len: int, step_time_ms: float) -> dict[str, 
 
 
 def analytic_flops_per_token(
-    n_matmul_params: int, num_layers: int, hidden: int, seq_len: int, train: bool = True
+    n_matmul_params: int,
+    num_layers: int,
+    hidden: int,
+    seq_len: int,
+    train: bool = True,
+    n_frozen: int = 0,
 ) -> float:
-    """FLOPs per token: 6N + 12*L*d*T for a training step (PaLM, Chowdhery et al. 2022,
-    appendix B; nanoGPT's ``estimate_mfu``): 2N forward and 4N backward for the weight matrices,
-    plus the attention score and value products. A forward pass alone is a third of that.
+    """Model FLOPs per token: 6N + 12*L*d*T for a training step (PaLM, Chowdhery et al. 2022,
+    appendix B; nanoGPT's ``estimate_mfu``): 2N forward and 4N backward for the weight matrices
+    (2N for the input's gradient, 2N for the weight's), plus the attention score and value
+    products. A forward pass alone is a third of that.
 
     N counts the parameters that take part in matrix products (linear layers, a tied LM head),
-    not embedding look-ups.
+    not embedding look-ups. ``n_frozen`` of them are frozen (a LoRA/QLoRA base): their weight
+    gradient is never computed, so they cost 4 per token, not 6 (4N frozen + 6N trainable).
+    Activation recomputation (gradient checkpointing) is not model FLOPs and is not counted.
     """
-    per_token = 6.0 * n_matmul_params + 12.0 * num_layers * hidden * seq_len
-    return per_token if train else per_token / 3.0
+    if not train:
+        return 2.0 * n_matmul_params + 4.0 * num_layers * hidden * seq_len
+    trainable = n_matmul_params - n_frozen
+    return 6.0 * trainable + 4.0 * n_frozen + 12.0 * num_layers * hidden * seq_len
 
 
 def achieved_tflops(flops_per_step: float | None, step_time_ms: float) -> float | None:

@@ -110,16 +110,25 @@ def derive_metrics(
     out.update(params)
     spec = get_spec(config.model)
     train = config.mode == "train"
-    out["flops_per_step_analytic"] = (
-        M.analytic_flops_per_token(
-            params["n_matmul_params"], spec.num_layers, spec.hidden_size, config.seq_len, train
-        )
-        * config.tokens_per_step
+    frozen = params["n_matmul_params"] - params.get(
+        "n_matmul_params_trainable", params["n_matmul_params"]
     )
+    per_token = M.analytic_flops_per_token(
+        params["n_matmul_params"],
+        spec.num_layers,
+        spec.hidden_size,
+        config.seq_len,
+        train,
+        n_frozen=frozen,
+    )
+    out["flops_per_step_analytic"] = per_token * config.tokens_per_step
+    out["model_flops_per_token"] = per_token
     out["flops_per_step"] = flops
     out["tflops_per_s"] = M.achieved_tflops(flops, out["step_time_ms_p50"])
     out["peak_tflops"] = peak_tflops(gpu_name, config.precision) if gpu_name else None
     out["mfu"] = M.mfu(out["tflops_per_s"], out["peak_tflops"])
+    analytic_tflops = M.achieved_tflops(out["flops_per_step_analytic"], out["step_time_ms_p50"])
+    out["mfu_analytic"] = M.mfu(analytic_tflops, out["peak_tflops"])
     gib = 2**30
     out["peak_allocated_gib"] = raw.peak_allocated_bytes / gib if raw.peak_allocated_bytes else None
     out["peak_reserved_gib"] = raw.peak_reserved_bytes / gib if raw.peak_reserved_bytes else None
@@ -129,6 +138,8 @@ def derive_metrics(
     out["joules_per_token"] = M.joules_per_token(raw.nvml.get("energy_j"), tokens)
     if raw.losses:
         out["loss_first"], out["loss_last"] = raw.losses[0], raw.losses[-1]
+        out["loss_mean"] = sum(raw.losses) / len(raw.losses)
+        out["losses"] = [round(x, 6) for x in raw.losses]
     out["graph_captured"] = 1 if raw.graph_captured else 0
     out["graph_capture_s"] = raw.graph_capture_s
     out.update(profile_metrics(raw.profile, out["step_time_ms_p50"]))

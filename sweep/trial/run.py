@@ -38,6 +38,7 @@ def _measure(
     flops_per_sequence: int | None,
 ):
     from sweep.trial.harnesses import check, harness_for
+    from sweep.trial.memory import memory_parts
     from sweep.trial.window import synchronize
     from sweep.trial.workload import build_workload, step_flops
 
@@ -53,6 +54,7 @@ def _measure(
         config, raw, w.params, flops, env.get("gpu_name"), env.get("gpu_memory_total_gib")
     )
     out["setup_s"] = setup_s
+    out.update(memory_parts(w.model, w.optimizer, raw.peak_allocated_bytes))
     return out, finite(raw.losses)
 
 

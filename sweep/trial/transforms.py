@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sweep.plan.config import TrialConfig
+from sweep.trial import finetune as ft
 
 Check = Callable[[TrialConfig, str], "str | None"]
 
@@ -41,13 +42,17 @@ def _checkpointing(model, config: TrialConfig):
     return model
 
 
+# In this order: quantize the base, patch kernels into it, checkpoint its layers, wrap it.
 TRANSFORMS: tuple[Transform, ...] = (
+    Transform("finetune", lambda c: c.finetune == "qlora", ft.qlora_check, ft.quantize_4bit),
+    Transform("liger", lambda c: c.liger, ft.liger_check, ft.apply_liger),
     Transform(
         "gradient_checkpointing",
         lambda c: c.gradient_checkpointing,
         _no_reason,  # in inference mode transformers checkpoints nothing (model.eval())
         _checkpointing,
     ),
+    Transform("finetune", lambda c: c.adapters, ft.lora_check, ft.apply_lora),
 )
 
 

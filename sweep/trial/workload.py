@@ -18,6 +18,7 @@ import torch
 from sweep.plan.catalog import DECODER, ModelSpec, get_spec
 from sweep.plan.config import COMPILE_MODES_WITH_GRAPHS, TrialConfig
 from sweep.plan.handoff import REQUIRE_GPU_ENV
+from sweep.trial.finetune import base_dtype, optimizer_check
 from sweep.trial.outcome import NoCuda
 from sweep.trial.transforms import apply_all
 
@@ -57,6 +58,9 @@ def refusal(config: TrialConfig, device_type: str) -> str | None:
             )
     if config.attention == "flash_attention_2" and not _imports("flash_attn"):
         return "attention: flash_attention_2 needs the flash-attn package, which is not installed"
+    reason = optimizer_check(config, device_type)
+    if reason:
+        return reason
     if config.optimizer == "apex-fused-adam" and not _imports("apex.optimizers"):
         return (
             "optimizer: apex-fused-adam needs NVIDIA apex, which does not "
@@ -83,19 +87,43 @@ def set_matmul_precision(precision: str) -> None:
 
 
 def autocast_dtype(precision: str):
+    """The autocast dtype of a *-mixed precision; None (no autocast) otherwise: fp32, tf32, and
+    bf16-true, whose weights are bf16 already."""
     return {"fp16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
 
 
+def _numel(p: torch.Tensor) -> int:
+    """A parameter's logical element count (a 4-bit one packs two per byte: its quant_state
+    keeps the shape)."""
+    state = getattr(p, "quant_state", None)
+    return int(torch.Size(state.shape).numel()) if state is not None else p.numel()
+
+
 def count_params(model: torch.nn.Module) -> dict[str, int]:
-    """All parameters; those outside embeddings; those in matrix products (linear layers,
-    GPT-2's Conv1D, a tied LM head counted once per use), for the 6N FLOPs estimate."""
-    total = sum(p.numel() for p in model.parameters())
+    """All parameters; those outside embeddings; those that train; those in matrix products
+    (linear layers, GPT-2's Conv1D, a tied LM head counted once per use, LoRA's adapters), for
+    the model-FLOPs estimate, and those of them that train. Logical counts: a 4-bit weight
+    counts its elements, not its bytes."""
+    params = list(model.parameters())
+    total = sum(_numel(p) for p in params)
     emb = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
-    matmul = 0
+    matmul = matmul_trainable = 0
     for m in model.modules():
-        if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D":
-            matmul += m.weight.numel()
-    return {"n_params": total, "n_params_nonembedding": total - emb, "n_matmul_params": matmul}
+        if isinstance(m, torch.nn.Linear):
+            n = m.in_features * m.out_features
+        elif type(m).__name__ == "Conv1D":
+            n = m.weight.numel()
+        else:
+            continue
+        matmul += n
+        matmul_trainable += n if m.weight.requires_grad else 0
+    return {
+        "n_params": total,
+        "n_params_nonembedding": total - emb,
+        "n_params_trainable": sum(_numel(p) for p in params if p.requires_grad),
+        "n_matmul_params": matmul,
+        "n_matmul_params_trainable": matmul_trainable,
+    }
 
 
 def build_model(spec: ModelSpec, config: TrialConfig, device: torch.device) -> torch.nn.Module:
@@ -109,7 +137,7 @@ def build_model(spec: ModelSpec, config: TrialConfig, device: torch.device) -> t
     cls = AutoModelForCausalLM if config.task == "causal-lm" else AutoModelForSequenceClassification
     with torch.device(device):
         model = cls.from_config(
-            hf_config, attn_implementation=config.attention, dtype=torch.float32
+            hf_config, attn_implementation=config.attention, dtype=base_dtype(config)
         )
     model.train(config.mode == "train")
     return model
@@ -134,19 +162,38 @@ def synthetic_batch(
     return batch
 
 
-def build_optimizer(name: str, params, lr: float = 2e-5, capturable: bool = False):
-    """``capturable``: the step count and bias corrections stay on the device, so that the step
-    can be captured in a CUDA graph (torch's fused and foreach AdamW support it)."""
-    if name == "adamw":
-        # torch picks foreach on CUDA
-        return torch.optim.AdamW(params, lr=lr, capturable=capturable)
-    if name == "adamw-fused":
-        return torch.optim.AdamW(params, lr=lr, fused=True, capturable=capturable)
-    if name == "apex-fused-adam":
-        from apex.optimizers import FusedAdam
+def _bnb(name: str):
+    def build(params, lr: float, capturable: bool):
+        import bitsandbytes as bnb
 
-        return FusedAdam(params, lr=lr, adam_w_mode=True)
-    raise ValueError(f"optimizer: {name!r}")
+        return getattr(bnb.optim, name)(params, lr=lr)
+
+    return build
+
+
+# name -> builder(params, lr, capturable). ``capturable``: the step count and bias corrections stay
+# on the device, so that the step can be captured in a CUDA graph (torch's fused and foreach
+# AdamW); the others cannot be captured (sweep/trial/graph.py refuses them).
+OPTIMIZER_BUILDERS = {
+    # torch picks foreach on CUDA
+    "adamw": lambda params, lr, capturable: torch.optim.AdamW(params, lr=lr, capturable=capturable),
+    "adamw-fused": lambda params, lr, capturable: torch.optim.AdamW(
+        params, lr=lr, fused=True, capturable=capturable
+    ),
+    "apex-fused-adam": lambda params, lr, capturable: _apex(params, lr),
+    "adamw-8bit": _bnb("AdamW8bit"),
+    "paged-adamw-8bit": _bnb("PagedAdamW8bit"),
+}
+
+
+def _apex(params, lr: float):
+    from apex.optimizers import FusedAdam
+
+    return FusedAdam(params, lr=lr, adam_w_mode=True)
+
+
+def build_optimizer(name: str, params, lr: float = 2e-5, capturable: bool = False):
+    return OPTIMIZER_BUILDERS[name](params, lr, capturable)
 
 
 @dataclass

@@ -1,0 +1,175 @@
+"""The fine-tuning transforms: a 4-bit NF4 base (QLoRA), Liger's kernels, LoRA adapters.
+
+Each is a ``check`` (why not here, naming the field) and an ``apply`` (model in, model out) that
+sweep/trial/transforms.py lists in the order they apply: quantize the base, patch Liger's kernels
+into it, turn on gradient checkpointing, then wrap it with adapters. peft, bitsandbytes and
+liger-kernel are imported here only, when a configuration asks for them; a missing one is an
+``unsupported`` row that says what to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+from sweep.plan.config import TrialConfig
+
+INSTALL = "pip install 'transformers-sweep[finetune]'"
+# The attention projections LoRA's "attention" targets, by architecture (the names transformers
+# gives them): Llama, Qwen2, Mistral and their kin; GPT-2's fused c_attn and its output; BERT's.
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+ATTENTION_BY_TYPE = {
+    "gpt2": ("c_attn", "attn.c_proj"),
+    "bert": ("query", "key", "value", "attention.output.dense"),
+    "roberta": ("query", "key", "value", "attention.output.dense"),
+    "distilbert": ("q_lin", "k_lin", "v_lin", "out_lin"),
+}
+
+
+def missing(module: str, field: str) -> str | None:
+    """The reason a field's package is missing (with what to install), or None."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return f"{field}: needs the {module.replace('_', '-')} package ({INSTALL})"
+    return None
+
+
+# -- QLoRA: the base's linear layers as 4-bit NF4 (bitsandbytes) -----------------------------------
+
+
+def qlora_check(config: TrialConfig, device_type: str) -> str | None:
+    return missing("bitsandbytes", "finetune")
+
+
+def _output_layers(model) -> set[int]:
+    """The ids of the layers that stay in bf16: the output head (the LM head, tied or not, or a
+    classifier), as QLoRA leaves it (Dettmers et al. 2023 quantize the transformer blocks)."""
+    keep = set()
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None:
+        keep.add(id(head))
+    for name in ("score", "classifier"):
+        m = getattr(model, name, None)
+        if m is not None:
+            keep.update(id(x) for x in m.modules())
+    return keep
+
+
+def quantize_4bit(model, config: TrialConfig):
+    """Replace each linear layer of the blocks by bitsandbytes' Linear4bit holding the same
+    weights as NF4 with double quantization and bf16 compute, one layer at a time (the bf16
+    weight is freed as soon as its 4-bit copy exists): no checkpoint is written or read."""
+    import bitsandbytes as bnb
+
+    keep = _output_layers(model)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not torch.nn.Linear or id(child) in keep:
+                continue
+            device = child.weight.device
+            q = bnb.nn.Linear4bit(
+                child.in_features,
+                child.out_features,
+                bias=child.bias is not None,
+                compute_dtype=torch.bfloat16,
+                compress_statistics=True,
+                quant_type="nf4",
+                device="meta",
+            )
+            weight = child.weight.data.to(torch.bfloat16)
+            q.weight = bnb.nn.Params4bit(
+                weight,
+                requires_grad=False,
+                compress_statistics=True,
+                quant_type="nf4",
+                module=q,
+            ).to(device)  # quantizes (on the CPU too: bitsandbytes' CPU backend)
+            if child.bias is not None:
+                q.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
+            del weight
+            setattr(parent, name, q)
+    return model
+
+
+# -- Liger's kernels --------------------------------------------------------------------------
+
+
+def liger_check(config: TrialConfig, device_type: str) -> str | None:
+    if device_type != "cuda":
+        return "liger: Liger's kernels are Triton kernels and need a CUDA GPU"
+    reason = missing("liger_kernel", "liger")
+    if reason:
+        return reason
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    from sweep.plan.catalog import get_spec
+
+    model_type = get_spec(config.model).model_type
+    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        return f"liger: Liger has no kernels for model type {model_type}"
+    return None
+
+
+def apply_liger(model, config: TrialConfig):
+    """Liger's kernels patched into this model instance (RMSNorm, RoPE, SwiGLU and, for a
+    causal LM, the fused linear cross-entropy that never materialises the full logits)."""
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+    _apply_liger_kernel_to_instance(model=model)
+    return model
+
+
+# -- LoRA adapters (peft) ---------------------------------------------------------------------
+
+
+def lora_check(config: TrialConfig, device_type: str) -> str | None:
+    return missing("peft", "finetune")
+
+
+def lora_targets(model, which: str):
+    """peft's ``target_modules``: "all-linear" (peft's own: every linear layer but the output
+    head), or the attention projections' names for this architecture."""
+    if which == "all-linear":
+        return "all-linear"
+    model_type = getattr(model.config, "model_type", "")
+    return list(ATTENTION_BY_TYPE.get(model_type, ATTENTION_PROJECTIONS))
+
+
+def apply_lora(model, config: TrialConfig):
+    """Adapters of rank ``lora_rank`` on the targets, the base frozen (peft). Alpha is twice the
+    rank and dropout 0 (torchtune's recipes' choice: dropout costs time and memory and changes
+    no shape). The adapters stay fp32 under a *-mixed precision (peft's autocast_adapter_dtype)
+    and take the base's dtype under bf16-true."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=2 * config.lora_rank,
+        lora_dropout=0.0,
+        target_modules=lora_targets(model, config.lora_targets),
+        task_type="CAUSAL_LM" if config.task == "causal-lm" else "SEQ_CLS",
+        bias="none",
+    )
+    return get_peft_model(model, lora, autocast_adapter_dtype=config.precision != "bf16-true")
+
+
+# -- the 8-bit optimizers ---------------------------------------------------------------------
+
+
+def optimizer_check(config: TrialConfig, device_type: str) -> str | None:
+    if config.optimizer in ("adamw-8bit", "paged-adamw-8bit") and config.mode == "train":
+        return missing("bitsandbytes", "optimizer")
+    return None
+
+
+def base_dtype(config: TrialConfig) -> torch.dtype:
+    """The dtype the model is built in: bf16 for bf16-true, and for the frozen base of adapters
+    computed in bf16 (a LoRA base is not trained: an fp32 copy would only cost memory); fp32
+    otherwise (the master weights of a *-mixed step)."""
+    if config.precision == "bf16-true":
+        return torch.bfloat16
+    if config.adapters and config.precision == "bf16-mixed":
+        return torch.bfloat16
+    return torch.float32
