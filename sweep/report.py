@@ -210,8 +210,9 @@ def stored_summary(db: str) -> str:
     with Store(db, readonly=True) as store:
         trials = store.trials()
         plans = store.plans()
+        notes = [n for n in (store.location_note(), store.unreadable_note()) if n]
     if not trials and not plans:
-        return f"{db}: no trials stored"
+        return "\n".join([f"{db}: no trials stored", *notes])
     by_sweep: dict[str, Counter] = {name: Counter() for name in plans}
     for t in trials:
         by_sweep.setdefault(t.sweep or "-", Counter())[t.status] += 1
@@ -225,7 +226,7 @@ def stored_summary(db: str) -> str:
         if plan and plan["running"]:  # the count the engine keeps while the sweep runs
             line += f", {plan['running']} running (as of {plan['updated_at']} UTC)"
         lines.append(line)
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
 def plan_lines(
@@ -234,9 +235,11 @@ def plan_lines(
     """What ``run`` would do: the trials, how many are stored, which GPU types are present."""
     planned = expand(spec)
     stored: dict[str, str] = {}
+    read_only = ""
     if db and os.path.exists(db):
         with Store(db, readonly=True) as store:
             stored = store.statuses()
+            read_only = store.location_note()
     final = sum(1 for t in planned if stored.get(t.key) in FINAL_STATUSES)
     unit = "search groups" if spec.mode == MAX_BATCH else "trials"
     search = ""
@@ -284,6 +287,8 @@ def plan_lines(
         )
     widths = [max(len(r[j]) for r in rows) for j in range(len(header))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if read_only:
+        lines.append(read_only)
     return lines
 
 

@@ -269,6 +269,8 @@ def _run(
         keys = written + [t.key for t, _ in placement.runnable]
     keys = list(dict.fromkeys(keys))
     trials = [t for t in (store.get(k) for k in keys) if t is not None]
+    if store.unreadable:  # a damaged row: left out of the summary, named
+        log.warning("%s", store.unreadable_note())
     frame = trials_frame(trials)
     return SweepOutcome(
         spec,
