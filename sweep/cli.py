@@ -49,7 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
 # Each engine option's flag reads its default and help from its EngineOptions field.
 _ENGINE_FIELDS = {f.name: f for f in dataclasses.fields(EngineOptions)}
 DEFAULT_DB = _ENGINE_FIELDS["db"].default
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
 EXPORT_FORMATS = ("csv", "parquet", "jsonl")
 
 
@@ -158,11 +157,15 @@ def add_sweep_commands(parser: argparse.ArgumentParser, sub: Any) -> None:
     add_capacities_flag(p)
     p.set_defaults(func=cmd_export)
 
-    from sweep import compare
+    from sweep import compare, report
 
     p = sub.add_parser("compare", help="one row per GPU for a model and sequence length")
     compare.add_arguments(p, DEFAULT_DB)
     p.set_defaults(func=compare.run)
+
+    p = sub.add_parser("import", help="load a spill file of records (a full disk) into --db")
+    report.add_import_arguments(p, DEFAULT_DB)
+    p.set_defaults(func=report.import_records)
 
     # A flag given before the subcommand (`python -m sweep --db x.db status`) must not be reset
     # by the subcommand's own default: there, the top-level value (or default) stands.
@@ -204,21 +207,20 @@ def _check_db(path: str) -> None:
 
 
 def _run(spec, args: argparse.Namespace) -> int:
+    from sweep import report as exits
     from sweep.engine.run import SweepError, run_sweep
     from sweep.report import format_summary
+    from sweep.results.store import StoreError
 
     capacities = capacities_of(args)  # checked before the run by cmd_run / cmd_default
     try:
         outcome = run_sweep(spec, _options(args))
     except SweepError as exc:
         return _error(exc)
-    except KeyboardInterrupt:  # a second Ctrl-C, before Tune could stop by itself
-        print(
-            f"\ninterrupted: every trial that ended is stored in {args.db}; "
-            "run the same command again to resume",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+    except StoreError as exc:  # the store or the lease failed mid-sweep: it stopped
+        return exits.stopped(exc)
+    except KeyboardInterrupt:  # a second Ctrl-C (or SIGTERM), before Tune could stop by itself
+        return exits.interrupted(args.db)
     print(format_summary(outcome.frame, capacities))
     counts = ", ".join(f"{s} {n}" for s, n in sorted(outcome.counts.items()))
     not_run = f"; {outcome.not_run} not run (run again to resume)" if outcome.not_run else ""
@@ -228,13 +230,8 @@ def _run(spec, args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if outcome.interrupted:
-        print(
-            f"interrupted: {len(outcome.keys) - outcome.not_run} rows are stored in {args.db}; "
-            "trials it stopped are not final: run the same command again to resume",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-    return 0
+        return exits.interrupted(args.db, len(outcome.keys) - outcome.not_run)
+    return exits.finished(outcome, args.db)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 from cluster.placement import place
 from sweep.plan.config import MAIN_FIELDS, field_names
 from sweep.plan.grid import MAX_BATCH, SweepSpec, expand
+from sweep.results.lease import planned_keys
 from sweep.results.memory_model import CAPACITIES_GB, MARGIN, parse_capacities, predicted_limits
 from sweep.results.record import FINAL_STATUSES
 from sweep.results.store import Store
@@ -206,11 +207,17 @@ def stored_summary(db: str) -> str:
     with Store(db, readonly=True) as store:
         trials = store.trials()
         plans = store.plans()
+        keys = planned_keys(store)
+        statuses = store.statuses()
+        notes = [n for n in (store.location_note(), store.unreadable_note()) if n]
     if not trials and not plans:
-        return f"{db}: no trials stored"
+        return "\n".join([f"{db}: no trials stored", *notes])
     by_sweep: dict[str, Counter] = {name: Counter() for name in plans}
     for t in trials:
-        by_sweep.setdefault(t.sweep or "-", Counter())[t.status] += 1
+        if t.sweep not in keys:  # a sweep that kept its planned keys is counted from them
+            by_sweep.setdefault(t.sweep or "-", Counter())[t.status] += 1
+    for name, planned in keys.items():  # its rows, whichever sweep wrote them
+        by_sweep[name] = Counter(statuses[k] for k in planned if k in statuses)
     lines = [f"{db}: {len(trials)} trials"]
     for name, counts in sorted(by_sweep.items()):
         parts = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
@@ -221,7 +228,7 @@ def stored_summary(db: str) -> str:
         if plan and plan["running"]:  # the count the engine keeps while the sweep runs
             line += f", {plan['running']} running (as of {plan['updated_at']} UTC)"
         lines.append(line)
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
 def plan_lines(
@@ -230,9 +237,11 @@ def plan_lines(
     """What ``run`` would do: the trials, how many are stored, which GPU types are present."""
     planned = expand(spec)
     stored: dict[str, str] = {}
+    read_only = ""
     if db and os.path.exists(db):
         with Store(db, readonly=True) as store:
             stored = store.statuses()
+            read_only = store.location_note()
     final = sum(1 for t in planned if stored.get(t.key) in FINAL_STATUSES)
     unit = "search groups" if spec.mode == MAX_BATCH else "trials"
     search = ""
@@ -280,6 +289,8 @@ def plan_lines(
         )
     widths = [max(len(r[j]) for r in rows) for j in range(len(header))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if read_only:
+        lines.append(read_only)
     return lines
 
 
@@ -332,3 +343,100 @@ def write_limits(frame, capacities: tuple[float, ...], fmt: str, out: str | None
             file=sys.stderr,
         )
     return len(limits)
+
+
+# -- how a sweep run ends: its last line and its exit status -------------------------------
+#
+# The exit statuses of ``python -m sweep`` (also in README, "Use"):
+#
+# - 0: every planned trial ran and is stored;
+# - 1: an unexpected error;
+# - 2: bad input (a sweep file, a flag, a database that cannot be used): nothing ran;
+# - 3: the results could not be stored (a full disk): the sweep stopped at once; what it measured
+#   after that is in the spill file the message names (``python -m sweep import FILE``);
+# - 4: some trials did not run, their GPU type is not in the cluster (``no_gpu_type`` rows);
+# - 129, 130, 143: stopped by SIGHUP, Ctrl-C (SIGINT) or SIGTERM; the rows stored are kept, and
+#   the same command resumes.
+
+EXIT_STORE_FAILED = 3
+EXIT_NO_GPU_TYPE = 4
+
+
+def stopped(exc: Exception) -> int:
+    """A sweep stopped mid-way by its store or its lease: one line, its exit status."""
+    from sweep.engine.guard import StoreFailed
+
+    print(f"error: {exc}", file=sys.stderr)
+    return EXIT_STORE_FAILED if isinstance(exc, StoreFailed) else 2
+
+
+def interrupted(db: str, stored: int | None = None) -> int:
+    """Ctrl-C, SIGTERM or SIGHUP: one line, 128 + the signal."""
+    from sweep.engine import stopsignals
+
+    if stored is None:
+        print(
+            f"\ninterrupted: every trial that ended is stored in {db}; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"interrupted: {stored} rows are stored in {db}; trials it stopped are not final: "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+    return stopsignals.exit_code()
+
+
+def finished(outcome, db: str) -> int:
+    """The last line of a sweep that ran to its end, and its exit status."""
+    from sweep.results.record import NO_GPU_TYPE
+
+    missing = outcome.counts.get(NO_GPU_TYPE, 0)
+    if missing:
+        print(
+            f"not run: {missing} trials need a GPU type this cluster does not have "
+            f"({NO_GPU_TYPE} rows in {db}); run the same command again on a cluster that has it",
+            file=sys.stderr,
+        )
+        return EXIT_NO_GPU_TYPE
+    return 0
+
+
+def add_import_arguments(p: argparse.ArgumentParser, default_db: str) -> None:
+    """``python -m sweep import FILE --db DB``: load records kept in a JSONL file into a database.
+
+    A sweep that could not store its results (a full disk) writes what it measured after that to a
+    spill file, one Trial record per line (the form ``export --format jsonl`` writes); this puts
+    them in a database, with the store's rule for a key already stored (an ok row is only replaced
+    by another ok row).
+    """
+    p.add_argument("file", help="a JSONL file of Trial records (a spill file, an export)")
+    p.add_argument("--db", default=default_db)
+
+
+def import_records(args: argparse.Namespace) -> int:
+    from sweep.results.frame import read_jsonl
+    from sweep.results.store import Store, StoreError
+
+    try:
+        trials, problems = read_jsonl(args.file)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: {args.file!r} cannot be read ({exc})", file=sys.stderr)
+        return 2
+    try:
+        with Store(args.db) as store:
+            written = sum(store.put(t) for t in trials)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    kept = len(trials) - written
+    print(
+        f"imported {written} of {len(trials)} records from {args.file} into {args.db}"
+        + (f" ({kept} kept the row already stored)" if kept else ""),
+        file=sys.stderr,
+    )
+    return 0 if not problems else 1

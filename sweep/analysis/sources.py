@@ -72,6 +72,7 @@ def load_database(path: str | None) -> tuple[pd.DataFrame | None, list[str]]:
         return None, [f"Cannot read results: {exc}. Showing the reference rows only."]
     try:
         trials, problems = store.readable_trials()
+        read_only = store.location_note()
     except StoreError as exc:  # a valid header over damaged pages fails only when read
         return None, [f"Cannot read results: {exc}. Showing the reference rows only."]
     finally:
@@ -87,6 +88,8 @@ def load_database(path: str | None) -> tuple[pd.DataFrame | None, list[str]]:
         if problems
         else []
     )
+    if read_only:
+        messages.append(read_only[0].upper() + read_only[1:] + ".")
     old = sum(t.schema_version < SCHEMA_VERSION for t in trials)
     if old:
         messages.append(

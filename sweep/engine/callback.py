@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from typing import Any
 
 from ray import tune
 
+from sweep.engine.pause import PauseClock
 from sweep.engine.progress import Progress
 from sweep.engine.searcher import SweepSearcher
 from sweep.engine.worker import TrialRequest
@@ -81,12 +81,17 @@ class StoreCallback(tune.Callback):
         self.killed: set[str] = set()
         self.marked: set[str] = set()  # rows that carry a max-batch answer already
         self.running: set[str] = set()  # trial ids started and not ended
+        # trials' ages without the driver's own pauses (Ctrl-Z, a suspended VM): see pause.py
+        self.clock = PauseClock().start()
 
     def __getstate__(self) -> dict[str, Any]:
         return {}  # see SweepSearcher.__getstate__: never restored
 
+    def on_experiment_end(self, trials, **info):
+        self.clock.stop()
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.started[trial.trial_id] = time.monotonic()
+        self.started[trial.trial_id] = self.clock()
         self.running.add(trial.trial_id)
         self._store_running()
 
@@ -106,7 +111,7 @@ class StoreCallback(tune.Callback):
     def on_step_begin(self, iteration, trials, **info):
         # A trial's own watchdog ends it at its timeout; this catches the hangs it cannot end
         # (one that holds the GIL) by killing the actor from the driver.
-        now = time.monotonic()
+        now = self.clock()
         limit = self.spec.timeout_s + self.kill_grace_s
         for trial in trials:
             t0 = self.started.get(trial.trial_id)
@@ -138,7 +143,8 @@ class StoreCallback(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._ended(trial.trial_id)
         text = _ray_error_text(trial)
-        elapsed = time.monotonic() - self.started.get(trial.trial_id, time.monotonic())
+        now = self.clock()
+        elapsed = now - self.started.get(trial.trial_id, now)
         # The trial's watchdog returns a timeout record before timeout_s of its own time, so a
         # process that died after timeout_s of driver time is one we (or its watchdog) ended.
         if trial.trial_id in self.killed or elapsed >= self.spec.timeout_s:

@@ -24,7 +24,9 @@ from typing import Any
 from ray import tune
 
 from cluster.placement import place
+from sweep.engine import stopsignals
 from sweep.engine.callback import StoreCallback
+from sweep.engine.guard import GuardStopper, StoreGuard
 from sweep.engine.options import EngineOptions
 from sweep.engine.progress import Progress
 from sweep.engine.searcher import StopWhenOnlyLostTrialsLeft, SweepSearcher
@@ -80,6 +82,7 @@ def connect(options: EngineOptions) -> None:
         setup_hook=PREIMPORT_HOOK if options.preimport else None,
         log_to_driver=options.verbose,
     )
+    stopsignals.install()  # after ray.init, which makes SIGTERM exit at once
 
 
 def run_sweep(spec: SweepSpec, options: EngineOptions | None = None) -> SweepOutcome:
@@ -90,21 +93,26 @@ def run_sweep(spec: SweepSpec, options: EngineOptions | None = None) -> SweepOut
     store = Store(options.db)  # an unusable or damaged file fails here, before Ray starts
     try:
         # one driver per sweep and database (sweep/results/lease.py), also taken before Ray
-        with Lease(options.db, spec.name) as lease:
+        # the planned keys (a max-batch search's probes are not known in advance)
+        keys = None if spec.mode == MAX_BATCH else [t.key for t in planned]
+        with Lease(options.db, spec.name, keys=keys) as lease:
             if lease.taken_over is not None:
                 log.warning(
                     "took over the lease of sweep %s from a driver that is gone: %s",
                     spec.name,
                     lease.taken_over.describe(time.time()),
                 )
+            # every write of the sweep: a refused one (a full disk) or a lost lease stops it
+            guard = StoreGuard(store, lease)
             check = interference_trials(spec)
             if not check:
-                return _run(spec, planned, store, options, t0)
+                return guard.checked(_run(spec, planned, guard, options, t0))
             # the reference alone on the node, then handed out first among the sweep's trials
-            alone = _run(spec, check[:1], store, options, t0)
+            alone = guard.checked(_run(spec, check[:1], guard, options, t0))
             if alone.interrupted:
                 return alone
-            return _merge(store, alone, _run(spec, check[1:] + planned, store, options, t0), t0)
+            then = guard.checked(_run(spec, check[1:] + planned, guard, options, t0))
+            return _merge(store, alone, then, t0)
     except LeaseHeld as exc:
         raise SweepError(str(exc)) from None
     finally:
@@ -231,6 +239,8 @@ def _run(
         keys = written + [t.key for t, _ in placement.runnable]
     keys = list(dict.fromkeys(keys))
     trials = [t for t in (store.get(k) for k in keys) if t is not None]
+    if store.unreadable:  # a damaged row: left out of the summary, named
+        log.warning("%s", store.unreadable_note())
     frame = trials_frame(trials)
     return SweepOutcome(
         spec,
@@ -290,7 +300,9 @@ def _fit(
             storage_path=scratch,
             verbose=2 if options.verbose else 0,
             callbacks=[callback],
-            stop=StopWhenOnlyLostTrialsLeft(searcher),
+            stop=tune.stopper.CombinedStopper(
+                StopWhenOnlyLostTrialsLeft(searcher), GuardStopper(callback.store)
+            ),
             # the searcher retries a trial whose process died (options.retries), through its
             # placement check: Tune's own retry would keep a trial of a lost node pending
             failure_config=tune.FailureConfig(max_failures=0),

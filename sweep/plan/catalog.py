@@ -8,10 +8,11 @@ with ``AutoConfig.for_model(model_type, **hparams)`` and ``from_config`` (random
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from sweep.plan import configjson
 
 ENCODER = "encoder"
 DECODER = "decoder"
@@ -302,17 +303,18 @@ def spec_from_config_file(path: str) -> ModelSpec:
     """Read a user's ``config.json`` into a ModelSpec. Raises ValueError naming the problem."""
     if not os.path.isfile(path):
         raise ValueError(f"model: config file {_cut(path)} does not exist")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"model: config file {path!r} does not parse as JSON: {exc}") from None
-    if not isinstance(raw, dict) or "model_type" not in raw:
-        raise ValueError(f"model: config file {path!r} has no 'model_type' key")
+    raw = configjson.read_config(path)  # bounded: depth, numbers (sweep/plan/configjson.py)
+    if "model_type" not in raw:
+        raise ValueError(f"model: config file {_cut(path)} has no 'model_type' key")
     mtype = raw["model_type"]
-    max_len = next((int(raw[k]) for k in _POSITION_KEYS if k in raw), None)
+    if not isinstance(mtype, str):
+        raise ValueError(f"model: config file {_cut(path)}: field 'model_type': expected a name")
+    configjson.check_sizes(path, raw)  # every size bounded before anything is built
+    max_len = next((raw[k] for k in _POSITION_KEYS if k in raw), None)
+    pad = raw.get("pad_token_id")
     if mtype in ("roberta", "xlm-roberta", "camembert") and max_len is not None:
-        max_len -= int(raw.get("pad_token_id", 1)) + 1  # positions start after padding_idx
+        # positions start after padding_idx
+        max_len -= (pad if isinstance(pad, int) and 0 <= pad < max_len else 1) + 1
     decoder = bool(raw.get("is_decoder")) or mtype in DECODER_TYPES
     hparams = {
         k: v
@@ -332,9 +334,11 @@ def spec_from_config_file(path: str) -> ModelSpec:
         model_type=mtype,
         family=DECODER if decoder else ENCODER,
         max_seq_len=max_len or 10**9,
-        vocab_size=int(raw.get("vocab_size", 0)),
-        hidden_size=int(raw.get("hidden_size", raw.get("n_embd", raw.get("dim", 0)))),
-        num_layers=int(raw.get("num_hidden_layers", raw.get("n_layer", raw.get("n_layers", 0)))),
+        vocab_size=raw.get("vocab_size", 0),
+        hidden_size=next((raw[k] for k in ("hidden_size", "n_embd", "dim") if k in raw), 0),
+        num_layers=next(
+            (raw[k] for k in ("num_hidden_layers", "n_layer", "n_layers") if k in raw), 0
+        ),
         hparams=hparams,
         source=f"file {path}",
     )

@@ -7,6 +7,8 @@ Three things a few hundred bytes of YAML can do, and what this loader does inste
   graph, with a memo, and a document over ``MAX_NODES`` is refused before anything is built;
 - an alias of an anchor inside itself builds a recursive structure: refused;
 - a key written twice in one mapping silently keeps the last value: refused, naming the key.
+- a value nested 500 deep in 1 KB (PyYAML composes recursively: a RecursionError and 3,000
+  lines of traceback): a document nested deeper than ``MAX_DEPTH`` is refused as it is composed.
 Files over ``MAX_FILE_BYTES`` are refused before they are parsed (sweep.plan.sweepfile).
 """
 
@@ -21,6 +23,8 @@ from sweep.plan.config import excerpt
 MAX_FILE_BYTES = 4 * 1024 * 1024
 # Values of the document with every alias expanded (each scalar, list and mapping counts one).
 MAX_NODES = 200_000
+# Levels of nesting: a sweep file nests 4 or 5 deep (axes, a group, a list).
+MAX_DEPTH = 64
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -64,7 +68,26 @@ def expanded_size(root: Node, limit: int = MAX_NODES) -> int:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (the merge key ``<<`` may still override)."""
+    """SafeLoader that refuses duplicate keys (the merge key ``<<`` may still override) and
+    documents nested deeper than MAX_DEPTH."""
+
+    _depth = 0
+    _keys: tuple[str, ...] = ()  # the mapping keys above the node being composed
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        keys = self._keys
+        if isinstance(index, ScalarNode):  # a mapping's value: index is its key
+            self._keys = (*keys, index.value)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                field = excerpt(".".join(self._keys[:4]))
+                raise YamlLimitError(f"line {line}: {field} nests deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._keys = keys
 
     def construct_mapping(self, node: MappingNode, deep: bool = False):  # type: ignore[override]
         if isinstance(node, MappingNode):

@@ -6,12 +6,15 @@ results through these.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pandas as pd
 
 from sweep.results.record import ENV_KEYS, METRICS, OK, Trial, flatten
 from sweep.results.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def frame_columns() -> list[str]:
@@ -35,10 +38,15 @@ def load_frame(path: str | os.PathLike[str], sweep: str | None = None) -> pd.Dat
     """Every trial stored at ``path`` as one flat DataFrame (read-only; no torch, no ray).
 
     An empty database gives an empty frame with the usual columns; a missing file or a file that
-    is not a results database raises StoreError naming the path.
+    is not a results database raises StoreError naming the path. A row that does not decode is
+    left out, named in one warning.
     """
     with Store(path, readonly=True) as store:
-        return trials_frame(store.trials(sweep))
+        frame = trials_frame(store.trials(sweep))
+        for note in (store.location_note(), store.unreadable_note()):
+            if note:
+                log.warning("%s", note)
+        return frame
 
 
 def read_jsonl(path: str) -> tuple[list[Trial], list[str]]:

@@ -7,7 +7,13 @@ drivers racing for it cannot both win. While it runs, the holder refreshes the h
 ``beat_s``; a second driver refuses to start, naming the holder, unless the lease is stale:
 
 - its pid is not alive on this host (a driver that was SIGKILLed, or whose machine rebooted), or
-- its heartbeat is older than ``stale_s`` (a driver on another host, which we cannot probe).
+- it is on another host (which we cannot probe) and its heartbeat is older than ``stale_s``.
+
+Rows are keyed by configuration, not by sweep: the lease also lists the sweep's planned keys
+(``plan_keys``, kept after the lease ends as the sweep's last plan, which ``status`` counts), and
+a driver whose plan shares configurations with a live driver's, under another sweep name, is
+refused the same way. A driver that finds its own lease gone (its
+heartbeat updates no row: another host took it over) sets ``lost``, and the engine stops.
 
 The lease is released when the sweep ends, however it ends (an error, Ctrl-C); only SIGKILL or a
 lost host leaves it behind, and the rules above take it over. This module imports neither torch
@@ -37,6 +43,13 @@ CREATE TABLE IF NOT EXISTS leases (
     pid INTEGER NOT NULL,
     heartbeat REAL NOT NULL,
     started_at REAL NOT NULL
+)
+"""
+_KEYS = """
+CREATE TABLE IF NOT EXISTS plan_keys (
+    sweep TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (sweep, key)
 )
 """
 
@@ -74,10 +87,13 @@ def pid_alive(pid: int) -> bool:
 
 
 def is_stale(holder: Holder, now: float, host: str, alive, stale_s: float = STALE_S) -> bool:
-    """Whether ``holder``'s lease may be taken over: its pid is dead on this host, or its
-    heartbeat is older than ``stale_s``. ``alive(pid)`` probes a pid of this host."""
-    if holder.host == host and not alive(holder.pid):
-        return True
+    """Whether ``holder``'s lease may be taken over: its pid is dead on this host, or, on
+    another host (which we cannot probe), its heartbeat is older than ``stale_s``. A live pid on
+    this host is never stale, however old its heartbeat: a driver paused by Ctrl-Z or a
+    suspended VM beats no more, and resumes running its trials. ``alive(pid)`` probes a pid of
+    this host."""
+    if holder.host == host:
+        return not alive(holder.pid)
     return now - holder.heartbeat > stale_s
 
 
@@ -92,6 +108,19 @@ def _read(conn: sqlite3.Connection, sweep: str) -> Holder | None:
         "SELECT sweep, host, pid, heartbeat, started_at FROM leases WHERE sweep=?", (sweep,)
     ).fetchone()
     return Holder(*row) if row else None
+
+
+def planned_keys(store) -> dict[str, set[str]]:
+    """sweep -> the configuration keys its last run planned (``plan_keys``); empty for a
+    database written before plans kept their keys."""
+    try:
+        rows = store._query("SELECT sweep, key FROM plan_keys")
+    except StoreError:  # no such table
+        return {}
+    plans: dict[str, set[str]] = {}
+    for sweep, key in rows:
+        plans.setdefault(sweep, set()).add(key)
+    return plans
 
 
 def holder(path: str, sweep: str) -> Holder | None:
@@ -124,8 +153,11 @@ class Lease:
         beat_s: float = BEAT_S,
         alive=pid_alive,
         clock=time.time,
+        keys: list[str] | None = None,
     ) -> None:
         self.path, self.sweep = os.fspath(path), sweep
+        self.keys = sorted(set(keys or ()))
+        self.lost = False  # the heartbeat found the lease gone: another driver took it over
         self.host = host or socket.gethostname()
         self.pid = os.getpid() if pid is None else pid
         self.stale_s, self.beat_s = stale_s, beat_s
@@ -164,6 +196,7 @@ class Lease:
                     "VALUES (?, ?, ?, ?, ?)",
                     (self.sweep, self.host, self.pid, now, now),
                 )
+                self._claim_keys(conn, now)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -176,15 +209,43 @@ class Lease:
             self._close()
             raise
 
+    def _claim_keys(self, conn: sqlite3.Connection, now: float) -> None:
+        """List this sweep's planned keys under its lease, refusing (LeaseHeld) where a live
+        driver of another sweep name holds some of them; a stale one's are taken over."""
+        conn.execute(_KEYS)
+        conn.execute("DELETE FROM plan_keys WHERE sweep=?", (self.sweep,))
+        conn.executemany(
+            "INSERT INTO plan_keys(sweep, key) VALUES (?, ?)", ((self.sweep, k) for k in self.keys)
+        )
+        shared = conn.execute(
+            "SELECT b.sweep, COUNT(*) FROM plan_keys a JOIN plan_keys b ON a.key = b.key "
+            "WHERE a.sweep = ? AND b.sweep != ? GROUP BY b.sweep",
+            (self.sweep, self.sweep),
+        ).fetchall()
+        for other, n in shared:
+            held = _read(conn, other)
+            if held is None:  # a sweep that ended: its rows are stored, a resume skips them
+                continue
+            if not is_stale(held, now, self.host, self._alive, self.stale_s):
+                conn.execute("ROLLBACK")
+                raise LeaseHeld(
+                    f"database {self.path!r}: {n} of the {len(self.keys)} configurations of "
+                    f"sweep {self.sweep!r} are being run by sweep {other!r}, "
+                    f"{held.describe(now)}; wait for it to end (its rows then count for both)"
+                )
+            conn.execute("DELETE FROM leases WHERE sweep=?", (other,))  # a dead driver's
+
     def beat(self) -> None:
-        """Refresh the heartbeat of the lease this process holds."""
+        """Refresh the heartbeat of the lease this process holds; ``lost`` when it is gone."""
         with self._lock:
             if self._conn is None:
                 return
-            self._conn.execute(
+            cursor = self._conn.execute(
                 "UPDATE leases SET heartbeat=? WHERE sweep=? AND host=? AND pid=?",
                 (self._clock(), self.sweep, self.host, self.pid),
             )
+            if cursor.rowcount == 0:
+                self.lost = True
 
     def release(self) -> None:
         """Give the lease back (only this process's own: a lease taken over is left alone)."""

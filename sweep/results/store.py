@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS plans (
 """
 
 
+def _cannot_open(exc: sqlite3.Error) -> bool:
+    """SQLite's words when a read-only open needs a file it cannot create (-shm, -wal)."""
+    text = str(exc)
+    return "unable to open database file" in text or "readonly" in text
+
+
 class StoreError(ValueError):
     """The database cannot be used: the message names the path and the reason."""
 
@@ -106,6 +112,8 @@ class Store:
         self.path = os.fspath(path)
         self.readonly = readonly
         self._lock = threading.Lock()  # Tune callbacks and the progress line share the driver
+        self.unreadable: list[str] = []  # "key: why" of each row read that did not decode
+        self.read_only_location = False  # read as immutable: SQLite could not open it for reading
         self._conn = self._open()
 
     # -- opening ---------------------------------------------------------------------------
@@ -138,17 +146,16 @@ class Store:
         elif not self.readonly and not os.access(path, os.W_OK):
             raise self._fail("is not writable")
         try:
-            if self.readonly:
-                uri = "file:" + os.path.abspath(path) + "?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
-            else:
-                conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per put.
-            conn.isolation_level = None
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
+            try:
+                conn, app_id, tables = self._connect("ro" if self.readonly else None)
+            except sqlite3.OperationalError as exc:
+                if not self.readonly or not _cannot_open(exc):
+                    raise
+                # a WAL file on a read-only volume, or in a directory this user cannot write:
+                # SQLite cannot create the shared-memory file readers need
+                # (https://www.sqlite.org/wal.html#readonly), so it is read as immutable
+                conn, app_id, tables = self._connect("immutable")
+                self.read_only_location = True
         except sqlite3.DatabaseError as exc:  # "file is not a database", unreadable, ...
             if "malformed" in str(exc):
                 raise self._sqlite_failed(exc) from None
@@ -193,6 +200,36 @@ class Store:
             conn.close()
             raise self._fail(f"cannot be written ({exc})") from None
         return conn
+
+    def _connect(self, how: str | None) -> tuple[sqlite3.Connection, int, set[str]]:
+        """A connection (read-write, ``mode=ro`` or ``immutable=1``), the file's application id
+        and its tables."""
+        if how is None:
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        else:
+            flag = "mode=ro" if how == "ro" else "immutable=1"
+            uri = "file:" + os.path.abspath(self.path) + "?" + flag
+            conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per put.
+            conn.isolation_level = None
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        except BaseException:
+            conn.close()
+            raise
+        return conn, app_id, tables
+
+    def location_note(self) -> str:
+        """One line saying the file is read from a read-only location ('' otherwise)."""
+        if not self.read_only_location:
+            return ""
+        return (
+            f"database {self.path!r} is in a read-only location (a read-only volume, or no "
+            "write rights there): read as it is, without locking; a sweep cannot write to it"
+        )
 
     def _quick_check(self, conn: sqlite3.Connection) -> None:
         """PRAGMA quick_check (https://www.sqlite.org/pragma.html#pragma_quick_check): every page
@@ -322,21 +359,27 @@ class Store:
             except sqlite3.DatabaseError as exc:  # a damaged page, found when it is read
                 raise self._sqlite_failed(exc) from None
 
-    def _decode(self, key: str, text: str) -> Trial:
+    def _decode(self, key: str, text: str) -> Trial | None:
+        """The record of row ``key``, or None for one that does not decode (valid SQLite, JSON
+        of another shape): it is named in ``unreadable`` (for the caller to say) and left out."""
         try:
             return Trial.from_json(text)
-        except ValueError as exc:
-            raise self._fail(f"row {key}: {exc}") from None
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            problem = f"{key}: {str(exc)[:200]}"
+            if problem not in self.unreadable:
+                self.unreadable.append(problem)
+            return None
 
     def trials(self, sweep: str | None = None) -> list[Trial]:
-        """Every stored trial (of one sweep if given), in the order they were first written."""
+        """Every stored trial (of one sweep if given), in the order they were first written;
+        a row that does not decode is left out and named in ``unreadable``."""
         if sweep is None:
             rows = self._query("SELECT key, record FROM trials ORDER BY rowid")
         else:
             rows = self._query(
                 "SELECT key, record FROM trials WHERE sweep=? ORDER BY rowid", (sweep,)
             )
-        return [self._decode(k, r) for k, r in rows]
+        return [t for t in (self._decode(k, r) for k, r in rows) if t is not None]
 
     def get(self, key: str) -> Trial | None:
         rows = self._query("SELECT key, record FROM trials WHERE key=?", (key,))
@@ -366,19 +409,25 @@ class Store:
             rows = self._query("SELECT key, record FROM superseded ORDER BY id")
         else:
             rows = self._query("SELECT key, record FROM superseded WHERE key=? ORDER BY id", (key,))
-        return [self._decode(k, r) for k, r in rows]
+        return [t for t in (self._decode(k, r) for k, r in rows) if t is not None]
 
     def readable_trials(self) -> tuple[list[Trial], list[str]]:
         """Each stored record on its own, in the order written: (the records that decode, one
         message per row that does not), so that one unreadable row does not hide the others
         (``trials()`` raises at the first)."""
-        trials, problems = [], []
-        for key, text in self._query("SELECT key, record FROM trials ORDER BY rowid"):
-            try:
-                trials.append(Trial.from_json(text))
-            except (ValueError, TypeError) as exc:
-                problems.append(f"{key}: {exc}")
-        return trials, problems
+        self.unreadable = []
+        return self.trials(), list(self.unreadable)
+
+    def unreadable_note(self) -> str:
+        """One line naming the rows read so far that did not decode ('' if none)."""
+        if not self.unreadable:
+            return ""
+        more = f" and {len(self.unreadable) - 3} more" if len(self.unreadable) > 3 else ""
+        return (
+            f"{len(self.unreadable)} row(s) of {self.path!r} cannot be read and are left out: "
+            + "; ".join(self.unreadable[:3])
+            + more
+        )
 
     def signature(self) -> tuple[int, int, int]:
         """Something that changes whenever a trial is written: the number of rows, the highest
