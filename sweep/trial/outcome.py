@@ -139,7 +139,8 @@ def derive_metrics(
     if raw.losses:
         out["loss_first"], out["loss_last"] = raw.losses[0], raw.losses[-1]
         out["loss_mean"] = sum(raw.losses) / len(raw.losses)
-        out["losses"] = [round(x, 6) for x in raw.losses]
+        # JSON has no NaN: a non-finite step's loss is null (the status says nonfinite)
+        out["losses"] = [round(x, 6) if finite([x]) else None for x in raw.losses]
     out["graph_captured"] = 1 if raw.graph_captured else 0
     out["graph_capture_s"] = raw.graph_capture_s
     out.update(profile_metrics(raw.profile, out["step_time_ms_p50"]))
