@@ -8,6 +8,7 @@ opens the same view.
 from __future__ import annotations
 
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -16,8 +17,11 @@ import gradio as gr
 import pandas as pd
 from gradio.processing_utils import move_files_to_cache
 
+from sweep.analysis import charts
 from sweep.analysis.selection import ANY
-from ui.tabs.common import Context, Tab
+from ui.tabs.common import Context, Tab, plot_value
+
+LOG = logging.getLogger(__name__)
 
 CACHE_SIZE = 64  # views per (data version, tab, selection): a few hundred KB each at most
 DATA_PARAM, TAB_PARAM = "data", "tab"
@@ -60,8 +64,12 @@ class Renderer:
         if key in self.cache:
             self.cache.move_to_end(key)
             return self.cache[key]
-        sel, named = self.ctx.selection(chosen, fvals, self.views[i].all_rows)
-        out = list(self.views[i].render(sel, named, *own))
+        try:
+            sel, named = self.ctx.selection(chosen, fvals, self.views[i].all_rows)
+            out = list(self.views[i].render(sel, named, *own))
+        except Exception as exc:  # one view's failure must not take down the page's event
+            LOG.exception("view %d failed", i)
+            return failed_view(self.views[i].outputs, f"{type(exc).__name__}: {exc}")
         self.cache[key] = out
         if len(self.cache) > CACHE_SIZE:
             self.cache.popitem(last=False)
@@ -101,6 +109,23 @@ class Renderer:
             else:
                 out += [gr.skip()] * len(t.outputs)
         return out
+
+
+def failed_view(outputs: Sequence[Any], why: str) -> list:
+    """The outputs of a view that raised: each says so (a chart, a note) or is emptied (a
+    table), so that no stale figure stays under a new selection; other widgets are left."""
+    text = f"This view failed for this selection ({why}); the other tabs are unaffected."
+    out: list[Any] = []
+    for c in outputs:
+        if isinstance(c, gr.HTML) and "tsweep-chart" in str(getattr(c, "html_template", "")):
+            out.append(plot_value(charts.empty("This view failed", text)))
+        elif isinstance(c, gr.Dataframe):
+            out.append(pd.DataFrame())
+        elif isinstance(c, gr.Markdown):
+            out.append(f"⚠ {text}")
+        else:
+            out.append(gr.skip())
+    return out
 
 
 def is_skip(value: Any) -> bool:
