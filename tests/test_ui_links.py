@@ -48,3 +48,19 @@ def test_a_view_that_raises_leaves_the_link_and_says_so(tmp_path, monkeypatch):
     assert got["filter-model"] == "bert-base-uncased" and got["tabs"].selected == 1
     text = json.dumps(json.loads(got["memory-plot"]))
     assert "failed" in text and "KeyError" in text
+
+
+def test_any_survives_the_url(tmp_path):
+    """The URL writer keeps "(any)"; a link that names a selection but leaves a filter out
+    reopens it as "(any)", not as the page's default precision."""
+    from sweep.analysis.selection import ANY
+    from ui.render import url_writer_js
+
+    assert json.dumps(ANY) not in url_writer_js(["model", "precision"])  # not deleted
+    demo, first = _app(tmp_path)
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert by_id["filter-precision"].value != ANY  # the page's default is a precision
+    got = _open(first, {"model": "bert-base-uncased", "seq_len": "128"})
+    assert got["filter-precision"] == ANY and got["filter-attention"] == ANY
+    got = _open(first, {"model": "bert-base-uncased", "precision": "(any)"})
+    assert got["filter-precision"] == ANY

@@ -28,6 +28,7 @@ from ui.render import (  # noqa: E402
     URL_READ_JS,
     Renderer,
     is_skip,
+    link_query,
     tab_writer_js,
     url_params,
     url_writer_js,
@@ -216,6 +217,7 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             names neither changes nothing: the page was built with the first tab drawn for the
             initial selection (``Renderer.preset``), unless it was built without data."""
             query = dict(request.query_params) if request is not None else {}
+            query = link_query(query, list(filters))
             values, args = [], list(current)
             for name, c in params.items():
                 valid = url_choices[name](holder.frame) if name in url_choices else None

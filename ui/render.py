@@ -175,17 +175,27 @@ def value_from_url(component: Any, text: str, valid: list[str] | None = None) ->
     return text
 
 
+def link_query(query: dict[str, str], filters: Sequence[str]) -> dict[str, str]:
+    """A link's query as the page reads it: a link that names a filter or the data holds a
+    whole selection, so a filter it leaves out is "(any)" (links written before "(any)" was
+    written into them), never the page's default; a link with neither changes no filter."""
+    if not any(name in query for name in (*filters, DATA_PARAM)):
+        return dict(query)
+    return {**{name: ANY for name in filters}, **query}
+
+
 def url_writer_js(names: list[str]) -> str:
     """Client-side: write the widgets' values into the URL's query (replaceState: no reload, no
-    history entry per change); empty, "(any)" and false values are left out. Nothing is written
-    before the page has read its own link (``URL_READ_JS``)."""
+    history entry per change); "(any)" is written (a missing filter reads as "(any)" too, see
+    ``link_query``), empty and false values are left out. Nothing is written before the page has
+    read its own link (``URL_READ_JS``)."""
     return (
         "(...vals) => { if (!window.tsweepUrlRead) return vals;"
         " const names = " + json.dumps(names) + ";"
         " const u = new URL(window.location.href);"
         " names.forEach((n, i) => { let v = vals[i];"
         " if (Array.isArray(v)) v = v.join(',');"
-        f" if (v === null || v === undefined || v === '' || v === {json.dumps(ANY)} || v === false)"
+        " if (v === null || v === undefined || v === '' || v === false)"
         " u.searchParams.delete(n); else u.searchParams.set(n, String(v)); });"
         " window.history.replaceState(null, '', u.toString()); return vals; }"
     )
