@@ -20,7 +20,9 @@ from sweep.results.record import SCHEMA_VERSION, Trial
 
 # The shipped reference rows sit in the web app's package (pyproject ships ui/data/* with it),
 # beside this package both in a checkout and once installed; found by path, not by importing ui.
-DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ui", "data")
+# ui/data at the repository root (this file is sweep/analysis/sources.py)
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA_DIR = os.path.join(_ROOT, "ui", "data")
 REFERENCE_GLOB = "reference_*.jsonl"
 
 
