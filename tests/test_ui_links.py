@@ -64,3 +64,15 @@ def test_any_survives_the_url(tmp_path):
     assert got["filter-precision"] == ANY and got["filter-attention"] == ANY
     got = _open(first, {"model": "bert-base-uncased", "precision": "(any)"})
     assert got["filter-precision"] == ANY
+
+
+def test_dropdowns_are_narrowed_and_a_model_chosen_by_hand_picks_its_best_view(tmp_path):
+    demo, _first = _app(tmp_path)
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    labels = [label for label, _ in by_id["filter-seq_len"].choices]
+    assert all(" · " in label for label in labels[1:])  # "128 · 3 GPUs"
+    (pick,) = [f for f in demo.fns.values() if f.fn and f.fn.__name__ == "pick"]
+    values = [c.value for c in pick.inputs]
+    values[1] = "gpt2"  # datasets, then the filters: model first
+    seq_len, precision = pick.fn(*values)
+    assert (seq_len, precision) == ("512", "bf16-mixed")

@@ -21,6 +21,7 @@ import pandas as pd
 
 from sweep.analysis.cost import DEFAULT_PRICES, _has_word, price_for
 from sweep.analysis.interference import without_perturbed
+from sweep.analysis.landing import what_exists
 from sweep.analysis.selection import (
     MEASURED_DATASET,
     OOM_STATUSES,
@@ -323,7 +324,8 @@ def answer(
     variants = _variants(sel, fields)
     if not variants:
         what = f"{model} at seq_len {seq_len}" + (f", {precision}" if precision else "")
-        notes.append(f"No GPU has an ok measurement of {what}.")
+        chosen = {**(filters or {}), "model": model, "seq_len": seq_len, "precision": precision}
+        notes.append(f"No GPU has an ok measurement of {what}. {what_exists(frame, chosen)}")
         return Answer(pd.DataFrame(columns=COLUMNS), None, notes)
     fastest = {g: max(vs, key=lambda v: v.best) for g, vs in variants.items()}
     base_gpu = resolve_gpu(baseline, sorted(variants)) if baseline else None
