@@ -19,7 +19,7 @@ from typing import Any
 SHORT_HEADERS = {
     "GPU": "GPU",
     "Trust": "trust",
-    "Best tokens/s": "tokens/s",
+    "Tokens/s (like baseline)": "tokens/s",
     "At batch": "at batch",
     "Speedup": "speedup",
     "Speedup at equal batch": "same-batch",
@@ -80,7 +80,7 @@ def format_answer(table, notes: list[str], baseline: str | None) -> str:
     cols = [
         "GPU",
         "Trust",
-        "Best tokens/s",
+        "Tokens/s (like baseline)",
         "At batch",
         spd,
         "Speedup at equal batch",

@@ -32,3 +32,13 @@ def test_any_precision_baseline_that_ran_only_another_precision_is_found():
 def test_a_chosen_precision_has_no_precision_column():
     a = answer(_mixed(), "roberta-base", 128, "bf16-mixed")
     assert "Precision" not in a.table and a.table["GPU"].tolist() == ["H200"]
+
+
+def test_the_gpus_own_best_is_shown_beside_the_like_for_like_rate():
+    from tests.test_views_answer import fleet
+
+    a = answer(fleet(), "roberta-base", 128, baseline="A100")
+    assert "Tokens/s (like baseline)" in a.table and "Best tokens/s" not in a.table
+    h = a.table.set_index("GPU").loc["H200"]
+    assert h["GPU's best tokens/s"] >= h["Tokens/s (like baseline)"]
+    assert h["GPU's best config"]  # "this row's" or the options of the faster one

@@ -59,13 +59,17 @@ def fits_column(gb: float) -> str:
     return f"Fits {gb:g} GB (predicted)"
 
 
+# "Tokens/s (like baseline)" is the rate of each GPU's configuration closest to the baseline's
+# (what the speedups divide); "GPU's best tokens/s" is the GPU's fastest, whatever its options.
 COLUMNS = [  # the figures first: at a phone's width only the first columns show
     "GPU",
-    "Best tokens/s",
+    "Tokens/s (like baseline)",
     "Speedup",
     "At batch",
     "Speedup at equal batch",
     "Equal batch",
+    "GPU's best tokens/s",
+    "GPU's best config",
     "Largest batch run",
     "First OOM batch",
     *(fits_column(c) for c in ANSWER_CAPACITIES_GB),
@@ -79,9 +83,10 @@ COLUMNS = [  # the figures first: at a phone's width only the first columns show
 
 # Whole numbers, empty where unknown (pandas' nullable integers: no "256.0").
 INT_COLUMNS = [
-    "Best tokens/s",
+    "Tokens/s (like baseline)",
     "At batch",
     "Equal batch",
+    "GPU's best tokens/s",
     "Largest batch run",
     "First OOM batch",
     *(fits_column(c) for c in ANSWER_CAPACITIES_GB),
@@ -233,7 +238,7 @@ def _row(v: _Variant, base: _Variant | None, prices: pd.DataFrame) -> dict[str, 
         "GPU": v.gpu,
         "Data": _data_label(v),
         "Trust": _best_row_trust(v),
-        "Best tokens/s": round(v.best),
+        "Tokens/s (like baseline)": round(v.best),
         "At batch": best_at,
         "Largest batch run": int(max(ok_batches)),
         "First OOM batch": int(oom["batch_size"].min()) if len(oom) else None,
@@ -263,6 +268,20 @@ def _closest(variants: list[_Variant], base: _Variant) -> _Variant:
 def _precision(v: _Variant) -> str:
     p = v.rows["precision"].dropna().astype(str) if "precision" in v.rows else pd.Series()
     return p.iloc[0] if len(p) else ""
+
+
+def _own_best(chosen: _Variant, vs: list[_Variant]) -> dict[str, Any]:
+    """The GPU's own best rate among ``vs`` (whatever its options) and how its configuration
+    differs from the row's, which is the one closest to the baseline's."""
+    top = max(vs, key=lambda v: v.best)
+    config = ", ".join(
+        f"{OPTION_LABELS.get(k, k)} {v}" for k, v in top.options.items() if chosen.options[k] != v
+    )
+    return {
+        "Precision": _precision(chosen),
+        "GPU's best tokens/s": round(top.best),
+        "GPU's best config": config or "this row's",
+    }
 
 
 def _chosen(
@@ -342,10 +361,11 @@ def answer(
         for vs in by_precision.values():
             chosen = _chosen(gpu, vs, base, strict, notes)
             if chosen is not None:
-                rows.append({**_row(chosen, base, prices), "Precision": _precision(chosen)})
+                rows.append({**_row(chosen, base, prices), **_own_best(chosen, vs)})
     several = any_precision and len({r["Precision"] for r in rows}) > 1
     columns = [*COLUMNS[:1], "Precision", *COLUMNS[1:]] if several else COLUMNS
-    table = pd.DataFrame(rows, columns=columns).sort_values("Best tokens/s", ascending=False)
+    table = pd.DataFrame(rows, columns=columns)
+    table = table.sort_values("Tokens/s (like baseline)", ascending=False)
     for col in INT_COLUMNS:
         table[col] = pd.array(table[col].tolist(), dtype="Int64")
     table = table.rename(columns={"Speedup": f"Speedup vs {base_gpu}"})
