@@ -22,7 +22,7 @@ from sweep.plan.flags import field_argument
 SHORT_HEADERS = {
     "GPU": "GPU",
     "Trust": "trust",
-    "Best tokens/s": "tokens/s",
+    "Tokens/s (like baseline)": "tokens/s",
     "At batch": "at batch",
     "Speedup": "speedup",
     "Speedup at equal batch": "same-batch",
@@ -101,7 +101,7 @@ def format_answer(table, notes: list[str], baseline: str | None) -> str:
     cols = [
         "GPU",
         "Trust",
-        "Best tokens/s",
+        "Tokens/s (like baseline)",
         "At batch",
         spd,
         "Speedup at equal batch",

@@ -13,6 +13,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: n
 
 import gradio as gr  # noqa: E402
 
+from sweep.analysis.landing import best_for_model, narrowed_choices  # noqa: E402
 from sweep.analysis.selection import (  # noqa: E402
     ANY,
     FILTER_FIELDS,
@@ -29,6 +30,7 @@ from ui.render import (  # noqa: E402
     URL_READ_JS,
     Renderer,
     is_skip,
+    link_query,
     tab_writer_js,
     url_params,
     url_writer_js,
@@ -135,7 +137,7 @@ def _shared_filters(frame, defaults: dict[str, str]) -> dict[str, gr.Dropdown]:
     filters = {}
     for name in MAIN_FILTERS:
         filters[name] = gr.Dropdown(
-            [ANY, *filter_choices(frame, name)],
+            narrowed_choices(frame, defaults, name),
             value=defaults.get(name, ANY),
             label=FILTER_LABELS[name],
             scale=1,
@@ -165,7 +167,7 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
                 for name in FILTER_FIELDS:
                     if name not in MAIN_FILTERS:
                         filters[name] = gr.Dropdown(
-                            [ANY, *filter_choices(frame, name)],
+                            narrowed_choices(frame, defaults, name),
                             value=ANY,
                             label=FILTER_LABELS[name],
                             elem_id=f"filter-{name}",
@@ -207,6 +209,7 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             names neither changes nothing: the page was built with the first tab drawn for the
             initial selection (``Renderer.preset``), unless it was built without data."""
             query = dict(request.query_params) if request is not None else {}
+            query = link_query(query, list(filters))
             values, args = [], list(current)
             for name, c in params.items():
                 valid = url_choices[name](holder.frame) if name in url_choices else None
@@ -236,8 +239,11 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             updates = []
             for name in filters:
                 opts = [ANY, *filter_choices(frame, name)]
+                fvals[name] = fvals[name] if fvals[name] in opts else ANY
+            shown = select(frame, {}, keep)
+            for name in filters:
                 updates.append(
-                    gr.Dropdown(choices=opts, value=fvals[name] if fvals[name] in opts else ANY)
+                    gr.Dropdown(choices=narrowed_choices(shown, fvals, name), value=fvals[name])
                 )
             others = [
                 fn(frame, v) for (_, fn), v in zip(refreshed, current[len(filters) :], strict=True)
@@ -249,6 +255,33 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
                 *others,
             )
 
+        def narrow(chosen, *fvals):
+            """Each filter's choices: the values with rows under the other choices (counted)."""
+            shown = select(holder.frame, {}, list(chosen or []))
+            values = dict(zip(filters, fvals, strict=True))
+            return [gr.Dropdown(choices=narrowed_choices(shown, values, n)) for n in filters]
+
+        def pick(chosen, *fvals):
+            """A model chosen by hand: the sequence length and precision with the most GPUs."""
+            shown = select(holder.frame, {}, list(chosen or []))
+            values = dict(zip(filters, fvals, strict=True))
+            best = best_for_model(shown, values["model"], values) if values["model"] != ANY else {}
+            return [best.get("seq_len", gr.skip()), best.get("precision", gr.skip())]
+
+        gr.on(
+            [c.change for c in ctx.shared_inputs],
+            narrow,
+            inputs=ctx.shared_inputs,
+            outputs=list(filters.values()),
+            trigger_mode="always_last",
+            **PRIVATE,
+        )
+        filters["model"].input(
+            pick,
+            inputs=ctx.shared_inputs,
+            outputs=[filters["seq_len"], filters["precision"]],
+            **PRIVATE,
+        )
         # One public endpoint ("/render": the filters in, every view out); a tab's own widgets
         # redraw that tab only (ui/tabs/common.py).
         # A filter change draws the visible tab; the others are drawn when opened (cached).

@@ -8,6 +8,7 @@ opens the same view.
 from __future__ import annotations
 
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -16,8 +17,11 @@ import gradio as gr
 import pandas as pd
 from gradio.processing_utils import move_files_to_cache
 
+from sweep.analysis import charts
 from sweep.analysis.selection import ANY
-from ui.tabs.common import Context, Tab
+from ui.tabs.common import Context, Tab, plot_value
+
+LOG = logging.getLogger(__name__)
 
 CACHE_SIZE = 64  # views per (data version, tab, selection): a few hundred KB each at most
 DATA_PARAM, TAB_PARAM = "data", "tab"
@@ -60,8 +64,12 @@ class Renderer:
         if key in self.cache:
             self.cache.move_to_end(key)
             return self.cache[key]
-        sel, named = self.ctx.selection(chosen, fvals, self.views[i].all_rows)
-        out = list(self.views[i].render(sel, named, *own))
+        try:
+            sel, named = self.ctx.selection(chosen, fvals, self.views[i].all_rows)
+            out = list(self.views[i].render(sel, named, *own))
+        except Exception as exc:  # one view's failure must not take down the page's event
+            LOG.exception("view %d failed", i)
+            return failed_view(self.views[i].outputs, f"{type(exc).__name__}: {exc}")
         self.cache[key] = out
         if len(self.cache) > CACHE_SIZE:
             self.cache.popitem(last=False)
@@ -101,6 +109,23 @@ class Renderer:
             else:
                 out += [gr.skip()] * len(t.outputs)
         return out
+
+
+def failed_view(outputs: Sequence[Any], why: str) -> list:
+    """The outputs of a view that raised: each says so (a chart, a note) or is emptied (a
+    table), so that no stale figure stays under a new selection; other widgets are left."""
+    text = f"This view failed for this selection ({why}); the other tabs are unaffected."
+    out: list[Any] = []
+    for c in outputs:
+        if isinstance(c, gr.HTML) and "tsweep-chart" in str(getattr(c, "html_template", "")):
+            out.append(plot_value(charts.empty("This view failed", text)))
+        elif isinstance(c, gr.Dataframe):
+            out.append(pd.DataFrame())
+        elif isinstance(c, gr.Markdown):
+            out.append(f"⚠ {text}")
+        else:
+            out.append(gr.skip())
+    return out
 
 
 def is_skip(value: Any) -> bool:
@@ -150,17 +175,27 @@ def value_from_url(component: Any, text: str, valid: list[str] | None = None) ->
     return text
 
 
+def link_query(query: dict[str, str], filters: Sequence[str]) -> dict[str, str]:
+    """A link's query as the page reads it: a link that names a filter or the data holds a
+    whole selection, so a filter it leaves out is "(any)" (links written before "(any)" was
+    written into them), never the page's default; a link with neither changes no filter."""
+    if not any(name in query for name in (*filters, DATA_PARAM)):
+        return dict(query)
+    return {**{name: ANY for name in filters}, **query}
+
+
 def url_writer_js(names: list[str]) -> str:
     """Client-side: write the widgets' values into the URL's query (replaceState: no reload, no
-    history entry per change); empty, "(any)" and false values are left out. Nothing is written
-    before the page has read its own link (``URL_READ_JS``)."""
+    history entry per change); "(any)" is written (a missing filter reads as "(any)" too, see
+    ``link_query``), empty and false values are left out. Nothing is written before the page has
+    read its own link (``URL_READ_JS``)."""
     return (
         "(...vals) => { if (!window.tsweepUrlRead) return vals;"
         " const names = " + json.dumps(names) + ";"
         " const u = new URL(window.location.href);"
         " names.forEach((n, i) => { let v = vals[i];"
         " if (Array.isArray(v)) v = v.join(',');"
-        f" if (v === null || v === undefined || v === '' || v === {json.dumps(ANY)} || v === false)"
+        " if (v === null || v === undefined || v === '' || v === false)"
         " u.searchParams.delete(n); else u.searchParams.set(n, String(v)); });"
         " window.history.replaceState(null, '', u.toString()); return vals; }"
     )

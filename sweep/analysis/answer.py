@@ -21,6 +21,7 @@ import pandas as pd
 
 from sweep.analysis.cost import DEFAULT_PRICES, _has_word, price_for
 from sweep.analysis.interference import without_perturbed
+from sweep.analysis.landing import what_exists
 from sweep.analysis.selection import (
     MEASURED_DATASET,
     OOM_STATUSES,
@@ -52,13 +53,17 @@ def fits_column(gb: float) -> str:
     return f"Fits {gb:g} GB (predicted)"
 
 
+# "Tokens/s (like baseline)" is the rate of each GPU's configuration closest to the baseline's
+# (what the speedups divide); "GPU's best tokens/s" is the GPU's fastest, whatever its options.
 COLUMNS = [  # the figures first: at a phone's width only the first columns show
     "GPU",
-    "Best tokens/s",
+    "Tokens/s (like baseline)",
     "Speedup",
     "At batch",
     "Speedup at equal batch",
     "Equal batch",
+    "GPU's best tokens/s",
+    "GPU's best config",
     "Largest batch run",
     "First OOM batch",
     *(fits_column(c) for c in ANSWER_CAPACITIES_GB),
@@ -72,9 +77,10 @@ COLUMNS = [  # the figures first: at a phone's width only the first columns show
 
 # Whole numbers, empty where unknown (pandas' nullable integers: no "256.0").
 INT_COLUMNS = [
-    "Best tokens/s",
+    "Tokens/s (like baseline)",
     "At batch",
     "Equal batch",
+    "GPU's best tokens/s",
     "Largest batch run",
     "First OOM batch",
     *(fits_column(c) for c in ANSWER_CAPACITIES_GB),
@@ -146,9 +152,11 @@ class _Variant:
         return float(self.per_batch.max()) if len(self.per_batch) else float("nan")
 
 
-def _variants(sel: pd.DataFrame) -> dict[str, list[_Variant]]:
+def _variants(sel: pd.DataFrame, fields: tuple[str, ...]) -> dict[str, list[_Variant]]:
+    """Each GPU's configurations: its rows grouped by ``fields`` (the options, and the precision
+    where none was chosen) and dataset."""
     d = sel.assign(_gpu=gpu_names(sel), _tps=numeric(sel, "tokens_per_s"))
-    keys = pd.DataFrame({f: config_text(d, f) for f in OPTION_FIELDS}, index=d.index)
+    keys = pd.DataFrame({f: config_text(d, f) for f in fields}, index=d.index)
     d = d.assign(_var=list(keys.itertuples(index=False, name=None)))
     out: dict[str, list[_Variant]] = {}
     for (gpu, dataset, var), rows in d.groupby(["_gpu", "dataset", "_var"], sort=True):
@@ -156,7 +164,7 @@ def _variants(sel: pd.DataFrame) -> dict[str, list[_Variant]]:
         per_batch = ok.groupby("batch_size")["_tps"].median().sort_index()
         if per_batch.empty:
             continue  # only failures: no configuration measured here
-        options = dict(zip(OPTION_FIELDS, var, strict=True))
+        options = dict(zip(fields, var, strict=True))
         out.setdefault(gpu, []).append(_Variant(gpu, dataset, options, rows, per_batch))
     return out
 
@@ -164,7 +172,7 @@ def _variants(sel: pd.DataFrame) -> dict[str, list[_Variant]]:
 def _differs(v: _Variant, base: _Variant) -> str:
     bits = [
         f"{field_label(f)} {v.options[f]} vs {base.options[f]}"
-        for f in OPTION_FIELDS
+        for f in v.options
         if v.options[f] != base.options[f]
     ]
     sw, sw_base = _software(v.rows), _software(base.rows)
@@ -225,7 +233,7 @@ def _row(v: _Variant, base: _Variant | None, prices: pd.DataFrame) -> dict[str, 
         "GPU": v.gpu,
         "Data": _data_label(v),
         "Trust": _best_row_trust(v),
-        "Best tokens/s": round(v.best),
+        "Tokens/s (like baseline)": round(v.best),
         "At batch": best_at,
         "Largest batch run": int(max(ok_batches)),
         "First OOM batch": int(oom["batch_size"].min()) if len(oom) else None,
@@ -247,9 +255,47 @@ def _row(v: _Variant, base: _Variant | None, prices: pd.DataFrame) -> dict[str, 
 
 def _closest(variants: list[_Variant], base: _Variant) -> _Variant:
     def distance(v: _Variant) -> tuple[int, float]:
-        return (sum(v.options[f] != base.options[f] for f in OPTION_FIELDS), -v.best)
+        return (sum(v.options[f] != base.options[f] for f in base.options), -v.best)
 
     return min(variants, key=distance)
+
+
+def _precision(v: _Variant) -> str:
+    p = v.rows["precision"].dropna().astype(str) if "precision" in v.rows else pd.Series()
+    return p.iloc[0] if len(p) else ""
+
+
+def _own_best(chosen: _Variant, vs: list[_Variant]) -> dict[str, Any]:
+    """The GPU's own best rate among ``vs`` (whatever its options) and how its configuration
+    differs from the row's, which is the one closest to the baseline's."""
+    top = max(vs, key=lambda v: v.best)
+    config = ", ".join(
+        f"{field_label(k)} {v}" for k, v in top.options.items() if chosen.options[k] != v
+    )
+    return {
+        "Precision": _precision(chosen),
+        "GPU's best tokens/s": round(top.best),
+        "GPU's best config": config or "this row's",
+    }
+
+
+def _chosen(
+    gpu: str, vs: list[_Variant], base: _Variant, strict: bool, notes: list[str]
+) -> _Variant | None:
+    """The GPU's row among configurations ``vs``: the baseline itself, else the configuration
+    closest to it (strict: equal options, else None and a note)."""
+    if base in vs:
+        return base
+    if not strict:
+        return _closest(vs, base)
+    same = [v for v in vs if v.options == base.options]
+    if not same:
+        notes.append(
+            f"{gpu}: left out (strict): no configuration with the baseline's options "
+            f"({', '.join(f'{k}={v}' for k, v in base.options.items())})."
+        )
+        return None
+    return max(same, key=lambda v: v.best)
 
 
 def answer(
@@ -263,23 +309,21 @@ def answer(
     prices: pd.DataFrame | None = None,
     filters: dict[str, Any] | None = None,
 ) -> Answer:
-    """The answer table for ``model`` at ``seq_len`` (and ``precision``; None: the precision with
-    the most ok rows) over the rows of ``frame`` (a combined results frame,
-    ``sweep.analysis.selection.combine``), optionally narrowed by more ``filters`` and to ``gpus``
-    (short names). ``baseline``: the GPU the speedups divide by (default: the slowest).
+    """The answer table for ``model`` at ``seq_len`` (and ``precision``; None: every precision,
+    one row per GPU and precision, with a "Precision" column where several) over the rows of
+    ``frame`` (a combined results frame, ``sweep.analysis.selection.combine``), optionally
+    narrowed by more ``filters`` and to ``gpus`` (short names). ``baseline``: the GPU the
+    speedups divide by (default: the slowest).
     ``prices``: the hourly price table (``sweep.analysis.cost``; default: its defaults)."""
     prices = DEFAULT_PRICES if prices is None else prices
     notes: list[str] = []
     frame = without_perturbed(frame)  # the interference check's run among the others
     sel = select(frame, {**(filters or {}), "model": model, "seq_len": seq_len})
-    if precision in (None, "") and len(sel):
-        ok = sel[sel["status"] == OK]
-        if len(ok):
-            precision = str(ok["precision"].value_counts().idxmax())
-            others = sorted(set(ok["precision"].astype(str)) - {precision})
-            if others:
-                notes.append(f"Precision {precision} shown; also measured: {', '.join(others)}.")
-    sel = select(sel, {"precision": precision})
+    # No precision chosen: every precision measured, one row per GPU and precision (a GPU
+    # measured in fp16 only must not vanish because another GPU has more bf16 rows).
+    any_precision = precision in (None, "")
+    fields = (*OPTION_FIELDS, "precision") if any_precision else OPTION_FIELDS
+    sel = select(sel, {"precision": None if any_precision else precision})
     if gpus:
         present = sorted(set(gpu_names(sel)))
         wanted = {resolve_gpu(g, present) for g in gpus} - {None}
@@ -293,10 +337,11 @@ def answer(
             keep = counts.idxmax() if len(counts) else values.iloc[0]
             sel = sel[values == keep]
             notes.append(f"{name} {keep} shown (filter on {name} for the others).")
-    variants = _variants(sel)
+    variants = _variants(sel, fields)
     if not variants:
         what = f"{model} at seq_len {seq_len}" + (f", {precision}" if precision else "")
-        notes.append(f"No GPU has an ok measurement of {what}.")
+        chosen = {**(filters or {}), "model": model, "seq_len": seq_len, "precision": precision}
+        notes.append(f"No GPU has an ok measurement of {what}. {what_exists(frame, chosen)}")
         return Answer(pd.DataFrame(columns=COLUMNS), None, notes)
     fastest = {g: max(vs, key=lambda v: v.best) for g, vs in variants.items()}
     base_gpu = resolve_gpu(baseline, sorted(variants)) if baseline else None
@@ -306,22 +351,18 @@ def answer(
         base_gpu = min(fastest, key=lambda g: fastest[g].best)
     base = fastest[base_gpu]
     rows = []
-    for gpu, vs in variants.items():
-        if gpu == base_gpu:
-            chosen = base
-        elif strict:
-            same = [v for v in vs if v.options == base.options]
-            if not same:
-                notes.append(
-                    f"{gpu}: left out (strict): no configuration with the baseline's options "
-                    f"({', '.join(f'{k}={v}' for k, v in base.options.items())})."
-                )
-                continue
-            chosen = max(same, key=lambda v: v.best)
-        else:
-            chosen = _closest(vs, base)
-        rows.append(_row(chosen, base, prices))
-    table = pd.DataFrame(rows, columns=COLUMNS).sort_values("Best tokens/s", ascending=False)
+    for gpu, all_vs in variants.items():
+        by_precision: dict[str, list[_Variant]] = {}
+        for v in all_vs:
+            by_precision.setdefault(v.options.get("precision", ""), []).append(v)
+        for vs in by_precision.values():
+            chosen = _chosen(gpu, vs, base, strict, notes)
+            if chosen is not None:
+                rows.append({**_row(chosen, base, prices), **_own_best(chosen, vs)})
+    several = any_precision and len({r["Precision"] for r in rows}) > 1
+    columns = [*COLUMNS[:1], "Precision", *COLUMNS[1:]] if several else COLUMNS
+    table = pd.DataFrame(rows, columns=columns)
+    table = table.sort_values("Tokens/s (like baseline)", ascending=False)
     for col in INT_COLUMNS:
         table[col] = pd.array(table[col].tolist(), dtype="Int64")
     table = table.rename(columns={"Speedup": f"Speedup vs {base_gpu}"})

@@ -120,6 +120,25 @@ def cap_series(series: list[str], n: int = MAX_SERIES) -> tuple[list[str], str]:
     return series[:n], f" ({n} of {len(series)} series shown: narrow the filters for the rest)"
 
 
+def short_labels(series: list[str], width: int) -> dict[str, str]:
+    """Each distinct series' tick text: its display name cut to ``width`` characters, made
+    unique (" #2"...) where two cut names coincide. A chart keys its categories on the series
+    itself (or on this one-to-one map), never on cut text: Plotly adds up bars that share a
+    category, so two configurations cut to one name would be drawn as one stacked bar."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for s in dict.fromkeys(series):
+        text = display_name(s)
+        if len(text) > width:
+            text = text[: width - 1] + "…"
+        unique, k = text, 2
+        while unique in used:
+            unique, k = f"{text} #{k}", k + 1
+        used.add(unique)
+        out[s] = unique
+    return out
+
+
 def series_colors(series: list[str]) -> dict[str, str]:
     return {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(sorted(series))}
 

@@ -19,6 +19,7 @@ from sweep.analysis.charts import (
     display_name,
     empty,
     series_colors,
+    short_labels,
 )
 from sweep.analysis.efficiency import EFFICIENCY_METRICS
 from sweep.analysis.phases import PHASES
@@ -33,13 +34,14 @@ def breakdown(frame: pd.DataFrame, title: str) -> dict[str, Any]:
         return empty(title, "No time breakdown for this selection.")
     shown, left_out = cap_series(list(dict.fromkeys(frame["series"])), MAX_PANELS)
     d = frame[frame["series"].isin(shown)].sort_values(["series", "batch_size"])
+    # one category per series (its own tick text, unique), then the batch size within it
+    ticks = short_labels(list(d["series"]), 28)
+    timers = d.groupby("series")["host_timers"].any()
     x = [
-        [
-            display_name(s)[:28] + (" (host timers)" if h else "")
-            for s, h in zip(d["series"], d["host_timers"], strict=True)
-        ],
+        [ticks[s] + (" (host timers)" if timers[s] else "") for s in d["series"]],
         [str(b) for b in d["batch_size"]],
     ]
+    full = [display_name(s) for s in d["series"]]
     data = [
         {
             "type": "bar",
@@ -47,7 +49,8 @@ def breakdown(frame: pd.DataFrame, title: str) -> dict[str, Any]:
             "x": x,
             "y": d[f"{phase}_ms"].round(2).tolist(),
             "marker": {"color": PHASE_COLORS[phase]},
-            "hovertemplate": f"{phase}: %{{y:.2f}} ms<extra>%{{x}}</extra>",
+            "customdata": full,
+            "hovertemplate": f"{phase}: %{{y:.2f}} ms<br>%{{x}}<extra>%{{customdata}}</extra>",
         }
         for phase in PHASES
     ]
@@ -114,7 +117,14 @@ def cost(costs: pd.DataFrame, title: str) -> dict[str, Any]:
         if len(priced) == len(costs.dropna(subset=["usd_per_million_tokens"]))
         else (f" (the {MAX_SERIES} cheapest shown)")
     )
-    names = [display_name(s)[:60] for s in priced["series"]]
+    # the bars keyed on the full series (distinct configurations never stack); ticks cut short
+    names = priced["series"].astype(str).tolist()
+    ticks = short_labels(names, 60)
+    texts = [
+        f"${r.usd_per_million_tokens:.4f} ({r.best_tokens_per_s:,.0f} tok/s at "
+        f"${r.usd_per_gpu_hour:.2f}/h)"
+        for r in priced.itertuples()
+    ]
     data = [
         {
             "type": "bar",
@@ -122,20 +132,23 @@ def cost(costs: pd.DataFrame, title: str) -> dict[str, Any]:
             "x": priced["usd_per_million_tokens"].round(5).tolist(),
             "y": names,
             "marker": {"color": PALETTE[0]},
-            "text": [
-                f"${r.usd_per_million_tokens:.4f} ({r.best_tokens_per_s:,.0f} tok/s at "
-                f"${r.usd_per_gpu_hour:.2f}/h)"
-                for r in priced.itertuples()
-            ],
+            "text": texts,
             "textposition": "auto",
-            "hoverinfo": "text+y",
+            "hovertext": [f"{display_name(n)}<br>{t}" for n, t in zip(names, texts, strict=True)],
+            "hoverinfo": "text",
         }
     ]
     layout = base_layout(
         title + left_out,
         max(260, 40 * len(priced) + 140),
         xaxis=axis("US dollars per million training tokens (lower is better)"),
-        yaxis={"automargin": True, "tickfont": {"size": 10}},
+        yaxis={
+            "automargin": True,
+            "tickfont": {"size": 10},
+            "tickmode": "array",
+            "tickvals": names,
+            "ticktext": [ticks[n] for n in names],
+        },
         showlegend=False,
     )
     return {"data": data, "layout": layout}

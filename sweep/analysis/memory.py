@@ -50,7 +50,9 @@ def memory_fit(
         f"max_batch_{c}gb" for c in capacities_gb
     ]
     rows = []
-    for series, g in points[~points["oom"]].groupby("series", sort=True):
+    if points.empty or "series" not in points:
+        return pd.DataFrame(rows, columns=cols)
+    for series, g in points[~points["oom"].astype(bool)].groupby("series", sort=True):
         x = g["batch_size"].astype(float)
         y = g["value"].astype(float)
         row: dict[str, Any] = {"series": series, "measured_up_to_batch": int(x.max())}

@@ -104,15 +104,17 @@ def select(
 
 def default_filters(df: pd.DataFrame) -> dict[str, str]:
     """A starting selection that shows something: the (model, seq_len, precision) with the most
-    ok rows of the user's own, then the most GPUs side by side (the app compares GPUs: with the
-    reference rows alone, fp16 has the H200 beside the 2020 A100 and V100, bf16 the H200 alone),
-    then the most ok rows."""
+    ok rows of the user's own on a GPU (not a CPU smoke run), then the most GPUs side by side
+    (the app compares GPUs: with the reference rows alone, fp16 has the H200 beside the 2020 A100
+    and V100, bf16 the H200 alone), then the most ok rows."""
     ok = df[df["status"] == OK] if "status" in df else df
     if ok.empty or not {"model", "seq_len", "precision"} <= set(ok.columns):
         return {}
+    # the user's rows on a GPU: a CPU smoke run is not what the page should open on
+    on_gpu = gpu_column(ok).astype(str).str.lower() != "cpu"
     ranked = (
         ok.assign(
-            _measured=ok["dataset"].eq(MEASURED_DATASET) if "dataset" in ok else 0,
+            _measured=(ok["dataset"].eq(MEASURED_DATASET) & on_gpu) if "dataset" in ok else 0,
             _gpu=gpu_column(ok).astype(str),
         )
         .groupby(["model", "seq_len", "precision"], dropna=True)

@@ -21,7 +21,9 @@ ANSWER_HELP = (
     "depend on the CPU; *2020 host timers* are the original project's unsynchronized timers. "
     "**Fits in N GB** is predicted from the memory line through the measured batches. "
     "**Differs in** names what each row's configuration does not share with the baseline's. "
-    "Click a header to sort."
+    "**Tokens/s (like baseline)** is the rate of each GPU's configuration closest to the "
+    "baseline's (what the speedups divide); **GPU's best tokens/s** is the GPU's fastest, "
+    "whatever its options, and **GPU's best config** says how that one differs."
 )
 
 

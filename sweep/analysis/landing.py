@@ -1,0 +1,83 @@
+"""Selections that land on rows: each filter's choices narrowed to the values that exist under
+the other choices (with how many GPUs measured each), the sequence length and precision to pick
+when the model changes, and a sentence naming what does exist when a selection is empty."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from sweep.analysis.selection import ANY, filter_choices, gpu_column, select
+from sweep.results.record import OK
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == OK] if "status" in df else df
+
+
+def _gpus(n: int) -> str:
+    return f"{n} GPU" + ("" if n == 1 else "s")
+
+
+def narrowed_choices(
+    df: pd.DataFrame, filters: dict[str, Any], column: str
+) -> list[tuple[str, str]]:
+    """``column``'s dropdown choices as (label, value): "(any)", then each value with ok rows
+    under the other filters' choices, labelled with how many GPUs measured it ("512 · 3 GPUs").
+    The current value stays, marked "no rows", so that a dropdown never loses its value."""
+    others = {k: v for k, v in filters.items() if k != column}
+    ok = _ok(select(df, others))
+    counts: dict[str, int] = {}
+    if column in ok and len(ok):
+        per = ok.assign(_gpu=gpu_column(ok).astype(str)).groupby(ok[column].astype(str))["_gpu"]
+        counts = per.nunique().to_dict()
+    out = [(ANY, ANY)]
+    current = str(filters.get(column)) if filters.get(column) not in (None, "") else ANY
+    for value in filter_choices(df, column):
+        if value in counts:
+            out.append((f"{value} · {_gpus(counts[value])}", value))
+        elif value == current:
+            out.append((f"{value} · no rows here", value))
+    return out
+
+
+def best_for_model(df: pd.DataFrame, model: Any, filters: dict[str, Any]) -> dict[str, str]:
+    """The sequence length and precision with the most GPUs for ``model`` (then the most ok
+    rows), under the other ``filters`` but those two: what to show when the model changes.
+    Empty where the model has no ok row."""
+    others = {k: v for k, v in filters.items() if k not in ("model", "seq_len", "precision")}
+    ok = _ok(select(df, {**others, "model": model}))
+    if ok.empty or not {"seq_len", "precision"} <= set(ok.columns):
+        return {}
+    ranked = (
+        ok.assign(_gpu=gpu_column(ok).astype(str))
+        .groupby(["seq_len", "precision"])
+        .agg(gpus=("_gpu", "nunique"), n=("_gpu", "size"))
+        .sort_values(["gpus", "n"], ascending=False)
+    )
+    seq_len, precision = ranked.index[0]
+    return {"seq_len": str(seq_len), "precision": str(precision)}
+
+
+def what_exists(df: pd.DataFrame, filters: dict[str, Any]) -> str:
+    """For an empty selection: what the chosen model has ("measured for bert-tiny: seq_len 128
+    in fp32 (1 GPU)"), or the models that have rows under the other choices."""
+    model = filters.get("model")
+    if model not in (None, "", ANY):
+        ok = _ok(select(df, {"model": model}))
+        if ok.empty:
+            return f"{model} has no ok measurement in the data shown."
+        per = (
+            ok.assign(_gpu=gpu_column(ok).astype(str))
+            .groupby(["seq_len", "precision"])["_gpu"]
+            .nunique()
+            .sort_values(ascending=False)
+        )
+        bits = [f"seq_len {s} in {p} ({_gpus(n)})" for (s, p), n in per.head(6).items()]
+        return f"Measured for {model}: " + "; ".join(bits) + "."
+    others = {k: v for k, v in filters.items() if k != "model"}
+    models = filter_choices(_ok(select(df, others)), "model")
+    if not models:
+        return "Nothing is measured under these choices: set some filters back to (any)."
+    return "Models measured under these choices: " + ", ".join(models[:8]) + "."

@@ -1,0 +1,78 @@
+"""The page's first event and its links: a pasted link is read whole, one view's failure leaves
+the others drawn, and "(any)" survives a round trip through the URL (issue 25)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from tests.test_ui_app import fixture_trials, make_db
+
+
+def _app(tmp_path):
+    from ui.app import Holder, build_app
+
+    demo = build_app(Holder(make_db(tmp_path / "r.db", fixture_trials())))
+    (first,) = [f for f in demo.fns.values() if f.fn and f.fn.__name__ == "first_view"]
+    return demo, first
+
+
+def _open(first, link: dict) -> dict:
+    current = [c.value for c in first.inputs]
+    drawn = first.fn(SimpleNamespace(query_params=link), *current)
+    out = dict(zip(first.outputs, drawn, strict=True))
+    return {getattr(c, "elem_id", None) or c._id: v for c, v in out.items()}
+
+
+def test_a_memory_link_to_an_empty_selection_is_read_and_drawn(tmp_path):
+    """bert-tiny was never run at seq 512: the Memory tab says so instead of raising, and the
+    link's selection and tab are kept."""
+    _demo, first = _app(tmp_path)
+    got = _open(first, {"model": "bert-tiny", "seq_len": "512", "tab": "memory"})
+    assert got["filter-model"] == "bert-tiny" and got["filter-seq_len"] == "512"
+    assert got["tabs"].selected == 1
+    assert "seq_len 512" in json.loads(got["memory-plot"])["layout"]["title"]["text"]
+
+
+def test_a_view_that_raises_leaves_the_link_and_says_so(tmp_path, monkeypatch):
+    """Whatever a view raises, the page's first event returns the link's selection and that
+    view says it failed; its chart does not keep the previous selection's figure."""
+    from ui.tabs import memory
+
+    def broken(*_a, **_k):
+        raise KeyError("series")
+
+    monkeypatch.setattr(memory, "memory_fit", broken)
+    _demo, first = _app(tmp_path)
+    got = _open(first, {"model": "bert-base-uncased", "seq_len": "512", "tab": "memory"})
+    assert got["filter-model"] == "bert-base-uncased" and got["tabs"].selected == 1
+    text = json.dumps(json.loads(got["memory-plot"]))
+    assert "failed" in text and "KeyError" in text
+
+
+def test_any_survives_the_url(tmp_path):
+    """The URL writer keeps "(any)"; a link that names a selection but leaves a filter out
+    reopens it as "(any)", not as the page's default precision."""
+    from sweep.analysis.selection import ANY
+    from ui.render import url_writer_js
+
+    assert json.dumps(ANY) not in url_writer_js(["model", "precision"])  # not deleted
+    demo, first = _app(tmp_path)
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert by_id["filter-precision"].value != ANY  # the page's default is a precision
+    got = _open(first, {"model": "bert-base-uncased", "seq_len": "128"})
+    assert got["filter-precision"] == ANY and got["filter-attention"] == ANY
+    got = _open(first, {"model": "bert-base-uncased", "precision": "(any)"})
+    assert got["filter-precision"] == ANY
+
+
+def test_dropdowns_are_narrowed_and_a_model_chosen_by_hand_picks_its_best_view(tmp_path):
+    demo, _first = _app(tmp_path)
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    labels = [label for label, _ in by_id["filter-seq_len"].choices]
+    assert all(" · " in label for label in labels[1:])  # "128 · 3 GPUs"
+    (pick,) = [f for f in demo.fns.values() if f.fn and f.fn.__name__ == "pick"]
+    values = [c.value for c in pick.inputs]
+    values[1] = "gpt2"  # datasets, then the filters: model first
+    seq_len, precision = pick.fn(*values)
+    assert (seq_len, precision) == ("512", "bf16-mixed")

@@ -1,0 +1,44 @@
+"""The answer table with no precision chosen (issue 25): every GPU stays, one row per GPU and
+precision, instead of only the most-measured precision's GPUs."""
+
+from __future__ import annotations
+
+from sweep.analysis.answer import answer
+from tests.test_views_answer import A100, H200, frame, row
+
+
+def _mixed():
+    # the H200 in bf16 at four batches and fp16 at one; the A100 in fp16 only
+    rows = [row(H200, b, 4000.0 * b, precision="bf16-mixed") for b in (8, 16, 32, 64)]
+    rows += [row(H200, 8, 30000.0, precision="fp16-mixed")]
+    rows += [row(A100, b, 1000.0 * b, precision="fp16-mixed") for b in (8, 16)]
+    return frame(rows)
+
+
+def test_any_precision_keeps_every_gpu_one_row_per_precision():
+    a = answer(_mixed(), "roberta-base", 128, None)
+    got = set(zip(a.table["GPU"], a.table["Precision"], strict=True))
+    assert got == {("H200", "bf16-mixed"), ("H200", "fp16-mixed"), ("A100-SXM4-80GB", "fp16-mixed")}
+    assert a.baseline == "A100-SXM4-80GB"
+    bf16 = a.table[a.table["Precision"] == "bf16-mixed"].iloc[0]
+    assert "Precision bf16-mixed vs fp16-mixed" in bf16["Differs in"]
+
+
+def test_any_precision_baseline_that_ran_only_another_precision_is_found():
+    a = answer(_mixed(), "roberta-base", 128, None, baseline="A100")
+    assert a.baseline == "A100-SXM4-80GB" and not any("Baseline" in n for n in a.notes)
+
+
+def test_a_chosen_precision_has_no_precision_column():
+    a = answer(_mixed(), "roberta-base", 128, "bf16-mixed")
+    assert "Precision" not in a.table and a.table["GPU"].tolist() == ["H200"]
+
+
+def test_the_gpus_own_best_is_shown_beside_the_like_for_like_rate():
+    from tests.test_views_answer import fleet
+
+    a = answer(fleet(), "roberta-base", 128, baseline="A100")
+    assert "Tokens/s (like baseline)" in a.table and "Best tokens/s" not in a.table
+    h = a.table.set_index("GPU").loc["H200"]
+    assert h["GPU's best tokens/s"] >= h["Tokens/s (like baseline)"]
+    assert h["GPU's best config"]  # "this row's" or the options of the faster one
