@@ -295,8 +295,21 @@ def test_flop_count_falls_back_to_eager_attention(monkeypatch):
 
     monkeypatch.setattr(wl, "_count_once", picky)
     assert count_flops(w) == expected
-    assert seen == ["sdpa", "eager"]
+    # grouped-query attention (llama-tiny: 4 heads, 2 key/value heads) is counted with eager
+    # attention from the start: no fused count fails part-way through a forward
+    assert seen == ["eager"]
     assert w.model.config._attn_implementation == "sdpa"  # restored for the measured steps
+    # a model whose fused count fails for another reason falls back to eager
+    seen.clear()
+    gpt = build_workload(cfg.replace(model="gpt2-tiny"), "cpu")
+    monkeypatch.setattr(wl, "_count_once", real)
+    gpt_eager = count_flops(
+        build_workload(cfg.replace(model="gpt2-tiny", attention="eager"), "cpu")
+    )
+    monkeypatch.setattr(wl, "_count_once", picky)
+    assert count_flops(gpt) == gpt_eager
+    assert seen == ["sdpa", "eager"]
+    assert gpt.model.config._attn_implementation == "sdpa"
 
 
 def test_commit_comes_from_the_environment_where_there_is_no_git(monkeypatch):

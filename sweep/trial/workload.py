@@ -325,27 +325,40 @@ def count_flops(w: Workload) -> int:
     and a batch of one cannot run out of memory where the measured batch just fit.
 
     torch's FLOP formula for the fused attention kernels rejects grouped-query attention (keys
-    and values with fewer heads than queries, as in Llama/Qwen: "sdpa_flop_count:
-    query/key/value shapes are incompatible"; docs/DECISIONS.md). The count is then taken
-    with transformers' eager attention, which repeats the key/value heads and multiplies the
-    same matrices: the same arithmetic, in operations the counter knows.
+    and values with fewer heads than queries, as in Llama/Qwen/Mistral: "sdpa_flop_count:
+    query/key/value shapes are incompatible"; docs/DECISIONS.md). Such a model is counted with
+    transformers' eager attention from the start, which repeats the key/value heads and
+    multiplies the same matrices: the same arithmetic, in operations the counter knows. (Not
+    by trying the fused kernel first: a count that fails part-way through a forward under
+    gradient checkpointing must not be the first thing the model runs.) Any other model whose
+    fused count fails is counted the same way.
     """
     one = {k: v[:1] for k, v in w.batch.items()}
+    cfg = getattr(w.model, "config", None)
+    if cfg is not None and _grouped_query(cfg):
+        return _count_eager(w, one)
     try:
         return _count_once(w, one) * w.config.batch_size
     except Exception as exc:
-        cfg = w.model.config
         if getattr(cfg, "_attn_implementation", "eager") == "eager":
             raise
-        log.info(
-            "FLOP count with %s attention failed (%s); counting with eager attention",
-            cfg._attn_implementation,
-            exc,
-        )
+        log.info("FLOP count with %s attention failed (%s)", cfg._attn_implementation, exc)
         w.model.zero_grad(set_to_none=True)
-        previous = cfg._attn_implementation
-        cfg._attn_implementation = "eager"
-        try:
-            return _count_once(w, one) * w.config.batch_size
-        finally:
-            cfg._attn_implementation = previous
+        return _count_eager(w, one)
+
+
+def _grouped_query(cfg) -> bool:
+    heads = getattr(cfg, "num_attention_heads", None)
+    kv = getattr(cfg, "num_key_value_heads", None)
+    return bool(heads and kv and kv < heads)
+
+
+def _count_eager(w: Workload, one: dict[str, torch.Tensor]) -> int:
+    """The count with transformers' eager attention, the model's own restored after."""
+    cfg = w.model.config
+    previous = getattr(cfg, "_attn_implementation", "eager")
+    cfg._attn_implementation = "eager"
+    try:
+        return _count_once(w, one) * w.config.batch_size
+    finally:
+        cfg._attn_implementation = previous

@@ -1,0 +1,161 @@
+"""Fine-tuning trials on the CPU with tiny decoders: LoRA and QLoRA train only their adapters,
+bf16-true keeps everything in bf16, the 8-bit optimizers run, what cannot run here is an
+``unsupported`` row naming why, and bad values are one error naming the field."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sweep.plan.config import TrialConfig
+from sweep.trial.run import run_trial
+from sweep.trial.workload import build_workload, train_step
+
+pytest.importorskip("peft")
+pytest.importorskip("bitsandbytes")
+
+LM = dict(
+    model="llama-tiny",
+    task="causal-lm",
+    batch_size=2,
+    seq_len=16,
+    device="cpu",
+    steps=2,
+    warmup_steps=1,
+    precision="fp32",
+)
+
+
+def _snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("finetune, precision", [("lora", "fp32"), ("qlora", "bf16-mixed")])
+def test_adapters_train_and_nothing_else_moves(finetune, precision):
+    w = build_workload(TrialConfig(**{**LM, "finetune": finetune, "precision": precision}), "cpu")
+    before = _snapshot(w.model)
+    for _ in range(2):
+        train_step(w)
+    after = _snapshot(w.model)
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    trainable = {n for n, p in w.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert moved == trainable  # every adapter moved (lora_B starts at zero), no base weight did
+    # the optimizer holds the adapters alone
+    held = {id(p) for g in w.optimizer.param_groups for p in g["params"]}
+    assert held == {id(p) for p in w.model.parameters() if p.requires_grad}
+    assert w.params["n_params_trainable"] == sum(
+        p.numel() for p in w.model.parameters() if p.requires_grad
+    )
+
+
+def test_qlora_base_is_4bit_the_head_is_not_and_counts_stay_logical():
+    import bitsandbytes as bnb
+
+    lora = build_workload(
+        TrialConfig(**{**LM, "finetune": "lora", "precision": "bf16-mixed"}), "cpu"
+    )
+    qlora = build_workload(
+        TrialConfig(**{**LM, "finetune": "qlora", "precision": "bf16-mixed"}), "cpu"
+    )
+    four_bit = [m for m in qlora.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(four_bit) == 2 * 7  # q, k, v, o, gate, up, down in each of 2 layers
+    head = qlora.model.get_output_embeddings()
+    assert not isinstance(head, bnb.nn.Linear4bit)
+    # a 4-bit weight counts its elements, not its bytes: the same model as LoRA's
+    for name in ("n_params", "n_matmul_params", "n_params_trainable"):
+        assert qlora.params[name] == lora.params[name], name
+    from sweep.trial.memory import memory_parts
+
+    four, plain = memory_parts(qlora.model, None, None), memory_parts(lora.model, None, None)
+    assert four["weights_gib"] < plain["weights_gib"]
+
+
+def test_bf16_true_keeps_weights_gradients_and_state_in_bf16():
+    w = build_workload(TrialConfig(**{**LM, "precision": "bf16-true"}), "cpu")
+    train_step(w)
+    assert {p.dtype for p in w.model.parameters()} == {torch.bfloat16}
+    assert w.autocast().__class__.__name__ == "nullcontext"  # no autocast: nothing to cast
+    states = [v for s in w.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    assert {t.dtype for t in states if t.dim() > 0} == {torch.bfloat16}
+
+
+@pytest.mark.parametrize("optimizer", ["adamw-8bit", "paged-adamw-8bit"])
+def test_8bit_optimizers_train_and_keep_8bit_state(optimizer):
+    rec = run_trial(TrialConfig(**{**LM, "optimizer": optimizer}))
+    assert rec.status == "ok", rec.error
+    m = rec.metrics
+    # two 8-bit moments per weight (+ their block statistics): about a quarter of fp32 AdamW's
+    full = run_trial(TrialConfig(**LM)).metrics
+    assert m["optimizer_state_gib"] < 0.35 * full["optimizer_state_gib"]
+    assert len(m["losses"]) == m["steps_measured"]
+
+
+def test_the_record_says_where_the_memory_goes_and_what_trains():
+    rec = run_trial(TrialConfig(**{**LM, "finetune": "lora", "gradient_checkpointing": True}))
+    assert rec.status == "ok", rec.error
+    m = rec.metrics
+    assert 0 < m["n_params_trainable"] < m["n_params"] / 20
+    # adapter gradients and AdamW's two fp32 moments of them
+    assert m["gradients_gib"] == pytest.approx(m["n_params_trainable"] * 4 / 2**30)
+    assert m["optimizer_state_gib"] == pytest.approx(2 * m["gradients_gib"], rel=0.01)
+    assert m["weights_gib"] > 10 * m["gradients_gib"]
+    # model FLOPs: 4 per frozen matmul parameter and token, 6 per trainable one, + attention
+    frozen = m["n_matmul_params"] - m["n_matmul_params_trainable"]
+    attention = 12 * 2 * 128 * LM["seq_len"]
+    per_token = 4 * frozen + 6 * m["n_matmul_params_trainable"] + attention
+    assert m["model_flops_per_token"] == per_token
+    # what the counter saw includes the recomputed forward: more than the model FLOPs
+    assert m["flops_per_step"] > m["flops_per_step_analytic"]
+    assert len(m["losses"]) == m["steps_measured"] and m["loss_mean"] > 0
+
+
+@pytest.mark.parametrize(
+    "changes, why",
+    [
+        ({"liger": True}, "liger: Liger's kernels are Triton kernels and need a CUDA GPU"),
+        ({"liger": True, "model": "bert-tiny", "task": "seq-cls"}, "liger:"),
+    ],
+)
+def test_what_cannot_run_here_is_an_unsupported_row_naming_why(changes, why):
+    rec = run_trial(TrialConfig(**{**LM, **changes}))
+    assert rec.status == "unsupported"
+    assert rec.error.startswith(why)
+
+
+def test_a_missing_package_says_what_to_install(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def no_peft(name, *a, **k):
+        if name == "peft":
+            raise ImportError("No module named 'peft'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib, "import_module", no_peft)
+    rec = run_trial(TrialConfig(**{**LM, "finetune": "lora"}))
+    assert rec.status == "unsupported"
+    assert "finetune: needs the peft package" in rec.error and "pip install" in rec.error
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"finetune": "lora", "lora_rank": 0}, "lora_rank"),
+        ({"finetune": "lora", "lora_rank": 10**6}, "lora_rank"),
+        ({"finetune": "lora", "lora_rank": True}, "lora_rank"),
+        ({"finetune": "lora", "lora_targets": "mlp"}, "lora_targets"),
+        ({"finetune": "dora"}, "finetune"),
+        ({"finetune": "qlora", "precision": "fp32"}, "finetune"),
+        ({"finetune": "qlora", "precision": "fp16-mixed"}, "finetune"),
+        ({"finetune": "lora", "mode": "inference"}, "finetune"),
+        ({"optimizer": "adamw-4bit"}, "optimizer"),
+        ({"precision": "bf16-pure"}, "precision"),
+        ({"liger": "yes"}, "liger"),
+    ],
+)
+def test_bad_fine_tuning_values_are_one_error_naming_the_field(changes, field):
+    with pytest.raises(ValueError) as err:
+        TrialConfig(**{**LM, **changes})
+    assert str(err.value).startswith(f"{field}:")
