@@ -344,6 +344,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.limits:
             write_limits(frame, capacities, args.format, out)
             return 0
+        from sweep.analysis.parity import with_parity
+
+        frame = with_parity(frame)  # each row's loss against its configuration without a knob
         if args.format == "csv":
             frame.to_csv(out if out else sys.stdout, index=False)
         elif args.format == "jsonl":

@@ -143,6 +143,7 @@ def format_summary(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> s
     import pandas as pd
 
     from sweep.analysis.interference import format_interference, split
+    from sweep.analysis.parity import format_parity
     from sweep.analysis.scaling import format_scaling
 
     check, frame = split(frame)  # the interference check's rows are its own table
@@ -153,6 +154,7 @@ def format_summary(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB) -> s
         scaling,
         format_interference(pd.concat([check, frame])) if len(check) else "",
         format_graph_against_eager(frame),
+        format_parity(frame),
         limits,
     )
     return text + "".join("\n\n" + part for part in parts if part)

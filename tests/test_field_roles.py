@@ -152,7 +152,9 @@ def test_rows_that_differ_in_an_option_are_never_averaged_in_the_answer():
         row(H200, 8, 4000.0, cuda_graph=True),
     ]
     table = answer(frame(rows), "roberta-base", 128, baseline="A100").table.set_index("GPU")
-    assert table.loc["H200", "Tokens/s (like baseline)"] == 1000  # the baseline's configuration, not 2500
+    assert (
+        table.loc["H200", "Tokens/s (like baseline)"] == 1000
+    )  # the baseline's configuration, not 2500
     assert table.loc["H200", "Differs in"] == ""
     strict = answer(frame(rows), "roberta-base", 128, baseline="H200", strict=True)
     assert list(strict.table["GPU"]) == ["H200"]  # its fastest is a CUDA graph, the A100 has none
@@ -171,7 +173,9 @@ def test_a_row_without_an_option_ran_with_its_default():
     both = pd.concat([old, new], ignore_index=True)
     assert both["cuda_graph"].isna().sum() == 2
     table = answer(both, "roberta-base", 128, baseline="A100").table.set_index("GPU")
-    assert table.loc["H200", "Tokens/s (like baseline)"] == 2000  # median of 1000 and 3000, never 9000
+    assert (
+        table.loc["H200", "Tokens/s (like baseline)"] == 2000
+    )  # median of 1000 and 3000, never 9000
     assert table.loc["H200", "Differs in"] == ""
     assert len(select(both, {"cuda_graph": "False"})) == 3
     assert len(select(old, {"cuda_graph": "False", "gpus_per_trial": "1"})) == 2

@@ -22,6 +22,7 @@ import pandas as pd
 from sweep.analysis.cost import DEFAULT_PRICES, _has_word, price_for
 from sweep.analysis.interference import without_perturbed
 from sweep.analysis.landing import what_exists
+from sweep.analysis.parity import parity_marks
 from sweep.analysis.selection import (
     MEASURED_DATASET,
     OOM_STATUSES,
@@ -71,6 +72,7 @@ COLUMNS = [  # the figures first: at a phone's width only the first columns show
     "GPU busy %",
     "Step time CV %",
     "Trust",
+    "Loss parity",
     "Differs in",
     "Data",
 ]
@@ -221,7 +223,9 @@ def _data_label(v: _Variant) -> str:
     return where + (f" ({', '.join(sweeps)})" if sweeps else "")
 
 
-def _row(v: _Variant, base: _Variant | None, prices: pd.DataFrame) -> dict[str, Any]:
+def _row(
+    v: _Variant, base: _Variant | None, prices: pd.DataFrame, marks: dict[str, str]
+) -> dict[str, Any]:
     ok_batches = v.per_batch.index
     oom = v.rows[v.rows["status"].isin(OOM_STATUSES) & ~v.rows["batch_size"].isin(ok_batches)]
     best_at = int(v.per_batch.idxmax())
@@ -233,6 +237,7 @@ def _row(v: _Variant, base: _Variant | None, prices: pd.DataFrame) -> dict[str, 
         "GPU": v.gpu,
         "Data": _data_label(v),
         "Trust": _best_row_trust(v),
+        "Loss parity": next((marks[k] for k in best_rows["key"] if k in marks), ""),
         "Tokens/s (like baseline)": round(v.best),
         "At batch": best_at,
         "Largest batch run": int(max(ok_batches)),
@@ -350,6 +355,11 @@ def answer(
     if base_gpu is None:
         base_gpu = min(fastest, key=lambda g: fastest[g].best)
     base = fastest[base_gpu]
+    # a knob's plain row may differ in a match field (bf16-true against bf16-mixed): the model's
+    # rows, not the selection's
+    marks = (
+        parity_marks(frame[frame["model"].astype(str) == str(model)]) if "model" in frame else {}
+    )
     rows = []
     for gpu, all_vs in variants.items():
         by_precision: dict[str, list[_Variant]] = {}
@@ -358,7 +368,7 @@ def answer(
         for vs in by_precision.values():
             chosen = _chosen(gpu, vs, base, strict, notes)
             if chosen is not None:
-                rows.append({**_row(chosen, base, prices), **_own_best(chosen, vs)})
+                rows.append({**_row(chosen, base, prices, marks), **_own_best(chosen, vs)})
     several = any_precision and len({r["Precision"] for r in rows}) > 1
     columns = [*COLUMNS[:1], "Precision", *COLUMNS[1:]] if several else COLUMNS
     table = pd.DataFrame(rows, columns=columns)
