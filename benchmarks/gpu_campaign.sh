@@ -143,6 +143,22 @@ run() {  # run NAME: one step of the campaign
            "$D/interference-gpu.db" ;;
     interference_host_pinned) sweep interference_host_pinned \
            benchmarks/sweeps/interference-host-pinned.yaml "$D/interference-host-pinned.db" ;;
+    # 2026-12-06: issue 22 (the same figures after the seams: every GPU test, seed and seed-graph
+    # through the product) and issue 23's first H200 figures (the checkpointed decoder by hand
+    # and through the product, the product against a plain loop of the same step, gradient
+    # checkpointing on every catalog decoder with full/LoRA/QLoRA, the target shapes and knobs)
+    ckpt_diagnose) step ckpt_diagnose timeout 240 python3 benchmarks/ckpt_matrix.py --diagnose \
+           --models smollm2-135m --out "$D/ckpt-small.jsonl" ;;
+    truth_qwen) step truth_qwen python3 benchmarks/decoder_truth.py --model qwen2.5-0.5b \
+           --finetune full --batch-size 8 --json "$D/truth-qwen.json" ;;
+    truth_1b) step truth_1b python3 benchmarks/decoder_truth.py --model llama-3.2-1b \
+           --finetune full --batch-size 8 --json "$D/truth-1b.json" ;;
+    truth_8b) step truth_8b python3 benchmarks/decoder_truth.py --model llama-3.1-8b \
+           --finetune lora --batch-size 4 --json "$D/truth-8b.json" ;;
+    gpu_tests_all) step gpu_tests_all timeout 330 python3 -m pytest -q -ra --tb=short -m gpu \
+           tests/test_gpu.py -p no:cacheprovider ;;
+    ckpt_all) step ckpt_all python3 benchmarks/ckpt_matrix.py --out "$D/ckpt.jsonl" ;;
+    finetune_core) sweep finetune_core benchmarks/sweeps/h200-finetune-core.yaml "$D/finetune.db" ;;
     *) say "UNKNOWN step $1 (no such step)"; return 1 ;;
   esac
 }
@@ -165,6 +181,9 @@ SESSION3="gpu_tests_graph_quick seed_graph graph_harness seed seed_graph_repeat 
 ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host interference_gpu
          interference_host_pinned"
 [ "${STEPS:-}" = issue15 ] && STEPS=$ISSUE15
+# 2026-12-06, issues 22 and 23: STEPS=ft1 (about 18 minutes, detached, collected over two calls)
+[ "${STEPS:-}" = ft1 ] && STEPS="ckpt_diagnose truth_qwen truth_1b truth_8b gpu_tests_all seed seed_graph"
+[ "${STEPS:-}" = ft2 ] && STEPS="ckpt_all finetune_core"
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"

@@ -156,9 +156,12 @@ def test_only_the_fork_server_names_trial_code_and_nothing_light_reaches_torch()
     [
         (
             "ui.app, sweep.results.store, sweep.results.frame, sweep.analysis",
-            ("torch", "transformers", "ray"),
+            ("torch", "transformers", "ray", "peft", "bitsandbytes", "liger_kernel"),
         ),
-        ("sweep.engine.run, sweep.cli, sweep.report, cluster.ray_cluster", ("torch", "gradio")),
+        (
+            "sweep.engine.run, sweep.cli, sweep.report, cluster.ray_cluster",
+            ("torch", "gradio", "peft", "bitsandbytes", "liger_kernel"),
+        ),
         ("sweep.trial.run", ("ray", "gradio")),
     ],
 )
