@@ -326,7 +326,8 @@ def count_flops(w: Workload) -> int:
 
     torch's FLOP formula for the fused attention kernels rejects grouped-query attention (keys
     and values with fewer heads than queries, as in Llama/Qwen: "sdpa_flop_count:
-    query/key/value shapes are incompatible"; docs/DECISIONS.md). The count is then taken
+    query/key/value shapes are incompatible"; docs/DECISIONS.md, "FLOPs of grouped-query
+    attention"). The count is then taken
     with transformers' eager attention, which repeats the key/value heads and multiplies the
     same matrices: the same arithmetic, in operations the counter knows.
     """
