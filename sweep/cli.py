@@ -1,4 +1,4 @@
-"""Command line: ``python -m sweep [trial|run|plan|presets|status|export] ...``.
+"""Command line: ``python -m sweep [trial|run|plan|presets|status|export|compare|import] ...``.
 
 The bare command (no subcommand) runs the default sweep. Logs go to stderr; machine-readable
 output (records, tables) to stdout. Bad input (a sweep file, a preset name, a database path) is

@@ -1,5 +1,5 @@
 """The memory model as a feature: the summary's limits section (sweep/report.py), the export's
-limits table and ``--capacities`` (sweep/limits.py, sweep/cli.py). No Ray, no torch."""
+limits table and ``--capacities`` (sweep/report.py, sweep/cli.py). No Ray, no torch."""
 
 from __future__ import annotations
 

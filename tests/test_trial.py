@@ -1,4 +1,4 @@
-"""One trial on tiny models on the CPU: complete records from both harnesses, failures as
+"""One trial on tiny models on the CPU: complete records from each harness, failures as
 statuses, FLOPs counted correctly, the record's JSON round-trip."""
 
 import json

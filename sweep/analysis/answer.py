@@ -4,11 +4,13 @@ faster than a baseline, how far the figure can be trusted, and what else differs
 
 One pure function, ``answer``, builds it for the web app and for ``python -m sweep compare``.
 
-Matching. Rows always agree in model, sequence length, precision, mode and task. By default
-(relaxed) they may differ in the options (attention kernel, optimizer, harness, compile, CUDA
-graph, gradient checkpointing) and in software: each GPU's row is its configuration closest to the
-baseline's (fewest options differing; the faster on a tie), and "Differs in" names what differs,
-so a ratio between a 2020 row and a new one says what it mixes. ``strict=True`` keeps only the
+Matching. Rows always agree in the match fields (``match_fields()``: model, task, mode,
+sequence length, precision, GPUs per trial, fine-tuning method). By default (relaxed) they may
+differ in the option fields (``option_fields()``: attention kernel, compile, CUDA graph,
+optimizer, gradient checkpointing, harness, and every option added since) and in software: each
+GPU's row is its configuration closest to the baseline's (fewest options differing; the faster on
+a tie), and "Differs in" names what differs by its label, so a ratio between a 2020 row and a new
+one says what it mixes. ``strict=True`` keeps only the
 configurations equal to the baseline's in every option.
 """
 

@@ -2,8 +2,8 @@
 ``layout``), drawn from the frames the analysis functions return.
 
 No plotly package is needed: the dicts are Plotly's JSON schema, which the browser's plotly.js
-(bundled with Gradio, served by the app itself) draws; ``ui`` hands them to ``gr.Plot``. Pure: no
-Gradio, no data logic, tested as data.
+(the basic bundle vendored in ui/static/, served by the app itself) draws; ``ui`` hands them to
+``ui.tabs.common.chart`` as JSON text. Pure: no Gradio, no data logic, tested as data.
 
 The same marks on every chart: a dashed line is a reference set's row, an open marker is a figure
 that is not the GPU's own (host-bound: the GPU was busy under GPU_BUSY_MIN_PCT; or the 2020 host

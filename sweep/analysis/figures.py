@@ -3,7 +3,7 @@ from the frames the analysis functions return (no Gradio, no data logic); the we
 interactive charts are ``sweep.analysis.charts``.
 
 Each function returns a ``matplotlib.figure.Figure`` built without pyplot's global state, so that
-concurrent requests of the web app do not draw into each other's figures. Every chart has a
+two figures drawn at once never draw into each other. Every chart has a
 title, axis labels with units and a legend; an empty selection gives a figure that says so.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import matplotlib
 
-matplotlib.use("Agg")  # no display: figures are rendered to PNG for the browser
+matplotlib.use("Agg")  # no display: figures are rendered to PNG files for the report
 
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402

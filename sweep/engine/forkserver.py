@@ -3,11 +3,11 @@
 A trial must start from a clean process: no CUDA context, allocator cache, compiled graphs or
 leaked memory from the trial before, and a segfault or a hang must take down only that trial.
 Starting a new Python and importing torch and transformers for every trial costs seconds, more
-than a trial's measuring (docs/DECISIONS.md has the figures). So each Ray worker keeps one
-``multiprocessing`` fork server that imports the heavy modules once (before any CUDA call, so
-that forking it is safe); every trial is a child forked from it, which initialises CUDA itself,
-runs the trial, sends its record back through a pipe and exits. The server is single-threaded,
-unlike the Ray worker, so forking it is safe.
+than a trial's measuring (docs/DECISIONS.md, "one fork server per worker", has the figures). So
+each Ray worker keeps one ``multiprocessing`` fork server that imports the heavy modules once
+(before any CUDA call, so that forking it is safe); every trial is a child forked from it, which
+initialises CUDA itself, runs the trial, sends its record back through a pipe and exits. The
+server is single-threaded, unlike the Ray worker, so forking it is safe.
 
 The parent enforces the timeout (kill the child: a ``timeout`` row) and turns a child that died
 without a record into a ``crashed`` row naming the signal or exit code.

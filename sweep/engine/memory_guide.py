@@ -21,22 +21,21 @@ from typing import Any
 from sweep.results.memory_model import GIB, MemoryFit, fit_memory
 
 # (peak metric, where that peak sits against device_total_gib when the next batch would not
-# fit, GiB). NVML's used memory holds the CUDA context and can pass torch's device total; at the
-# six H200 limits of benchmarks/results/2026-11-29-h200-run3 the largest batch that fitted
-# peaked 0.16-0.57 GiB above it. Torch's reserved peak leaves the context out (1.35 GiB there).
+# fit, GiB). NVML's used memory holds the CUDA context and can pass torch's device total; torch's
+# reserved peak leaves the context out (the measured offsets: docs/DECISIONS.md, "Memory-guided
+# max-batch and the memory model").
 PEAK_SOURCES: tuple[tuple[str, float], ...] = (
     ("nvml_peak_used_gib", 0.5),
     ("peak_reserved_gib", -0.85),
 )
-# Where the card runs out is known to about this much either side of the source's offset, GiB:
-# the largest batches that fitted peaked 0.16-0.57 GiB above the device total (run 3, NVML) and
-# 0.00-0.56 GiB (2026-12-02); the batches the band leaves are bisected.
+# Where the card runs out is known to about this much either side of the source's offset, GiB;
+# the batches the band leaves are bisected (docs/DECISIONS.md, "the max-batch guide's band and
+# survey").
 THRESHOLD_BAND_GIB = 0.2
-# A line through small batches extrapolated far is rough: from batches 8 and 16 at seq 512 it
-# put the six H200 limits up to 30% too high (2026-12-02: distilroberta-base 1757 against 1354;
-# 1% too low for roberta-large). When the limit it predicts is more than SURVEY_RATIO times the
-# largest batch that fitted, the next probe surveys SURVEY_AT of the way there (a far point,
-# which still fits unless the line is that far off), and the line through it decides the rest.
+# A line through small batches extrapolated far is rough (docs/DECISIONS.md, same entry). When
+# the limit it predicts is more than SURVEY_RATIO times the largest batch that fitted, the next
+# probe surveys SURVEY_AT of the way there (a far point, which still fits unless the line is that
+# far off), and the line through it decides the rest.
 SURVEY_RATIO = 3.0
 SURVEY_AT = 0.8
 # The probe above the band starts one batch past it and, each time it still fits, reaches

@@ -59,8 +59,8 @@ class EngineOptions:
         "e.g. a hang holding the GIL) is killed from the driver and stored as timeout",
     )
     # Off by default: with a fresh process per trial the import is on the trial's critical path
-    # either way, and benchmarks/sweep_overhead.py measured the sweep slower with it (0.77x on
-    # 2 CPU cores).
+    # either way, and it measured slower (docs/DECISIONS.md, "the worker pre-import is off by
+    # default").
     preimport: bool = _option(
         False,
         "import torch/transformers as each Ray worker starts (Ray's worker_process_setup_hook; "

@@ -78,8 +78,8 @@ def graph_inputs(batch: dict[str, torch.Tensor], compiled: bool = False) -> dict
     a mask that masks nothing computes what no mask computes (a test checks the losses agree).
     Checked once here, before the capture. A compiled model keeps it: torch.compile traces the
     helpers (they skip the host check while compiling) and, given no mask, rebuilds one expanded
-    with a stride of 0 in its last dimension, which SDPA's fused kernels refuse (the H200,
-    2026-12-02: compile true with cuda_graph ran no fused attention kernel, compile alone 24)."""
+    with a stride of 0 in its last dimension, which SDPA's fused kernels refuse (docs/DECISIONS.md,
+    "a compiled graphed step keeps its all-ones mask")."""
     mask = batch.get("attention_mask")
     if not compiled and mask is not None and bool(mask.all()):
         return {k: v for k, v in batch.items() if k != "attention_mask"}
@@ -102,14 +102,14 @@ def mask_helpers_blind_to_capture():
     the eager step. They ask ``is_tracing(padding_mask)``, which is true while a CUDA stream
     captures, and then build a full attention mask (and, for causal models, drop ``is_causal``)
     instead of passing SDPA no mask: SDPA then leaves its flash kernel for a masked one, or for
-    the math path with the attention matrix materialised (the H200, 2026-12-01: roberta-base seq
-    512 batch 32 graphed at 0.63x eager with 2.4x the memory). With no padding mask there is
+    the math path with the attention matrix materialised (docs/DECISIONS.md, "CUDA-graph capture
+    and transformers' mask helpers", has the figures). With no padding mask there is
     nothing to read on the host, so capture changes nothing the helpers need to know; a mask
     that is present (one that masks something) still counts as traced and is never read during
     capture. Only the name transformers' masking module looks up is replaced, by one function
     object for the life of the process: torch.compile guards on it, so the warm-up (where a
     compiled model is traced) and the capture must see the same one, or the capture would
-    recompile and fail (the H200, 2026-12-02: compile true with cuda_graph). Re-entrant."""
+    recompile and fail (compile true with cuda_graph; same entry). Re-entrant."""
     global _ORIGINAL_IS_TRACING
     try:
         import transformers.masking_utils as masking

@@ -50,7 +50,8 @@ def run_native(w: Workload, uuid: str | None = None) -> RawTiming:
     # A compile mode that replays CUDA graphs (cudagraph trees) records them in the warm-up, in a
     # private pool whose blocks the replays reuse without asking the allocator, which shows them
     # as free after the recording: the measured window's allocated peak misses them, and the
-    # recording's own peak is short of them too (docs/DECISIONS.md has the H200 figures). The
+    # recording's own peak is short of them too (docs/DECISIONS.md, "compile modes that replay
+    # CUDA graphs: where their peak memory is", has the figures). The
     # peak is the larger of the warm-up's and the measured window's plus what the private pools
     # hold: at most what the allocator reserved, and enough to run the trial (tests/test_gpu.py
     # runs it capped to that figure).

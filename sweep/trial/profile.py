@@ -38,8 +38,9 @@ class StepProfile:
 
 def activity(e: Any) -> str:
     """Kineto's activity type of an event: ``activity_type()`` where torch has it (2.13), else
-    from the name of a GPU event (torch 2.11's events have no activity type; copies and sets
-    are named "Memcpy ..." and "Memset ...", everything else on the GPU is a kernel)."""
+    from the name of a GPU event (torch 2.11's events have no activity type: docs/DECISIONS.md,
+    "the profiled step on torch 2.11"; copies and sets are named "Memcpy ..." and "Memset ...",
+    everything else on the GPU is a kernel)."""
     if hasattr(e, "activity_type"):
         return str(e.activity_type())
     if getattr(e, "is_user_annotation", lambda: False)():
@@ -100,11 +101,10 @@ def profile_metrics(p: StepProfile | None, step_ms: float | None = None) -> dict
 
     ``launch_bound_pct`` is the share of a measured step (``step_ms``: the measured steps'
     median) in which no GPU work ran: the profiled step's busy time against it. Not against the
-    profiled step's own wall time (kept as ``profiled_step_ms``), which the profiler stretches:
-    on the H200 (2026-12-02, seed grid) roberta-base seq 128 batch 8 took 45.5 ms measured and
-    69.3 ms profiled eager, 6.1 and 9.4 ms graphed, while the kernels' sum stayed 5.6 ms in all
-    four; against the profiled wall a step that keeps the GPU 90% busy read 41% launch-bound.
-    The profiled wall is the fallback where no measured step time is given."""
+    profiled step's own wall time (kept as ``profiled_step_ms``), which the profiler stretches
+    while the kernels' sum stays the same (docs/DECISIONS.md, "launch-bound against the measured
+    step, not the profiled one", has the figures). The profiled wall is the fallback where no
+    measured step time is given."""
     if p is None:
         return {}
     wall = step_ms if step_ms is not None and step_ms > 0 else p.wall_ms

@@ -1,8 +1,10 @@
 """The measurement window: what opens and closes around a harness's measured steps.
 
-One ``MeasurementWindow`` for both harnesses, so that their windows cannot drift apart: ``begin``
-synchronizes, resets the memory peaks, starts the NVML sampler and the step marks; ``end`` puts
-the last mark, synchronizes, stops the sampler with the measured steps and reads the peaks.
+One ``MeasurementWindow`` for every harness (the loop of sweep/trial/measure.py, which the native
+step, the CUDA-graph step and each DDP rank go through, and the Lightning harness), so that their
+windows cannot drift apart: ``begin`` synchronizes, resets the memory peaks, starts the NVML
+sampler and the step marks; ``end`` puts the last mark, synchronizes, stops the sampler with the
+measured steps and reads the peaks.
 
 On a GPU, phase boundaries are CUDA events on the current stream: they time the GPU's own
 timeline with no synchronization inside the loop (a sync per step would stall the pipeline and

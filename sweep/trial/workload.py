@@ -326,7 +326,8 @@ def count_flops(w: Workload) -> int:
 
     torch's FLOP formula for the fused attention kernels rejects grouped-query attention (keys
     and values with fewer heads than queries, as in Llama/Qwen/Mistral: "sdpa_flop_count:
-    query/key/value shapes are incompatible"; docs/DECISIONS.md). Such a model is counted with
+    query/key/value shapes are incompatible"; docs/DECISIONS.md, "FLOPs of grouped-query
+    attention"). Such a model is counted with
     transformers' eager attention from the start, which repeats the key/value heads and
     multiplies the same matrices: the same arithmetic, in operations the counter knows. (Not
     by trying the fused kernel first: a count that fails part-way through a forward under
