@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -20,7 +19,7 @@ from sweep.engine.run import run_sweep
 from sweep.plan import sweepfile
 from sweep.results.lease import Holder, Lease, LeaseHeld, is_stale
 from sweep.results.store import Store
-from tests.test_engine import FAKE, REPO, _gcs_address, options
+from tests.test_engine import FAKE, REPO, _gcs_address, options, wait_for_rows
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -139,15 +138,7 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, ray_session, sig, code):
     cmd = [sys.executable, "-m", "sweep", "run", str(sweep_file), "--db", str(db)]
     cmd += ["--address", _gcs_address(ray_session), "--trial-fn", FAKE + "sleep_by_batch"]
     driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if db.exists() and len(Store(db, readonly=True)) >= 1:
-                break
-        except ValueError:
-            pass
-        assert driver.poll() is None, driver.communicate()
-        time.sleep(0.2)
+    wait_for_rows(db, driver, 1)
     driver.send_signal(sig)
     _, err = driver.communicate(timeout=120)
     text = err.decode()
