@@ -31,7 +31,14 @@ from sweep.engine.options import EngineOptions
 from sweep.engine.progress import Progress
 from sweep.engine.searcher import StopWhenOnlyLostTrialsLeft, SweepSearcher
 from sweep.engine.worker import TrialRequest, resources, trainable
-from sweep.plan.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand, interference_trials
+from sweep.plan.grid import (
+    MAX_BATCH,
+    PlannedTrial,
+    SweepSpec,
+    claimed_keys,
+    expand,
+    interference_trials,
+)
 from sweep.results.frame import trials_frame
 from sweep.results.lease import Lease, LeaseHeld
 from sweep.results.record import CRASHED, FINAL_STATUSES, NO_GPU_TYPE, Trial
@@ -93,9 +100,8 @@ def run_sweep(spec: SweepSpec, options: EngineOptions | None = None) -> SweepOut
     store = Store(options.db)  # an unusable or damaged file fails here, before Ray starts
     try:
         # one driver per sweep and database (sweep/results/lease.py), also taken before Ray
-        # the planned keys (a max-batch search's probes are not known in advance)
-        keys = None if spec.mode == MAX_BATCH else [t.key for t in planned]
-        with Lease(options.db, spec.name, keys=keys) as lease:
+        # with the configurations it plans (a max-batch search: its groups)
+        with Lease(options.db, spec.name, keys=claimed_keys(spec, planned)) as lease:
             if lease.taken_over is not None:
                 log.warning(
                     "took over the lease of sweep %s from a driver that is gone: %s",

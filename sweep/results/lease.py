@@ -30,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from sweep.plan.grid import GROUP_PREFIX
 from sweep.results.store import StoreError
 
 # A holder that has not written its heartbeat for this long is presumed dead. Ten beats: a
@@ -141,9 +142,13 @@ def _read(conn: sqlite3.Connection, sweep: str) -> Holder | None:
 
 def planned_keys(store) -> dict[str, set[str]]:
     """sweep -> the configuration keys its last run planned (``plan_keys``); empty for a
-    database written before plans kept their keys."""
+    database written before plans kept their keys. A max-batch search's groups are not keys of
+    rows: such a sweep is left out (counted from its own rows)."""
     try:
-        rows = store._query("SELECT sweep, key FROM plan_keys")
+        rows = store._query(
+            "SELECT sweep, key FROM plan_keys WHERE substr(key, 1, ?) != ?",
+            (len(GROUP_PREFIX), GROUP_PREFIX),
+        )
     except StoreError:  # no such table
         return {}
     plans: dict[str, set[str]] = {}
@@ -187,6 +192,7 @@ class Lease:
     ) -> None:
         self.path, self.sweep = os.fspath(path), sweep
         self.keys = sorted(set(keys or ()))
+        self._groups = any(k.startswith(GROUP_PREFIX) for k in self.keys)  # a max-batch search
         self.lost = False  # the heartbeat found the lease gone: another driver took it over
         self.host = host or socket.gethostname()
         self.pid = os.getpid() if pid is None else pid
@@ -263,8 +269,9 @@ class Lease:
                 continue
             if not self._stale(held, now):
                 conn.execute("ROLLBACK")
+                what = "configurations" if not self._groups else "groups (batch size aside)"
                 raise LeaseHeld(
-                    f"database {self.path!r}: {n} of the {len(self.keys)} configurations of "
+                    f"database {self.path!r}: {n} of the {len(self.keys)} {what} of "
                     f"sweep {self.sweep!r} are being run by sweep {other!r}, "
                     f"{held.describe(now)}; wait for it to end (its rows then count for both)"
                 )
