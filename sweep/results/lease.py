@@ -225,8 +225,8 @@ class Lease:
                         raise LeaseHeld(
                             f"database {self.path!r}: sweep {self.sweep!r} is being run by "
                             f"another driver, {old.describe(now)}; wait for it to end, or stop "
-                            f"it (its lease is taken over once its pid is gone or its heartbeat "
-                            f"is {self.stale_s:g} s old)"
+                            f"it (its lease is taken over once its pid is gone from its host; "
+                            f"from another host, once its heartbeat is {self.stale_s:g} s old)"
                         )
                     self.taken_over = old
                 conn.execute(
