@@ -23,6 +23,9 @@ status, wall time, the machine.
 
     python benchmarks/fault_run.py               # seed 0: the moments are drawn from it
     python benchmarks/fault_run.py --seed 3 --trial-s 1.5
+
+``--scenario`` runs issue 26's scenarios on the same cluster instead (disk-full, shared, paused,
+sigterm, sighup: benchmarks/fault_scenarios.py says what each does).
 """
 
 from __future__ import annotations
@@ -125,10 +128,18 @@ def main() -> int:
     p.add_argument("--trial-s", type=float, default=2.0, help="seconds one fake trial sleeps")
     p.add_argument("--node-wait-s", type=float, default=5.0)
     p.add_argument("--keep", action="store_true", help="keep the database and the drivers' logs")
+    p.add_argument(
+        "--scenario", nargs="+", metavar="NAME",
+        help="issue 26's scenarios instead (benchmarks/fault_scenarios.py): disk-full shared "
+        "paused sigterm sighup",
+    )  # fmt: skip
+    p.add_argument("--trials", type=int, default=10, help="trials of each --scenario sweep")
     args = p.parse_args()
     rng = random.Random(args.seed)
     os.environ["PYTHONPATH"] = REPO + os.pathsep + os.environ.get("PYTHONPATH", "")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if args.scenario:
+        return _scenarios(args)
 
     work = tempfile.mkdtemp(prefix="fault-run-")
     db, sweep_file = os.path.join(work, "faults.db"), os.path.join(work, "faults.yaml")
@@ -254,6 +265,33 @@ def main() -> int:
         and codes.get("D (resume)") == 0
     )
     return 0 if good else 1
+
+
+def _scenarios(args) -> int:
+    from benchmarks import fault_scenarios
+    from benchmarks._machine import machine
+
+    unknown = set(args.scenario) - set(fault_scenarios.NAMES)
+    if unknown:
+        print(f"unknown scenarios: {sorted(unknown)}; known: {', '.join(fault_scenarios.NAMES)}")
+        return 2
+    work = tempfile.mkdtemp(prefix="fault-scenarios-")
+    cluster, _ = _cluster()
+    try:
+        results = fault_scenarios.run(args.scenario, cluster.address, work, args.trials,
+                                      args.trial_s)  # fmt: skip
+    finally:
+        cluster.shutdown()
+    print()
+    for name, r in results.items():
+        print(f"{name}: {json.dumps(r)}")
+    print(f"machine: {machine()}")
+    if args.keep:
+        print(f"kept: {work}")
+    bad = [
+        n for n, r in results.items() if r.get("lost") or r.get("twice") or r.get("timeout_rows")
+    ]
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

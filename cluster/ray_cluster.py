@@ -9,6 +9,7 @@ also asks for is what limits them to one per GPU.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -168,8 +169,33 @@ def connect(
         return f"joined {address}"
     # address "local": a new instance even where another Ray runs on this machine (without it,
     # ray.init joins that one, or refuses num_cpus with a traceback)
-    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
+    with _quiet_auth_default():
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
     return "local"
+
+
+# Ray 2.60 turns token authentication on for every new local instance when RAY_AUTH_MODE is
+# unset (a token made once in ~/.ray/auth_token) and says so in a WARNING, the first line a first
+# run would print (ray/_private/authentication/authentication_token_setup.py,
+# enable_token_auth_by_default). The protection stays; the alarm is not printed.
+AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+AUTH_ON = "Token authentication is enabled for this Ray cluster"
+
+
+class _DropAuthOn(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(AUTH_ON)
+
+
+@contextlib.contextmanager
+def _quiet_auth_default():
+    drop = _DropAuthOn()
+    auth_log = logging.getLogger(AUTH_LOGGER)
+    auth_log.addFilter(drop)
+    try:
+        yield
+    finally:
+        auth_log.removeFilter(drop)
 
 
 def _alive_nodes() -> list[dict[str, Any]]:

@@ -290,7 +290,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         types = has_gpu = None
         if not args.no_cluster:
             from cluster import ray_cluster
-            from sweep.engine.run import quiet_ray
+            from sweep.engine.quiet import quiet_ray
 
             quiet_ray()
             ray_cluster.connect(args.address)

@@ -75,6 +75,67 @@ def test_a_cluster_that_wants_a_token_is_one_line_on_what_is_missing(monkeypatch
     assert not ray_cluster._auth_problem(ConnectionError("Connection refused"))
 
 
+def test_a_new_local_instance_keeps_token_auth_without_opening_on_a_warning(monkeypatch):
+    import logging
+
+    import ray
+    from ray._private.authentication import authentication_token_setup as auth
+
+    records: list[logging.LogRecord] = []
+    catch = logging.Handler()
+    catch.emit = records.append
+    logging.getLogger(ray_cluster.AUTH_LOGGER).addHandler(catch)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    # what ray.init does first for a new local instance, without starting one
+    monkeypatch.setattr(
+        auth, "_enable_token_auth", lambda: os.environ.update(RAY_AUTH_MODE="token")
+    )
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: auth.enable_token_auth_by_default())
+    try:
+        assert ray_cluster.connect(num_cpus=1) == "local"
+        assert os.environ["RAY_AUTH_MODE"] == "token"  # the protection is on
+        assert not [r for r in records if ray_cluster.AUTH_ON in r.getMessage()]
+        auth._warn_token_auth_disabled()  # a real alarm still gets through
+        assert len(records) == 1
+    finally:
+        logging.getLogger(ray_cluster.AUTH_LOGGER).removeHandler(catch)
+        os.environ.pop("RAY_AUTH_MODE", None)
+
+
+def test_a_lost_nodes_dump_is_one_line_in_quiet_mode(monkeypatch, capsys):
+    import ray._private.worker as ray_worker
+
+    from sweep.engine import quiet
+
+    printed = []
+    monkeypatch.setattr(ray_worker, "print_to_stdstream", lambda data, p: printed.append(data))
+    quiet.quiet_lost_nodes()
+    quiet.quiet_lost_nodes()  # once only
+    dump = (
+        "Raylet is terminated. Termination is unexpected. Possible reasons include: (1) SIGKILL "
+        "by the user or system OOM killer, (2) ... Last 20 lines of the Raylet logs:\n"
+        + "    [state-dump] NodeManager.deadline_timer.flush_free_objects - 1 total\n"
+        * 20
+    )
+    dead = (
+        "The node with node id: aed9da68818bf205c86f and address: 192.0.2.2 and node name: "
+        "192.0.2.2 has been marked dead because the detector has missed too many heartbeats "
+        "from it. This can happen when a \t(1) raylet crashes unexpectedly (OOM, etc.) \n"
+        "\t(2) raylet has lagging heartbeats due to slow network or busy workload."
+    )
+    other = {"lines": ["A worker died"], "pid": "raylet", "is_err": False}
+    for message in (dump, dump, dead):  # as listen_error_messages passes them: one per agent
+        ray_worker.print_to_stdstream({"lines": [message], "pid": "raylet", "is_err": False}, 0)
+    ray_worker.print_to_stdstream(other, False)
+    out = capsys.readouterr()
+    lost, marked = out.err.splitlines()
+    assert out.out == ""
+    assert lost.startswith("warning: a Ray node was lost (termination is unexpected; ")
+    assert marked.startswith("warning: Ray marked node aed9da68818b at 192.0.2.2 dead (it missed")
+    assert printed == [other]  # everything else is Ray's to print
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("argv", [["status"], ["plan", "smoke", "--no-cluster"], ["export"]])
 def test_a_full_stdout_is_one_error_line_and_a_non_zero_exit(tmp_path, argv):

@@ -267,6 +267,23 @@ def _gcs_address(ray) -> str:
     return ray.get_runtime_context().gcs_address
 
 
+def wait_for_rows(db, driver: subprocess.Popen, n: int, timeout_s: float = 120) -> dict:
+    """key -> Trial stored in ``db`` once it holds ``n`` rows (or what it holds when
+    ``timeout_s`` runs out); fails if ``driver`` ends first."""
+    deadline = time.monotonic() + timeout_s
+    rows: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            rows = {t.key: t for t in Store(db, readonly=True).trials()} if db.exists() else {}
+        except ValueError:  # the file is being created
+            rows = {}
+        if len(rows) >= n:
+            break
+        assert driver.poll() is None, driver.communicate()
+        time.sleep(0.2)
+    return rows
+
+
 def test_driver_killed_mid_sweep_then_resumed_keeps_every_row_once(tmp_path, ray_session):
     sweep_file = tmp_path / "slow.yaml"
     sweep_file.write_text("""
@@ -293,18 +310,7 @@ timeout_s: 60
         "0",
     ]
     driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    stored_before: dict = {}
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                stored_before = {t.key: t for t in Store(db, readonly=True).trials()}
-            except ValueError:
-                stored_before = {}
-        if len(stored_before) >= 2:
-            break
-        assert driver.poll() is None, driver.communicate()
-        time.sleep(0.2)
+    stored_before = wait_for_rows(db, driver, 2)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert 2 <= len(stored_before) < 8, "the driver must die mid-sweep"
@@ -392,15 +398,7 @@ timeout_s: 60
     cmd = [sys.executable, "-m", "sweep", "run", str(sweep_file), "--db", str(db)]
     cmd += ["--address", _gcs_address(ray_session), "--trial-fn", FAKE + "sleep_by_batch"]
     driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if db.exists() and len(Store(db, readonly=True)) >= 1:
-                break
-        except ValueError:
-            pass
-        assert driver.poll() is None, driver.communicate()
-        time.sleep(0.2)
+    wait_for_rows(db, driver, 1)
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, err.decode()

@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -18,9 +17,11 @@ from sweep.engine.guard import StoreFailed
 from sweep.engine.pause import PauseClock
 from sweep.engine.run import run_sweep
 from sweep.plan import sweepfile
+from sweep.plan.grid import claimed_keys, expand
 from sweep.results.lease import Holder, Lease, LeaseHeld, is_stale
 from sweep.results.store import Store
-from tests.test_engine import FAKE, REPO, _gcs_address, options
+from tests.test_engine import FAKE, REPO, _gcs_address, options, wait_for_rows
+from tests.test_store import make
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -86,9 +87,36 @@ def test_a_second_sweep_name_over_running_configurations_is_refused(tmp_path):
     second.release()
 
 
-def test_status_counts_a_sweeps_planned_keys_wherever_their_rows_came_from(tmp_path, capsys):
-    from tests.test_store import make
+MAX_BATCH = """
+name: {name}
+mode: max-batch
+axes: {{seq_len: {seq_lens}}}
+fixed: {{device: cpu, batch_size: {start}}}
+"""
 
+
+def test_two_max_batch_sweeps_over_the_same_groups_are_refused(tmp_path, capsys):
+    db = str(tmp_path / "r.db")
+    Store(db).close()
+
+    def claimed(name, seq_lens, start=4):
+        spec = sweepfile.parse(MAX_BATCH.format(name=name, seq_lens=seq_lens, start=start))
+        return claimed_keys(spec, expand(spec))
+
+    first = claimed("first", [64, 128])
+    assert len(first) == 2 and claimed("first", [64, 128], start=16) == first  # batch aside
+    with Lease(db, "first", keys=first):
+        with pytest.raises(LeaseHeld, match=r"1 of the 2 groups \(batch size aside\) of sweep "):
+            Lease(db, "second", keys=claimed("second", [128, 256], start=8), pid=1).acquire()
+        with Lease(db, "apart", keys=claimed("apart", [32])):  # no group shared: runs beside it
+            pass
+    with Store(db) as store:
+        store.put(make(batch=4, sweep="first"))
+    assert cli.main(["status", "--db", db]) == 0  # groups are not rows: counted from its rows
+    assert "  first: 1 (ok 1)" in capsys.readouterr().out
+
+
+def test_status_counts_a_sweeps_planned_keys_wherever_their_rows_came_from(tmp_path, capsys):
     db = str(tmp_path / "r.db")
     rows = [make(batch=b, sweep="first") for b in (1, 2)] + [make(batch=3, sweep="second")]
     with Store(db) as store:
@@ -139,15 +167,7 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, ray_session, sig, code):
     cmd = [sys.executable, "-m", "sweep", "run", str(sweep_file), "--db", str(db)]
     cmd += ["--address", _gcs_address(ray_session), "--trial-fn", FAKE + "sleep_by_batch"]
     driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if db.exists() and len(Store(db, readonly=True)) >= 1:
-                break
-        except ValueError:
-            pass
-        assert driver.poll() is None, driver.communicate()
-        time.sleep(0.2)
+    wait_for_rows(db, driver, 1)
     driver.send_signal(sig)
     _, err = driver.communicate(timeout=120)
     text = err.decode()

@@ -121,6 +121,51 @@ def test_a_second_driver_is_refused_naming_the_holder_and_a_dead_one_is_taken_ov
     late.release()
 
 
+def test_a_live_pid_that_another_process_now_has_does_not_hold_the_lease(tmp_path):
+    me = lease_mod.pid_start(os.getpid())
+    assert isinstance(me, int) and me == lease_mod.pid_start(os.getpid())
+    assert lease_mod.pid_start(_dead_pid()) is None
+    h = Holder("s", "hostA", 123, heartbeat=0.0, started_at=0.0, pid_start=500)
+    alive = lambda pid: True  # noqa: E731
+    assert not is_stale(h, 1.0, "hostA", alive, start=lambda pid: 500)  # the same process
+    assert is_stale(h, 1.0, "hostA", alive, start=lambda pid: 501)  # its pid reused
+    assert not is_stale(h, 1.0, "hostA", alive, start=lambda pid: None)  # cannot tell: alive
+
+    db = str(tmp_path / "r.db")
+    Store(db).close()
+    other = os.getppid()  # alive on this host, its start time known
+    Lease(db, "s", pid=other).acquire()  # the holder's start time goes with the lease
+    with pytest.raises(LeaseHeld):
+        Lease(db, "s").acquire()
+    conn = sqlite3.connect(db)  # the holder ended and the kernel gave its pid to a new process
+    conn.execute("UPDATE leases SET pid_start = pid_start - 1")
+    conn.commit()
+    conn.close()
+    taker = Lease(db, "s")
+    taker.acquire()
+    assert taker.taken_over.pid == other
+    taker.release()
+
+
+def test_a_lease_table_written_before_start_times_is_read_and_extended(tmp_path):
+    db = str(tmp_path / "r.db")
+    Store(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TABLE leases (sweep TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, "
+        "heartbeat REAL NOT NULL, started_at REAL NOT NULL)"
+    )
+    conn.execute("INSERT INTO leases VALUES ('s', 'h', 1, 0, 0)")
+    conn.commit()
+    conn.close()
+    assert lease_mod.holder(db, "s").pid_start is None
+    with Lease(db, "t"):
+        pass
+    with Lease(db, "s", host="h2", stale_s=1) as taken:
+        assert taken.taken_over.pid == 1
+        assert lease_mod.holder(db, "s").pid_start == lease_mod.pid_start(os.getpid())
+
+
 def test_the_heartbeat_moves_and_the_lease_is_released_on_an_error(tmp_path):
     db = str(tmp_path / "r.db")
     Store(db).close()

@@ -29,9 +29,17 @@ from sweep.engine.callback import StoreCallback
 from sweep.engine.guard import GuardStopper, StoreGuard
 from sweep.engine.options import EngineOptions
 from sweep.engine.progress import Progress
+from sweep.engine.quiet import quiet_lost_nodes, quiet_ray
 from sweep.engine.searcher import StopWhenOnlyLostTrialsLeft, SweepSearcher
 from sweep.engine.worker import TrialRequest, resources, trainable
-from sweep.plan.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand, interference_trials
+from sweep.plan.grid import (
+    MAX_BATCH,
+    PlannedTrial,
+    SweepSpec,
+    claimed_keys,
+    expand,
+    interference_trials,
+)
 from sweep.results.frame import trials_frame
 from sweep.results.lease import Lease, LeaseHeld
 from sweep.results.record import CRASHED, FINAL_STATUSES, NO_GPU_TYPE, Trial
@@ -59,17 +67,6 @@ class SweepOutcome:
     interrupted: bool = False  # stopped (Ctrl-C) before the plan was served
 
 
-def quiet_ray() -> None:
-    # Tune's own console output and per-trial loggers: we print one progress line and store the
-    # records ourselves (errors are in the rows, not in a wall of tracebacks).
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1e9")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    for name in ("ray.tune", "ray.train", "ray.air"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
 def connect(options: EngineOptions) -> None:
     """Join the cluster ``options`` name (or start a local Ray instance), quiet unless verbose."""
     from cluster import ray_cluster
@@ -82,6 +79,8 @@ def connect(options: EngineOptions) -> None:
         setup_hook=PREIMPORT_HOOK if options.preimport else None,
         log_to_driver=options.verbose,
     )
+    if not options.verbose:
+        quiet_lost_nodes()
     stopsignals.install()  # after ray.init, which makes SIGTERM exit at once
 
 
@@ -93,9 +92,8 @@ def run_sweep(spec: SweepSpec, options: EngineOptions | None = None) -> SweepOut
     store = Store(options.db)  # an unusable or damaged file fails here, before Ray starts
     try:
         # one driver per sweep and database (sweep/results/lease.py), also taken before Ray
-        # the planned keys (a max-batch search's probes are not known in advance)
-        keys = None if spec.mode == MAX_BATCH else [t.key for t in planned]
-        with Lease(options.db, spec.name, keys=keys) as lease:
+        # with the configurations it plans (a max-batch search: its groups)
+        with Lease(options.db, spec.name, keys=claimed_keys(spec, planned)) as lease:
             if lease.taken_over is not None:
                 log.warning(
                     "took over the lease of sweep %s from a driver that is gone: %s",

@@ -6,6 +6,7 @@ order they are written, then repeats), so that two runs of one sweep plan the sa
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -344,3 +345,15 @@ def groups(planned: list[PlannedTrial]) -> dict[str, list[PlannedTrial]]:
     for members in out.values():
         members.sort(key=lambda t: (t.config.batch_size, t.repeat))
     return out
+
+
+GROUP_PREFIX = "group:"
+
+
+def claimed_keys(spec: SweepSpec, planned: list[PlannedTrial]) -> list[str]:
+    """What a driver of ``spec`` claims in its database's lease (sweep/results/lease.py), so that
+    no other driver runs the same configurations: the planned trials' keys, or, for a max-batch
+    search (its probes' batch sizes are not known in advance), its groups, as ``group:HASH``."""
+    if spec.mode != MAX_BATCH:
+        return [t.key for t in planned]
+    return [GROUP_PREFIX + hashlib.sha256(g.encode()).hexdigest()[:16] for g in groups(planned)]

@@ -7,6 +7,7 @@ drivers racing for it cannot both win. While it runs, the holder refreshes the h
 ``beat_s``; a second driver refuses to start, naming the holder, unless the lease is stale:
 
 - its pid is not alive on this host (a driver that was SIGKILLed, or whose machine rebooted), or
+  that pid is now another process's (its start time, kept with the lease, differs), or
 - it is on another host (which we cannot probe) and its heartbeat is older than ``stale_s``.
 
 Rows are keyed by configuration, not by sweep: the lease also lists the sweep's planned keys
@@ -29,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from sweep.plan.grid import GROUP_PREFIX
 from sweep.results.store import StoreError
 
 # A holder that has not written its heartbeat for this long is presumed dead. Ten beats: a
@@ -42,7 +44,8 @@ CREATE TABLE IF NOT EXISTS leases (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     heartbeat REAL NOT NULL,
-    started_at REAL NOT NULL
+    started_at REAL NOT NULL,
+    pid_start INTEGER
 )
 """
 _KEYS = """
@@ -67,6 +70,7 @@ class Holder:
     pid: int
     heartbeat: float
     started_at: float
+    pid_start: int | None = None  # the process's start time (pid_start), None if unknown
 
     def describe(self, now: float) -> str:
         return (
@@ -86,14 +90,33 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def is_stale(holder: Holder, now: float, host: str, alive, stale_s: float = STALE_S) -> bool:
-    """Whether ``holder``'s lease may be taken over: its pid is dead on this host, or, on
-    another host (which we cannot probe), its heartbeat is older than ``stale_s``. A live pid on
-    this host is never stale, however old its heartbeat: a driver paused by Ctrl-Z or a
-    suspended VM beats no more, and resumes running its trials. ``alive(pid)`` probes a pid of
+def pid_start(pid: int) -> int | None:
+    """When process ``pid`` of this host started, in clock ticks since boot (field 22 of
+    /proc/PID/stat, proc(5)); None where there is no such process or no /proc. A pid the kernel
+    hands to a new process after the old one ended has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        # the command name (field 2) is in parentheses and may hold spaces: count after it
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def is_stale(
+    holder: Holder, now: float, host: str, alive, stale_s: float = STALE_S, start=pid_start
+) -> bool:
+    """Whether ``holder``'s lease may be taken over: its pid is dead on this host, or is now
+    another process (``start(pid)``, its start time, differs from the holder's), or, on another
+    host (which we cannot probe), its heartbeat is older than ``stale_s``. The holder's own live
+    process on this host is never stale, however old its heartbeat: a driver paused by Ctrl-Z or
+    a suspended VM beats no more, and resumes running its trials. ``alive(pid)`` probes a pid of
     this host."""
     if holder.host == host:
-        return not alive(holder.pid)
+        if not alive(holder.pid):
+            return True
+        now_start = None if holder.pid_start is None else start(holder.pid)
+        return now_start is not None and now_start != holder.pid_start
     return now - holder.heartbeat > stale_s
 
 
@@ -103,18 +126,29 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _has_pid_start(conn: sqlite3.Connection) -> bool:
+    """Whether the leases table has its pid_start column (a file written before it has not)."""
+    return any(r[1] == "pid_start" for r in conn.execute("PRAGMA table_info(leases)"))
+
+
 def _read(conn: sqlite3.Connection, sweep: str) -> Holder | None:
+    start = "pid_start" if _has_pid_start(conn) else "NULL"
     row = conn.execute(
-        "SELECT sweep, host, pid, heartbeat, started_at FROM leases WHERE sweep=?", (sweep,)
+        f"SELECT sweep, host, pid, heartbeat, started_at, {start} FROM leases WHERE sweep=?",
+        (sweep,),
     ).fetchone()
     return Holder(*row) if row else None
 
 
 def planned_keys(store) -> dict[str, set[str]]:
     """sweep -> the configuration keys its last run planned (``plan_keys``); empty for a
-    database written before plans kept their keys."""
+    database written before plans kept their keys. A max-batch search's groups are not keys of
+    rows: such a sweep is left out (counted from its own rows)."""
     try:
-        rows = store._query("SELECT sweep, key FROM plan_keys")
+        rows = store._query(
+            "SELECT sweep, key FROM plan_keys WHERE substr(key, 1, ?) != ?",
+            (len(GROUP_PREFIX), GROUP_PREFIX),
+        )
     except StoreError:  # no such table
         return {}
     plans: dict[str, set[str]] = {}
@@ -152,16 +186,18 @@ class Lease:
         stale_s: float = STALE_S,
         beat_s: float = BEAT_S,
         alive=pid_alive,
+        start=pid_start,
         clock=time.time,
         keys: list[str] | None = None,
     ) -> None:
         self.path, self.sweep = os.fspath(path), sweep
         self.keys = sorted(set(keys or ()))
+        self._groups = any(k.startswith(GROUP_PREFIX) for k in self.keys)  # a max-batch search
         self.lost = False  # the heartbeat found the lease gone: another driver took it over
         self.host = host or socket.gethostname()
         self.pid = os.getpid() if pid is None else pid
         self.stale_s, self.beat_s = stale_s, beat_s
-        self._alive, self._clock = alive, clock
+        self._alive, self._start, self._clock = alive, start, clock
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -178,23 +214,25 @@ class Lease:
             conn.execute("BEGIN IMMEDIATE")  # the write lock: a racing driver waits here
             try:
                 conn.execute(_SCHEMA)
+                if not _has_pid_start(conn):
+                    conn.execute("ALTER TABLE leases ADD COLUMN pid_start INTEGER")
                 now = self._clock()
                 old = _read(conn, self.sweep)
                 mine = old is not None and (old.host, old.pid) == (self.host, self.pid)
                 if old is not None and not mine:
-                    if not is_stale(old, now, self.host, self._alive, self.stale_s):
+                    if not self._stale(old, now):
                         conn.execute("ROLLBACK")
                         raise LeaseHeld(
                             f"database {self.path!r}: sweep {self.sweep!r} is being run by "
                             f"another driver, {old.describe(now)}; wait for it to end, or stop "
-                            f"it (its lease is taken over once its pid is gone or its heartbeat "
-                            f"is {self.stale_s:g} s old)"
+                            f"it (its lease is taken over once its pid is gone from its host; "
+                            f"from another host, once its heartbeat is {self.stale_s:g} s old)"
                         )
                     self.taken_over = old
                 conn.execute(
-                    "INSERT OR REPLACE INTO leases(sweep, host, pid, heartbeat, started_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (self.sweep, self.host, self.pid, now, now),
+                    "INSERT OR REPLACE INTO leases(sweep, host, pid, heartbeat, started_at, "
+                    "pid_start) VALUES (?, ?, ?, ?, ?, ?)",
+                    (self.sweep, self.host, self.pid, now, now, self._start(self.pid)),
                 )
                 self._claim_keys(conn, now)
                 conn.execute("COMMIT")
@@ -208,6 +246,9 @@ class Lease:
         except BaseException:
             self._close()
             raise
+
+    def _stale(self, holder: Holder, now: float) -> bool:
+        return is_stale(holder, now, self.host, self._alive, self.stale_s, self._start)
 
     def _claim_keys(self, conn: sqlite3.Connection, now: float) -> None:
         """List this sweep's planned keys under its lease, refusing (LeaseHeld) where a live
@@ -226,10 +267,11 @@ class Lease:
             held = _read(conn, other)
             if held is None:  # a sweep that ended: its rows are stored, a resume skips them
                 continue
-            if not is_stale(held, now, self.host, self._alive, self.stale_s):
+            if not self._stale(held, now):
                 conn.execute("ROLLBACK")
+                what = "configurations" if not self._groups else "groups (batch size aside)"
                 raise LeaseHeld(
-                    f"database {self.path!r}: {n} of the {len(self.keys)} configurations of "
+                    f"database {self.path!r}: {n} of the {len(self.keys)} {what} of "
                     f"sweep {self.sweep!r} are being run by sweep {other!r}, "
                     f"{held.describe(now)}; wait for it to end (its rows then count for both)"
                 )
