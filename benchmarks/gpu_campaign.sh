@@ -182,7 +182,7 @@ ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host 
          interference_host_pinned"
 [ "${STEPS:-}" = issue15 ] && STEPS=$ISSUE15
 # 2026-12-06, issues 22 and 23: STEPS=ft1 (about 18 minutes, detached, collected over two calls)
-[ "${STEPS:-}" = ft1 ] && STEPS="ckpt_diagnose truth_qwen truth_1b truth_8b gpu_tests_all seed seed_graph"
+[ "${STEPS:-}" = ft1 ] && STEPS="ckpt_diagnose truth_qwen truth_8b truth_1b gpu_tests_all seed seed_graph finetune_core ckpt_all"
 [ "${STEPS:-}" = ft2 ] && STEPS="ckpt_all finetune_core"
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
