@@ -22,6 +22,7 @@ trial.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ CAPACITIES_GB = (16, 24, 40, 48, 80, 141)  # card sizes as sold (a card of N GB 
 METHOD_LABELS = {"full": "Full", "lora": "LoRA", "qlora": "QLoRA"}
 MEASURED, EMULATED, PREDICTED = "measured", "emulated", "predicted"
 NOT_MEASURED = "not measured"
+UNKNOWN_GPU = "?"  # sweep.analysis.selection.gpu_column's name when nothing says
 # A GPU is a card of size C when it reports between this share of C and C GiB (an H200 "141 GB"
 # shows 139.8 GiB, an A100-40GB 39.4 GiB, an L40S "48 GB" 44.5 GiB).
 CARD_MATCH = 0.9
@@ -69,6 +71,8 @@ COLUMNS = [
     "Loss parity",
     "Data",
 ]
+
+INTEGER_COLUMNS = ["Largest batch", "Longest sequence run", "At batch"]
 
 
 @dataclass
@@ -107,10 +111,12 @@ def knobs_of(row: dict[str, str]) -> tuple[str, ...]:
     return tuple(name for f, (values, name) in KNOBS.items() if row.get(f) in values)
 
 
-def card_of(memory_gib: float | None, capacities) -> float | None:
-    """The card size (GB as sold) a GPU reporting ``memory_gib`` is, or None."""
+def card_of(memory_gib: float | None, capacities, name: str = "") -> float | None:
+    """The card size (GB as sold) a GPU reporting ``memory_gib`` is, or None. Without a reading
+    (rows of 2020), the size its name states ("A100-SXM4-40GB") where that is a card size."""
     if memory_gib is None or not math.isfinite(memory_gib):
-        return None
+        stated = re.search(r"(\d+)GB\b", str(name))
+        return float(stated.group(1)) if stated and float(stated.group(1)) in capacities else None
     fits = [c for c in capacities if CARD_MATCH * c <= memory_gib <= c]
     return min(fits) if fits else None
 
@@ -170,6 +176,8 @@ def _measured(d: pd.DataFrame, seq_len: int) -> dict[tuple[str, str], list[Evide
     """(GPU, method) -> each configuration's evidence on that uncapped GPU."""
     out: dict[tuple[str, str], list[Evidence]] = {}
     for (gpu, method, _), rows in d[d["_cap"].isna()].groupby(["_gpu", "_method", "_cfg"]):
+        if gpu == UNKNOWN_GPU:  # a row the engine wrote without running, GPU unknown
+            continue
         e = _evidence(MEASURED, gpu, rows, seq_len, speed=True)
         if e.fits is not None:
             out.setdefault((gpu, method), []).append(e)
@@ -319,12 +327,13 @@ def plan(
         measured, emulated = _measured(d, seq_len), _emulated(d, seq_len)
         predicted, marks = _predicted(d, seq_len, capacities), parity_marks(d)
     memory = d[d["_cap"].isna()].groupby("_gpu")["_mem"].median() if len(d) else pd.Series()
+    card = {gpu: card_of(mem, capacities, gpu) for gpu, mem in memory.items()}
     rows, unpriced = [], set()
     for cap in capacities:
         for m in methods:
             found = list(emulated.get((float(cap), m), ())) + predicted.get((float(cap), m), [])
-            for gpu, mem in memory.items():
-                if card_of(mem, capacities) == cap:
+            for gpu, size in card.items():
+                if size == cap:
                     found += measured.get((gpu, m), [])
             rows.append(_row(f"{cap:g} GB", m, found, marks))
     for gpu in sorted({g for g, _ in measured}):
@@ -333,4 +342,7 @@ def plan(
     rows = [_cost(r, tokens, prices, unpriced) for r in rows]
     if unpriced:
         notes.append("No price for: " + ", ".join(sorted(unpriced)) + " (add a price).")
-    return Plan(pd.DataFrame(rows, columns=COLUMNS), notes)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    for col in INTEGER_COLUMNS:
+        table[col] = pd.to_numeric(table[col]).astype("Int64")
+    return Plan(table, notes)
