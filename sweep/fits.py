@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 from typing import Any
 
 from sweep.compare import add_data_flags, load_rows
 from sweep.plan.config import FINETUNES
 
-TOKENS = re.compile(r"\s*([0-9][0-9_,]*\.?[0-9]*(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*", re.I)
-SUFFIXES = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 # header in the printed table, column of sweep.analysis.planner.COLUMNS
 SHORT_HEADERS = {
     "Card": "card",
@@ -41,21 +38,13 @@ class UsageError(ValueError):
 
 
 def parse_tokens(text: str) -> float:
-    """A token count: 50M, 1.5B, 500k, 2e9, 1_000_000 or 1,000,000; UsageError otherwise."""
-    m = TOKENS.fullmatch(str(text))
-    value = None
-    if m:
-        try:
-            value = (
-                float(m.group(1).replace(",", "").replace("_", "")) * SUFFIXES[m.group(2).lower()]
-            )
-        except ValueError:
-            value = None
-    if value is None or not math.isfinite(value) or value <= 0:
-        raise UsageError(
-            f"--tokens: {str(text)[:40]!r} is not a positive number of tokens (e.g. 50M, 1.5B, 2e9)"
-        )
-    return value
+    """--tokens: 50M, 1.5B, 2e9 (``sweep.analysis.planner.parse_tokens``); UsageError."""
+    from sweep.analysis.planner import parse_tokens as parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise UsageError(f"--tokens: {exc}") from None
 
 
 def parse_methods(values: list[str] | None) -> list[str]:

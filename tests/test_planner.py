@@ -197,3 +197,14 @@ def test_helpers():
         "Liger",
         "8-bit optimizer",
     )
+
+
+def test_the_question_the_app_opens_on_and_the_models_offered():
+    from sweep.analysis.planner import default_question, model_choices
+
+    assert default_question(frame([])) == ("llama-3.1-8b", 4096)
+    gpt2 = [row(H200, b, 1.0, model="gpt2", finetune="full", seq_len=1024) for b in (1, 2, 4)]
+    assert default_question(frame(gpt2)) == ("gpt2", 1024)  # causal LM, full
+    assert default_question(frame([*gpt2, row(H200, 4, 1.0)])) == (MODEL, 4096)  # LoRA first
+    models = model_choices(frame(gpt2))
+    assert models[0] == "gpt2" and "llama-3.1-8b" in models and "bert-base-uncased" not in models

@@ -106,6 +106,55 @@ class Evidence:
         return (not fast, -(self.tokens_per_s or 0.0), len(self.knobs), -(self.largest_batch or 0))
 
 
+TOKEN_SUFFIXES = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+TOKENS = re.compile(r"\s*([0-9][0-9_,]*\.?[0-9]*(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*", re.I)
+DEFAULT_MODEL, DEFAULT_SEQ_LEN = "llama-3.1-8b", 4096  # the question issue 25 asks
+
+
+def parse_tokens(text: Any) -> float:
+    """A token count: 50M, 1.5B, 500k, 2e9, 1_000_000 or 1,000,000; ValueError otherwise."""
+    m = TOKENS.fullmatch(str(text))
+    value = None
+    if m:
+        try:
+            number = float(m.group(1).replace(",", "").replace("_", ""))
+            value = number * TOKEN_SUFFIXES[m.group(2).lower()]
+        except ValueError:
+            value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"{str(text)[:40]!r} is not a positive number of tokens (e.g. 50M, 1.5B, 2e9)"
+        )
+    return value
+
+
+def model_choices(frame: pd.DataFrame) -> list[str]:
+    """The models a plan can be asked for: those with training rows, then the catalog's
+    decoders (a plan of an unmeasured model says so)."""
+    from sweep.plan.catalog import CATALOG, DECODER
+
+    rows = frame[config_text(frame, "mode") == "train"] if len(frame) else frame
+    measured = sorted(set(config_text(rows, "model"))) if len(rows) else []
+    catalog = [n for n, s in CATALOG.items() if s.family == DECODER and not s.tiny]
+    return measured + [n for n in catalog if n not in measured]
+
+
+def default_question(frame: pd.DataFrame) -> tuple[str, int]:
+    """The model and sequence length a plan opens on: the model with the most ok LoRA or QLoRA
+    rows (without any, the most ok causal-LM rows) and its most measured length; the question
+    of issue 25 without such rows."""
+    if frame.empty or "status" not in frame:
+        return DEFAULT_MODEL, DEFAULT_SEQ_LEN
+    ok = frame[(frame["status"] == OK) & (config_text(frame, "mode") == "train")]
+    adapters = ok[config_text(ok, "finetune") != "full"]
+    tuned = adapters if len(adapters) else ok[config_text(ok, "task") == "causal-lm"]
+    if tuned.empty:
+        return DEFAULT_MODEL, DEFAULT_SEQ_LEN
+    model = config_text(tuned, "model").value_counts().index[0]
+    lengths = numeric(tuned[config_text(tuned, "model") == model], "seq_len").dropna()
+    return str(model), int(lengths.value_counts().index[0]) if len(lengths) else DEFAULT_SEQ_LEN
+
+
 def knobs_of(row: dict[str, str]) -> tuple[str, ...]:
     """The memory knobs of one configuration (its fields as text), in ``KNOBS`` order."""
     return tuple(name for f, (values, name) in KNOBS.items() if row.get(f) in values)
