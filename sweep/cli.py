@@ -1,4 +1,4 @@
-"""Command line: ``python -m sweep [trial|run|plan|presets|status|export|compare|import] ...``.
+"""Command line: ``python -m sweep [trial|run|plan|presets|status|export|compare|fits|import]``.
 
 The bare command (no subcommand) runs the default sweep. Logs go to stderr; machine-readable
 output (records, tables) to stdout. Bad input (a sweep file, a preset name, a database path) is
@@ -157,11 +157,14 @@ def add_sweep_commands(parser: argparse.ArgumentParser, sub: Any) -> None:
     add_capacities_flag(p)
     p.set_defaults(func=cmd_export)
 
-    from sweep import compare, report
+    from sweep import compare, fits, report
 
     p = sub.add_parser("compare", help="one row per GPU for a model and sequence length")
     compare.add_arguments(p, DEFAULT_DB)
     p.set_defaults(func=compare.run)
+    p = sub.add_parser("fits", help="the fine-tune planner: what fits which card, how long, $")
+    fits.add_arguments(p, DEFAULT_DB)
+    p.set_defaults(func=fits.run)
 
     p = sub.add_parser("import", help="load a spill file of records (a full disk) into --db")
     report.add_import_arguments(p, DEFAULT_DB)

@@ -46,9 +46,7 @@ def add_arguments(p: argparse.ArgumentParser, default_db: str = "results.db") ->
     p.add_argument(
         "--db", default=default_db, help=f"results database (default {default_db}; may be absent)"
     )
-    p.add_argument(
-        "--no-reference", action="store_true", help="leave out the shipped reference rows"
-    )
+    add_data_flags(p)
     options = ", ".join(field_label(f) for f in option_fields())
     p.add_argument(
         "--strict",
@@ -63,6 +61,29 @@ def add_arguments(p: argparse.ArgumentParser, default_db: str = "results.db") ->
             help=f"only rows of this {field_label(name)} (default: any; {field_help(name)})",
             **field_argument(name),
         )
+
+
+def add_data_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that choose the rows besides --db: more results files, no reference rows."""
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a results file (JSONL, as `export --format jsonl` writes), shown as a data set of "
+        "its own; repeatable (a file that does not read is named and left out)",
+    )
+    p.add_argument(
+        "--no-reference", action="store_true", help="leave out the shipped reference rows"
+    )
+
+
+def load_rows(args: argparse.Namespace):
+    """The rows --db, --data and the reference rows give, and every message about them."""
+    from sweep.analysis.sources import Data
+
+    data = Data.load(args.db, data_files=args.data, references=not args.no_reference)
+    return data.frame(), data.messages
 
 
 def flag_fields() -> list[str]:
@@ -149,17 +170,13 @@ def _missing(v: Any) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from sweep.analysis.answer import answer
-    from sweep.analysis.selection import combine
-    from sweep.analysis.sources import load_database, load_references
 
-    refs, messages = ({}, []) if args.no_reference else load_references()
-    measured, db_messages = load_database(args.db)
-    frame = combine(measured, refs)
+    frame, messages = load_rows(args)
     if frame.empty:
-        why = "; ".join(db_messages) or f"no rows in {args.db!r}"
+        why = "; ".join(messages) or f"no rows in {args.db!r}"
         print(f"error: nothing to compare: {why}", file=sys.stderr)
         return 1
-    for msg in db_messages + messages:
+    for msg in messages:
         print(f"note: {msg}", file=sys.stderr)
     result = answer(
         frame,

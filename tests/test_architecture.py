@@ -22,6 +22,7 @@ ROOMS = (
     "sweep.cli",
     "sweep.report",
     "sweep.compare",
+    "sweep.fits",
     "sweep.analysis",
     "sweep",
     "cluster",

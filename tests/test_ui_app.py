@@ -181,6 +181,9 @@ def _frame(value) -> pd.DataFrame:
     return pd.DataFrame(value["data"], columns=value["headers"])
 
 
+PLAN = 2  # the planner's outputs (note, table) come first in /render's
+
+
 def _render(client, **changes):
     """Call /render with the app's defaults, changing the named inputs."""
     info = client.view_api(return_format="dict", print_info=False)
@@ -190,6 +193,11 @@ def _render(client, **changes):
     names = [
         "datasets",
         *FILTER_FIELDS,  # every match and option field
+        "plan_model",  # the planner, the first tab
+        "plan_seq",
+        "plan_tokens",
+        "plan_methods",
+        "plan_prices",
         "tp_metric",
         "answer_baseline",
         "gpus",
@@ -212,22 +220,25 @@ def test_filters_change_the_returned_data(served):
     client = Client(served["url"], verbose=False)
     out128 = _render(client, datasets=["measured"], seq_len="128", compile="False")
     out512 = _render(client, datasets=["measured"], seq_len="512", compile="False")
-    fit128, fit512 = _frame(out128[4]).set_index("Series"), _frame(out512[4]).set_index("Series")
+    fit128, fit512 = (
+        _frame(out128[PLAN + 4]).set_index("Series"),
+        _frame(out512[PLAN + 4]).set_index("Series"),
+    )
     # the L4 fits batch 128 at 128 tokens, only 32 at 512 (fixture: 22 GiB usable)
     assert fit128.loc["NVIDIA L4", "Largest batch that fits"] == 128
     assert fit512.loc["NVIDIA L4", "Largest batch that fits"] == 32
     # an interactive chart: Plotly's JSON, one trace per GPU, hover text with the row's figures
-    chart = json.loads(out128[3])
+    chart = json.loads(out128[PLAN + 3])
     l4 = [t for t in chart["data"] if t.get("name", "").startswith("L4")][0]
     assert "GPU busy" in l4["hovertext"][0] and "step CV" in l4["hovertext"][0]
-    assert out128[3] != out512[3]
+    assert out128[PLAN + 3] != out512[PLAN + 3]
     # the answer table: one row per GPU, the L4's largest batch run 128 at 128 tokens
-    answer = _frame(out128[1]).set_index("GPU")
+    answer = _frame(out128[PLAN + 1]).set_index("GPU")
     assert answer.loc["L4", "Largest batch run"] == 128 and answer.index.is_unique
-    table128 = _frame(out128[17])
+    table128 = _frame(out128[PLAN + 17])
     assert set(table128["seq_len"].astype(int)) == {128}
     # the CSV behind the download button holds the same rows as the table
-    download = out128[18]
+    download = out128[PLAN + 18]
     csv = pd.read_csv(download["value"] if isinstance(download, dict) else download)
     assert len(csv) == len(table128) and set(csv["key"]) == set(table128["key"])
     # reference rows join the same chart when switched on
@@ -238,7 +249,7 @@ def test_filters_change_the_returned_data(served):
         precision="(any)",
         seq_len="128",
     )
-    series = set(_frame(both[4])["Series"])
+    series = set(_frame(both[PLAN + 4])["Series"])
     assert any("(ref seed-2020)" in s for s in series) and any("NVIDIA H200" in s for s in series)
     assert served["outbound"] == []
 
@@ -251,14 +262,14 @@ def test_the_time_breakdown_shows_cuda_graph_against_eager(served):
     out = _render(
         client, datasets=["h200_graph"], model="roberta-base", seq_len="128", compile="False"
     )
-    pairs = _frame(out[9]).set_index("Batch size")
+    pairs = _frame(out[PLAN + 9]).set_index("Batch size")
     assert pairs.index.astype(int).tolist() == [1, 8, 32, 64, 128, 256]
     b8 = pairs.loc[pairs.index.astype(int) == 8].iloc[0]
     assert float(b8["Graph/eager"]) == pytest.approx(7.40, abs=0.01)  # 6.15 ms against 45.50
     assert float(b8["Graph busy %"]) >= 90 > float(b8["Eager busy %"])
     # no graphed rows in the selection: an empty table, not an error
     mine = _render(client, datasets=["measured"], seq_len="128", compile="False")
-    assert _frame(mine[9]).empty
+    assert _frame(mine[PLAN + 9]).empty
 
 
 def test_malformed_price_gets_a_clear_message(served):
@@ -273,7 +284,7 @@ def test_malformed_price_gets_a_clear_message(served):
     out = _render(
         client, datasets=["measured"], seq_len="128", compile="False", prices=prices, target=1000
     )
-    message = out[12]
+    message = out[PLAN + 12]
     assert "'five dollars' is not a number" in message
     assert "No price for: NVIDIA A100-SXM4-80GB, NVIDIA H200" in message
     assert "Cheapest GPU reaching 1,000 tokens/s: **NVIDIA L4**" in message
@@ -416,11 +427,10 @@ def test_the_page_opens_drawn_and_a_link_is_drawn_in_one_event(tmp_path):
     holder = Holder(make_db(tmp_path / "r.db", fixture_trials()))
     demo = build_app(holder)
     by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
-    model = by_id["filter-model"].value
-    answer = by_id["answer-table"].value
-    assert answer["data"] and "GPU" in answer["headers"]
-    plot = json.loads(by_id["compare-plot"].value)
-    assert model in plot["layout"]["title"]["text"]
+    plan = by_id["plan"].value  # the first tab: the fine-tune planner
+    assert plan["data"] and plan["headers"][:3] == ["Card", "Method", "Fits"]
+    assert by_id["plan-model"].value in by_id["plan-note"].value
+    assert not by_id["answer-table"].value or not by_id["answer-table"].value.get("data")
     (first,) = [f for f in demo.fns.values() if f.fn and f.fn.__name__ == "first_view"]
     current = [c.value for c in first.inputs]
     bare = first.fn(SimpleNamespace(query_params={}), *current)
@@ -430,8 +440,9 @@ def test_the_page_opens_drawn_and_a_link_is_drawn_in_one_event(tmp_path):
     out = dict(zip(first.outputs, drawn, strict=True))
     got = {getattr(c, "elem_id", None): v for c, v in out.items()}
     assert got["filter-model"] == "bert-base-uncased" and got["filter-seq_len"] == "512"
-    assert got["tabs"].selected == 1  # the Memory tab, selected and drawn; Compare GPUs left
-    assert is_skip(got["compare-plot"]) and not is_skip(got["memory-plot"])
+    assert got["tabs"].selected == 2  # the Memory tab, selected and drawn; the others left
+    assert is_skip(got["plan"]) and is_skip(got["compare-plot"])
+    assert not is_skip(got["memory-plot"])
     assert "seq_len 512" in json.loads(got["memory-plot"])["layout"]["title"]["text"]
 
 
@@ -452,3 +463,58 @@ def test_the_app_filters_on_every_match_and_option_field(tmp_path):
         assert name in dropdowns, f"no filter on {name}"
         assert dropdowns[name].label == field_label(name)
     assert "seq-cls" in [v for _, v in dropdowns["task"].choices]
+
+
+def test_the_fine_tune_planner_is_the_first_tab_and_shows_the_plan(tmp_path):
+    """The planner's tab comes first and prints ``sweep.analysis.planner.plan``'s table (the one
+    ``python -m sweep fits`` prints) for invented rows; its own model and sequence length, not
+    the shared filters, choose the rows; a bad token count is a message, not an error."""
+    from sweep.analysis.planner import plan
+    from sweep.analysis.selection import combine
+    from sweep.results.frame import trials_frame
+    from tests.test_planner import H200, MODEL, row
+    from ui.app import TABS, Holder, build_app
+
+    assert TABS[0][0] == "Fine-tune planner"
+    trials = [row(H200, 4, 3000.0, mem=40.0), row(H200, 8, 3200.0, mem=70.0)]
+    holder = Holder(make_db(tmp_path / "r.db", trials), data_files=[])
+    demo = build_app(holder)
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert by_id["plan-model"].value == MODEL and by_id["plan-seq"].value == 4096
+    tabs = [b for b in demo.blocks.values() if type(b).__name__ == "Tab"]
+    assert tabs[0].label == "Fine-tune planner"
+    (redraw,) = [
+        f
+        for f in demo.fns.values()
+        if f.fn and f.fn.__name__ == "redraw" and any(c.elem_id == "plan" for c in f.outputs)
+    ]
+    values = [c.value for c in redraw.inputs]
+    values[0] = ["measured"]
+    names = [getattr(c, "elem_id", None) for c in redraw.inputs]
+    values[names.index("filter-seq_len")] = "128"  # a shared filter: the planner ignores it
+    values[names.index("plan-tok")] = "1B"
+    note, table = redraw.fn(*values)
+    expected = plan(combine(trials_frame(trials), {}), MODEL, 4096, 1e9).table
+    pd.testing.assert_frame_equal(table.reset_index(drop=True), expected)
+    h200 = table[(table["Card"] == "H200") & (table["Method"] == "LoRA")].iloc[0]
+    assert h200["Known from"] == "measured on H200" and h200["Tokens/s"] == 3200.0
+    assert "1,000,000,000 tokens" in note
+    values[names.index("plan-tok")] = "lots"
+    note, table = redraw.fn(*values)
+    assert note.startswith("⚠ Tokens: 'lots' is not a positive number") and table.empty
+
+
+def test_data_files_are_data_sets_of_the_app(tmp_path, capsys):
+    from tests.test_fits_cli import export_jsonl
+    from tests.test_planner import A100, row
+    from ui.app import Holder, _dataset_choices
+
+    good = export_jsonl(tmp_path / "team_a100.jsonl", [row(A100, 1, 900.0)])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n", encoding="utf-8")
+    holder = Holder(str(tmp_path / "none.db"), data_files=[good, str(bad)])
+    choices = dict((v, label) for label, v in _dataset_choices(holder.data))
+    assert choices["team_a100"] == "file: team_a100 (1 rows)" and "bad" not in choices
+    assert set(holder.frame.loc[holder.frame["dataset"] == "team_a100", "gpu"]) == {A100}
+    left_out = [m for m in holder.data.messages if "left out" in m]
+    assert len(left_out) == 1 and "bad.jsonl" in left_out[0]

@@ -19,7 +19,16 @@ from ui.local import free_port, wait_until_serving
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = os.environ.get("TSWEEP_ARTIFACTS", "/tmp/artifacts/ui")
-TABS = ("compare-gpus", "memory", "time-breakdown", "efficiency", "cost", "speedup", "table")
+TABS = (
+    "fine-tune-planner",
+    "compare-gpus",
+    "memory",
+    "time-breakdown",
+    "efficiency",
+    "cost",
+    "speedup",
+    "table",
+)
 # The answer table's cells, as the page shows them: header -> {GPU: text}.
 READ_TABLE = """() => {
   const rows = [...document.querySelectorAll('#answer-table [role=row]')];
@@ -69,6 +78,7 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
         "precision": "bf16-mixed",
         "baseline": "A100-SXM4-80GB",
         "data": "measured",
+        "tab": "compare-gpus",  # the first tab is the fine-tune planner
     }
     requests: list[str] = []
     errors: list[str] = []
@@ -151,7 +161,9 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
                 page.wait_for_function(
                     f"location.search.includes('tab={slug}') || {first}", timeout=10_000
                 )
-                if slug not in ("table",):
+                if slug == "fine-tune-planner":
+                    page.locator("#plan [role=row]").nth(1).wait_for(timeout=30_000)
+                elif slug not in ("table",):
                     page.locator(f"#tab-{slug} .js-plotly-plot").first.wait_for(timeout=30_000)
                 page.screenshot(path=os.path.join(ARTIFACTS, f"tab-{slug}.png"))
             # the link names the open tab too: pasted, it opens that tab, drawn

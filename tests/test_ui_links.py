@@ -30,7 +30,7 @@ def test_a_memory_link_to_an_empty_selection_is_read_and_drawn(tmp_path):
     _demo, first = _app(tmp_path)
     got = _open(first, {"model": "bert-tiny", "seq_len": "512", "tab": "memory"})
     assert got["filter-model"] == "bert-tiny" and got["filter-seq_len"] == "512"
-    assert got["tabs"].selected == 1
+    assert got["tabs"].selected == 2
     assert "seq_len 512" in json.loads(got["memory-plot"])["layout"]["title"]["text"]
 
 
@@ -45,7 +45,7 @@ def test_a_view_that_raises_leaves_the_link_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(memory, "memory_fit", broken)
     _demo, first = _app(tmp_path)
     got = _open(first, {"model": "bert-base-uncased", "seq_len": "512", "tab": "memory"})
-    assert got["filter-model"] == "bert-base-uncased" and got["tabs"].selected == 1
+    assert got["filter-model"] == "bert-base-uncased" and got["tabs"].selected == 2
     text = json.dumps(json.loads(got["memory-plot"]))
     assert "failed" in text and "KeyError" in text
 

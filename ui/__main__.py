@@ -1,4 +1,4 @@
-"""``python -m ui [--db results.db] [--host 127.0.0.1] [--port N] [--auth user:password]``.
+"""``python -m ui [--db results.db] [--data FILE ...] [--host 127.0.0.1] [--port N] [--auth U:P]``.
 
 Serves the comparison app on the loopback address by default. A non-loopback address needs a
 user and password (``--auth`` or the TSWEEP_UI_AUTH environment variable, both ``user:password``):
@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         "a missing file shows the reference rows only)",
     )
     p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a results file (JSONL, as `python -m sweep export --format jsonl` writes), shown "
+        "as a data set of its own; repeatable (a file that does not read is named and left out)",
+    )
+    p.add_argument(
         "--host",
         default="127.0.0.1",
         help="address to bind (default 127.0.0.1; any other needs --auth)",
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     # gradio is imported only once args are good
     from ui.app import CSS, HEAD, THEME, Holder, build_app
 
-    holder = Holder(args.db)
+    holder = Holder(args.db, data_files=args.data)
     for msg in holder.data.messages:
         print(f"note: {msg}", file=sys.stderr)
     demo = build_app(holder, refresh_s=args.refresh, private=auth is not None)

@@ -18,7 +18,6 @@ from sweep.analysis.selection import (  # noqa: E402
     ANY,
     FILTER_FIELDS,
     MEASURED_DATASET,
-    combine,
     default_filters,
     filter_choices,
     select,
@@ -43,6 +42,7 @@ from ui.tabs import (  # noqa: E402
     cost,
     efficiency,
     memory,
+    planner,
     progress,
     speedup,
     table,
@@ -52,6 +52,7 @@ from ui.tabs.common import MAIN_FILTERS, PLOTLY_URL, PRIVATE, RENDER, STATIC, Co
 FILTER_LABELS = {name: field_label(name) for name in FILTER_FIELDS}
 # The tabs, in the order shown; the views among them are drawn in this order by /render.
 TABS = (
+    ("Fine-tune planner", planner),
     ("Compare GPUs", compare),
     ("Memory", memory),
     ("Time breakdown", breakdown),
@@ -88,9 +89,10 @@ HEAD = f'<link rel="preload" as="script" href="{PLOTLY_URL}">'
 class Holder:
     """The data the app shows; replaced (not mutated) when the database changes."""
 
-    def __init__(self, db_path: str | None, data_dir: str | None = None) -> None:
+    def __init__(self, db_path: str | None, data_dir: str | None = None, data_files=()) -> None:
         self.db_path = db_path
         self.data_dir = data_dir
+        self.data_files = list(data_files)  # more results files (--data), data sets of their own
         self.version = 0
         self.reload()
 
@@ -98,9 +100,9 @@ class Holder:
         kw = {"data_dir": self.data_dir} if self.data_dir else {}
         # Taken before reading: a trial written meanwhile makes the next check reload again.
         self.signature = database_signature(self.db_path)
-        data = Data.load(self.db_path, **kw)
+        data = Data.load(self.db_path, data_files=self.data_files, **kw)
         self.data = data
-        self.frame = combine(data.measured, data.references)
+        self.frame = data.frame()
         self.version += 1
 
 
@@ -113,6 +115,8 @@ def _dataset_choices(data: Data) -> list[tuple[str, str]]:
                 MEASURED_DATASET,
             )
         )
+    for name, frame in data.pooled.items():
+        out.append((f"file: {name} ({len(frame)} rows)", name))
     for name, frame in data.references.items():
         out.append((f"reference: {name} ({len(frame)} rows)", name))
     return out

@@ -65,8 +65,9 @@ class Renderer:
             self.cache.move_to_end(key)
             return self.cache[key]
         try:
-            sel, named = self.ctx.selection(chosen, fvals, self.views[i].all_rows)
-            out = list(self.views[i].render(sel, named, *own))
+            t = self.views[i]
+            sel, named = self.ctx.selection(chosen, fvals, t.all_rows, t.filtered)
+            out = list(t.render(sel, named, *own))
         except Exception as exc:  # one view's failure must not take down the page's event
             LOG.exception("view %d failed", i)
             return failed_view(self.views[i].outputs, f"{type(exc).__name__}: {exc}")

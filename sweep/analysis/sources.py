@@ -1,5 +1,6 @@
-"""Loading what the app and the reports show: the user's results database and the shipped
-reference rows.
+"""Loading what the app and the reports show: the user's results database, the shipped
+reference rows, and more results files (``--data FILE``: the JSONL ``export --format jsonl``
+writes, from another team's fleet), each shown as a data set of its own.
 
 Nothing here raises on bad input: each loader returns what it could read and messages that say
 what went wrong, so that the app always opens (with the reference rows at least).
@@ -15,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from sweep.analysis.selection import MEASURED_DATASET, combine
 from sweep.results.frame import read_jsonl, trials_frame
 from sweep.results.record import SCHEMA_VERSION, Trial
 
@@ -46,6 +48,44 @@ def load_references(data_dir: str = DATA_DIR) -> tuple[dict[str, pd.DataFrame], 
             frames[reference_name(path)] = _frame(trials)
     if not frames:
         messages.append(f"no reference rows found in {data_dir} (reference_*.jsonl)")
+    return frames, messages
+
+
+def data_file_name(path: str, taken) -> str:
+    """A results file's data set name: its file name without the extension, with "-2", "-3"...
+    where that name is taken (the user's results, a reference set, an earlier file)."""
+    stem = os.path.splitext(os.path.basename(path))[0] or "data"
+    name, n = stem, 1
+    while name in taken or name == MEASURED_DATASET:
+        n += 1
+        name = f"{stem}-{n}"
+    return name
+
+
+def load_data_files(paths, taken=()) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """More results files (one ``Trial`` JSON per line, as ``export --format jsonl`` writes),
+    by data set name. A file that cannot be read, holds no record, or has a line that is not a
+    record of this program (bad JSON, the wrong schema, a newer record version) is left out
+    whole, named in one message: half a file would answer a question wrongly."""
+    frames: dict[str, pd.DataFrame] = {}
+    messages = []
+    for path in paths or ():
+        try:
+            trials, problems = read_jsonl(path)
+        except (OSError, ValueError) as exc:  # missing, a directory, not text
+            messages.append(f"--data {path!r} is left out: cannot be read ({exc}).")
+            continue
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            messages.append(
+                f"--data {path!r} is left out: not a results file of this program "
+                f"({problems[0]}{more}); write one with `python -m sweep export --format jsonl`."
+            )
+            continue
+        if not trials:
+            messages.append(f"--data {path!r} is left out: it holds no record.")
+            continue
+        frames[data_file_name(path, {*taken, *frames})] = _frame(trials)
     return frames, messages
 
 
@@ -145,23 +185,36 @@ def database_signature(path: str | None) -> tuple[int, ...] | None:
 
 @dataclass
 class Data:
-    """What the app currently shows: reference frames, the user's frame and messages."""
+    """What the app currently shows: reference frames, the user's frame, the frames of more
+    results files (``pooled``, by data set name) and messages."""
 
     db_path: str | None
     references: dict[str, pd.DataFrame] = field(default_factory=dict)
     measured: pd.DataFrame | None = None
     messages: list[str] = field(default_factory=list)
+    pooled: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, db_path: str | None, data_dir: str = DATA_DIR) -> Data:
-        refs, ref_msgs = load_references(data_dir)
+    def load(
+        cls,
+        db_path: str | None,
+        data_dir: str = DATA_DIR,
+        data_files=(),
+        references: bool = True,
+    ) -> Data:
+        refs, ref_msgs = load_references(data_dir) if references else ({}, [])
         measured, db_msgs = load_database(db_path)
-        return cls(db_path, refs, measured, db_msgs + ref_msgs)
+        pooled, file_msgs = load_data_files(data_files, taken=refs)
+        return cls(db_path, refs, measured, db_msgs + file_msgs + ref_msgs, pooled)
+
+    def frame(self) -> pd.DataFrame:
+        """Every row shown, with its ``dataset``: the user's, each file's, each reference set's."""
+        return combine(self.measured, {**self.pooled, **self.references})
 
     @property
     def n_measured(self) -> int:
         return 0 if self.measured is None else len(self.measured)
 
     def datasets(self) -> list[str]:
-        names = ["measured"] if self.n_measured else []
-        return names + list(self.references)
+        names = [MEASURED_DATASET] if self.n_measured else []
+        return names + list(self.pooled) + list(self.references)

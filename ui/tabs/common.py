@@ -54,14 +54,19 @@ class Context:
         return [self.datasets, *self.filters.values()]
 
     def selection(
-        self, chosen: Sequence[str] | None, values: Sequence[Any], all_rows: bool = False
+        self,
+        chosen: Sequence[str] | None,
+        values: Sequence[Any],
+        all_rows: bool = False,
+        filtered: bool = True,
     ):
         """The rows of the datasets ``chosen`` that match the filter ``values`` (in the order of
-        ``filters``), and those values by field name. Unless ``all_rows``, without the
-        interference check's perturbed row (``sweep.analysis.interference.without_perturbed``)."""
+        ``filters``; every row of them unless ``filtered``), and those values by field name.
+        Unless ``all_rows``, without the interference check's perturbed row
+        (``sweep.analysis.interference.without_perturbed``)."""
         fvals = dict(zip(self.filters, values, strict=True))
         frame = self.holder.frame if all_rows else without_perturbed(self.holder.frame)
-        return select(frame, fvals, list(chosen or [])), fvals
+        return select(frame, fvals if filtered else {}, list(chosen or [])), fvals
 
 
 Render = Callable[..., list]  # (selection, filter values, *own inputs) -> one value per output
@@ -78,6 +83,8 @@ class Tab:
     outputs: list = field(default_factory=list)
     render: Render | None = None
     all_rows: bool = False  # the Table tab: every stored row, the interference check's too
+    # False: the rows of the data shown whatever the shared filters (the planner asks its own)
+    filtered: bool = True
     refresh: list[tuple[Any, Refresh]] = field(default_factory=list)
     url: dict[str, Any] = field(default_factory=dict)  # query parameter -> widget it sets
     # query parameter -> its valid values for the current data (default: the widget's choices)
@@ -181,7 +188,7 @@ def redraw_on_own_inputs(ctx: Context, tab: Tab) -> None:
     n = len(ctx.filters)
 
     def redraw(chosen, *args):
-        sel, fvals = ctx.selection(chosen, args[:n], tab.all_rows)
+        sel, fvals = ctx.selection(chosen, args[:n], tab.all_rows, tab.filtered)
         return tab.render(sel, fvals, *args[n:])
 
     gr.on(

@@ -1,0 +1,210 @@
+"""The fine-tune planner (sweep.analysis.planner) on invented rows: each column's rule, an honest
+"not measured", capped rows that never give a speed, the cost arithmetic."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from sweep.analysis.cost import DEFAULT_PRICES
+from sweep.analysis.planner import COLUMNS, card_of, knobs_of, plan
+from sweep.analysis.selection import combine
+from sweep.results.frame import trials_frame
+from sweep.results.record import Trial
+
+H200 = "NVIDIA H200"
+A100 = "NVIDIA A100-SXM4-40GB"
+MEMORY = {H200: 139.8, A100: 39.4}
+MODEL = "llama-3.1-8b"
+
+
+def row(gpu, batch, tokens=None, status="ok", seq_len=4096, mem=None, losses=None, **cfg):
+    config = {
+        "model": MODEL,
+        "task": "causal-lm",
+        "seq_len": seq_len,
+        "precision": "bf16-mixed",
+        "batch_size": batch,
+        "finetune": "lora",
+        "optimizer": "adamw-fused",
+        "gradient_checkpointing": False,
+        "liger": False,
+        "device": "cuda",
+        **cfg,
+    }
+    metrics = {}
+    if status == "ok":
+        metrics = {"tokens_per_s": tokens, "step_time_ms_p50": 100.0}
+        if mem is not None:
+            metrics["nvml_peak_used_gib"] = mem
+        if losses is not None:
+            metrics["losses"] = losses
+    return Trial(
+        config=config,
+        status=status,
+        metrics=metrics,
+        env={"gpu_name": gpu, "gpu_memory_total_gib": MEMORY[gpu]},
+        gpu_type=gpu.split()[1].split("-")[0],
+        sweep="s",
+    )
+
+
+def frame(trials, capped=()):
+    """A results frame; the rows at the indices of ``capped`` ran on an allocator capped at the
+    size given (index -> GB), as the capacity field will say."""
+    f = combine(trials_frame(trials), {})
+    cap = pd.Series([float("nan")] * len(f), index=f.index)
+    for i, gb in dict(capped).items():
+        cap.iloc[i] = gb
+    return f.assign(capacity_gb=cap)
+
+
+def line(table, card, method="LoRA"):
+    got = table[(table["Card"] == card) & (table["Method"] == method)]
+    assert len(got) == 1, (card, method, table)
+    return got.iloc[0]
+
+
+def fleet():
+    return [
+        # H200, LoRA: plain up to 8 (16 OOM); with checkpointing 2000 tokens/s at 16
+        row(H200, 4, 3000.0, mem=40.0, losses=[2.0, 1.9]),
+        row(H200, 8, 3200.0, mem=70.0, losses=[2.0, 1.9]),
+        row(H200, 16, status="oom"),
+        row(H200, 16, 2000.0, gradient_checkpointing=True, losses=[2.0, 1.9]),
+        row(H200, 1, 1500.0, seq_len=8192, mem=30.0),
+        # A100 40GB, LoRA: out of memory at batch 1 plain; fits with checkpointing
+        row(A100, 1, status="oom"),
+        row(A100, 1, 900.0, gradient_checkpointing=True),
+        # H200, full: out of memory from batch 2 (nothing smaller tried)
+        row(H200, 2, status="oom", finetune="full"),
+    ]
+
+
+def test_one_row_per_card_and_method_then_per_measured_gpu():
+    t = plan(frame(fleet()), MODEL, 4096, 50e6).table
+    assert list(t.columns) == COLUMNS
+    cards = ["16 GB", "24 GB", "40 GB", "48 GB", "80 GB", "141 GB"]
+    assert (
+        list(t["Card"])
+        == [c for c in cards for _ in range(3)] + ["A100-SXM4-40GB"] * 3 + ["H200"] * 3
+    )
+    assert list(t["Method"][:3]) == ["Full", "LoRA", "QLoRA"]
+
+
+def test_measured_gpu_row_fastest_fitting_configuration_and_its_knobs():
+    t = plan(frame(fleet()), MODEL, 4096, 50e6).table
+    h = line(t, "H200")
+    assert h["Fits"] == "yes" and h["Known from"] == "measured on H200"
+    assert h["Knobs"] == "none"  # 3200 tokens/s plain beats 2000 with checkpointing
+    assert h["Tokens/s"] == 3200.0 and h["At batch"] == 8 and h["Largest batch"] == 8
+    assert h["Longest sequence run"] == 8192  # the same configuration ran at 8192
+    a = line(t, "A100-SXM4-40GB")
+    assert a["Fits"] == "yes" and a["Knobs"] == "gradient checkpointing"
+    assert a["Largest batch"] == 1
+
+
+def test_card_rows_take_a_real_gpu_of_that_size_as_measured():
+    t = plan(frame(fleet()), MODEL, 4096, 50e6).table
+    assert line(t, "141 GB")["Known from"] == "measured on H200"
+    assert line(t, "40 GB")["Known from"] == "measured on A100-SXM4-40GB"
+    assert line(t, "40 GB")["Tokens/s"] == 900.0
+
+
+def test_out_of_memory_only_says_no_and_from_which_batch():
+    t = plan(frame(fleet()), MODEL, 4096, 50e6).table
+    full = line(t, "H200", "Full")
+    assert full["Fits"] == "not at batch 2 or more"
+    assert full["Known from"] == "measured on H200" and pd.isna(full["Tokens/s"])
+    assert "none of 1 configuration" in full["Knobs"]
+
+
+def test_not_measured_is_said_honestly():
+    t = plan(frame(fleet()), MODEL, 4096, 50e6).table
+    q = line(t, "24 GB", "QLoRA")
+    assert q["Fits"] == "unknown" and q["Known from"] == "not measured"
+    assert pd.isna(q["Tokens/s"]) and pd.isna(q["Hours"]) and pd.isna(q["$"])
+    empty = plan(frame(fleet()), "qwen2.5-7b", 4096, 50e6)
+    assert set(empty.table["Known from"]) == {"not measured"}
+    assert "No training rows" in empty.notes[0]
+
+
+def test_predicted_by_the_memory_model_without_a_speed():
+    # H200 LoRA plain: 40 GiB at batch 4, 70 at 8: 10 + 7.5 GiB per sequence
+    t = plan(frame(fleet()), MODEL, 4096, 50e6).table
+    p = line(t, "24 GB")
+    assert p["Fits"] == "yes" and p["Known from"].startswith("predicted by the memory model")
+    assert p["Largest batch"] == 1  # (24 * 0.98 - 10) / 7.5 = 1.8
+    assert pd.isna(p["Tokens/s"]) and pd.isna(p["Hours"])
+    assert line(t, "16 GB")["Fits"] == "no"  # (16 * 0.98 - 10) / 7.5 < 1
+
+
+def test_capped_rows_are_emulated_fits_and_never_give_a_speed():
+    trials = fleet() + [row(H200, 2, 2500.0, gradient_checkpointing=True, liger=True)]
+    t = plan(frame(trials, capped={len(trials) - 1: 16}), MODEL, 4096, 50e6).table
+    e = line(t, "16 GB")
+    assert e["Fits"] == "yes" and e["Known from"] == "emulated on a capped H200"
+    assert e["Knobs"] == "gradient checkpointing + Liger" and e["Largest batch"] == 2
+    assert pd.isna(e["Tokens/s"]) and pd.isna(e["Hours"]) and pd.isna(e["$"])
+    # and the capped row's speed is not the H200's either
+    assert line(t, "H200")["Tokens/s"] == 3200.0
+
+
+def test_a_capped_row_alone_gives_no_gpu_row():
+    t = plan(frame([row(H200, 2, 9999.0)], capped={0: 24}), MODEL, 4096, 1e6).table
+    assert "H200" not in set(t["Card"])
+    assert 9999.0 not in set(t["Tokens/s"].dropna())
+    assert line(t, "24 GB")["Known from"] == "emulated on a capped H200"
+
+
+def test_hours_and_dollars_for_the_tokens_at_the_prices():
+    t = plan(frame(fleet()), MODEL, 4096, 50e6).table
+    h = line(t, "H200")
+    hours = 50e6 / 3200.0 / 3600
+    assert h["Hours"] == pytest.approx(round(hours, 2))
+    assert h["$ per GPU-hour"] == 5.408
+    assert h["$"] == pytest.approx(round(hours * 5.408, 2))
+    prices = pd.DataFrame([["H200", 2.0, "mine"]], columns=DEFAULT_PRICES.columns)
+    res = plan(frame(fleet()), MODEL, 4096, 1e9, prices=prices)
+    h = line(res.table, "H200")
+    assert h["$"] == pytest.approx(round(1e9 / 3200.0 / 3600 * 2.0, 2))
+    assert pd.isna(line(res.table, "A100-SXM4-40GB")["$"])
+    assert any("No price for: A100-SXM4-40GB" in n for n in res.notes)
+
+
+def test_loss_parity_mark_of_the_configuration():
+    trials = [
+        row(H200, 4, 1000.0, losses=[2.0, 1.9]),
+        row(H200, 4, 2000.0, liger=True, losses=[2.0, 1.5]),  # faster, and moves the loss
+    ]
+    t = plan(frame(trials), MODEL, 4096, 1e6).table
+    h = line(t, "H200")
+    assert h["Knobs"] == "Liger" and h["Loss parity"].startswith("differs")
+    solo = plan(frame([row(H200, 4, 1000.0)]), MODEL, 4096, 1e6).table
+    assert line(solo, "H200")["Loss parity"] == "plain (no knob)"
+
+
+def test_methods_and_capacities_are_chosen():
+    t = plan(frame(fleet()), MODEL, 4096, 1e6, methods=["qlora"], capacities=(24,)).table
+    assert list(t["Card"]) == ["24 GB", "A100-SXM4-40GB", "H200"]
+    assert set(t["Method"]) == {"QLoRA"}
+
+
+def test_helpers():
+    assert card_of(139.8, (80, 141)) == 141 and card_of(39.4, (16, 40, 80)) == 40
+    assert card_of(60.0, (40, 80)) is None and card_of(None, (40,)) is None
+    assert knobs_of({"optimizer": "paged-adamw-8bit", "liger": "True"}) == (
+        "Liger",
+        "8-bit optimizer",
+    )
+
+
+def test_the_question_the_app_opens_on_and_the_models_offered():
+    from sweep.analysis.planner import default_question, model_choices
+
+    assert default_question(frame([])) == ("llama-3.1-8b", 4096)
+    gpt2 = [row(H200, b, 1.0, model="gpt2", finetune="full", seq_len=1024) for b in (1, 2, 4)]
+    assert default_question(frame(gpt2)) == ("gpt2", 1024)  # causal LM, full
+    assert default_question(frame([*gpt2, row(H200, 4, 1.0)])) == (MODEL, 4096)  # LoRA first
+    models = model_choices(frame(gpt2))
+    assert models[0] == "gpt2" and "llama-3.1-8b" in models and "bert-base-uncased" not in models

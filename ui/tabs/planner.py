@@ -1,0 +1,101 @@
+"""Fine-tune planner: which card, which method (full / LoRA / QLoRA), which knobs, how long and
+how much to fine-tune a model on N tokens (``sweep.analysis.planner.plan``, the table
+``python -m sweep fits`` prints). Its own model and sequence length: the shared filters do not
+narrow it; the data sets shown do."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from sweep.analysis.cost import DEFAULT_PRICES, parse_prices
+from sweep.analysis.planner import (
+    METHOD_LABELS,
+    default_question,
+    model_choices,
+    parse_tokens,
+    plan,
+)
+from ui.tabs.common import Context, Tab, redraw_on_own_inputs
+
+HELP = (
+    "**Known from**: *measured on a GPU* (trials on that card), *emulated on a capped GPU* (a "
+    "bigger card whose allocator was capped at this size: what fits, never how fast), "
+    "*predicted by the memory model* (the line of peak memory through the measured batches), or "
+    "*not measured*. **Knobs**: the memory knobs of the configuration shown (the fastest that "
+    "fits where speed was measured on that card, else the one with the fewest knobs). "
+    "**Tokens/s**, **Hours** and **$** come only from trials on that card itself, one GPU per "
+    "trial, at the prices below (editable). **Loss parity**: the configuration's loss against "
+    "the same one without its knob."
+)
+
+
+def build(ctx: Context) -> Tab:
+    model0, seq0 = default_question(ctx.shown_frame)
+    # a page behind a password is built without data: the choices come after login (refresh)
+    models = [] if ctx.private else model_choices(ctx.shown_frame)
+    with gr.Row():
+        model = gr.Dropdown(
+            models or [model0], value=model0, label="Model", elem_id="plan-model", scale=2
+        )
+        seq_len = gr.Number(
+            seq0, label="Sequence length (tokens)", precision=0, minimum=1, elem_id="plan-seq"
+        )
+        tokens = gr.Textbox("50M", label="Tokens to train on (50M, 1.5B, 2e9)", elem_id="plan-tok")
+        methods = gr.CheckboxGroup(
+            [(label, m) for m, label in METHOD_LABELS.items()],
+            value=list(METHOD_LABELS),
+            label="Methods",
+            elem_id="plan-methods",
+            scale=2,
+        )
+    note = gr.Markdown(elem_id="plan-note")
+    table = gr.Dataframe(
+        interactive=False, label="Fine-tune plan: one row per card and method", elem_id="plan"
+    )
+    gr.Markdown(HELP)
+    with gr.Accordion("GPU prices ($ per GPU-hour, editable)", open=False):
+        prices = gr.Dataframe(
+            DEFAULT_PRICES, interactive=True, label="GPU prices", elem_id="plan-prices"
+        )
+
+    def render(sel, _fvals, chosen_model, length, token_text, chosen_methods, price_table):
+        problems = []
+        try:
+            n_tokens = parse_tokens(token_text)
+        except ValueError as exc:
+            problems.append(f"Tokens: {exc}")
+        try:
+            seq = int(float(length))
+            if seq <= 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            problems.append(f"Sequence length: {length!r} is not a positive number of tokens")
+        if isinstance(price_table, dict):  # the widget's initial value, as the page holds it
+            price_table = pd.DataFrame(price_table["data"], columns=price_table["headers"])
+        good, price_problems = parse_prices(price_table)
+        if problems:
+            return ["\n\n".join(f"⚠ {p}" for p in problems), pd.DataFrame()]
+        result = plan(sel, chosen_model, seq, n_tokens, chosen_methods or None, prices=good)
+        lines = [
+            f"Fine-tuning **{chosen_model}** on **{n_tokens:,.0f} tokens** of **{seq}** tokens "
+            "per sequence.",
+            *result.notes,
+            *(f"⚠ {p}" for p in price_problems),
+        ]
+        return ["\n\n".join(lines), result.table]
+
+    def refresh(frame: pd.DataFrame, current):
+        return gr.Dropdown(choices=model_choices(frame) or [current], value=current)
+
+    tab = Tab(
+        inputs=[model, seq_len, tokens, methods, prices],
+        outputs=[note, table],
+        render=render,
+        filtered=False,
+        refresh=[(model, refresh)],
+        url={"plan_model": model, "plan_seq": seq_len, "plan_tokens": tokens},
+        url_choices={"plan_model": model_choices},
+    )
+    redraw_on_own_inputs(ctx, tab)
+    return tab
