@@ -31,7 +31,7 @@ from sweep.engine.options import EngineOptions
 from sweep.engine.progress import Progress
 from sweep.engine.searcher import StopWhenOnlyLostTrialsLeft, SweepSearcher
 from sweep.engine.worker import TrialRequest, resources, trainable
-from sweep.plan.grid import MAX_BATCH, PlannedTrial, SweepSpec, expand, interference_trials
+from sweep.plan.grid import SEARCH_MODES, PlannedTrial, SweepSpec, expand, interference_trials
 from sweep.results.frame import trials_frame
 from sweep.results.lease import Lease, LeaseHeld
 from sweep.results.record import CRASHED, FINAL_STATUSES, NO_GPU_TYPE, Trial
@@ -94,7 +94,7 @@ def run_sweep(spec: SweepSpec, options: EngineOptions | None = None) -> SweepOut
     try:
         # one driver per sweep and database (sweep/results/lease.py), also taken before Ray
         # the planned keys (a max-batch search's probes are not known in advance)
-        keys = None if spec.mode == MAX_BATCH else [t.key for t in planned]
+        keys = None if spec.mode in SEARCH_MODES else [t.key for t in planned]
         with Lease(options.db, spec.name, keys=keys) as lease:
             if lease.taken_over is not None:
                 log.warning(
@@ -166,7 +166,7 @@ def _run(
             )
     stored = {} if options.rerun else store.statuses()
 
-    max_batch = spec.mode == MAX_BATCH
+    max_batch = spec.mode in SEARCH_MODES  # a search: its probes are not planned
     store.put_plan(spec.name, None if max_batch else len(planned))  # the app's progress view
     progress = Progress(
         total=0 if max_batch else len(planned),
