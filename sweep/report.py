@@ -14,7 +14,7 @@ from typing import Any
 
 from cluster.placement import place
 from sweep.plan.config import MAIN_FIELDS, field_names
-from sweep.plan.grid import MAX_BATCH, SweepSpec, expand
+from sweep.plan.grid import MAX_BATCH, MAX_SEQ, SEARCH_MODES, SweepSpec, expand
 from sweep.results.lease import planned_keys
 from sweep.results.memory_model import CAPACITIES_GB, MARGIN, parse_capacities, predicted_limits
 from sweep.results.record import FINAL_STATUSES
@@ -245,11 +245,14 @@ def plan_lines(
             stored = store.statuses()
             read_only = store.location_note()
     final = sum(1 for t in planned if stored.get(t.key) in FINAL_STATUSES)
-    unit = "search groups" if spec.mode == MAX_BATCH else "trials"
+    unit = "search groups" if spec.mode in SEARCH_MODES else "trials"
     search = ""
     if spec.mode == MAX_BATCH:
         exact = f"within {spec.batch_tolerance * 100:g}%" if spec.batch_tolerance else "exact"
         search = f" (mode {spec.mode}, batch up to {spec.batch_limit}, {exact})"
+    if spec.mode == MAX_SEQ:
+        limit = spec.seq_limit or "each model's maximum positions"
+        search = f" (mode {spec.mode}, sequence up to {limit}, exact to 128 tokens)"
     lines = [
         f"sweep {spec.name}: {len(planned)} {unit}, {final} already stored with a final "
         f"status, {len(planned) - final} to run{search}"

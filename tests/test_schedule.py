@@ -10,8 +10,8 @@ from sweep.engine.schedule import (
     BatchSearch,
     GridQueue,
     Schedule,
-    schedule_for,
 )
+from sweep.engine.schedules import schedule_for
 from sweep.plan.grid import expand, groups
 from sweep.plan.sweepfile import parse
 from tests.engine_helpers import make_searcher

@@ -28,6 +28,7 @@ from sweep.analysis.parity import parity_marks
 from sweep.analysis.selection import (
     MEASURED_DATASET,
     OOM_STATUSES,
+    capped,
     config_text,
     gpu_column,
     numeric,
@@ -325,6 +326,12 @@ def answer(
     prices = DEFAULT_PRICES if prices is None else prices
     notes: list[str] = []
     frame = without_perturbed(frame)  # the interference check's run among the others
+    if capped(frame).any():  # an emulated card's speed is the bigger card's: never a rate here
+        frame = frame[~capped(frame)]
+        notes.append(
+            "Rows run under a capacity_gb cap (emulated cards) are left out: their speed "
+            "is the GPU they ran on, not the card emulated."
+        )
     sel = select(frame, {**(filters or {}), "model": model, "seq_len": seq_len})
     # No precision chosen: every precision measured, one row per GPU and precision (a GPU
     # measured in fp16 only must not vanish because another GPU has more bf16 rows).

@@ -186,3 +186,9 @@ def numeric(df: pd.DataFrame, col: str) -> pd.Series:
     if col not in df:
         return pd.Series(float("nan"), index=df.index)
     return pd.to_numeric(df[col], errors="coerce")
+
+
+def capped(df: pd.DataFrame) -> pd.Series:
+    """True for rows run under an allocator cap (capacity_gb: a smaller card emulated on a
+    bigger one): what fits is that card's, the speed is not, so no rate is ever read from them."""
+    return numeric(df, "capacity_gb").notna()

@@ -184,15 +184,15 @@ class StoreCallback(tune.Callback):
         self.mark_answers()
 
     def mark_answers(self) -> None:
-        """Mark the rows that answer a max-batch search (``max_batch_size`` in their metrics),
-        as soon as a search has ended and its row is stored."""
+        """Mark the rows that answer a search (``max_batch_size`` or ``max_seq_len`` in their
+        metrics), as soon as a search has ended and its row is stored."""
         if self.searcher is None:
             return
-        for key, best in self.searcher.answers():
+        for key, best, metric in self.searcher.answer_rows():
             if key in self.marked:
                 continue
             record = self.store.get(key)
             if record is None:  # its own write has not happened yet: marked after it
                 continue
-            self.store.put(record.replace(metrics={**record.metrics, "max_batch_size": best}))
+            self.store.put(record.replace(metrics={**record.metrics, metric: best}))
             self.marked.add(key)

@@ -28,6 +28,9 @@ PEAK_SOURCES: tuple[tuple[str, float], ...] = (
     ("nvml_peak_used_gib", 0.5),
     ("peak_reserved_gib", -0.85),
 )
+# A capped run (capacity_gb) reads its reserved peak against the cap: the total it reads is the
+# cap less this source's offset, so that its threshold is the cap itself.
+CAPPED_SOURCE = "peak_reserved_gib"
 # Where the card runs out is known to about this much either side of the source's offset, GiB;
 # the batches the band leaves are bisected (docs/DECISIONS.md, "the max-batch guide's band and
 # survey").
@@ -61,10 +64,13 @@ def reading_of(metrics: dict[str, Any] | None, source: str | None = None) -> Rea
     of PEAK_SOURCES present; None without a finite peak and device total."""
     metrics = metrics or {}
     total = _finite(metrics.get("device_total_gib"))
+    cap = _finite(metrics.get("capacity_cap_gib"))
+    if cap is not None:  # capacity_gb: the allocator runs out at its cap, whatever NVML sees
+        total = cap - dict(PEAK_SOURCES)[CAPPED_SOURCE]
     if total is None or total <= 0:
         return None
     for name, _ in PEAK_SOURCES:
-        if source is not None and name != source:
+        if (source is not None and name != source) or (cap is not None and name != CAPPED_SOURCE):
             continue
         peak = _finite(metrics.get(name))
         if peak is not None and peak > 0:

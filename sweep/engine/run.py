@@ -33,7 +33,7 @@ from sweep.engine.quiet import quiet_lost_nodes, quiet_ray
 from sweep.engine.searcher import StopWhenOnlyLostTrialsLeft, SweepSearcher
 from sweep.engine.worker import TrialRequest, resources, trainable
 from sweep.plan.grid import (
-    MAX_BATCH,
+    SEARCH_MODES,
     PlannedTrial,
     SweepSpec,
     claimed_keys,
@@ -164,7 +164,7 @@ def _run(
             )
     stored = {} if options.rerun else store.statuses()
 
-    max_batch = spec.mode == MAX_BATCH
+    max_batch = spec.mode in SEARCH_MODES  # a search: its probes are not planned
     store.put_plan(spec.name, None if max_batch else len(planned))  # the app's progress view
     progress = Progress(
         total=0 if max_batch else len(planned),

@@ -15,7 +15,8 @@ to Tune's API, without knowing which schedule it holds: ``ask()`` returns the ne
 this trial, write this skipped row, count this stored row) or None (wait for a result in flight, or
 nothing left); ``tell()`` folds a trial's outcome in; ``retry()`` takes back a trial whose process
 died; ``abandon()`` gives up a group whose kind of node is gone; ``done``, ``probes``, ``answer``
-and ``prediction()`` say where it stands. ``schedule_for`` picks the class by the sweep's mode.
+and ``prediction()`` say where it stands. ``schedule_for`` (sweep/engine/schedules.py) picks
+the class by the sweep's mode; the max-seq search is sweep/engine/seq_search.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from sweep.engine.memory_guide import MemoryGuide, reading_of
-from sweep.plan.grid import GRID, MAX_BATCH, PlannedTrial, SweepSpec
+from sweep.plan.fixed_memory import too_big
+from sweep.plan.grid import PlannedTrial
 from sweep.results.record import CRASHED, NONFINITE, OK, OOM, TIMEOUT
 
 RUN, SKIP, STORED = "run", "skip", "stored"
@@ -194,6 +196,8 @@ class BatchSearch:
         self.probes: list[str] = []  # keys of every probe, in the order asked
         self.guide = MemoryGuide()
         self.predictions: dict[str, dict[str, Any]] = {}
+        # fixed memory alone over the card (capacity_gb): answered without a run
+        self.not_run = too_big(first.config)
 
     @property
     def done(self) -> bool:
@@ -210,19 +214,33 @@ class BatchSearch:
         if not self.finished:
             return None
         target = self.lo_key if self.lo else self.hi_key
-        return (target, self.lo) if target else None
+        return (target, self.lo * self.unit) if target else None
+
+    # the searched axis: a probe of n units, and a probe's units (max-seq: 128 tokens a unit)
+    unit = 1
+    answer_metric = "max_batch_size"
+    limit_field = "predicted_limit_batch"
+
+    def _probe(self, n: int) -> PlannedTrial:
+        return self.first.with_batch(n)
+
+    def _units(self, t: PlannedTrial) -> int:
+        return t.config.batch_size
 
     def ask(self) -> Step | None:
         if self.finished or self.in_flight or self.next_batch is None:
             return None
-        t = self.first.with_batch(self.next_batch)
+        t = self._probe(self.next_batch)
         self.probes.append(t.key)
         self._predict(t)
         status = self.stored(t.key)
+        if status is None and self.not_run:  # the card cannot hold even the fixed memory
+            self.hi, self.hi_key, self.finished, self.next_batch = 0, t.key, True, None
+            return Step(SKIP, t, reason=self.not_run, status=OOM)
         if status is not None:  # resume: a stored probe steers the search, unrun
             if status in (OK, NONFINITE) and self.stored_metrics is not None:
-                self.guide.add(t.config.batch_size, self.stored_metrics(t.key))
-            self._fold(t.config.batch_size, t.key, status)
+                self.guide.add(self._units(t), self.stored_metrics(t.key))
+            self._fold(self._units(t), t.key, status)
             return Step(STORED, t, status=status)
         self.in_flight += 1
         return Step(RUN, t)
@@ -231,17 +249,17 @@ class BatchSearch:
         """Fold a probe's outcome in; ``metrics``: its record's (peak memory, device total)."""
         self.in_flight -= 1
         if status in (OK, NONFINITE):
-            self.guide.add(trial.config.batch_size, metrics)
-        self._fold(trial.config.batch_size, trial.key, status)
+            self.guide.add(self._units(trial), metrics)
+        self._fold(self._units(trial), trial.key, status)
 
     def _predict(self, t: PlannedTrial) -> None:
         """What the memory line says as ``t`` is asked: the limit and ``t``'s peak."""
         limit = self.guide.predicted_limit(self.lo)
-        peak = self.guide.predicted_peak_gib(t.config.batch_size)
+        peak = self.guide.predicted_peak_gib(self._units(t))
         if limit is None or peak is None:
             return
         self.predictions[t.key] = {
-            "predicted_limit_batch": limit,
+            self.limit_field: limit * self.unit,
             "predicted_peak_gib": peak,
             "predicted_peak_source": self.guide.source,
         }
@@ -249,12 +267,12 @@ class BatchSearch:
     def retry(self, trial: PlannedTrial) -> None:
         self.in_flight -= 1
         self.probes.pop()  # asked again, under the same key
-        self.next_batch = trial.config.batch_size
+        self.next_batch = self._units(trial)
 
     def abandon(self, lost: list[PlannedTrial]) -> list[PlannedTrial]:
         left = list(lost)
         if self.next_batch and not lost:  # the probe it would have asked next
-            left.append(self.first.with_batch(self.next_batch))
+            left.append(self._probe(self.next_batch))
         self.finished, self.next_batch, self.in_flight = True, None, 0
         return left
 
@@ -284,28 +302,13 @@ class BatchSearch:
             self.finished = True
 
 
-# How each mode builds a group's schedule: (spec, members, stored, stored_metrics) -> Schedule.
-SCHEDULES: dict[str, Callable[..., Schedule]] = {
-    GRID: lambda spec, members, stored, metrics: GridQueue(members, stored),
-    # one member: its batch is the first to try
-    MAX_BATCH: lambda spec, members, stored, metrics: BatchSearch(
-        members[0], stored, spec.batch_limit, spec.batch_tolerance, stored_metrics=metrics
-    ),
-}
-
-
-def schedule_for(
-    spec: SweepSpec,
-    members: list[PlannedTrial],
-    stored: StoredLookup,
-    stored_metrics: MetricsLookup | None = None,
-) -> Schedule:
-    """The schedule of one group of ``spec``'s trials (``members``, ascending batch), by mode."""
-    return SCHEDULES[spec.mode](spec, members, stored, stored_metrics)
-
-
 # What a guided probe's row carries in its metrics (a probe asked before the line existed has none).
-PREDICTION_FIELDS = ("predicted_limit_batch", "predicted_peak_gib", "prediction_error_pct")
+PREDICTION_FIELDS = (
+    "predicted_limit_batch",
+    "predicted_limit_seq",
+    "predicted_peak_gib",
+    "prediction_error_pct",
+)
 
 
 def with_prediction(metrics: dict[str, Any], prediction: dict[str, Any] | None) -> dict[str, Any]:
@@ -314,8 +317,7 @@ def with_prediction(metrics: dict[str, Any], prediction: dict[str, Any] | None) 
     if not prediction:
         return metrics
     out = dict(metrics)
-    out["predicted_limit_batch"] = prediction["predicted_limit_batch"]
-    out["predicted_peak_gib"] = prediction["predicted_peak_gib"]
+    out.update({k: v for k, v in prediction.items() if k != "predicted_peak_source"})
     r = reading_of(metrics, prediction.get("predicted_peak_source"))
     if r is not None:
         predicted = prediction["predicted_peak_gib"]

@@ -28,7 +28,8 @@ from ray.tune.stopper import Stopper
 
 from cluster.placement import Capacity, Slot
 from sweep.engine.flops import FlopsByShape
-from sweep.engine.schedule import RUN, SKIP, STORED, Schedule, schedule_for, with_prediction
+from sweep.engine.schedule import RUN, SKIP, STORED, Schedule, with_prediction
+from sweep.engine.schedules import schedule_for
 from sweep.engine.worker import TrialRequest
 from sweep.plan.grid import PlannedTrial, SweepSpec, groups
 from sweep.results.record import CRASHED, FINAL_STATUSES, NO_GPU_TYPE, SKIPPED_OOM, Trial
@@ -178,9 +179,11 @@ class SweepSearcher(Searcher):
         while (step := g.schedule.ask()) is not None:
             if step.kind == RUN:
                 return step.trial
-            if step.kind == SKIP:
-                self.write(step.trial.unrun(self.spec.name, SKIPPED_OOM, step.reason, "SkippedOOM"))
-                self.progress.add(SKIPPED_OOM, ran=False)
+            if step.kind == SKIP:  # pruned (skipped_oom), or answered unrun (oom: too big)
+                status = step.status or SKIPPED_OOM
+                kind = "SkippedOOM" if status == SKIPPED_OOM else "NotRun"
+                self.write(step.trial.unrun(self.spec.name, status, step.reason, kind))
+                self.progress.add(status, ran=False)
             elif step.kind == STORED:
                 self.progress.already += 1
         return None
@@ -237,6 +240,14 @@ class SweepSearcher(Searcher):
         """(key of the row that carries it, its value) of each schedule that answered: a max-batch
         search's largest batch that fits."""
         return [a for g in self.groups if (a := g.schedule.answer)]
+
+    def answer_rows(self) -> list[tuple[str, int, str]]:
+        """``answers`` with the metric each is stored as (max_batch_size, max_seq_len)."""
+        return [
+            (*a, getattr(g.schedule, "answer_metric", "max_batch_size"))
+            for g in self.groups
+            if (a := g.schedule.answer)
+        ]
 
     def with_prediction(self, record: Trial) -> Trial:
         """``record`` with what its schedule predicted for it (schedule.with_prediction)."""

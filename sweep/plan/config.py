@@ -152,6 +152,16 @@ class TrialConfig:
         OPTION,
         "Liger kernels",
     )
+    # MATCH, not OPTION: a capped run measures memory on a card of that size, emulated on a
+    # bigger one; its speed is the bigger card's, so it is never compared with an uncapped row
+    # (the read side leaves capped rows out of every rate: sweep/analysis/selection.py, capped)
+    capacity_gb: float | None = _field(
+        None,
+        "emulate a card of this many GB (as sold) by capping the allocator on a bigger one: what "
+        "fits, never a speed; none: the whole card",
+        MATCH,
+        "Card memory (GB, emulated)",
+    )
     warmup_steps: int = _field(
         3,
         "steps run first and reported apart (compilation, first optimizer step)",
@@ -236,6 +246,7 @@ class TrialConfig:
                 f"task: causal-lm needs a decoder; {self.model} is an encoder (use seq-cls)"
             )
         self._check_finetune(spec)
+        self._check_capacity()
         if self.task == "causal-lm" and self.seq_len < 2:
             # the loss predicts token i+1 from tokens up to i: one token leaves nothing to predict
             raise ValueError("seq_len: causal-lm needs at least 2 tokens (1 has no next token)")
@@ -258,6 +269,16 @@ class TrialConfig:
                 f"finetune: qlora computes its 4-bit base in bf16; precision {self.precision} "
                 "cannot be used with it (use bf16-mixed or bf16-true)"
             )
+
+    def _check_capacity(self) -> None:
+        cap = self.capacity_gb
+        if cap is None:
+            return
+        if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap < 1e6:
+            raise ValueError(
+                f"capacity_gb: expected a positive number of GB (or none), got {excerpt(cap)}"
+            )
+        object.__setattr__(self, "capacity_gb", float(cap))  # 24 and 24.0: one key
 
     @property
     def adapters(self) -> bool:

@@ -42,6 +42,8 @@ def field_argument(name: str) -> dict[str, Any]:
     default = getattr(TrialConfig(), name)
     if name == "compile":
         return {"type": parse_compile, "metavar": "{false,true,MODE}"}
+    if default is None:  # an optional number (capacity_gb): absent means none
+        return {"type": float, "metavar": "N"}
     if isinstance(default, bool):
         return {"type": parse_bool, "metavar": "{true,false}"}
     if choices(name):
@@ -88,6 +90,8 @@ def reproduce_command(config: dict[str, Any]) -> str:
     parts = ["python", "-m", "sweep", "trial"]
     for name in field_names():
         value = config.get(name) if _given(config.get(name)) else defaults[name]
+        if value is None:  # an optional field at none: no flag (its default)
+            continue
         if isinstance(defaults[name], bool):
             # true/false as a frame may hold them; any other value (a mode name) as it is
             text = _FLAG_BOOLS.get(str(value).lower(), str(value))

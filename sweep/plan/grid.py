@@ -16,8 +16,14 @@ from typing import Any
 from sweep.plan.config import BATCH, TrialConfig, choices, excerpt, field_names, field_role
 from sweep.results.record import Trial, trial_key, utc_now
 
-GRID, MAX_BATCH = "grid", "max-batch"
-MODES = (GRID, MAX_BATCH)
+GRID, MAX_BATCH, MAX_SEQ = "grid", "max-batch", "max-seq"
+MODES = (GRID, MAX_BATCH, MAX_SEQ)
+# modes that search one value per group (their probes are not planned in advance)
+SEARCH_MODES = (MAX_BATCH, MAX_SEQ)
+# max-seq: lengths are searched in steps of this many tokens, from fixed.seq_len (FIRST_SEQ
+# where not given)
+SEQ_RESOLUTION = 128
+FIRST_SEQ = 1024
 # The longest a trial may take. Python's pipe and thread waits refuse an infinite or
 # multi-week timeout (OverflowError), which would make every trial an error row.
 MAX_TIMEOUT_S = 7 * 24 * 3600
@@ -47,6 +53,9 @@ class SweepSpec:
     batch_limit: in max-batch mode, the largest batch size tried.
     batch_tolerance: in max-batch mode, stop bisecting once the smallest batch that ran out of
     memory is within this fraction of the largest that fits (0: find the exact batch).
+    seq_limit: in max-seq mode (the longest sequence that fits at fixed.batch_size, to
+    SEQ_RESOLUTION tokens), the longest tried; None: each model's maximum positions (a limit
+    past a model's is refused naming it).
     cpus_per_trial: CPUs a trial reserves (the only resource of a CPU trial; a GPU trial reserves
     one GPU besides).
     interference: the interference check's reference configuration (fields over ``fixed``): it
@@ -63,6 +72,7 @@ class SweepSpec:
     mode: str = GRID
     batch_limit: int = 4096
     batch_tolerance: float = 0.0
+    seq_limit: int | None = None
     cpus_per_trial: int = 1
     description: str = ""
     # fields over ``fixed`` of the reference trial of the interference check (None: no check)
@@ -99,6 +109,10 @@ class SweepSpec:
         self._set("timeout_s", float(timeout))
         if self.mode == MAX_BATCH:
             self._check_max_batch()
+        if self.seq_limit is not None:
+            _check_integer("seq_limit", self.seq_limit, SEQ_RESOLUTION)
+        if self.mode == MAX_SEQ:
+            self._check_max_seq()
         if self.interference is not None:
             if not isinstance(self.interference, dict) or not self.interference:
                 raise ValueError(
@@ -106,7 +120,7 @@ class SweepSpec:
                     "e.g. {model: bert-base-uncased, batch_size: 32}; "
                     f"got {excerpt(self.interference)}"
                 )
-            if self.mode == MAX_BATCH:
+            if self.mode in SEARCH_MODES:
                 raise ValueError("interference: the interference check runs in grid mode only")
         if not isinstance(self.pin_cpus, bool):
             raise ValueError(f"pin_cpus: expected true or false, got {excerpt(self.pin_cpus)}")
@@ -129,6 +143,23 @@ class SweepSpec:
             raise ValueError(
                 f"batch_limit: {self.batch_limit} is below the first batch size {start}"
             )
+
+    def _check_max_seq(self) -> None:
+        if any("seq_len" in g for g in self.axes):
+            raise ValueError(
+                "axes.seq_len: in max-seq mode the sequence length is searched; "
+                f"set fixed.seq_len to the first length to try (default {FIRST_SEQ})"
+            )
+        if self.repeats != 1:
+            raise ValueError("repeats: max-seq mode searches once per group (repeats: 1)")
+        self._set("fixed", {"seq_len": FIRST_SEQ, **self.fixed})
+
+    def seq_limit_of(self, config: TrialConfig) -> int:
+        """The longest sequence a max-seq search of ``config`` tries: seq_limit, else the
+        model's maximum positions."""
+        from sweep.plan.catalog import get_spec
+
+        return self.seq_limit or get_spec(config.model).max_seq_len
 
 
 def _type_name(value: Any) -> str:
@@ -328,6 +359,8 @@ def expand(spec: SweepSpec) -> list[PlannedTrial]:
                     f"sweep {spec.name!r}: gpu_types {list(spec.gpu_types)} "
                     "were given but device is cpu"
                 )
+            if spec.mode == MAX_SEQ:
+                _check_seq_limit(spec, config)
             for repeat in range(spec.repeats):
                 trial = PlannedTrial(config, gpu_type, repeat)
                 if trial.key in seen:  # two axis values that build the same config
@@ -335,6 +368,17 @@ def expand(spec: SweepSpec) -> list[PlannedTrial]:
                 seen.add(trial.key)
                 planned.append(trial)
     return planned
+
+
+def _check_seq_limit(spec: SweepSpec, config: TrialConfig) -> None:
+    from sweep.plan.catalog import get_spec
+
+    most = get_spec(config.model).max_seq_len
+    if spec.seq_limit is not None and spec.seq_limit > most:
+        raise ValueError(
+            f"seq_limit: {spec.seq_limit} is past {config.model}'s maximum positions ({most} "
+            "tokens): a max-seq search stops at the model's limit"
+        )
 
 
 def groups(planned: list[PlannedTrial]) -> dict[str, list[PlannedTrial]]:
@@ -353,7 +397,8 @@ GROUP_PREFIX = "group:"
 def claimed_keys(spec: SweepSpec, planned: list[PlannedTrial]) -> list[str]:
     """What a driver of ``spec`` claims in its database's lease (sweep/results/lease.py), so that
     no other driver runs the same configurations: the planned trials' keys, or, for a max-batch
-    search (its probes' batch sizes are not known in advance), its groups, as ``group:HASH``."""
-    if spec.mode != MAX_BATCH:
+    or max-seq search (its probes' sizes are not known in advance), its groups, as
+    ``group:HASH``."""
+    if spec.mode not in SEARCH_MODES:
         return [t.key for t in planned]
     return [GROUP_PREFIX + hashlib.sha256(g.encode()).hexdigest()[:16] for g in groups(planned)]

@@ -15,7 +15,8 @@ A sweep file uses the trial configuration's own field names::
     gpu_types: []      # Ray accelerator types (V100, A100, H100, H200, ...); empty: any GPU
     repeats: 1
     timeout_s: 600     # per trial
-    mode: grid         # or max-batch: find the largest batch that fits, per group
+    mode: grid         # or max-batch / max-seq: the largest batch / longest sequence that fits,
+                       # per group (seq_limit: the longest tried; none: the model's limit)
     batch_tolerance: 0 # max-batch: stop within this fraction of the answer (0.02: 2%; 0: exact)
     cpus_per_trial: 1  # CPUs a trial reserves; more than any node has is refused at the start
     interference: {model: bert-base-uncased, batch_size: 32}  # optional: this configuration
@@ -35,7 +36,7 @@ import yaml
 
 from sweep.plan import yamlsafe
 from sweep.plan.config import excerpt
-from sweep.plan.grid import MAX_BATCH, SweepSpec, expand, interference_trials, planned_count
+from sweep.plan.grid import SEARCH_MODES, SweepSpec, expand, interference_trials, planned_count
 
 # The keys of a sweep file: the fields of SweepSpec, which checks their values.
 TOP_KEYS = tuple(f.name for f in dataclasses.fields(SweepSpec))
@@ -157,7 +158,7 @@ def parse(
     n = planned_count(spec)  # from the axes' lengths: nothing is expanded yet
     if n > max_trials:
         raise fail(
-            f"plans {n:,} {'search groups' if spec.mode == MAX_BATCH else 'trials'}, more than "
+            f"plans {n:,} {'search groups' if spec.mode in SEARCH_MODES else 'trials'}, more than "
             f"--max-trials {max_trials:,} (fewer axis values, or raise --max-trials)"
         )
     try:

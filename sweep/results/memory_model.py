@@ -115,7 +115,8 @@ def predicted_limits(frame, capacities_gb: tuple[float, ...] = CAPACITIES_GB, ma
     from sweep.plan.config import shape_fields
     from sweep.results.record import OK
 
-    keys = [f for f in shape_fields() if f in frame.columns]
+    # capped rows (capacity_gb) measure the same workload's memory: one fit with the others
+    keys = [f for f in shape_fields() if f in frame.columns and f != "capacity_gb"]
     keys.append("gpu")
     columns = keys + [
         "capacity_gb",

@@ -32,6 +32,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "lora_rank": 16,
     "lora_targets": "all-linear",
     "liger": False,
+    "capacity_gb": None,
 }
 
 # Statuses a trial process itself returns.
@@ -243,8 +244,18 @@ METRICS: dict[str, str] = {
     "loss_first": "loss of the first measured step",
     "loss_last": "loss of the last measured step",
     "max_batch_size": "largest batch that fits (max-batch search rows only)",
+    "max_seq_len": "longest sequence that fits, tokens, to max-seq's resolution (max-seq search "
+    "rows only)",
+    "capacity_cap_gib": "capacity_gb rows: what the allocator may reserve, GiB (the emulated card "
+    "less what the driver keeps and the CUDA context)",
+    "cuda_context_gib": "capacity_gb rows: device memory in use right after CUDA's start, GiB "
+    "(the context, measured on the running GPU)",
+    "driver_reserved_gib": "capacity_gb rows: what the driver keeps of the emulated card, GiB "
+    "(the running card's share: its size as sold less what it shows)",
     "predicted_limit_batch": "max-batch probes: the largest batch the memory line predicted to fit "
     "when the probe was asked",
+    "predicted_limit_seq": "max-seq probes: the longest sequence the memory model predicted to "
+    "fit when the probe was asked, tokens",
     "predicted_peak_gib": "max-batch probes: the peak the memory line predicted for the batch, GiB",
     "prediction_error_pct": "max-batch probes: (predicted - measured peak) / measured, %",
     "graph_captured": "1 if the measured steps were CUDA-graph replays (cuda_graph), else 0",

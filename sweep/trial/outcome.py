@@ -78,6 +78,7 @@ def release(device_type: str | None, compiled: bool) -> None:
 
         if device_type == "cuda":
             torch.cuda.empty_cache()
+            torch.cuda.set_per_process_memory_fraction(1.0)  # a capacity_gb cap ends here
         if compiled:
             torch._dynamo.reset()
     except Exception as exc:

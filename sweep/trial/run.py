@@ -36,13 +36,16 @@ def _measure(
     env: dict[str, Any],
     timings: dict,
     flops_per_sequence: int | None,
+    facts: dict[str, Any],
 ):
     from sweep.trial.harnesses import check, harness_for
     from sweep.trial.memory import memory_parts
+    from sweep.trial.transforms import prepare_all
     from sweep.trial.window import synchronize
     from sweep.trial.workload import build_workload, step_flops
 
     check(config, device_type)
+    prepare_all(config, device_type, env, facts)  # the allocator cap: before the model exists
     t0 = time.perf_counter()
     w = build_workload(config, device_type)
     synchronize(device_type)
@@ -94,6 +97,7 @@ def run_trial(
     status, error, error_type = OK, None, None
     device_type = None
     timings: dict[str, float] = {}
+    facts: dict[str, Any] = {}  # what the preparations set up (the cap): kept whatever the status
     # Libraries print to stdout; the trial command keeps stdout for the record alone.
     with contextlib.redirect_stdout(sys.stderr):
         try:
@@ -102,7 +106,7 @@ def run_trial(
             t_env = time.perf_counter()
             env = capture(device_type)
             timings["time_env_s"] = time.perf_counter() - t_env
-            metrics, ok = _measure(config, device_type, env, timings, flops_per_sequence)
+            metrics, ok = _measure(config, device_type, env, timings, flops_per_sequence, facts)
             if not ok:
                 status, error = NONFINITE, "a measured step's loss was NaN or infinite"
         except Exception as exc:  # every failure is a result, not a crash
@@ -118,6 +122,7 @@ def run_trial(
             timings["time_release_s"] = time.perf_counter() - t_release
     if status == OK:
         metrics.update(timings)
+    metrics.update(facts)
     metrics["trial_s"] = time.perf_counter() - t0
     return trial_record(
         config, status, metrics, env, error, error_type, started, sweep, gpu_type, repeat

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sweep.plan.config import TrialConfig
+from sweep.trial import capacity
 from sweep.trial import finetune as ft
 
 Check = Callable[[TrialConfig, str], "str | None"]
@@ -22,12 +23,15 @@ Check = Callable[[TrialConfig, str], "str | None"]
 class Transform:
     """name: the TrialConfig field that asks for it; wanted: whether this configuration does;
     check(config, device_type): the reason it cannot run here (None: it can); apply(model,
-    config): the transformed model (in place or a wrapper)."""
+    config): the transformed model (in place or a wrapper); prepare(config, device_type, env,
+    facts): what must happen before the model is built (None: nothing), writing its figures into
+    ``facts`` (the record's metrics, whatever the status) and ``env``."""
 
     name: str
     wanted: Callable[[TrialConfig], bool]
     check: Check
     apply: Callable[[object, TrialConfig], object]
+    prepare: Callable[[TrialConfig, str, dict, dict], None] | None = None
 
 
 def _no_reason(config: TrialConfig, device_type: str) -> str | None:
@@ -42,8 +46,20 @@ def _checkpointing(model, config: TrialConfig):
     return model
 
 
-# In this order: quantize the base, patch kernels into it, checkpoint its layers, wrap it.
+def _unchanged(model, config: TrialConfig):
+    return model
+
+
+# In this order: cap the allocator (before the model exists), quantize the base, patch kernels
+# into it, checkpoint its layers, wrap it.
 TRANSFORMS: tuple[Transform, ...] = (
+    Transform(
+        "capacity_gb",
+        lambda c: c.capacity_gb is not None,
+        capacity.check,
+        _unchanged,
+        prepare=capacity.cap_allocator,
+    ),
     Transform("finetune", lambda c: c.finetune == "qlora", ft.qlora_check, ft.quantize_4bit),
     Transform("liger", lambda c: c.liger, ft.liger_check, ft.apply_liger),
     Transform(
@@ -68,6 +84,13 @@ def refusal(config: TrialConfig, device_type: str) -> str | None:
         if reason:
             return reason
     return None
+
+
+def prepare_all(config: TrialConfig, device_type: str, env: dict, facts: dict) -> None:
+    """Every wanted transform's preparation, in order, before the model is built."""
+    for t in wanted(config):
+        if t.prepare is not None:
+            t.prepare(config, device_type, env, facts)
 
 
 def apply_all(model, config: TrialConfig):

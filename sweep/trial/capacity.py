@@ -1,0 +1,100 @@
+"""capacity_gb: a smaller card emulated on a bigger one by capping PyTorch's allocator.
+
+A card of N GB (as sold, binary: sweep/results/memory_model.py) leaves a program less than N GiB:
+the driver keeps a share of it (an H200 "141 GB" shows 139.8 GiB) and the CUDA context takes its
+part of what is shown. The cap is what such a card would leave to the allocator: N GiB less the
+running card's driver share, less the context measured right after CUDA's start on this GPU;
+``torch.cuda.set_per_process_memory_fraction`` then makes the allocator raise out-of-memory where
+that card would. What fits is that card's; the speed is still this GPU's, so the record says where
+it was emulated (env ``emulated_on``) and the read side never shows it as a card's speed.
+
+The arithmetic is pure (``allocator_cap``, tested with invented numbers); ``check`` and
+``cap_allocator`` read the GPU (torch imported inside, as the other transforms do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sweep.plan.config import TrialConfig
+from sweep.plan.fixed_memory import weights_bytes
+from sweep.results.memory_model import CAPACITIES_GB, GIB
+
+
+@dataclass(frozen=True)
+class Cap:
+    """The allocator cap for an emulated card, bytes. ``fraction``: of the running card's
+    shown total (set_per_process_memory_fraction's argument)."""
+
+    cap_bytes: float
+    fraction: float
+    context_bytes: float
+    driver_reserved_bytes: float  # of the emulated card
+    card_gb: float  # the running card's size as sold
+
+
+def card_size_gb(shown_bytes: float) -> float:
+    """The running card's size as sold: the smallest known size (CAPACITIES_GB) at or above
+    what it shows; what it shows where it is bigger than every known size."""
+    shown_gib = shown_bytes / GIB
+    return next((float(c) for c in sorted(CAPACITIES_GB) if c >= shown_gib), shown_gib)
+
+
+def allocator_cap(capacity_gb: float, shown_bytes: float, context_bytes: float) -> Cap:
+    """What a card of ``capacity_gb`` leaves to the allocator, emulated on a card that shows
+    ``shown_bytes`` in all and ``context_bytes`` in use right after CUDA's start. Raises
+    ValueError naming both sizes where the emulated card is bigger than the running one."""
+    card = card_size_gb(shown_bytes)
+    if capacity_gb > card:
+        raise ValueError(
+            f"capacity_gb: a {capacity_gb:g} GB card cannot be emulated on this {card:g} GB one "
+            "(the cap only takes memory away)"
+        )
+    shown_share = shown_bytes / (card * GIB)  # what the driver leaves of a card, by its share
+    shown = capacity_gb * GIB * shown_share
+    cap = shown - context_bytes
+    return Cap(cap, cap / shown_bytes, context_bytes, capacity_gb * GIB - shown, card)
+
+
+def check(config: TrialConfig, device_type: str) -> str | None:
+    """Why the cap cannot run here (naming the field), or None."""
+    if device_type != "cuda":
+        return "capacity_gb: the allocator cap needs a CUDA GPU"
+    if config.gpus_per_trial > 1:
+        return "capacity_gb: the cap emulates one card (use gpus_per_trial 1)"
+    import torch
+
+    shown = torch.cuda.get_device_properties(0).total_memory
+    card = card_size_gb(shown)
+    if config.capacity_gb > card:
+        name = torch.cuda.get_device_name(0)
+        return (
+            f"capacity_gb: {config.capacity_gb:g} GB is more than this GPU has ({name}, "
+            f"{card:g} GB): the cap can only emulate a smaller card"
+        )
+    return None
+
+
+def cap_allocator(
+    config: TrialConfig, device_type: str, env: dict[str, Any], facts: dict[str, Any]
+) -> None:
+    """Cap this process's allocator to the emulated card, before the model is built; the
+    record's figures into ``facts`` (its metrics, whatever the status), ``emulated_on`` into
+    ``env``. A model whose weights alone exceed the cap is out of memory at setup, said so."""
+    import torch
+
+    free, total = torch.cuda.mem_get_info()
+    cap = allocator_cap(config.capacity_gb, total, total - free)
+    env["emulated_on"] = env.get("gpu_name") or torch.cuda.get_device_name(0)
+    facts["capacity_cap_gib"] = cap.cap_bytes / GIB
+    facts["cuda_context_gib"] = cap.context_bytes / GIB
+    facts["driver_reserved_gib"] = cap.driver_reserved_bytes / GIB
+    weights = weights_bytes(config)
+    if cap.cap_bytes <= 0 or (weights is not None and weights > cap.cap_bytes):
+        raise torch.OutOfMemoryError(
+            f"capacity_gb: out of memory at setup: the weights alone take "
+            f"{(weights or 0) / GIB:.1f} GiB, more than the {max(cap.cap_bytes, 0) / GIB:.1f} GiB "
+            f"a {config.capacity_gb:g} GB card leaves to PyTorch"
+        )
+    torch.cuda.set_per_process_memory_fraction(cap.fraction)
