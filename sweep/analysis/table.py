@@ -4,6 +4,8 @@ counted by status."""
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -48,6 +50,26 @@ def table(df: pd.DataFrame, search: str = "", status: str | None = None) -> pd.D
     # Columns with no value in any row are noise in a wide table.
     rest = [c for c in rest if d[c].notna().any()]
     return d[first + rest].reset_index(drop=True)
+
+
+def download_name(what: str, filters: dict[str, Any], extra: Iterable[str] = ()) -> str:
+    """A file name (no extension) that says what a downloaded table holds: "<what>_<model>_
+    seq<N>_<precision>", then each other chosen filter as field-value and ``extra``; "(any)" and
+    empty choices are left out, a model of "(any)" reads "all-models". Only letters, digits, ".",
+    "-" and "_" (safe in every file system)."""
+    parts = [what, str(filters.get("model") or ANY)]
+    if filters.get("seq_len") not in (None, "", ANY):
+        parts.append(f"seq{filters['seq_len']}")
+    if filters.get("precision") not in (None, "", ANY):
+        parts.append(str(filters["precision"]))
+    parts += [
+        f"{k}-{v}"
+        for k, v in filters.items()
+        if k not in ("model", "seq_len", "precision") and v not in (None, "", ANY)
+    ]
+    parts += [str(e) for e in extra if e]
+    parts = ["all-models" if p == ANY else p for p in parts]
+    return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", p).strip("-") for p in parts)[:150]
 
 
 # Words of column names as people write them (units included).

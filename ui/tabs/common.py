@@ -144,9 +144,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def csv_file(frame: pd.DataFrame, folder: str, stem: str) -> str:
-    """``frame`` written as CSV under ``folder``, named by its content (a download button's
-    value: the same rows give the same file)."""
+def csv_file(frame: pd.DataFrame, folder: str, name: str) -> str:
+    """``frame`` written as ``<name>.csv`` (``sweep.analysis.table.download_name``: the file a
+    person downloads says what it holds) under ``folder``, in a subfolder per content: two tables
+    of one name (another baseline) never overwrite each other, the same rows give the same file."""
     digest = (
         hashlib.sha1(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()[
             :10
@@ -154,7 +155,8 @@ def csv_file(frame: pd.DataFrame, folder: str, stem: str) -> str:
         if len(frame)
         else "empty"
     )
-    path = os.path.join(folder, f"{stem}-{digest}.csv")
+    os.makedirs(os.path.join(folder, digest), exist_ok=True)
+    path = os.path.join(folder, digest, f"{name}.csv")
     if not os.path.exists(path):
         frame.to_csv(path, index=False)
     return path

@@ -11,7 +11,7 @@ import pandas as pd
 from sweep.analysis import charts
 from sweep.analysis.answer import answer, gpu_names
 from sweep.analysis.selection import ANY
-from sweep.analysis.table import readable
+from sweep.analysis.table import download_name, readable
 from sweep.analysis.throughput import fit_summary, throughput_points
 from ui.tabs.common import Context, Tab, chart, csv_file, plot_value, redraw_on_own_inputs, title
 
@@ -93,8 +93,11 @@ def build(ctx: Context) -> Tab:
             md = "\n\n".join(
                 [f"Speedups are over **{a.baseline}**." if a.baseline else "", *a.notes]
             )
-        path = csv_file(ans, csv_dir, "transformers-sweep-answer")
-        return [md, ans, gr.DownloadButton(value=path), plot_value(figure), fits]
+        baseline_part = f"vs-{a.baseline}" if len(ans) and a.baseline else ""
+        name = download_name("answer", fvals, [baseline_part, "strict" if strict_on else ""])
+        path = csv_file(ans, csv_dir, name)
+        # an update, not a new DownloadButton: one made while the page is built is a new widget
+        return [md, ans, gr.update(value=path), plot_value(figure), fits]
 
     def refresh(frame: pd.DataFrame, current):
         return gr.Dropdown(choices=[SLOWEST, *gpu_choices(frame)], value=current)

@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from sweep.analysis.selection import ANY, filter_choices
-from sweep.analysis.table import environment, table
+from sweep.analysis.table import download_name, environment, table
 from sweep.plan.flags import reproduce_command
 from ui.tabs.common import Context, Tab, csv_file, redraw_on_own_inputs
 
@@ -51,8 +51,9 @@ def build(ctx: Context) -> Tab:
 
     def render(sel, fvals, query, st):
         tab = table(sel, query or "", st)
-        path = csv_file(tab, csv_dir, "transformers-sweep")
-        return [tab, gr.DownloadButton(value=path, label=f"Download CSV ({len(tab)} rows)")]
+        extra = [f"status-{st}" if st not in (None, "", ANY) else "", query and f"search-{query}"]
+        path = csv_file(tab, csv_dir, download_name("trials", fvals, extra))
+        return [tab, gr.update(value=path, label=f"Download CSV ({len(tab)} rows)")]
 
     def select_row(tab: pd.DataFrame, evt: gr.SelectData):
         row_index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
