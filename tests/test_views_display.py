@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from sweep.analysis.selection import ANY
 from sweep.analysis.table import download_name
 
@@ -15,3 +17,30 @@ def test_download_name_says_what_the_file_holds():
     assert download_name("trials", any_model, ["search-H200 / x"]) == (
         "trials_all-models_attention-sdpa_search-H200-x"
     )
+
+
+def test_a_row_without_environment_takes_its_nodes_gpu_and_no_unknown_gpu_is_offered():
+    from sweep.analysis.selection import UNKNOWN_GPU, combine, gpu_column
+    from sweep.analysis.sources import load_references
+    from ui.tabs.compare import gpu_choices
+
+    frame = combine(None, load_references()[0])
+    assert UNKNOWN_GPU not in set(gpu_column(frame))  # the H200's skipped_oom row of seed-2020
+    stray = frame.iloc[:1].assign(gpu=None, node="elsewhere", status="skipped_oom")
+    both = pd.concat([frame, stray], ignore_index=True)
+    assert gpu_column(both).iloc[-1] == UNKNOWN_GPU  # nothing names it...
+    assert UNKNOWN_GPU not in gpu_choices(both)  # ...and it is not a GPU one can choose
+
+
+def test_a_gpu_has_one_colour_whatever_else_is_drawn():
+    from sweep.analysis.charts import series_colors
+
+    h200 = "NVIDIA H200"
+    alone = series_colors([h200])[h200]
+    assert series_colors([h200, "A100-SXM4-40GB"])[h200] == alone
+    assert series_colors(["?", "A10G", h200, "Tesla V100-DGXS-16GB"])[h200] == alone
+    # the H200's reference series: a shade of its colour, not another GPU's colour
+    ref = series_colors([h200, "NVIDIA H200 (ref seed-2020)", "A100-SXM4-40GB"])
+    assert ref["NVIDIA H200 (ref seed-2020)"] not in (alone, ref["A100-SXM4-40GB"])
+    many = ["NVIDIA H100 80GB HBM3", "A100-SXM4-80GB", "A100-SXM4-40GB", "L4", "T4", h200]
+    assert len(set(series_colors(many).values())) == len(many)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from sweep.analysis import charts
 from sweep.analysis.answer import answer, gpu_names
-from sweep.analysis.selection import ANY
+from sweep.analysis.selection import ANY, UNKNOWN_GPU
 from sweep.analysis.table import download_name, readable
 from sweep.analysis.throughput import fit_summary, throughput_points
 from ui.tabs.common import Context, Tab, chart, csv_file, plot_value, redraw_on_own_inputs, title
@@ -28,8 +28,9 @@ ANSWER_HELP = (
 
 
 def gpu_choices(frame: pd.DataFrame) -> list[str]:
-    """Every GPU of the data (short names), for the baseline and the GPU choice."""
-    return sorted(set(gpu_names(frame))) if len(frame) else []
+    """Every GPU of the data (short names), for the baseline and the GPU choice; never a row
+    whose GPU nothing names."""
+    return sorted(set(gpu_names(frame)) - {UNKNOWN_GPU}) if len(frame) else []
 
 
 def build(ctx: Context) -> Tab:
