@@ -33,7 +33,7 @@ def test_a_row_without_environment_takes_its_nodes_gpu_and_no_unknown_gpu_is_off
 
 
 def test_a_gpu_has_one_colour_whatever_else_is_drawn():
-    from sweep.analysis.charts import series_colors
+    from sweep.analysis.colors import series_colors
 
     h200 = "NVIDIA H200"
     alone = series_colors([h200])[h200]
@@ -44,3 +44,62 @@ def test_a_gpu_has_one_colour_whatever_else_is_drawn():
     assert ref["NVIDIA H200 (ref seed-2020)"] not in (alone, ref["A100-SXM4-40GB"])
     many = ["NVIDIA H100 80GB HBM3", "A100-SXM4-80GB", "A100-SXM4-40GB", "L4", "T4", h200]
     assert len(set(series_colors(many).values())) == len(many)
+
+
+def test_the_results_table_reads_as_people_write():
+    from sweep.analysis.table import readable
+    from sweep.analysis.table import table as results_table
+
+    rows = pd.DataFrame(
+        {
+            "key": ["a1"],
+            "dataset": ["measured"],
+            "status": ["ok"],
+            "gpu": ["NVIDIA H200"],
+            "seq_len": [512],
+            "tokens_per_s": [12345.678901234567],
+            "step_time_ms_p50": [31.234567890123456],
+            "peak_allocated_gib": [7.123456789012345],
+            "gpu_util_pct_mean": [97.65432101234567],
+        }
+    )
+    shown = readable(results_table(rows))
+    assert list(shown.columns) == [
+        "Key",
+        "Dataset",
+        "Status",
+        "GPU",
+        "Sequence length (tokens)",
+        "Tokens/s",
+        "Step time ms p50",
+        "Peak allocated GiB",
+        "GPU utilization % mean",
+    ]
+    assert shown.iloc[0].tolist()[4:] == [512, 12346, 31.23, 7.123, 97.65]
+    assert not any("_" in c for c in shown.columns)
+
+
+def test_a_long_legend_gets_its_own_room_not_the_plots():
+    from sweep.analysis import charts
+
+    def figure(n):
+        points = pd.DataFrame(
+            {
+                "series": [f"GPU{i} · model=m{i}" for i in range(n)],
+                "batch_size": [8] * n,
+                "value": [100.0 + i for i in range(n)],
+                "value_p10": [float("nan")] * n,
+                "value_p90": [float("nan")] * n,
+                "oom": [False] * n,
+                "host_bound": [False] * n,
+                "host_timers": [False] * n,
+                "reference": [False] * n,
+                "gpu_busy_pct": [95.0] * n,
+                "step_cv": [0.01] * n,
+                "repeats": [1] * n,
+            }
+        )
+        return charts.throughput(points, "tokens_per_s", "Throughput — all models")
+
+    two, twelve = figure(2)["layout"]["height"], figure(12)["layout"]["height"]
+    assert twelve >= two + 9 * 20  # a line of legend per series beyond the first three

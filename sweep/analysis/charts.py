@@ -14,12 +14,11 @@ Backgrounds are transparent and text grey, so a chart reads in the light and the
 from __future__ import annotations
 
 import math
-import re
-import zlib
 from typing import Any
 
 import pandas as pd
 
+from sweep.analysis.colors import series_colors
 from sweep.analysis.memory import CAPACITIES_GB, MEMORY_METRICS
 from sweep.analysis.throughput import THROUGHPUT_METRICS
 from sweep.results.trust import GPU_BUSY_MIN_PCT
@@ -27,12 +26,6 @@ from sweep.results.trust import GPU_BUSY_MIN_PCT
 MAX_SERIES = 12  # more lines than this are unreadable: the rest are left out, and the title says
 TEXT = "#808080"
 GRID = "rgba(128,128,128,0.25)"
-# 12 colours told apart also by people with the common colour-vision deficiencies (Okabe-Ito
-# first, then Tableau's).
-PALETTE = [
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
-    "#F0E442", "#4E79A7", "#B07AA1", "#9C755F", "#76B7B2", "#EDC948",
-]  # fmt: skip
 PHASE_COLORS = {
     "forward": "#0072B2",
     "backward": "#E69F00",
@@ -58,12 +51,19 @@ def display_name(series: str) -> str:
     return str(series).replace("NVIDIA ", "").replace("Tesla ", "")
 
 
-def base_layout(title: str, height: int = 480, **kw: Any) -> dict[str, Any]:
+def legend_room(entries: int) -> int:
+    """Pixels a chart grows by for a legend of ``entries`` lines under it: Plotly takes a
+    legend's room from the plot, so 12 series (model "(any)") would squash it to a strip."""
+    return 22 * max(0, entries - 3)
+
+
+def base_layout(title: str, height: int = 480, legend: int = 0, **kw: Any) -> dict[str, Any]:
+    """The layout every chart shares; ``legend``: how many series the legend lists."""
     what, sep, selection = title.partition(" — ")  # the selection as a subtitle: narrow screens
     text = f"{what}<br><sup>{selection}</sup>" if sep else title
     return {
         "title": {"text": text, "font": {"size": 15}},
-        "height": height,
+        "height": height + legend_room(legend),
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
         "font": {"color": TEXT, "family": "system-ui, sans-serif"},
@@ -138,61 +138,6 @@ def short_labels(series: list[str], width: int) -> dict[str, str]:
             unique, k = f"{text} #{k}", k + 1
         used.add(unique)
         out[s] = unique
-    return out
-
-
-# One colour per GPU on every chart and tab, whatever else the selection holds: a GPU's colour
-# never depends on which other GPUs are drawn. The GPU types of the shipped rows and the usual
-# cloud cards first (distinct colours), any other by a checksum of its name.
-GPU_COLORS = [
-    (r"H200", PALETTE[0]),
-    (r"H100", PALETTE[5]),
-    (r"A100.*80", PALETTE[1]),
-    (r"A100", PALETTE[3]),
-    (r"V100", PALETTE[2]),
-    (r"B[12]00", PALETTE[4]),
-    (r"L40", PALETTE[8]),
-    (r"\bL4\b", PALETTE[9]),
-    (r"A10", PALETTE[10]),
-    (r"T4", PALETTE[7]),
-    (r"^cpu$", "#999999"),
-]
-
-
-def series_gpu(series: str) -> str:
-    """The GPU a series label names: its text before " (ref ...)" and " · field=value"."""
-    return display_name(series).split(" (ref ")[0].split(" · ")[0].strip()
-
-
-def gpu_color(gpu: str) -> str:
-    """The colour of one GPU (short or full name), the same on every chart."""
-    name = display_name(gpu)
-    for pattern, color in GPU_COLORS:
-        if re.search(pattern, name, flags=re.IGNORECASE):
-            return color
-    return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
-
-
-def _shade(color: str, k: int) -> str:
-    """``color`` for the ``k``-th series of one GPU: itself, then alternately lighter and
-    darker, a step further each pair."""
-    if k == 0:
-        return color
-    step = min(0.6, 0.3 * ((k + 1) // 2))
-    target = 255 if k % 2 else 0
-    rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
-    return "#" + "".join(f"{round(c + (target - c) * step):02X}" for c in rgb)
-
-
-def series_colors(series: list[str]) -> dict[str, str]:
-    """Each series' colour: its GPU's (``gpu_color``); several series of one GPU (other
-    configurations, reference rows) in shades of it, in sorted order."""
-    seen: dict[str, int] = {}
-    out = {}
-    for s in sorted(series):
-        gpu = series_gpu(s)
-        k = seen[gpu] = seen.get(gpu, -1) + 1
-        out[s] = _shade(gpu_color(gpu), k)
     return out
 
 
@@ -327,6 +272,7 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> dict[str, Any]:
     layout = base_layout(
         title + left_out,
         560 if has_oom else 480,
+        legend=len(shown),
         xaxis={**xaxis, "anchor": "y2" if has_oom else "y"},
         yaxis=axis(unit, rangemode="tozero", domain=[0.22, 1] if has_oom else [0, 1]),
     )
@@ -448,6 +394,7 @@ def memory(points: pd.DataFrame, fit: pd.DataFrame, metric: str, title: str) -> 
     layout = base_layout(
         title + left_out,
         560 if has_oom else 480,
+        legend=len(shown),
         xaxis={**axis("batch size (sequences per step)"), "anchor": "y2" if has_oom else "y"},
         yaxis=axis(
             MEMORY_METRICS.get(metric, metric),
