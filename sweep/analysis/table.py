@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from sweep.analysis.selection import ANY
-from sweep.plan.config import MAIN_FIELDS, workload_fields
+from sweep.plan.config import MAIN_FIELDS, field_label, field_names, workload_fields
 from sweep.results.record import ENV_KEYS
 
 # The configuration: the main fields, the batch size, then every other workload field.
@@ -88,12 +88,19 @@ _WORDS = {
     "j": "J",
     "r2": "R²",
     "seq": "sequence",
+    "nvml": "NVML",
+    "util": "utilization",
+    "env.": "",
 }
+_CONFIG_FIELDS = frozenset(field_names())
 
 
 def header(name: str) -> str:
     """A column name for people: "gpu_busy_pct_at_best" -> "GPU busy % at best",
-    "tokens_per_s" -> "Tokens/s", "max_batch_40gb" -> "Max batch 40 GB"."""
+    "tokens_per_s" -> "Tokens/s", "max_batch_40gb" -> "Max batch 40 GB"; a configuration field
+    by its label ("seq_len" -> "Sequence length (tokens)")."""
+    if name in _CONFIG_FIELDS:
+        return field_label(name)
     parts = str(name).split("_")
     words: list[str] = []
     for i, w in enumerate(parts):
