@@ -36,3 +36,52 @@ def test_no_stray_download_button_and_files_named_after_the_selection(page):
     want = default_filters(holder.frame)
     assert name.startswith(f"answer_{want['model']}_seq{want['seq_len']}_{want['precision']}")
     assert name.endswith(".csv")
+
+
+@pytest.fixture(scope="module")
+def served_page(page):
+    """The page served as ``python -m ui`` serves it (its routes and middleware)."""
+    from ui.app import THEME
+    from ui.local import free_port
+    from ui.server import app_kwargs
+
+    _holder, demo = page
+    port = free_port()
+    demo.queue().launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+        share=False,
+        theme=THEME,
+        app_kwargs=app_kwargs(),
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+def _get(url: str, **headers):
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
+        return r.headers, r.read()
+
+
+def test_the_page_is_gzipped_and_names_no_path_of_the_server(served_page):
+    import gzip
+
+    from ui.server import PLOTLY_URL, STATIC
+
+    plain_headers, plain = _get(served_page)
+    headers, body = _get(served_page, **{"Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip" and plain_headers["Content-Encoding"] is None
+    html = gzip.decompress(body).decode()
+    assert html == plain.decode() and len(body) < len(plain) / 3
+    repo = os.path.dirname(os.path.dirname(STATIC))
+    assert repo not in html  # no path of the server's checkout (Gradio's file cache aside)
+    assert f'"{PLOTLY_URL}' in html or f"{PLOTLY_URL}" in html
+    js_headers, js = _get(served_page + PLOTLY_URL)
+    assert js_headers["Content-Type"].startswith("text/javascript") and len(js) > 500_000

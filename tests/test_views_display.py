@@ -103,3 +103,23 @@ def test_a_long_legend_gets_its_own_room_not_the_plots():
 
     two, twelve = figure(2)["layout"]["height"], figure(12)["layout"]["height"]
     assert twelve >= two + 9 * 20  # a line of legend per series beyond the first three
+
+
+def test_the_answer_shows_its_primary_columns_and_the_chosen_others():
+    from sweep.analysis.answer import COLUMNS
+    from sweep.analysis.answer_view import MORE_COLUMNS, PICK_MODEL, answer_for, shown_columns
+
+    named = ["Speedup vs A100" if c == "Speedup" else c for c in COLUMNS]
+    table = pd.DataFrame([[1] * len(COLUMNS)], columns=named)
+    shown = list(shown_columns(table).columns)
+    assert shown[0] == "GPU" and len(shown) <= 8
+    # the answers a person came for are on the first screen, not right of "Differs in"
+    for col in ("Speedup vs A100", "Fits 24 GB (predicted)", "$ per million tokens", "Trust"):
+        assert col in shown
+    assert "Differs in" not in shown and "Differs in" in MORE_COLUMNS
+    more = list(shown_columns(table, ["Differs in", "Speedup at equal batch"]).columns)
+    extra = ("Differs", "Speedup at")
+    assert more == [c for c in table.columns if c in shown or c.startswith(extra)]
+    # a selection without a model: the answer's own headers and what to pick, no placeholders
+    empty = answer_for(table.iloc[0:0], {"model": ANY, "seq_len": "512"})
+    assert list(empty.table.columns) == COLUMNS and empty.notes == [PICK_MODEL]

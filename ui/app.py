@@ -36,6 +36,7 @@ from ui.render import (  # noqa: E402
     url_writer_js,
     value_from_url,
 )
+from ui.server import PLOTLY_URL  # noqa: E402
 from ui.tabs import (  # noqa: E402
     about,
     breakdown,
@@ -47,7 +48,7 @@ from ui.tabs import (  # noqa: E402
     speedup,
     table,
 )
-from ui.tabs.common import MAIN_FILTERS, PLOTLY_URL, PRIVATE, RENDER, STATIC, Context  # noqa: E402
+from ui.tabs.common import MAIN_FILTERS, PRIVATE, RENDER, Context  # noqa: E402
 
 FILTER_LABELS = {name: field_label(name) for name in FILTER_FIELDS}
 # The tabs, in the order shown; the views among them are drawn in this order by /render.
@@ -65,13 +66,20 @@ TABS = (
 SLUGS = [label.lower().replace(" ", "-") for label, _ in TABS]  # the URL's tab=
 # At a phone's width (390 px) the header shrinks and the page's padding goes, so that the answer
 # table and the chart start on the first screen.
+# Table cells are cut at 18em (a long "Differs in" would push the figures off-screen); the whole
+# text shows on hover (HOVER_JS).
 CSS = """
+.tsweep-table td .cell-wrap span, .tsweep-table th .cell-wrap span {
+  display: inline-block; max-width: 18em; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; vertical-align: bottom;
+}
 @media (max-width: 640px) {
   .gradio-container { padding: 0 4px !important; }
   #header h1 { font-size: 1.2rem; margin: 0.2rem 0; }
   #header p, #header blockquote { font-size: 0.8rem; margin: 0.2rem 0; }
   #header p:nth-of-type(1) { display: none; }
   #answer-table { font-size: 0.8rem; }
+  .tsweep-table td .cell-wrap span { max-width: 11em; }
 }
 """
 # System fonts only: the default theme would ask for web fonts; nothing leaves the machine.
@@ -81,8 +89,16 @@ THEME = gr.themes.Default(
 )
 
 
+# A table cell shows its whole text on hover (CSS cuts long ones): its title, set when first
+# hovered, so that cells redrawn by a new selection get theirs too.
+HOVER_JS = """<script>
+document.addEventListener('mouseover', (e) => {
+  const cell = e.target.closest && e.target.closest('.tsweep-table td, .tsweep-table th');
+  if (cell) cell.title = cell.innerText.trim();
+});
+</script>"""
 # plotly.js fetched as the page starts (run when the first chart mounts), not after Gradio's start
-HEAD = f'<link rel="preload" as="script" href="{PLOTLY_URL}">'
+HEAD = f'<link rel="preload" as="script" href="{PLOTLY_URL}">' + HOVER_JS
 
 
 class Holder:
@@ -153,7 +169,6 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
     data = Data(holder.db_path) if private else holder.data
     frame = holder.frame.iloc[0:0] if private else holder.frame
     defaults = default_filters(frame)
-    gr.set_static_paths([STATIC])  # plotly.js, served by the app itself
 
     with gr.Blocks(title="transformers-sweep", analytics_enabled=False) as demo:
         header = gr.Markdown(_header(data), elem_id="header")
