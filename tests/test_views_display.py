@@ -123,3 +123,11 @@ def test_the_answer_shows_its_primary_columns_and_the_chosen_others():
     # a selection without a model: the answer's own headers and what to pick, no placeholders
     empty = answer_for(table.iloc[0:0], {"model": ANY, "seq_len": "512"})
     assert list(empty.table.columns) == COLUMNS and empty.notes == [PICK_MODEL]
+
+
+def test_the_primary_answer_columns_fit_a_laptop_screen():
+    from sweep.analysis.answer_view import PRIMARY_COLUMNS, column_widths
+
+    # the widths Gradio is given: the eight primary columns in under 1000 px (1440 px screens)
+    shown = [c for c in PRIMARY_COLUMNS if c != "Precision"]
+    assert sum(int(w.removesuffix("px")) for w in column_widths(shown)) <= 1000

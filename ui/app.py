@@ -66,12 +66,17 @@ TABS = (
 SLUGS = [label.lower().replace(" ", "-") for label, _ in TABS]  # the URL's tab=
 # At a phone's width (390 px) the header shrinks and the page's padding goes, so that the answer
 # table and the chart start on the first screen.
-# Table cells are cut at 18em (a long "Differs in" would push the figures off-screen); the whole
-# text shows on hover (HOVER_JS).
+# Tables (class tsweep-table): a body cell is cut at its column's width, its whole text shown on
+# hover (HOVER_JS); headers wrap; the first column stays in view while the others scroll.
 CSS = """
-.tsweep-table td .cell-wrap span, .tsweep-table th .cell-wrap span {
-  display: inline-block; max-width: 18em; overflow: hidden; text-overflow: ellipsis;
-  white-space: nowrap; vertical-align: bottom;
+.tsweep-table [role=gridcell] .cell-wrap span {
+  display: block; overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
+}
+.tsweep-table [role=columnheader] .header.text { white-space: normal; line-height: 1.2; }
+.tsweep-table .first-column {
+  position: sticky !important; left: 0; z-index: 3;
+  background: var(--table-even-background-fill, var(--background-fill-primary));
+  box-shadow: 1px 0 0 var(--border-color-primary);
 }
 @media (max-width: 640px) {
   .gradio-container { padding: 0 4px !important; }
@@ -79,7 +84,6 @@ CSS = """
   #header p, #header blockquote { font-size: 0.8rem; margin: 0.2rem 0; }
   #header p:nth-of-type(1) { display: none; }
   #answer-table { font-size: 0.8rem; }
-  .tsweep-table td .cell-wrap span { max-width: 11em; }
 }
 """
 # System fonts only: the default theme would ask for web fonts; nothing leaves the machine.
@@ -93,7 +97,8 @@ THEME = gr.themes.Default(
 # hovered, so that cells redrawn by a new selection get theirs too.
 HOVER_JS = """<script>
 document.addEventListener('mouseover', (e) => {
-  const cell = e.target.closest && e.target.closest('.tsweep-table td, .tsweep-table th');
+  const cell = e.target.closest && e.target.closest(
+    '.tsweep-table [role=gridcell], .tsweep-table [role=columnheader]');
   if (cell) cell.title = cell.innerText.trim();
 });
 </script>"""

@@ -42,6 +42,17 @@ def shown_columns(table: pd.DataFrame, more: list[str] | None = None) -> pd.Data
     return table[[c for c in table.columns if _base(c) in wanted]]
 
 
+# Column widths (CSS pixels): names and trust read at a glance, numbers narrow, sentences cut
+# (their whole text on hover); headers wrap. Eight primary columns fill about 900 px.
+WIDE = {"GPU": 150, "Trust": 150, "Differs in": 220, "GPU's best config": 220, "Data": 160}
+NUMBER_WIDTH = 100
+
+
+def column_widths(columns: list[str]) -> list[str]:
+    """The answer table's column widths, in the order of ``columns``."""
+    return [f"{WIDE.get(c, NUMBER_WIDTH)}px" for c in columns]
+
+
 def answer_for(sel: pd.DataFrame, filters: dict[str, Any], **kw: Any) -> Answer:
     """``answer`` for the app's filters; without a model or a sequence length, an empty table
     with the answer's own headers (never placeholders) and a note saying what to pick."""

@@ -10,7 +10,7 @@ import pandas as pd
 
 from sweep.analysis import charts
 from sweep.analysis.answer import gpu_names
-from sweep.analysis.answer_view import MORE_COLUMNS, answer_for, shown_columns
+from sweep.analysis.answer_view import MORE_COLUMNS, answer_for, column_widths, shown_columns
 from sweep.analysis.selection import UNKNOWN_GPU
 from sweep.analysis.table import download_name, readable
 from sweep.analysis.throughput import fit_summary, throughput_points
@@ -100,7 +100,14 @@ def build(ctx: Context) -> Tab:
         path = csv_file(ans, csv_dir, name)  # every column; the page shows the chosen ones
         shown = shown_columns(ans, list(more_columns or []))
         # an update, not a new DownloadButton: one made while the page is built is a new widget
-        return [md, shown, gr.update(value=path), plot_value(figure), fits]
+        widths = column_widths(list(shown.columns))
+        return [
+            md,
+            gr.update(value=shown, column_widths=widths),
+            gr.update(value=path),
+            plot_value(figure),
+            fits,
+        ]
 
     def refresh(frame: pd.DataFrame, current):
         return gr.Dropdown(choices=[SLOWEST, *gpu_choices(frame)], value=current)
