@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -48,18 +49,32 @@ SELECTIONS = [
 ]
 
 
-def choose(page, name: str, value: str) -> float:
+def choose(page, name: str, value: str) -> float | None:
     """Pick ``value`` in ``#filter-<name>``; seconds from the click to the chart's new title
-    (0.0 if it was already chosen)."""
-    if page.locator(f"#filter-{name} input").input_value() == value:
+    (0.0 if it was already chosen, None if the dropdown does not offer it now)."""
+    # a choice reads with its count ("roberta-base · 3 GPUs")
+    if page.locator(f"#filter-{name} input").input_value().split(" · ")[0] == value:
         return 0.0
+    page.wait_for_timeout(500)  # untimed: the dropdowns' narrowed choices arrive after a redraw
     before = page.evaluate(TITLE)
     box = page.locator(f"#filter-{name} input")
-    box.click()
-    # this dropdown's own list (another's may still be in the page)
-    listbox = page.locator(f"#{box.get_attribute('aria-controls')}")
-    option = listbox.get_by_role("option", name=value, exact=True)
-    option.wait_for(timeout=10_000)
+    for _attempt in range(3):  # a list re-drawn by the narrowed choices may open empty: again
+        box.click()
+        # this dropdown's own list (another's may still be in the page)
+        listbox = page.locator(f"#{box.get_attribute('aria-controls')}")
+        try:
+            listbox.get_by_role("option").first.wait_for(timeout=5_000)
+            break
+        except Exception:
+            page.keyboard.press("Escape")
+            page.mouse.click(5, 5)
+            page.wait_for_timeout(500)
+    else:
+        raise RuntimeError(f"the {name} dropdown does not open")
+    option = listbox.get_by_role("option", name=re.compile(rf"^{re.escape(value)}( ·|$)"))
+    if option.count() == 0:  # not offered under the other choices (narrowed dropdowns)
+        page.keyboard.press("Escape")
+        return None
     start = time.perf_counter()
     option.click()
     page.wait_for_function(f"(b) => {{ const t = ({TITLE})(); return t && t !== b; }}", arg=before)
@@ -89,9 +104,11 @@ def measure(url: str, changes: int) -> dict[str, object]:
             runs: dict[str, list[float]] = {"new": [], "cached": []}
             for kind in runs:
                 for model, seq in SELECTIONS[:changes]:
-                    # a model change redraws, then the sequence length: two timed redraws
-                    # (the first may show nothing when that model lacks the current length)
-                    for name, value in (("model", model), ("seq_len", seq)):
+                    # a model change redraws, then the sequence length: two timed redraws; a
+                    # dropdown offers only values with rows under the other choice, so a model
+                    # not offered at the current length is chosen after the length
+                    steps = (("model", model), ("seq_len", seq), ("model", model), ("seq_len", seq))
+                    for name, value in steps:
                         t = choose(page, name, value)
                         if t:
                             runs[kind].append(t)

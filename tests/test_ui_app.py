@@ -178,6 +178,7 @@ def served(tmp_path_factory):
 
 
 def _frame(value) -> pd.DataFrame:
+    value = value["value"] if "__type__" in value else value  # the answer table: with its widths
     return pd.DataFrame(value["data"], columns=value["headers"])
 
 
@@ -202,6 +203,7 @@ def _render(client, **changes):
         "answer_baseline",
         "gpus",
         "strict",
+        "more_columns",
         "mem_metric",
         "prices",
         "target",
@@ -218,7 +220,10 @@ def test_filters_change_the_returned_data(served):
     from gradio_client import Client
 
     client = Client(served["url"], verbose=False)
-    out128 = _render(client, datasets=["measured"], seq_len="128", compile="False")
+    more = ["Largest batch run"]  # a column beyond the primary ones, chosen
+    out128 = _render(
+        client, datasets=["measured"], seq_len="128", compile="False", more_columns=more
+    )
     out512 = _render(client, datasets=["measured"], seq_len="512", compile="False")
     fit128, fit512 = (
         _frame(out128[PLAN + 4]).set_index("Series"),
@@ -235,12 +240,12 @@ def test_filters_change_the_returned_data(served):
     # the answer table: one row per GPU, the L4's largest batch run 128 at 128 tokens
     answer = _frame(out128[PLAN + 1]).set_index("GPU")
     assert answer.loc["L4", "Largest batch run"] == 128 and answer.index.is_unique
-    table128 = _frame(out128[PLAN + 17])
-    assert set(table128["seq_len"].astype(int)) == {128}
+    table128 = _frame(out128[PLAN + 17])  # headers for people
+    assert set(table128["Sequence length (tokens)"].astype(int)) == {128}
     # the CSV behind the download button holds the same rows as the table
     download = out128[PLAN + 18]
     csv = pd.read_csv(download["value"] if isinstance(download, dict) else download)
-    assert len(csv) == len(table128) and set(csv["key"]) == set(table128["key"])
+    assert len(csv) == len(table128) and set(csv["key"]) == set(table128["Key"])
     # reference rows join the same chart when switched on
     both = _render(
         client,
@@ -402,15 +407,16 @@ def test_a_tabs_own_widget_redraws_that_tab_only(tmp_path):
     (compare,) = [f for f in redraws if any(c.elem_id == "compare-plot" for c in f.outputs)]
     values = [c.value for c in compare.inputs]
     values[0] = ["measured"]
-    values[-4] = "tokens_per_s"  # the compare tab's own inputs: unit, baseline, GPUs, strict
-    values[-1] = False
+    # the compare tab's own inputs: unit, baseline, GPUs, strict, more columns
+    values[-5] = "tokens_per_s"
+    values[-2], values[-1] = False, []
     _note, _answer, _download, plot, fit = compare.fn(*values)
     assert "Best tokens/s" in fit.columns and len(fit)
     assert json.loads(plot)["layout"]["yaxis"]["title"]["text"] == "tokens / s"
     # the GPU choice narrows the answer table and the chart alike
-    values[-2] = ["H200"]
+    values[-3] = ["H200"]
     _note, answer, _download, plot, _fit = compare.fn(*values)
-    assert answer["GPU"].tolist() == ["H200"]
+    assert answer["value"]["GPU"].tolist() == ["H200"]
     names = {t["name"] for t in json.loads(plot)["data"] if t.get("mode") == "lines+markers"}
     assert names and all(n.startswith("H200") for n in names)
 

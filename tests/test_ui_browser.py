@@ -7,6 +7,7 @@ artifacts (not committed)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import urllib.parse
@@ -79,6 +80,8 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
         "baseline": "A100-SXM4-80GB",
         "data": "measured",
         "tab": "compare-gpus",  # the first tab is the fine-tune planner
+        # beyond the eight primary columns, chosen (the "More columns" chooser, in the link)
+        "cols": "Largest batch run,First OOM batch,Fits 40 GB (predicted)",
     }
     requests: list[str] = []
     errors: list[str] = []
@@ -115,8 +118,23 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
                 )
                 assert got["Trust"][gpu] == want.loc[gpu, "Trust"]
             assert float(got[speedup]["H200"]) > 1 > float(got[speedup]["L4"])
+            # the answer's columns: the primary ones and those chosen, Trust on screen at 1400 px
+            assert "Differs in" not in got and "Largest batch run" in got
+            trust = page.locator("#answer-table [role=columnheader]", has_text="Trust")
+            assert trust.bounding_box()["x"] + trust.bounding_box()["width"] <= 1400
+            # no stray "Download" button; the answer's file is named after the selection
+            assert page.get_by_role("button", name="Download", exact=True).count() == 0
+            with page.expect_download() as fetched:
+                page.get_by_role("button", name="Download answer CSV").click()
+            name = fetched.value.suggested_filename
+            assert name.startswith("answer_bert-base-uncased_seq128_bf16-mixed"), name
+            # a cut cell shows its whole text on hover
+            cell = page.locator("#answer-table [role=gridcell]").last
+            cell.hover()
+            assert cell.get_attribute("title") == cell.inner_text().strip()
             for name in ("model", "seq_len", "precision"):
-                value = page.locator(f"#filter-{name} input").input_value()
+                # a choice reads with its count ("bert-base-uncased · 3 GPUs")
+                value = page.locator(f"#filter-{name} input").input_value().split(" · ")[0]
                 assert value == query[name]
 
             # hover data: each point of the interactive chart carries its figures
@@ -136,7 +154,7 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
 
             # a change made in the page goes into the URL; that URL opens the same view
             page.locator("#filter-seq_len input").click()
-            page.get_by_role("option", name="512", exact=True).click()
+            page.get_by_role("option", name=re.compile(r"^512( ·|$)")).click()
             page.wait_for_function("location.search.includes('seq_len=512')", timeout=30_000)
             shared = page.url
             other = browser.new_page(viewport={"width": 390, "height": 900})
@@ -144,13 +162,27 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
             other.goto(shared)
             other.wait_for_function(
                 "() => { const p = document.querySelector('#compare-plot .js-plotly-plot');"
-                " return p && p.layout && p.layout.title.text.includes('seq_len 512'); }",
+                " const t = document.querySelector('#answer-table');"
+                # the link's own view, not the page's default one (it may be seq 512 too)
+                " return p && p.layout && p.layout.title.text.includes('seq_len 512')"
+                " && t && t.innerText.includes('Largest batch run'); }",
                 timeout=60_000,
             )
-            assert other.locator("#filter-seq_len input").input_value() == "512"
+            assert other.locator("#filter-seq_len input").input_value().split(" · ")[0] == "512"
             want512 = _expected({**query, "seq_len": "512"})
             got512 = _answer(other)
             assert got512["Largest batch run"]["L4"] == str(want512.loc["L4", "Largest batch run"])
+            # at a phone's width the table scrolls and its GPU column stays in view (sticky)
+            first = other.locator("#answer-table [role=gridcell]").first
+            second = other.locator("#answer-table [role=gridcell]").nth(1)
+            x0, x1 = first.bounding_box()["x"], second.bounding_box()["x"]
+            other.evaluate(
+                "() => { let s = document.querySelector('#answer-table [role=gridcell]');"
+                " while (s && !(s.scrollWidth > s.clientWidth + 5)) s = s.parentElement;"
+                " s.scrollLeft = 300; }"
+            )
+            assert abs(first.bounding_box()["x"] - x0) < 2 and second.bounding_box()["x"] < x1 - 100
+            assert other.evaluate("() => document.documentElement.scrollWidth") <= 390
             other.screenshot(path=os.path.join(ARTIFACTS, "phone-390px.png"))
 
             # every tab opens and draws; a screenshot of each

@@ -80,11 +80,12 @@ def test_a_selected_row_is_found_by_key_and_dataset():
     frame = pd.DataFrame(
         {"key": ["k1", "k1"], "dataset": ["h200", "measured"], "node": ["ref-node", "mine"]}
     )
-    fallback = frame.iloc[0]
-    mine = row_by_identity(frame, {"key": "k1", "dataset": "measured"}, fallback)
+    # the cells as the Table tab shows them: headers for people
+    mine = row_by_identity(frame, {"Key": "k1", "Dataset": "measured"})
     assert mine["node"] == "mine"
-    ref = row_by_identity(frame, {"key": "k1", "dataset": "h200"}, fallback)
+    ref = row_by_identity(frame, {"Key": "k1", "Dataset": "h200"})
     assert ref["node"] == "ref-node"
+    assert row_by_identity(frame, {"Key": "k9", "Dataset": "h200"}) is None
 
 
 def test_about_gives_each_sweep_its_own_method():

@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
 
     # gradio is imported only once args are good
     from ui.app import CSS, HEAD, THEME, Holder, build_app
+    from ui.server import app_kwargs
 
     holder = Holder(args.db, data_files=args.data)
     for msg in holder.data.messages:
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         css=CSS,
         footer_links=["api", "settings"],
         head=None if auth else HEAD,  # the login page cannot fetch the app's files
+        app_kwargs=app_kwargs(),  # plotly.js's route, the page gzipped
     )
     print(
         f"transformers-sweep UI: {local_url}" + (" (password required)" if auth else ""), flush=True

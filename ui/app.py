@@ -35,6 +35,7 @@ from ui.render import (  # noqa: E402
     url_writer_js,
     value_from_url,
 )
+from ui.server import PLOTLY_URL  # noqa: E402
 from ui.tabs import (  # noqa: E402
     about,
     breakdown,
@@ -47,7 +48,7 @@ from ui.tabs import (  # noqa: E402
     speedup,
     table,
 )
-from ui.tabs.common import MAIN_FILTERS, PLOTLY_URL, PRIVATE, RENDER, STATIC, Context  # noqa: E402
+from ui.tabs.common import MAIN_FILTERS, PRIVATE, RENDER, Context  # noqa: E402
 
 FILTER_LABELS = {name: field_label(name) for name in FILTER_FIELDS}
 # The tabs, in the order shown; the views among them are drawn in this order by /render.
@@ -66,7 +67,18 @@ TABS = (
 SLUGS = [label.lower().replace(" ", "-") for label, _ in TABS]  # the URL's tab=
 # At a phone's width (390 px) the header shrinks and the page's padding goes, so that the answer
 # table and the chart start on the first screen.
+# Tables (class tsweep-table): a body cell is cut at its column's width, its whole text shown on
+# hover (HOVER_JS); headers wrap; the first column stays in view while the others scroll.
 CSS = """
+.tsweep-table [role=gridcell] .cell-wrap span {
+  display: block; overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
+}
+.tsweep-table [role=columnheader] .header.text { white-space: normal; line-height: 1.2; }
+.tsweep-table .first-column {
+  position: sticky !important; left: 0; z-index: 3;
+  background: var(--table-even-background-fill, var(--background-fill-primary));
+  box-shadow: 1px 0 0 var(--border-color-primary);
+}
 @media (max-width: 640px) {
   .gradio-container { padding: 0 4px !important; }
   #header h1 { font-size: 1.2rem; margin: 0.2rem 0; }
@@ -82,8 +94,17 @@ THEME = gr.themes.Default(
 )
 
 
+# A table cell shows its whole text on hover (CSS cuts long ones): its title, set when first
+# hovered, so that cells redrawn by a new selection get theirs too.
+HOVER_JS = """<script>
+document.addEventListener('mouseover', (e) => {
+  const cell = e.target.closest && e.target.closest(
+    '.tsweep-table [role=gridcell], .tsweep-table [role=columnheader]');
+  if (cell) cell.title = cell.innerText.trim();
+});
+</script>"""
 # plotly.js fetched as the page starts (run when the first chart mounts), not after Gradio's start
-HEAD = f'<link rel="preload" as="script" href="{PLOTLY_URL}">'
+HEAD = f'<link rel="preload" as="script" href="{PLOTLY_URL}">' + HOVER_JS
 
 
 class Holder:
@@ -157,7 +178,6 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
     data = Data(holder.db_path) if private else holder.data
     frame = holder.frame.iloc[0:0] if private else holder.frame
     defaults = default_filters(frame)
-    gr.set_static_paths([STATIC])  # plotly.js, served by the app itself
 
     with gr.Blocks(title="transformers-sweep", analytics_enabled=False) as demo:
         header = gr.Markdown(_header(data), elem_id="header")

@@ -135,11 +135,16 @@ def is_skip(value: Any) -> bool:
 
 
 def set_initial_value(component: Any, value: Any) -> None:
-    """``component``'s value in the page's configuration, as its constructor stores it; a
-    component returned as an update (``gr.DownloadButton(value=...)``) holds it already."""
-    if isinstance(value, gr.components.Component):
-        component.value = value.value
-        return
+    """``component``'s value in the page's configuration, as its constructor stores it. A view
+    returns a changed property as ``gr.update(...)``, never as a new component: one made while the
+    page is built would be a widget of its own (a stray button under every tab)."""
+    if isinstance(value, dict) and value.get("__type__") == "update":
+        for prop, v in value.items():
+            if prop not in ("__type__", "value"):
+                setattr(component, prop, v)
+        if "value" not in value:
+            return
+        value = value["value"]
     value = component.postprocess(value)
     if hasattr(value, "model_dump"):  # a pydantic model (the tables' DataframeData)
         value = value.model_dump()

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from sweep.analysis.colors import series_colors
 from sweep.analysis.memory import CAPACITIES_GB, MEMORY_METRICS
 from sweep.analysis.throughput import THROUGHPUT_METRICS
 from sweep.results.trust import GPU_BUSY_MIN_PCT
@@ -25,12 +26,6 @@ from sweep.results.trust import GPU_BUSY_MIN_PCT
 MAX_SERIES = 12  # more lines than this are unreadable: the rest are left out, and the title says
 TEXT = "#808080"
 GRID = "rgba(128,128,128,0.25)"
-# 12 colours told apart also by people with the common colour-vision deficiencies (Okabe-Ito
-# first, then Tableau's).
-PALETTE = [
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
-    "#F0E442", "#4E79A7", "#B07AA1", "#9C755F", "#76B7B2", "#EDC948",
-]  # fmt: skip
 PHASE_COLORS = {
     "forward": "#0072B2",
     "backward": "#E69F00",
@@ -56,12 +51,19 @@ def display_name(series: str) -> str:
     return str(series).replace("NVIDIA ", "").replace("Tesla ", "")
 
 
-def base_layout(title: str, height: int = 480, **kw: Any) -> dict[str, Any]:
+def legend_room(entries: int) -> int:
+    """Pixels a chart grows by for a legend of ``entries`` lines under it: Plotly takes a
+    legend's room from the plot, so 12 series (model "(any)") would squash it to a strip."""
+    return 22 * max(0, entries - 3)
+
+
+def base_layout(title: str, height: int = 480, legend: int = 0, **kw: Any) -> dict[str, Any]:
+    """The layout every chart shares; ``legend``: how many series the legend lists."""
     what, sep, selection = title.partition(" — ")  # the selection as a subtitle: narrow screens
     text = f"{what}<br><sup>{selection}</sup>" if sep else title
     return {
         "title": {"text": text, "font": {"size": 15}},
-        "height": height,
+        "height": height + legend_room(legend),
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
         "font": {"color": TEXT, "family": "system-ui, sans-serif"},
@@ -137,10 +139,6 @@ def short_labels(series: list[str], width: int) -> dict[str, str]:
         used.add(unique)
         out[s] = unique
     return out
-
-
-def series_colors(series: list[str]) -> dict[str, str]:
-    return {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(sorted(series))}
 
 
 def _fmt(v: Any, spec: str = ",.0f", suffix: str = "") -> str:
@@ -274,6 +272,7 @@ def throughput(points: pd.DataFrame, metric: str, title: str) -> dict[str, Any]:
     layout = base_layout(
         title + left_out,
         560 if has_oom else 480,
+        legend=len(shown),
         xaxis={**xaxis, "anchor": "y2" if has_oom else "y"},
         yaxis=axis(unit, rangemode="tozero", domain=[0.22, 1] if has_oom else [0, 1]),
     )
@@ -395,6 +394,7 @@ def memory(points: pd.DataFrame, fit: pd.DataFrame, metric: str, title: str) -> 
     layout = base_layout(
         title + left_out,
         560 if has_oom else 480,
+        legend=len(shown),
         xaxis={**axis("batch size (sequences per step)"), "anchor": "y2" if has_oom else "y"},
         yaxis=axis(
             MEMORY_METRICS.get(metric, metric),

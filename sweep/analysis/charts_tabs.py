@@ -9,7 +9,6 @@ import pandas as pd
 
 from sweep.analysis.charts import (
     MAX_SERIES,
-    PALETTE,
     PHASE_COLORS,
     TEXT,
     axis,
@@ -18,9 +17,9 @@ from sweep.analysis.charts import (
     cap_series,
     display_name,
     empty,
-    series_colors,
     short_labels,
 )
+from sweep.analysis.colors import PALETTE, series_colors
 from sweep.analysis.efficiency import EFFICIENCY_METRICS
 from sweep.analysis.phases import PHASES
 
@@ -70,7 +69,7 @@ def efficiency(frame: pd.DataFrame, title: str) -> dict[str, Any]:
         return empty(title, "No efficiency readings for this selection.")
     shown, left_out = cap_series(frame["series"].unique().tolist())
     colors = series_colors(shown)
-    data, layout = [], base_layout(title + left_out, 620)
+    data, layout = [], base_layout(title + left_out, 620, legend=len(shown))
     for i, (metric, label) in enumerate(EFFICIENCY_METRICS.items(), start=1):
         col, row = (i - 1) % 3, (i - 1) // 3
         ax = "" if i == 1 else str(i)
@@ -182,6 +181,7 @@ def speedup(frame: pd.DataFrame, baseline: str, title: str) -> dict[str, Any]:
     layout = base_layout(
         title + left_out,
         480,
+        legend=len(shown),
         xaxis=batch_axis(frame["batch_size"]),
         yaxis=axis("speedup over the baseline (x, same configuration)", rangemode="tozero"),
         shapes=[

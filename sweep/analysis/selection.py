@@ -23,6 +23,7 @@ from sweep.results.record import OK, OOM, SKIPPED_OOM
 
 ANY = "(any)"
 MEASURED_DATASET = "measured"
+UNKNOWN_GPU = "?"  # a row nothing names the GPU of: never offered as a GPU to choose
 
 # Config fields that define a series (the workload but its batch size, and where it runs): two
 # rows that differ in one of these are never one series.
@@ -130,7 +131,8 @@ def default_filters(df: pd.DataFrame) -> dict[str, str]:
 def gpu_column(df: pd.DataFrame) -> pd.Series:
     """Each row's GPU name. A row the engine wrote without running (skipped_oom, no_gpu_type)
     has no GPU reading, only the type asked for ("A100"): it takes the name the rows of that
-    type read ("NVIDIA A100-SXM4-80GB"), and with no type, in a frame of one GPU, that GPU; "?"
+    type read ("NVIDIA A100-SXM4-80GB"); with no type, the GPU the other rows of its dataset read
+    on the same node (one GPU name there), or in a frame of one GPU, that GPU; ``UNKNOWN_GPU``
     only when nothing says. So it never makes a series of its own beside its GPU's."""
     gpu = df["gpu"].astype(object) if "gpu" in df else pd.Series(None, index=df.index, dtype=object)
     if "env.gpu_name" in df and "gpu_type" in df:
@@ -138,10 +140,16 @@ def gpu_column(df: pd.DataFrame) -> pd.Series:
         by_type = dict(zip(df.loc[read, "gpu_type"], df.loc[read, "env.gpu_name"], strict=True))
         unread = df["env.gpu_name"].isna() & df["gpu_type"].notna()
         gpu = gpu.where(~unread, df["gpu_type"].map(by_type)).fillna(gpu)
+    if gpu.isna().any() and "node" in df:
+        dataset = df["dataset"].astype(str) if "dataset" in df else ""
+        place = df["node"].astype(str) + "\0" + dataset
+        names_at = gpu.groupby(place).agg(lambda g: g.dropna().unique().tolist())
+        one = names_at[names_at.map(len) == 1].map(lambda names: names[0])
+        gpu = gpu.fillna(place.map(one))
     names = gpu.dropna().unique()
     if gpu.isna().any() and len(names) == 1:
         gpu = gpu.fillna(names[0])
-    return gpu.fillna("?")
+    return gpu.fillna(UNKNOWN_GPU)
 
 
 def series_labels(df: pd.DataFrame) -> pd.Series:

@@ -4,12 +4,14 @@ counted by status."""
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
 
 from sweep.analysis.selection import ANY
-from sweep.plan.config import MAIN_FIELDS, workload_fields
+from sweep.plan.config import MAIN_FIELDS, field_label, field_names, workload_fields
 from sweep.results.record import ENV_KEYS
 
 # The configuration: the main fields, the batch size, then every other workload field.
@@ -50,6 +52,26 @@ def table(df: pd.DataFrame, search: str = "", status: str | None = None) -> pd.D
     return d[first + rest].reset_index(drop=True)
 
 
+def download_name(what: str, filters: dict[str, Any], extra: Iterable[str] = ()) -> str:
+    """A file name (no extension) that says what a downloaded table holds: "<what>_<model>_
+    seq<N>_<precision>", then each other chosen filter as field-value and ``extra``; "(any)" and
+    empty choices are left out, a model of "(any)" reads "all-models". Only letters, digits, ".",
+    "-" and "_" (safe in every file system)."""
+    parts = [what, str(filters.get("model") or ANY)]
+    if filters.get("seq_len") not in (None, "", ANY):
+        parts.append(f"seq{filters['seq_len']}")
+    if filters.get("precision") not in (None, "", ANY):
+        parts.append(str(filters["precision"]))
+    parts += [
+        f"{k}-{v}"
+        for k, v in filters.items()
+        if k not in ("model", "seq_len", "precision") and v not in (None, "", ANY)
+    ]
+    parts += [str(e) for e in extra if e]
+    parts = ["all-models" if p == ANY else p for p in parts]
+    return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", p).strip("-") for p in parts)[:150]
+
+
 # Words of column names as people write them (units included).
 _WORDS = {
     "gpu": "GPU",
@@ -66,12 +88,19 @@ _WORDS = {
     "j": "J",
     "r2": "R²",
     "seq": "sequence",
+    "nvml": "NVML",
+    "util": "utilization",
+    "env.": "",
 }
+_CONFIG_FIELDS = frozenset(field_names())
 
 
 def header(name: str) -> str:
     """A column name for people: "gpu_busy_pct_at_best" -> "GPU busy % at best",
-    "tokens_per_s" -> "Tokens/s", "max_batch_40gb" -> "Max batch 40 GB"."""
+    "tokens_per_s" -> "Tokens/s", "max_batch_40gb" -> "Max batch 40 GB"; a configuration field
+    by its label ("seq_len" -> "Sequence length (tokens)")."""
+    if name in _CONFIG_FIELDS:
+        return field_label(name)
     parts = str(name).split("_")
     words: list[str] = []
     for i, w in enumerate(parts):

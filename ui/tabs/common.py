@@ -17,6 +17,7 @@ import pandas as pd
 from sweep.analysis.interference import without_perturbed
 from sweep.analysis.selection import ANY, select
 from sweep.plan.config import MAIN_FIELDS
+from ui.server import PLOTLY_URL
 
 MAIN_FILTERS = MAIN_FIELDS  # in a row above the others
 # Every redraw queues under this id, one at a time, the last change winning.
@@ -91,12 +92,6 @@ class Tab:
     url_choices: dict[str, Callable[[pd.DataFrame], list[str]]] = field(default_factory=dict)
 
 
-# plotly.js's basic bundle (scatter, bar, pie: every trace ``sweep.analysis.charts`` draws), MIT,
-# from npm's plotly.js-basic-dist-min (version in ui/static/README.md): 1.2 MB that starts in
-# about 0.3 s in the browser, where the full bundle inside Gradio's gr.Plot takes 1.2 s.
-STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
-PLOTLY_JS = os.path.join(STATIC, "plotly-basic.min.js")
-PLOTLY_URL = f"/gradio_api/file={PLOTLY_JS}"
 # Draw the figure (JSON text) on load and on every new value; Plotly.react redraws in place.
 # No "Share chart" button: plotly.js 4 would upload the figure to Plotly's cloud.
 DRAW_JS = """
@@ -119,7 +114,7 @@ watch('value', draw);
 
 def chart(label: str, elem_id: str) -> gr.HTML:
     """An interactive chart drawn by plotly.js in the page (hover, zoom, PNG download); its
-    value is ``plot_value``'s figure. The script is served by the app (``STATIC``)."""
+    value is ``plot_value``'s figure. The script is served by the app (``ui.server``)."""
     return gr.HTML(
         None,
         html_template='<div class="tsweep-chart"></div>',
@@ -151,9 +146,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def csv_file(frame: pd.DataFrame, folder: str, stem: str) -> str:
-    """``frame`` written as CSV under ``folder``, named by its content (a download button's
-    value: the same rows give the same file)."""
+def csv_file(frame: pd.DataFrame, folder: str, name: str) -> str:
+    """``frame`` written as ``<name>.csv`` (``sweep.analysis.table.download_name``: the file a
+    person downloads says what it holds) under ``folder``, in a subfolder per content: two tables
+    of one name (another baseline) never overwrite each other, the same rows give the same file."""
     digest = (
         hashlib.sha1(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()[
             :10
@@ -161,7 +157,8 @@ def csv_file(frame: pd.DataFrame, folder: str, stem: str) -> str:
         if len(frame)
         else "empty"
     )
-    path = os.path.join(folder, f"{stem}-{digest}.csv")
+    os.makedirs(os.path.join(folder, digest), exist_ok=True)
+    path = os.path.join(folder, digest, f"{name}.csv")
     if not os.path.exists(path):
         frame.to_csv(path, index=False)
     return path

@@ -9,9 +9,10 @@ import gradio as gr
 import pandas as pd
 
 from sweep.analysis import charts
-from sweep.analysis.answer import answer, gpu_names
-from sweep.analysis.selection import ANY
-from sweep.analysis.table import readable
+from sweep.analysis.answer import gpu_names
+from sweep.analysis.answer_view import MORE_COLUMNS, answer_for, column_widths, shown_columns
+from sweep.analysis.selection import UNKNOWN_GPU
+from sweep.analysis.table import download_name, readable
 from sweep.analysis.throughput import fit_summary, throughput_points
 from ui.tabs.common import Context, Tab, chart, csv_file, plot_value, redraw_on_own_inputs, title
 
@@ -28,8 +29,16 @@ ANSWER_HELP = (
 
 
 def gpu_choices(frame: pd.DataFrame) -> list[str]:
-    """Every GPU of the data (short names), for the baseline and the GPU choice."""
-    return sorted(set(gpu_names(frame))) if len(frame) else []
+    """Every GPU of the data (short names), for the baseline and the GPU choice; never a row
+    whose GPU nothing names."""
+    return sorted(set(gpu_names(frame)) - {UNKNOWN_GPU}) if len(frame) else []
+
+
+def _several(choices: list[str], label: str, elem_id: str, scale: int) -> gr.Dropdown:
+    """A multi-select dropdown, empty at first."""
+    return gr.Dropdown(
+        choices, value=[], multiselect=True, label=label, elem_id=elem_id, scale=scale
+    )
 
 
 def build(ctx: Context) -> Tab:
@@ -39,22 +48,23 @@ def build(ctx: Context) -> Tab:
         baseline = gr.Dropdown(
             [SLOWEST, *gpus_all], value=SLOWEST, label="Speedup over", elem_id="baseline", scale=1
         )
-        gpus = gr.Dropdown(
-            gpus_all,
-            value=[],
-            multiselect=True,
-            label="GPUs to compare (empty: all)",
-            elem_id="gpus",
-            scale=2,
-        )
+        gpus = _several(gpus_all, "GPUs to compare (empty: all)", "gpus", scale=2)
         strict = gr.Checkbox(
             False, label="Strict: same options as the baseline", elem_id="strict", scale=1
         )
     note = gr.Markdown(elem_id="answer-note")
+    # the GPU column stays in view while the others scroll; a cut cell shows its text on hover
     answer_table = gr.Dataframe(
-        interactive=False, label="Answer: one row per GPU", elem_id="answer-table", wrap=False
+        interactive=False,
+        label="Answer: one row per GPU",
+        elem_id="answer-table",
+        elem_classes=["tsweep-table"],
+        wrap=False,
+        pinned_columns=1,
     )
-    download = gr.DownloadButton("Download answer CSV", size="sm")
+    with gr.Row():
+        more = _several(MORE_COLUMNS, "More columns", "answer-columns", scale=4)
+        download = gr.DownloadButton("Download answer CSV", size="sm", scale=1)
     gr.Markdown(ANSWER_HELP)
     metric = gr.Radio(
         [("sequences / s", "sequences_per_s"), ("tokens / s", "tokens_per_s")],
@@ -68,7 +78,7 @@ def build(ctx: Context) -> Tab:
         elem_id="compare-table",
     )
 
-    def render(sel, fvals, tp_metric, base, chosen_gpus, strict_on):
+    def render(sel, fvals, tp_metric, base, chosen_gpus, strict_on, more_columns):
         if chosen_gpus:  # the chart shows the GPUs chosen for the answer too
             sel = sel[gpu_names(sel).isin(list(chosen_gpus))]
         points = throughput_points(sel, tp_metric)
@@ -76,25 +86,28 @@ def build(ctx: Context) -> Tab:
             points, tp_metric, title("Training throughput vs batch size", fvals)
         )
         fits = readable(fit_summary(points).rename(columns={"best_value": f"best_{tp_metric}"}))
-        if fvals.get("model") in (None, "", ANY) or fvals.get("seq_len") in (None, "", ANY):
-            md = "Pick a **model** and a **sequence length** above for the answer table."
-            ans = pd.DataFrame()
-        else:
-            a = answer(
-                sel,
-                fvals["model"],
-                fvals["seq_len"],
-                None if fvals.get("precision") in (None, "", ANY) else fvals["precision"],
-                baseline=None if base in (None, "", SLOWEST) else base,
-                strict=bool(strict_on),
-                gpus=list(chosen_gpus or []),
-            )
-            ans = a.table
-            md = "\n\n".join(
-                [f"Speedups are over **{a.baseline}**." if a.baseline else "", *a.notes]
-            )
-        path = csv_file(ans, csv_dir, "transformers-sweep-answer")
-        return [md, ans, gr.DownloadButton(value=path), plot_value(figure), fits]
+        a = answer_for(
+            sel,
+            fvals,
+            baseline=None if base in (None, "", SLOWEST) else base,
+            strict=bool(strict_on),
+            gpus=list(chosen_gpus or []),
+        )
+        ans = a.table
+        md = "\n\n".join([f"Speedups are over **{a.baseline}**." if a.baseline else "", *a.notes])
+        baseline_part = f"vs-{a.baseline}" if len(ans) and a.baseline else ""
+        name = download_name("answer", fvals, [baseline_part, "strict" if strict_on else ""])
+        path = csv_file(ans, csv_dir, name)  # every column; the page shows the chosen ones
+        shown = shown_columns(ans, list(more_columns or []))
+        # an update, not a new DownloadButton: one made while the page is built is a new widget
+        widths = column_widths(list(shown.columns))
+        return [
+            md,
+            gr.update(value=shown, column_widths=widths),
+            gr.update(value=path),
+            plot_value(figure),
+            fits,
+        ]
 
     def refresh(frame: pd.DataFrame, current):
         return gr.Dropdown(choices=[SLOWEST, *gpu_choices(frame)], value=current)
@@ -105,11 +118,11 @@ def build(ctx: Context) -> Tab:
         return gr.Dropdown(choices=opts, value=kept, multiselect=True)
 
     tab = Tab(
-        inputs=[metric, baseline, gpus, strict],
+        inputs=[metric, baseline, gpus, strict, more],
         outputs=[note, answer_table, download, plot, table],
         render=render,
         refresh=[(baseline, refresh), (gpus, refresh_gpus)],
-        url={"metric": metric, "baseline": baseline, "gpus": gpus, "strict": strict},
+        url={"metric": metric, "baseline": baseline, "gpus": gpus, "strict": strict, "cols": more},
         url_choices={"baseline": lambda f: [SLOWEST, *gpu_choices(f)], "gpus": gpu_choices},
     )
     redraw_on_own_inputs(ctx, tab)

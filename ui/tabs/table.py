@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from sweep.analysis.selection import ANY, filter_choices
-from sweep.analysis.table import environment, table
+from sweep.analysis.table import download_name, environment, header, readable, table
 from sweep.plan.flags import reproduce_command
 from ui.tabs.common import Context, Tab, csv_file, redraw_on_own_inputs
 
@@ -18,13 +18,15 @@ def status_choices(frame: pd.DataFrame) -> list[str]:
     return [ANY, *filter_choices(frame, "status")]
 
 
-def row_by_identity(frame: pd.DataFrame, shown: dict, fallback: pd.Series) -> pd.Series:
-    """The frame's row that a table row shows: its key within its dataset (one key can be both
-    the user's row and a shipped reference row of the same configuration), else ``fallback``."""
-    match = frame[frame["key"].astype(str) == str(shown.get("key"))]
-    if "dataset" in shown and "dataset" in frame:
-        match = match[match["dataset"].astype(str) == str(shown["dataset"])]
-    return match.iloc[0] if len(match) else fallback
+def row_by_identity(frame: pd.DataFrame, shown: dict) -> pd.Series | None:
+    """The frame's row that a table row shows (its cells by header, ``readable``'s): its key
+    within its dataset (one key can be both the user's row and a shipped reference row of the
+    same configuration); None if there is none."""
+    key, dataset = shown.get(header("key")), shown.get(header("dataset"))
+    match = frame[frame["key"].astype(str) == str(key)]
+    if dataset is not None and "dataset" in frame:
+        match = match[match["dataset"].astype(str) == str(dataset)]
+    return match.iloc[0] if len(match) else None
 
 
 def build(ctx: Context) -> Tab:
@@ -38,7 +40,9 @@ def build(ctx: Context) -> Tab:
     results = gr.Dataframe(
         interactive=False,
         max_height=420,
+        pinned_columns=1,
         elem_id="results-table",
+        elem_classes=["tsweep-table"],
         label="Trials (select a row for its environment and command)",
     )
     command = gr.Code(
@@ -51,17 +55,19 @@ def build(ctx: Context) -> Tab:
 
     def render(sel, fvals, query, st):
         tab = table(sel, query or "", st)
-        path = csv_file(tab, csv_dir, "transformers-sweep")
-        return [tab, gr.DownloadButton(value=path, label=f"Download CSV ({len(tab)} rows)")]
+        extra = [f"status-{st}" if st not in (None, "", ANY) else "", query and f"search-{query}"]
+        path = csv_file(tab, csv_dir, download_name("trials", fvals, extra))
+        # the page shows headers for people and short numbers; the CSV keeps every digit
+        return [readable(tab), gr.update(value=path, label=f"Download CSV ({len(tab)} rows)")]
 
     def select_row(tab: pd.DataFrame, evt: gr.SelectData):
         row_index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         if tab is None or not len(tab) or row_index is None or row_index >= len(tab):
             return "", pd.DataFrame(columns=["field", "value"])
-        row = tab.iloc[row_index]
-        if isinstance(evt.row_value, list) and "key" in tab.columns:
-            shown = dict(zip(tab.columns, evt.row_value, strict=False))
-            row = row_by_identity(ctx.holder.frame, shown, row)
+        cells = evt.row_value if isinstance(evt.row_value, list) else tab.iloc[row_index].tolist()
+        row = row_by_identity(ctx.holder.frame, dict(zip(tab.columns, cells, strict=False)))
+        if row is None:
+            return "", pd.DataFrame(columns=["field", "value"])
         return reproduce_command(row.to_dict()), environment(row)
 
     def refresh(frame: pd.DataFrame, current: str | None):

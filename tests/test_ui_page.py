@@ -1,0 +1,92 @@
+"""The page as built (no server): which widgets it holds and what their initial values say."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest.importorskip("gradio")
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    """The app over the shipped reference rows alone (no database), built once."""
+    from ui.app import Holder, build_app
+
+    holder = Holder(str(tmp_path_factory.mktemp("nodb") / "missing.db"))
+    return holder, build_app(holder)
+
+
+def _widgets(demo, kind):
+    return [b for b in demo.blocks.values() if isinstance(b, kind)]
+
+
+def test_no_stray_download_button_and_files_named_after_the_selection(page):
+    import gradio as gr
+
+    holder, demo = page
+    buttons = _widgets(demo, gr.DownloadButton)
+    # the answer table's and the Table tab's: no third one made while the first view was drawn
+    assert sorted(b.label for b in buttons) == ["Download CSV", "Download answer CSV"]
+    answer_button = next(b for b in buttons if b.label == "Download answer CSV")
+    from sweep.analysis.selection import default_filters
+    from sweep.analysis.table import download_name
+
+    want = default_filters(holder.frame)
+    prefix = f"answer_{want['model']}_seq{want['seq_len']}_{want['precision']}"
+    # the page opens on the planner: the answer's file is made when its tab is drawn
+    if answer_button.value:
+        name = os.path.basename(answer_button.value["path"])
+        assert name.startswith(prefix) and name.endswith(".csv")
+    assert download_name("answer", want, ["vs-A100", ""]).startswith(prefix)
+    assert download_name("answer", want, ["vs-A100", ""]).endswith("_vs-A100")
+
+
+@pytest.fixture(scope="module")
+def served_page(page):
+    """The page served as ``python -m ui`` serves it (its routes and middleware)."""
+    from ui.app import THEME
+    from ui.local import free_port
+    from ui.server import app_kwargs
+
+    _holder, demo = page
+    port = free_port()
+    demo.queue().launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+        share=False,
+        theme=THEME,
+        app_kwargs=app_kwargs(),
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+def _get(url: str, **headers):
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
+        return r.headers, r.read()
+
+
+def test_the_page_is_gzipped_and_names_no_path_of_the_server(served_page):
+    import gzip
+
+    from ui.server import PLOTLY_URL, STATIC
+
+    plain_headers, plain = _get(served_page)
+    headers, body = _get(served_page, **{"Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip" and plain_headers["Content-Encoding"] is None
+    html = gzip.decompress(body).decode()
+    assert html == plain.decode() and len(body) < len(plain) / 3
+    repo = os.path.dirname(os.path.dirname(STATIC))
+    assert repo not in html  # no path of the server's checkout (Gradio's file cache aside)
+    assert f'"{PLOTLY_URL}' in html or f"{PLOTLY_URL}" in html
+    js_headers, js = _get(served_page + PLOTLY_URL)
+    assert js_headers["Content-Type"].startswith("text/javascript") and len(js) > 500_000
