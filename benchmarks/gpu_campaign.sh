@@ -155,7 +155,7 @@ run() {  # run NAME: one step of the campaign
            --finetune full --batch-size 8 --json "$D/truth-1b.json" ;;
     truth_8b) step truth_8b python3 benchmarks/decoder_truth.py --model llama-3.1-8b \
            --finetune lora --batch-size 4 --json "$D/truth-8b.json" ;;
-    gpu_tests_all) step gpu_tests_all timeout 330 python3 -m pytest -q -ra --tb=short -m gpu \
+    gpu_tests_all) step gpu_tests_all timeout 240 python3 -m pytest -q -ra --tb=short -m gpu \
            tests/test_gpu.py -p no:cacheprovider ;;
     ckpt_all) step ckpt_all python3 benchmarks/ckpt_matrix.py --out "$D/ckpt.jsonl" ;;
     finetune_core) sweep finetune_core benchmarks/sweeps/h200-finetune-core.yaml "$D/finetune.db" ;;
@@ -184,6 +184,9 @@ ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host 
 # 2026-12-06, issues 22 and 23: STEPS=ft1 (about 18 minutes, detached, collected over two calls)
 [ "${STEPS:-}" = ft1 ] && STEPS="ckpt_diagnose truth_qwen truth_8b truth_1b gpu_tests_all seed seed_graph finetune_core ckpt_all"
 [ "${STEPS:-}" = ft2 ] && STEPS="ckpt_all finetune_core"
+# the same, issue 22's figures first (an H200 lease that may be the session's only one)
+[ "${STEPS:-}" = ft22 ] && STEPS="gpu_tests_all seed seed_graph ckpt_diagnose truth_8b truth_1b
+                                   truth_qwen finetune_core ckpt_all"
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"
