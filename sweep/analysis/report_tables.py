@@ -253,7 +253,7 @@ def repeat_stats(meas: pd.DataFrame) -> pd.DataFrame:
     from sweep.plan.config import field_names
 
     fields = [f for f in field_names() if f in d]
-    d["_cfg"] = d[fields].astype(str).agg("|".join, axis=1)
+    d["_cfg"] = d[fields].map(str).agg("|".join, axis=1)  # a missing value reads "nan"
     d["_p50"] = numeric(d, "step_time_ms_p50")
     d["_cv"] = numeric(d, "step_time_cv")
     rows = []
