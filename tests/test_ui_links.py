@@ -76,3 +76,19 @@ def test_dropdowns_are_narrowed_and_a_model_chosen_by_hand_picks_its_best_view(t
     values[1] = "gpt2"  # datasets, then the filters: model first
     seq_len, precision = pick.fn(*values)
     assert (seq_len, precision) == ("512", "bf16-mixed")
+
+
+def test_a_number_widget_reads_its_link_as_a_number():
+    # the planner's sequence length is a gr.Number: the link's text "512" must come back as 512
+    # (a string failed the page's whole first event: the link was dropped, the planner shown)
+    import gradio as gr
+
+    from ui.render import value_from_url
+
+    with gr.Blocks():
+        box = gr.Number(value=4096, precision=0)
+    assert value_from_url(box, "512") == 512 and isinstance(value_from_url(box, "512"), int)
+    assert value_from_url(box, "0.5") == 0.5
+    assert value_from_url(box, "lots") is gr.skip() or not isinstance(
+        value_from_url(box, "lots"), (int, float, str)
+    )

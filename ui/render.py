@@ -171,6 +171,12 @@ def value_from_url(component: Any, text: str, valid: list[str] | None = None) ->
     page."""
     if isinstance(component, gr.Checkbox):
         return text.lower() in ("1", "true", "yes")
+    if isinstance(component, gr.Number):  # the planner's sequence length: a number, not text
+        try:
+            number = float(text)
+        except ValueError:
+            return gr.skip()
+        return int(number) if number.is_integer() else number
     if isinstance(component, gr.CheckboxGroup) or getattr(component, "multiselect", False):
         wanted = [v for v in text.split(",") if v]
         choices = valid if valid is not None else _choices(component)
