@@ -200,3 +200,14 @@ def test_summary_counts_host_bound_by_the_launch_share_where_profiled():
     # batch 1 by its launch share despite 99% busy, batch 2 by NVML; batch 4's 2% is GPU-bound
     assert "2 configuration(s) kept the GPU busy under 90%" in text
     assert "launch_bound_pct" in text
+
+
+def test_every_trial_precision_has_a_peak_on_a_known_gpu():
+    # a precision added to TrialConfig without a peak failed every trial of it on the H200
+    # ("precision: 'bf16-true' has no peak", 2026-12-06)
+    from sweep.plan.config import PRECISIONS
+    from sweep.trial.hardware import peak_tflops
+
+    for precision in PRECISIONS:
+        assert peak_tflops("NVIDIA H200", precision) > 0, precision
+    assert peak_tflops("NVIDIA H200", "bf16-true") == peak_tflops("NVIDIA H200", "bf16-mixed")

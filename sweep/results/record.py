@@ -217,13 +217,27 @@ METRICS: dict[str, str] = {
     "measure_s": "wall seconds of the measured steps",
     "trial_s": "wall seconds of the whole trial in its process",
     "flops_per_step": "FLOPs of one step counted by torch FlopCounterMode",
-    "flops_per_step_analytic": "FLOPs of one step by 6N + 12*L*d*T per token (training)",
+    "flops_per_step_analytic": "model FLOPs of one step: per token 6N trainable + 4N frozen +"
+    " 12*L*d*T (training; no recomputation), or 2N + 4*L*d*T (inference)",
+    "model_flops_per_token": "model FLOPs per token (flops_per_step_analytic / tokens per step)",
+    "mfu_analytic": "MFU from the model FLOPs (flops_per_step_analytic) over the datasheet peak",
+    "flops_count_failed": "1 where torch's FLOP counter raised on the step (flops_per_step empty)",
     "tflops_per_s": "achieved TFLOP/s (counted FLOPs / median step time)",
     "peak_tflops": "datasheet dense peak TFLOP/s of the GPU for the precision (None if unknown)",
     "mfu": "model FLOPs utilization: achieved / peak (None if the peak is unknown)",
     "n_params": "parameters of the model",
     "n_params_nonembedding": "parameters outside the embeddings",
     "n_matmul_params": "parameters used in matrix products (the N of 6N)",
+    "n_params_trainable": "parameters that train (all of them, or the adapters of lora/qlora)",
+    "n_matmul_params_trainable": "matrix-product parameters that train",
+    "weights_gib": "bytes of the weights (parameters, 4-bit statistics, buffers), GiB",
+    "gradients_gib": "bytes of every trainable parameter's gradient, GiB",
+    "optimizer_state_gib": "bytes of the optimizer's state in torch's allocator, GiB",
+    "optimizer_state_paged_gib": "bytes of an optimizer state in paged (unified) memory, GiB",
+    "activations_other_gib": "the peak less weights, gradients and optimizer state: a lower"
+    " bound of what activations, logits and workspace took at the peak, GiB",
+    "loss_mean": "mean loss of the measured steps",
+    "losses": "the loss of every measured step, in order (null where not finite)",
     "peak_allocated_gib": "torch peak allocated memory during the measured steps, GiB; where"
     " the step replays CUDA graphs, the peak of their capture too (cuda_graph: their pool holds"
     " it through the replays), and under compile reduce-overhead or max-autotune at least the"

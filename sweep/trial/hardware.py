@@ -76,15 +76,16 @@ def gpu_peak(gpu_name: str | None) -> GpuPeak | None:
 
 
 def peak_tflops(gpu_name: str | None, precision: str) -> float | None:
-    """Dense peak TFLOP/s for a trial precision (fp32, tf32, fp16-mixed, bf16-mixed).
+    """Dense peak TFLOP/s for a trial precision (fp32, tf32, fp16-mixed, bf16-mixed, bf16-true).
 
     Mixed precision runs its matrix products in the half type, so its peak is the tensor-core
-    figure. ``tf32`` on a GPU without TF32 falls back to plain fp32 math, so its peak is fp32.
+    figure; bf16-true runs them in bf16 too. ``tf32`` on a GPU without TF32 falls back to plain
+    fp32 math, so its peak is fp32.
     """
     peak = gpu_peak(gpu_name)
     if peak is None:
         return None
-    if precision == "bf16-mixed":
+    if precision in ("bf16-mixed", "bf16-true"):
         return peak.bf16
     if precision == "fp16-mixed":
         return peak.tf16
