@@ -486,7 +486,11 @@ def test_the_fine_tune_planner_is_the_first_tab_and_shows_the_plan(tmp_path):
     holder = Holder(make_db(tmp_path / "r.db", trials), data_files=[])
     demo = build_app(holder)
     by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
-    assert by_id["plan-model"].value == MODEL and by_id["plan-seq"].value == 4096
+    from sweep.analysis.planner import default_question
+
+    # the page opens on the question the data answers best (the shipped H200 LoRA rows: seq 2048)
+    assert (by_id["plan-model"].value, by_id["plan-seq"].value) == default_question(holder.frame)
+    assert by_id["plan-model"].value == MODEL
     tabs = [b for b in demo.blocks.values() if type(b).__name__ == "Tab"]
     assert tabs[0].label == "Fine-tune planner"
     (redraw,) = [
@@ -499,6 +503,7 @@ def test_the_fine_tune_planner_is_the_first_tab_and_shows_the_plan(tmp_path):
     names = [getattr(c, "elem_id", None) for c in redraw.inputs]
     values[names.index("filter-seq_len")] = "128"  # a shared filter: the planner ignores it
     values[names.index("plan-tok")] = "1B"
+    values[names.index("plan-seq")] = 4096
     note, table = redraw.fn(*values)
     expected = plan(combine(trials_frame(trials), {}), MODEL, 4096, 1e9).table
     pd.testing.assert_frame_equal(table.reset_index(drop=True), expected)
