@@ -35,6 +35,18 @@ def test_dropdowns_offer_only_values_with_rows_and_count_gpus():
     assert ("fp32 · no rows here", "fp32") in kept  # the current value is never dropped
 
 
+def test_every_model_is_one_pick_away_whatever_the_sequence_length_and_precision():
+    # choosing a model picks its sequence length and precision (best_for_model): bert-tiny,
+    # measured in fp32 at 128 only, is offered under roberta-large's 512 in fp16
+    df = _frame()
+    at = {"model": "roberta-large", "seq_len": "512", "precision": "fp16-mixed"}
+    assert narrowed_choices(df, at, "model") == [
+        (ANY, ANY),
+        ("bert-tiny · 1 GPU", "bert-tiny"),
+        ("roberta-large · 3 GPUs", "roberta-large"),
+    ]
+
+
 def test_a_new_model_picks_the_sequence_length_and_precision_with_most_gpus():
     assert best_for_model(_frame(), "roberta-large", {"precision": "fp32"}) == {
         "seq_len": "512",

@@ -11,6 +11,9 @@ import pandas as pd
 from sweep.analysis.selection import ANY, filter_choices, gpu_column, select
 from sweep.results.record import OK
 
+# The filters a model's choice sets (``best_for_model``): they never narrow the model's choices.
+FOLLOW_MODEL = ("seq_len", "precision")
+
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == OK] if "status" in df else df
@@ -25,8 +28,11 @@ def narrowed_choices(
 ) -> list[tuple[str, str]]:
     """``column``'s dropdown choices as (label, value): "(any)", then each value with ok rows
     under the other filters' choices, labelled with how many GPUs measured it ("512 · 3 GPUs").
-    The current value stays, marked "no rows", so that a dropdown never loses its value."""
-    others = {k: v for k, v in filters.items() if k != column}
+    The current value stays, marked "no rows", so that a dropdown never loses its value.
+    The model's choices ignore the sequence length and precision: choosing a model picks those
+    (``best_for_model``), so every model with rows under the other filters is one pick away."""
+    follow = FOLLOW_MODEL if column == "model" else ()
+    others = {k: v for k, v in filters.items() if k != column and k not in follow}
     ok = _ok(select(df, others))
     counts: dict[str, int] = {}
     if column in ok and len(ok):
@@ -46,7 +52,7 @@ def best_for_model(df: pd.DataFrame, model: Any, filters: dict[str, Any]) -> dic
     """The sequence length and precision with the most GPUs for ``model`` (then the most ok
     rows), under the other ``filters`` but those two: what to show when the model changes.
     Empty where the model has no ok row."""
-    others = {k: v for k, v in filters.items() if k not in ("model", "seq_len", "precision")}
+    others = {k: v for k, v in filters.items() if k not in ("model", *FOLLOW_MODEL)}
     ok = _ok(select(df, {**others, "model": model}))
     if ok.empty or not {"seq_len", "precision"} <= set(ok.columns):
         return {}
