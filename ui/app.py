@@ -286,14 +286,26 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             return [gr.Dropdown(choices=narrowed_choices(shown, values, n)) for n in filters]
 
         def pick(chosen, *fvals):
-            """A model chosen by hand: the sequence length and precision with the most GPUs."""
+            """A model chosen by hand: the sequence length and precision with the most GPUs,
+            and every filter's choices for them, in one update, before any view is drawn: a
+            view or a dropdown narrowed for the new model at the old sequence length and
+            precision would show a passing empty selection (and a dropdown whose choices lack
+            its new value shows none)."""
             shown = select(holder.frame, {}, list(chosen or []))
             values = dict(zip(filters, fvals, strict=True))
-            best = best_for_model(shown, values["model"], values) if values["model"] != ANY else {}
-            return [best.get("seq_len", gr.skip()), best.get("precision", gr.skip())]
+            if values["model"] != ANY:
+                values.update(best_for_model(shown, values["model"], values))
+            return [
+                gr.Dropdown(choices=narrowed_choices(shown, values, n), value=values[n])
+                for n in filters
+            ]
 
+        # The model's own changes go through ``pick`` (by hand) or draw their view themselves
+        # (a link's first view, reloaded data): no event of their own, which would draw the
+        # new model at the old sequence length and precision.
+        following = [c.change for c in ctx.shared_inputs if c is not filters["model"]]
         gr.on(
-            [c.change for c in ctx.shared_inputs],
+            following,
             narrow,
             inputs=ctx.shared_inputs,
             outputs=list(filters.values()),
@@ -303,14 +315,20 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
         filters["model"].input(
             pick,
             inputs=ctx.shared_inputs,
-            outputs=[filters["seq_len"], filters["precision"]],
+            outputs=list(filters.values()),
+            **PRIVATE,
+        ).then(
+            render_visible,
+            inputs=[active, *inputs],
+            outputs=outputs,
+            concurrency_id=RENDER,
             **PRIVATE,
         )
         # One public endpoint ("/render": the filters in, every view out); a tab's own widgets
         # redraw that tab only (ui/tabs/common.py).
         # A filter change draws the visible tab; the others are drawn when opened (cached).
         gr.on(
-            [c.change for c in ctx.shared_inputs],
+            following,
             render_visible,
             inputs=[active, *inputs],
             outputs=outputs,
@@ -361,6 +379,8 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
         else:
             renderer.preset(0)
             loaded = demo.load(**first)
+        # a link's filters narrowed (its model's change has no event: ``pick``)
+        loaded.then(narrow, inputs=ctx.shared_inputs, outputs=list(filters.values()), **PRIVATE)
         loaded.then(None, js=URL_READ_JS, **PRIVATE)
         version.change(
             refresh_choices,
