@@ -308,6 +308,8 @@ def test_graph_against_eager_pairs_presets_and_reads_busy_from_the_profiled_step
     assert b8["graph/eager"] == pytest.approx(5.47)
     assert (b8["eager busy %"], b8["graph busy %"]) == (pytest.approx(12.0), pytest.approx(90.5))
     assert table.iloc[1]["eager busy %"] == pytest.approx(97.0)
+    # the host-bound eager step is marked (its rate is the CPU's), not left to the busy figure
+    assert table["eager step"].tolist() == ["host-bound", "GPU-bound"]
     # another database is not side by side
     other = [("a.db", row(False, 1000.0, 88.0)), ("b.db", row(True, 5470.0, 9.5))]
     assert graph_against_eager(results_frame(other)).empty

@@ -16,6 +16,7 @@ from sweep.analysis.selection import (
     short_gpu,
 )
 from sweep.results.record import OK
+from sweep.results.trust import GPU_BUSY_MIN_PCT
 
 
 def gpu_labels(df: pd.DataFrame) -> list[str]:
@@ -113,7 +114,8 @@ def graph_against_eager(meas: pd.DataFrame) -> pd.DataFrame:
     """What the host costs: per configuration run both ways on one GPU into one database, the
     CUDA-graph step's tokens/s over the eager step's, with each side's GPU busy share (100 -
     launch_bound_pct: the measured step's share with a kernel running; NVML's utilization
-    where no step was profiled). Empty without such pairs."""
+    where no step was profiled), and whether the eager step was host-bound (its GPU busy under
+    ``GPU_BUSY_MIN_PCT``: its rate is the CPU's). Empty without such pairs."""
     if "cuda_graph" not in meas or meas["cuda_graph"].astype(str).nunique() < 2:
         return pd.DataFrame()
     meas = meas.copy()
@@ -147,5 +149,10 @@ def graph_against_eager(meas: pd.DataFrame) -> pd.DataFrame:
             "ratio": "graph/eager",
         }
     )
+    busy_eager = out["eager busy %"]
+    out["eager step"] = (busy_eager < GPU_BUSY_MIN_PCT).map(
+        {True: "host-bound", False: "GPU-bound"}
+    )
+    out["eager step"] = out["eager step"].where(busy_eager.notna(), None)
     cols = [*keys, "eager tokens/s", "graph tokens/s", "graph/eager", "eager busy %"]
-    return out[[*cols, "graph busy %"]]
+    return out[[*cols, "graph busy %", "eager step"]]
