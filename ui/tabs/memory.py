@@ -19,6 +19,7 @@ def build(ctx: Context) -> Tab:
         label="Linear fit per GPU and the largest batch it predicts for each "
         "capacity (max_batch_<N>gb)",
         interactive=False,
+        elem_id="memory-fit",
         pinned_columns=1,  # the series stays in view beside the answers
         elem_classes=["tsweep-table"],
     )
