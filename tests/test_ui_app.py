@@ -436,7 +436,9 @@ def test_the_page_opens_drawn_and_a_link_is_drawn_in_one_event(tmp_path):
     plan = by_id["plan"].value  # the first tab: the fine-tune planner
     assert plan["data"] and plan["headers"][:3] == ["Card", "Method", "Fits"]
     assert by_id["plan-model"].value in by_id["plan-note"].value
-    assert not by_id["answer-table"].value or not by_id["answer-table"].value.get("data")
+    # the answer table is drawn into the page too (a link to its tab shows it without a round
+    # trip to draw it)
+    assert by_id["answer-table"].value and by_id["answer-table"].value.get("data")
     (first,) = [f for f in demo.fns.values() if f.fn and f.fn.__name__ == "first_view"]
     current = [c.value for c in first.inputs]
     bare = first.fn(SimpleNamespace(query_params={}), *current)
@@ -450,6 +452,10 @@ def test_the_page_opens_drawn_and_a_link_is_drawn_in_one_event(tmp_path):
     assert is_skip(got["plan"]) and is_skip(got["compare-plot"])
     assert not is_skip(got["memory-plot"])
     assert "seq_len 512" in json.loads(got["memory-plot"])["layout"]["title"]["text"]
+    # a link naming only a tab drawn into the page selects it and draws nothing
+    only_tab = first.fn(SimpleNamespace(query_params={"tab": "compare-gpus"}), *current)
+    got = {getattr(c, "elem_id", None): v for c, v in zip(first.outputs, only_tab, strict=True)}
+    assert got["tabs"].selected == 1 and is_skip(got["answer-table"])
 
 
 def test_the_app_filters_on_every_match_and_option_field(tmp_path):

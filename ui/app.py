@@ -65,6 +65,9 @@ TABS = (
     ("About the data", about),
 )
 SLUGS = [label.lower().replace(" ", "-") for label, _ in TABS]  # the URL's tab=
+# Tabs drawn into the page as it is built (for the initial selection): the planner the page opens
+# on, and the answer table, which a link to it then shows without a round trip to draw it.
+PREDRAWN = (0, 1)
 # At a phone's width (390 px) the header shrinks and the page's padding goes, so that the answer
 # table and the chart start on the first screen.
 # Tables (class tsweep-table): a body cell is cut at its column's width, its whole text shown on
@@ -245,6 +248,9 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             skipped = [gr.skip()] * len(outputs)
             if not private and tab is None and all(is_skip(v) for v in values):
                 return [*values, gr.skip(), gr.skip(), *skipped]
+            if not private and tab in PREDRAWN and all(is_skip(v) for v in values):
+                # a link that names only a tab drawn into the page: select it, draw nothing
+                return [*values, gr.Tabs(selected=tab), tab, *skipped]
             if tab is None:  # the first tab: nothing to select (no event)
                 return [*values, gr.skip(), gr.skip(), *renderer.visible(0, *args)]
             return [*values, gr.Tabs(selected=tab), tab, *renderer.visible(tab, *args)]
@@ -377,7 +383,8 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
                 after_login, inputs=choice_widgets[2:], outputs=choice_widgets, **PRIVATE
             ).then(**first)
         else:
-            renderer.preset(0)
+            for index in PREDRAWN:
+                renderer.preset(index)
             loaded = demo.load(**first)
         # a link's filters narrowed (its model's change has no event: ``pick``)
         loaded.then(narrow, inputs=ctx.shared_inputs, outputs=list(filters.values()), **PRIVATE)
