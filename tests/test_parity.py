@@ -63,3 +63,10 @@ def test_records_without_a_loss_list_use_their_first_and_last_loss():
     b = {**_row("ckpt", None, gradient_checkpointing=True), "loss_first": 10.0, "loss_last": 8.5}
     table = loss_parity(pd.DataFrame([a, b]))
     assert table["steps"].tolist() == [2] and table["parity"].tolist() == ["differs"]
+
+
+def test_a_row_stored_before_a_knob_existed_pairs_as_its_default():
+    # a plain row without the liger field (stored before it existed) ran without Liger
+    plain = {k: v for k, v in _row("plain", [10.0, 9.0]).items() if k != "liger"}
+    table = loss_parity(pd.DataFrame([plain, _row("liger", [10.0, 9.0], liger=True)]))
+    assert table["key"].tolist() == ["liger"] and table["plain_key"].tolist() == ["plain"]

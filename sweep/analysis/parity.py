@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweep.analysis.selection import gpu_column
+from sweep.analysis.selection import config_text, gpu_column, value_text
 from sweep.plan.config import field_label, field_names
 from sweep.results.record import OK
 
@@ -37,7 +37,7 @@ LOSS_TOLERANCE = 0.01
 COLUMNS = ["key", "plain_key", "knob", "value", "plain", "steps", "loss_diff_pct", "parity"]
 
 
-def _losses(row: pd.Series) -> list[float] | None:
+def _losses(row: dict) -> list[float] | None:
     v = row.get("losses")
     if isinstance(v, (list, tuple)) and v:
         return [float(x) if x is not None else math.nan for x in v]
@@ -47,29 +47,31 @@ def _losses(row: pd.Series) -> list[float] | None:
     return [float(first), float(last)]
 
 
-def _text(v: Any) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-
-
 def loss_parity(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (knob row, its plain row): the largest per-step loss difference in % of the
     plain row's, and ``parity`` "ok" or "differs". Empty where no such pairs exist."""
     if frame.empty or "status" not in frame:
         return pd.DataFrame(columns=COLUMNS)
-    d = frame[frame["status"] == OK].copy()
-    d["_gpu"] = gpu_column(d)
-    d["_ds"] = d["dataset"] if "dataset" in d else ""
-    fields = [f for f in field_names() if f in d.columns]
-    d["_cfg"] = [tuple(_text(r[f]) for f in fields) for _, r in d[fields].iterrows()]
-    index = {(r["_gpu"], r["_ds"], r["_cfg"]): r for _, r in d.iterrows()}
+    d = frame[frame["status"] == OK]
+    fields = field_names()
+    # every field as text, a missing one (a row stored before it existed) read as its default
+    texts = {f: config_text(d, f) for f in fields}
+    d = d.assign(
+        _gpu=gpu_column(d),
+        _ds=d["dataset"] if "dataset" in d else "",
+        _cfg=list(zip(*texts.values(), strict=True)),
+    )
+    index = {(r["_gpu"], r["_ds"], r["_cfg"]): r for r in d.to_dict("records")}
+    knobs = {
+        knob: (fields.index(knob), value_text(plain), {value_text(v) for v in values})
+        for knob, (plain, values) in KNOBS.items()
+    }
     out = []
     for (gpu, ds, cfg), row in index.items():
-        for knob, (plain, values) in KNOBS.items():
-            if knob not in fields or row[knob] not in values:
+        for knob, (i, plain, values) in knobs.items():
+            if cfg[i] not in values:
                 continue
-            i = fields.index(knob)
-            plain_cfg = cfg[:i] + (_text(plain),) + cfg[i + 1 :]
-            base = index.get((gpu, ds, plain_cfg))
+            base = index.get((gpu, ds, cfg[:i] + (plain,) + cfg[i + 1 :]))
             if base is None:
                 continue
             a, b = _losses(row), _losses(base)
@@ -83,8 +85,8 @@ def loss_parity(frame: pd.DataFrame) -> pd.DataFrame:
                     "key": row["key"],
                     "plain_key": base["key"],
                     "knob": knob,
-                    "value": _text(row[knob]),
-                    "plain": _text(plain),
+                    "value": cfg[i],
+                    "plain": plain,
                     "steps": n,
                     "loss_diff_pct": worst * 100.0,
                     "parity": "ok" if worst <= LOSS_TOLERANCE else "differs",

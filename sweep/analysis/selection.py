@@ -65,7 +65,8 @@ def filter_choices(df: pd.DataFrame, column: str) -> list[str]:
     return [str(v) for v in values]
 
 
-def _text(v: Any) -> str:
+def value_text(v: Any) -> str:
+    """A config value as text, the way dropdowns and ``config_text`` write it (2.0 reads "2")."""
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
@@ -73,16 +74,16 @@ def config_text(df: pd.DataFrame, name: str) -> pd.Series:
     """Config field ``name`` of each row as text (what a dropdown holds; 2.0 reads "2"), a
     missing value (a row stored before the field existed, a frame without its column) read as
     the field's default: such a row ran with it."""
-    default = _text(TrialConfig().to_dict()[name])
+    default = value_text(TrialConfig().to_dict()[name])
     if name not in df:
         return pd.Series(default, index=df.index, dtype=object)
-    return df[name].map(lambda v: default if v is None or v is pd.NA or v != v else _text(v))
+    return df[name].map(lambda v: default if v is None or v is pd.NA or v != v else value_text(v))
 
 
 def _matches(df: pd.DataFrame, col: str, value: Any) -> pd.Series:
     # Dropdowns hand back strings; the frame holds ints and bools. Compare as text.
     if col in CONFIG_FIELDS:
-        return config_text(df, col) == _text(value)
+        return config_text(df, col) == value_text(value)
     return df[col].astype(str) == str(value)
 
 

@@ -233,8 +233,9 @@ def run_graphed(w: Workload, uuid: str | None = None) -> RawTiming:
     step = GraphStep(w)
     # the phase names are the captured graphs': known once ``prepare`` (the capture) has run
     names = ("forward", "backward", "optimizer") if step.train else ("forward",)
-    stepper = Stepper(step.replay, names, warm_up=step.warm_up, prepare=step.capture)
-    stepper.profile = step.replay
+    stepper = Stepper(
+        step.replay, names, warm_up=step.warm_up, prepare=step.capture, profile=step.replay
+    )
     raw = measure(w, stepper, uuid)
     assert step.names == names, (step.names, names)
     raw.graph_captured = True

@@ -57,15 +57,11 @@ def _lightning_check(config: TrialConfig, device_type: str) -> str | None:
     return None
 
 
-def _no_reason(config: TrialConfig, device_type: str) -> str | None:
-    return None
-
-
 HARNESSES: tuple[Harness, ...] = (
     Harness("ddp", lambda c: c.gpus_per_trial > 1, _ddp_check, None, ranks=True),
     Harness("cuda_graph", lambda c: c.cuda_graph, check_graph_support, run_graphed),
     Harness("lightning", lambda c: c.harness == "lightning", _lightning_check, run_lightning),
-    Harness("native", lambda c: True, _no_reason, run_native),
+    Harness("native", lambda c: True, transforms.no_reason, run_native),
 )
 
 

@@ -34,7 +34,8 @@ class Transform:
     prepare: Callable[[TrialConfig, str, dict, dict], None] | None = None
 
 
-def _no_reason(config: TrialConfig, device_type: str) -> str | None:
+def no_reason(config: TrialConfig, device_type: str) -> str | None:
+    """The check of what runs everywhere."""
     return None
 
 
@@ -65,7 +66,7 @@ TRANSFORMS: tuple[Transform, ...] = (
     Transform(
         "gradient_checkpointing",
         lambda c: c.gradient_checkpointing,
-        _no_reason,  # in inference mode transformers checkpoints nothing (model.eval())
+        no_reason,  # in inference mode transformers checkpoints nothing (model.eval())
         _checkpointing,
     ),
     Transform("finetune", lambda c: c.adapters, ft.lora_check, ft.apply_lora),

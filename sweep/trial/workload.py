@@ -19,7 +19,7 @@ from sweep.plan.catalog import DECODER, ModelSpec, get_spec
 from sweep.plan.config import COMPILE_MODES_WITH_GRAPHS, TrialConfig
 from sweep.plan.handoff import REQUIRE_GPU_ENV
 from sweep.trial.finetune import base_dtype, optimizer_check
-from sweep.trial.outcome import NoCuda
+from sweep.trial.outcome import NoCuda, is_oom
 from sweep.trial.transforms import apply_all
 
 log = logging.getLogger(__name__)
@@ -314,8 +314,6 @@ def step_flops(w: Workload, per_sequence: int | None, timings: dict[str, float])
     try:
         flops = count_flops(w)
     except Exception as exc:
-        from sweep.trial.outcome import is_oom
-
         if is_oom(exc):
             raise
         # The counter itself can fail on a kernel's call (Liger's fused loss calls addmm with
