@@ -809,3 +809,40 @@ def test_new_fields_keep_the_keys_of_stored_rows():
     assert rec.key == old_key and rec.schema_version == 1
     assert rec.config["cuda_graph"] is False and rec.config["compile"] is False
     assert Trial(config=rec.config, status="ok", gpu_type=rec.gpu_type).key == old_key
+
+
+@pytest.mark.parametrize("finetune, checkpointing", [("full", False), ("lora", True)])
+def test_long_sequence_flops_carried_from_short_counts_equal_the_direct_count(
+    monkeypatch, finetune, checkpointing
+):
+    # A grouped-query model is counted with eager attention, whose saved scores grow with seq^2:
+    # past 3 * COUNT_AT_TOKENS the count is taken at k, 2k, 3k tokens and carried to the length
+    # by the exact quadratic. It must equal the count taken at the length itself, never measure
+    # a sequence as long as the trial's, and keep the batch factor.
+    import sweep.trial.workload as wl
+
+    monkeypatch.setattr(wl, "COUNT_AT_TOKENS", 16)
+    cfg = TrialConfig(
+        **{**TINY, "model": "llama-tiny", "task": "causal-lm", "batch_size": 3, "seq_len": 200},
+        finetune=finetune,
+        gradient_checkpointing=checkpointing,
+    )
+    w = build_workload(cfg, "cpu")
+    one = {k: v[:1] for k, v in w.batch.items()}
+    w.model.config._attn_implementation = "eager"
+    direct = wl._count_once(w, one)
+    w.model.config._attn_implementation = "sdpa"
+    lengths = []
+    real = wl._count_once
+
+    def spy(w, one):
+        lengths.append(one["input_ids"].shape[-1])
+        return real(w, one)
+
+    monkeypatch.setattr(wl, "_count_once", spy)
+    assert count_flops(w) == 3 * direct
+    assert lengths == [16, 32, 48]
+    # the quadratic term is real (attention): a line through the first two counts would miss
+    w.model.config._attn_implementation = "eager"
+    f16, f32 = (real(w, {k: v[..., :n] for k, v in one.items()}) for n in (16, 32))
+    assert f16 + (200 - 16) / 16 * (f32 - f16) < direct

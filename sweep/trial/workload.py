@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import torch
@@ -366,12 +367,42 @@ def _grouped_query(cfg) -> bool:
     return bool(heads and kv and kv < heads)
 
 
+# Eager attention keeps every layer's score matrix (heads x seq^2) for the backward: counted at
+# the trial's own length it would need more memory than the step it counts (at 4k tokens a 1B
+# Llama's scores take tens of GB), so a long sequence, a capped card or a max-seq probe would end
+# as an out-of-memory the step never had. Longer than this, the count is taken at three short
+# lengths and carried to the trial's by the exact polynomial (``_count_by_length``).
+COUNT_AT_TOKENS = 256
+
+
 def _count_eager(w: Workload, one: dict[str, torch.Tensor]) -> int:
     """The count with transformers' eager attention, the model's own restored after."""
     cfg = w.model.config
     previous = getattr(cfg, "_attn_implementation", "eager")
     cfg._attn_implementation = "eager"
     try:
+        seq = one["input_ids"].shape[-1]
+        if seq > 3 * COUNT_AT_TOKENS:
+            return _count_by_length(w, one, seq) * w.config.batch_size
         return _count_once(w, one) * w.config.batch_size
     finally:
         cfg._attn_implementation = previous
+
+
+def _count_by_length(w: Workload, one: dict[str, torch.Tensor], seq: int) -> int:
+    """The count of one sequence of ``seq`` tokens from counts at k, 2k and 3k tokens: in these
+    decoders a sequence's FLOPs are exactly c0 + c1*s + c2*s^2 (projections, MLP and logits grow
+    with s, the score and value products with s^2; nothing else is counted), so three counts fix
+    the polynomial (a test checks it against the direct count)."""
+    k = COUNT_AT_TOKENS
+    f1, f2, f3 = (
+        _count_once(w, {n: v[..., : i * k] for n, v in one.items()}) for i in (1, 2, 3)
+    )
+    # second and first differences over steps of k tokens, in integers: 2*c2*k^2 and the rest
+    d2 = f3 - 2 * f2 + f1
+    d1 = f2 - f1
+    n = Fraction(seq, k) - 1  # steps of k from the first point
+    total = f1 + n * d1 + n * (n - 1) / 2 * d2
+    if total.denominator != 1:  # a count not quadratic in the length: say so, never round
+        raise ValueError(f"FLOPs not a quadratic in the sequence length ({f1}, {f2}, {f3})")
+    return int(total)
