@@ -395,9 +395,7 @@ def _count_by_length(w: Workload, one: dict[str, torch.Tensor], seq: int) -> int
     with s, the score and value products with s^2; nothing else is counted), so three counts fix
     the polynomial (a test checks it against the direct count)."""
     k = COUNT_AT_TOKENS
-    f1, f2, f3 = (
-        _count_once(w, {n: v[..., : i * k] for n, v in one.items()}) for i in (1, 2, 3)
-    )
+    f1, f2, f3 = (_count_once(w, {n: v[..., : i * k] for n, v in one.items()}) for i in (1, 2, 3))
     # second and first differences over steps of k tokens, in integers: 2*c2*k^2 and the rest
     d2 = f3 - 2 * f2 + f1
     d1 = f2 - f1
