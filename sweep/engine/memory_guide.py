@@ -86,6 +86,26 @@ def _finite(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+class SeenPeaks:
+    """Every fitting probe's peak as a capped run reads it (CAPPED_SOURCE) and the card's shown
+    total: what an uncapped search hands the capped searches of its family (sweep/engine/
+    seeded.py), whatever source its own guide follows."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[int, float] = {}  # units -> CAPPED_SOURCE peak, GiB
+        self.shown_gib: float | None = None
+
+    def add(self, units: int, metrics: dict[str, Any] | None) -> None:
+        metrics = metrics or {}
+        if metrics.get("capacity_cap_gib") is not None:
+            return  # a capped probe: its family is seeded from the uncapped one only
+        peak, shown = _finite(metrics.get(CAPPED_SOURCE)), _finite(metrics.get("device_total_gib"))
+        if peak is not None and peak > 0:
+            self.peaks[units] = peak
+        if shown is not None and shown > 0:
+            self.shown_gib = shown
+
+
 class MemoryGuide:
     """The fitted probes of one search, and the next batch they point to."""
 
@@ -98,9 +118,11 @@ class MemoryGuide:
         self.backed_off = False
         self.surveyed = False
         self._bracket: int | None = None  # the batch last proposed above the predicted limit
+        self.seen = SeenPeaks()
 
     def add(self, batch: int, metrics: dict[str, Any] | None) -> Reading | None:
         """Fold a fitting probe's metrics in; returns the reading used (None: none usable)."""
+        self.seen.add(batch, metrics)
         r = reading_of(metrics, self.source)
         if r is None:
             return None
@@ -122,6 +144,13 @@ class MemoryGuide:
             return None
         offset = dict(PEAK_SOURCES)[self.source]
         return fit.slope_bytes_per_seq / GIB, self.total_gib + offset, max(self.peaks.values())
+
+    def limit_units(self, threshold_gib: float) -> float | None:
+        """Where the line through the fitted batches reaches ``threshold_gib`` (real)."""
+        fit = self.fit()
+        if fit is None:
+            return None
+        return (threshold_gib * GIB - fit.intercept_bytes) / fit.slope_bytes_per_seq
 
     def predicted_limit(self, lo: int) -> int | None:
         """The largest batch the line says fits, walked from ``lo`` (the largest that did)."""

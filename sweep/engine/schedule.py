@@ -198,6 +198,9 @@ class BatchSearch:
         self.predictions: dict[str, dict[str, Any]] = {}
         # fixed memory alone over the card (capacity_gb): answered without a run
         self.not_run = too_big(first.config)
+        # (lo, hi, limit) -> the next probe strictly inside, or None: set where the search is
+        # seeded from its uncapped family (sweep/engine/seeded.py), in place of the guide
+        self.steer: Callable[[int, int | None, int], int | None] | None = None
 
     @property
     def done(self) -> bool:
@@ -295,7 +298,9 @@ class BatchSearch:
             close_enough = self.lo and self.hi - self.lo <= self.lo * self.tolerance
             if nxt <= self.lo or nxt >= self.hi or close_enough:
                 nxt = None
-        if nxt is not None and self.lo:
+        if nxt is not None and self.steer is not None:  # seeded (sweep/engine/seeded.py)
+            nxt = self.steer(self.lo, self.hi, self.limit) or nxt
+        elif nxt is not None and self.lo:
             nxt = self.guide.next_batch(self.lo, self.hi, self.limit) or nxt
         self.next_batch = nxt
         if nxt is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sweep.engine.schedule import BatchSearch, GridQueue, MetricsLookup, Schedule, StoredLookup
+from sweep.engine.seeded import seed_families
 from sweep.engine.seq_search import SeqSearch
 from sweep.plan.grid import GRID, MAX_BATCH, MAX_SEQ, PlannedTrial, SweepSpec
 
@@ -32,3 +33,14 @@ def schedule_for(
 ) -> Schedule:
     """The schedule of one group of ``spec``'s trials (``members``, ascending batch), by mode."""
     return SCHEDULES[spec.mode](spec, members, stored, stored_metrics)
+
+
+def schedules_for(
+    spec: SweepSpec,
+    member_lists: list[list[PlannedTrial]],
+    stored: StoredLookup,
+    stored_metrics: MetricsLookup | None = None,
+) -> list[Schedule]:
+    """The schedule of each group, in order; a capped search seeded from its uncapped family
+    where the sweep has one (sweep/engine/seeded.py)."""
+    return seed_families([schedule_for(spec, m, stored, stored_metrics) for m in member_lists])

@@ -29,7 +29,7 @@ from ray.tune.stopper import Stopper
 from cluster.placement import Capacity, Slot
 from sweep.engine.flops import FlopsByShape
 from sweep.engine.schedule import RUN, SKIP, STORED, Schedule, with_prediction
-from sweep.engine.schedules import schedule_for
+from sweep.engine.schedules import schedules_for
 from sweep.engine.worker import TrialRequest
 from sweep.plan.grid import PlannedTrial, SweepSpec, groups
 from sweep.results.record import CRASHED, FINAL_STATUSES, NO_GPU_TYPE, SKIPPED_OOM, Trial
@@ -90,9 +90,10 @@ class SweepSearcher(Searcher):
         self.flops = FlopsByShape()  # what a trial of a shape counted, for the next of that shape
         gpu_of = {t.key: gpu for t, gpu in runnable}
         self.groups: list[_Group] = []
-        for members in groups([t for t, _ in runnable]).values():
+        member_lists = list(groups([t for t, _ in runnable]).values())
+        scheds = schedules_for(spec, member_lists, self._stored_status, self._stored_metrics)
+        for members, sched in zip(member_lists, scheds, strict=True):
             first = members[0]
-            sched = schedule_for(spec, members, self._stored_status, self._stored_metrics)
             n = first.config.gpus_per_trial
             self.groups.append(_Group(sched, gpu_of[first.key], first.gpu_type, gpus=n))
         self.live: dict[str, tuple[_Group, PlannedTrial]] = {}

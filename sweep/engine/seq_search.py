@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sweep.engine.memory_guide import PEAK_SOURCES, reading_of
+from sweep.engine.memory_guide import PEAK_SOURCES, SeenPeaks, reading_of
 from sweep.engine.schedule import BatchSearch, MetricsLookup, StoredLookup
 from sweep.plan.grid import SEQ_RESOLUTION, PlannedTrial
 from sweep.results.memory_model import GIB
@@ -38,8 +38,10 @@ class SeqGuide:
         self.source: str | None = None
         self.guided = 0
         self.misses = {"over": 0, "under": 0}  # guided probes that failed / fell short
+        self.seen = SeenPeaks()
 
     def add(self, units: int, metrics: dict[str, Any] | None):
+        self.seen.add(units, metrics)
         r = reading_of(metrics, self.source)
         if r is None:
             return None
@@ -58,11 +60,14 @@ class SeqGuide:
 
     def _limit_units(self) -> float | None:
         """Where the fitted curve meets the card's threshold, in units (real)."""
-        fit = self.fit()
-        if fit is None or self.total_gib is None:
+        if self.total_gib is None:
             return None
-        threshold = self.total_gib + dict(PEAK_SOURCES)[self.source]
-        s = fit.seq_for(self.batch, threshold * GIB)
+        return self.limit_units(self.total_gib + dict(PEAK_SOURCES)[self.source])
+
+    def limit_units(self, threshold_gib: float) -> float | None:
+        """Where the fitted curve reaches ``threshold_gib``, in units (real)."""
+        fit = self.fit()
+        s = None if fit is None else fit.seq_for(self.batch, threshold_gib * GIB)
         return None if s is None else s / SEQ_RESOLUTION
 
     def predicted_limit(self, lo: int) -> int | None:

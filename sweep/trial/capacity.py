@@ -8,53 +8,18 @@ running card's driver share, less the context measured right after CUDA's start 
 that card would. What fits is that card's; the speed is still this GPU's, so the record says where
 it was emulated (env ``emulated_on``) and the read side never shows it as a card's speed.
 
-The arithmetic is pure (``allocator_cap``, tested with invented numbers); ``check`` and
+The arithmetic is pure (``allocator_cap`` in sweep/results/memory_model.py, where the engine
+estimates a capped card before its first probe, tested with invented numbers); ``check`` and
 ``cap_allocator`` read the GPU (torch imported inside, as the other transforms do).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sweep.plan.config import TrialConfig
 from sweep.plan.fixed_memory import weights_bytes
-from sweep.results.memory_model import CAPACITIES_GB, GIB
-
-
-@dataclass(frozen=True)
-class Cap:
-    """The allocator cap for an emulated card, bytes. ``fraction``: of the running card's
-    shown total (set_per_process_memory_fraction's argument)."""
-
-    cap_bytes: float
-    fraction: float
-    context_bytes: float
-    driver_reserved_bytes: float  # of the emulated card
-    card_gb: float  # the running card's size as sold
-
-
-def card_size_gb(shown_bytes: float) -> float:
-    """The running card's size as sold: the smallest known size (CAPACITIES_GB) at or above
-    what it shows; what it shows where it is bigger than every known size."""
-    shown_gib = shown_bytes / GIB
-    return next((float(c) for c in sorted(CAPACITIES_GB) if c >= shown_gib), shown_gib)
-
-
-def allocator_cap(capacity_gb: float, shown_bytes: float, context_bytes: float) -> Cap:
-    """What a card of ``capacity_gb`` leaves to the allocator, emulated on a card that shows
-    ``shown_bytes`` in all and ``context_bytes`` in use right after CUDA's start. Raises
-    ValueError naming both sizes where the emulated card is bigger than the running one."""
-    card = card_size_gb(shown_bytes)
-    if capacity_gb > card:
-        raise ValueError(
-            f"capacity_gb: a {capacity_gb:g} GB card cannot be emulated on this {card:g} GB one "
-            "(the cap only takes memory away)"
-        )
-    shown_share = shown_bytes / (card * GIB)  # what the driver leaves of a card, by its share
-    shown = capacity_gb * GIB * shown_share
-    cap = shown - context_bytes
-    return Cap(cap, cap / shown_bytes, context_bytes, capacity_gb * GIB - shown, card)
+from sweep.results.memory_model import GIB, allocator_cap, card_size_gb
 
 
 def check(config: TrialConfig, device_type: str) -> str | None:

@@ -1,0 +1,201 @@
+"""Capped searches seeded from their uncapped family (sweep/engine/seeded.py) against invented
+memory curves: no GPU, no Ray. A fake H200 runs every probe: uncapped, a length fits while its
+peak stays under the card's threshold; capped, while its reserved peak stays under the cap a card
+of that size leaves (allocator_cap with a context unlike the seed's guess, as a real card's is).
+The exact answers are known; the probes are counted (issue 24: each answer confirmed by the
+last that fits and the first that does not, few probes a card)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from sweep.engine.schedule import OOM, RUN, SKIP, STORED, BatchSearch
+from sweep.engine.schedules import schedules_for
+from sweep.engine.seeded import SeededSearch
+from sweep.plan.grid import SEQ_RESOLUTION, expand, groups
+from sweep.plan.sweepfile import parse
+from sweep.results.memory_model import GIB, allocator_cap
+
+SHOWN = 139.8  # GiB an H200 shows
+CONTEXT = 0.62  # GiB: the context the fake card really has (the seed guesses 0.5)
+CAPS = (16, 24, 40, 48, 80)
+
+
+def _spec(mode="max-seq", model="llama-3.2-1b", finetune="lora", caps=CAPS, extra=""):
+    axis = ", ".join(str(c) for c in caps)
+    return parse(
+        f"mode: {mode}\n"
+        f"fixed: {{model: {model}, task: causal-lm, precision: bf16-mixed, finetune: {finetune}, "
+        "device: cuda, batch_size: 1, seq_len: 2048}\n"
+        f"axes:\n  - capacity_gb: [{axis}, null]\n" + extra,
+        default_name="atlas",
+    )
+
+
+def _schedules(spec, stored=None, stored_metrics=None):
+    lists = list(groups(expand(spec)).values())
+    return schedules_for(spec, lists, stored or (lambda key: None), stored_metrics)
+
+
+def cap_gib(capacity):
+    return allocator_cap(capacity, SHOWN * GIB, CONTEXT * GIB).cap_bytes / GIB
+
+
+class FakeCard:
+    """peak(n) = fixed + a*n GiB (n: the searched axis's value, tokens or sequences)."""
+
+    def __init__(self, fixed, a):
+        self.fixed, self.a = fixed, a
+        self.runs: list[tuple[float | None, int]] = []
+        self.rows: dict[str, tuple[str, dict]] = {}  # key -> (status, metrics): the store
+
+    def value(self, trial, mode):
+        return trial.config.seq_len if mode == "max-seq" else trial.config.batch_size
+
+    def run(self, trial, mode):
+        n = self.value(trial, mode)
+        capacity = trial.config.capacity_gb
+        self.runs.append((capacity, n))
+        peak = self.fixed + self.a * n
+        if capacity is None:
+            fits = peak <= SHOWN - 0.85
+            metrics = {
+                "peak_reserved_gib": peak,
+                "nvml_peak_used_gib": peak
+                + 1.35,  # context and slack: both sources at their threshold together
+                "device_total_gib": SHOWN,
+            }
+        else:
+            fits = peak <= cap_gib(capacity)
+            metrics = {
+                "capacity_cap_gib": cap_gib(capacity),
+                "cuda_context_gib": CONTEXT,
+                "device_total_gib": SHOWN,
+            }
+            if fits:
+                metrics["peak_reserved_gib"] = peak
+        status = "ok" if fits else OOM
+        self.rows[trial.key] = (status, metrics)
+        return status, metrics
+
+    def truth(self, capacity, limit, unit):
+        room = (SHOWN - 0.85) if capacity is None else cap_gib(capacity)
+        best = 0
+        for n in range(unit, limit + 1, unit):
+            if self.fixed + self.a * n <= room:
+                best = n
+        return best
+
+
+def drive(schedules, card, mode):
+    """Tune's loop, one trial at a time, round-robin over the groups."""
+    while not all(s.done for s in schedules):
+        progressed = False
+        for s in schedules:
+            step = s.ask()
+            if step is None:
+                continue
+            progressed = True
+            if step.kind == RUN:
+                s.tell(step.trial, *card.run(step.trial, mode))
+        assert progressed, "every search waits: a deadlock"
+
+
+@pytest.mark.parametrize("mode", ["max-seq", "max-batch"])
+def test_capped_answers_exact_in_two_or_three_probes_from_the_uncapped_points(mode):
+    rng = random.Random(2024)
+    capped_probes = []
+    for _ in range(25):
+        fixed = rng.uniform(2.0, 12.0)
+        a = rng.uniform(3e-5, 4e-4) if mode == "max-seq" else rng.uniform(0.3, 3.0)
+        card = FakeCard(fixed, a)
+        scheds = _schedules(_spec(mode))
+        drive(scheds, card, mode)
+        unit = SEQ_RESOLUTION if mode == "max-seq" else 1
+        for s in scheds:
+            capacity = s.first.config.capacity_gb
+            limit = s.search.limit * unit if isinstance(s, SeededSearch) else s.limit * unit
+            assert s.answer[1] == card.truth(capacity, limit, unit), (capacity, fixed, a)
+            if isinstance(s, SeededSearch):
+                capped_probes.append(len(s.probes))
+        # the uncapped search ran first: no capped probe before its last probe
+        first_capped = next(i for i, (c, _) in enumerate(card.runs) if c is not None)
+        assert all(c is not None for c, _ in card.runs[first_capped:])
+    assert len(capped_probes) == 25 * len(CAPS)
+    # a line through the uncapped points is the curve here: the first probe is the answer (or,
+    # with the guessed context, one step off), the next the first that fails
+    assert max(capped_probes) <= 4
+    assert sum(capped_probes) / len(capped_probes) <= 2.5
+
+
+def test_each_capped_probe_carries_the_seeded_prediction():
+    card = FakeCard(6.0, 1.2e-3)
+    scheds = _schedules(_spec(caps=(24, 40, 48)))
+    drive(scheds, card, "max-seq")
+    capped = [s for s in scheds if isinstance(s, SeededSearch)]
+    misses = []
+    capped.sort(
+        key=lambda s: min(
+            i for i, (c, _) in enumerate(card.runs) if c == s.first.config.capacity_gb
+        )
+    )
+    for s in capped:
+        first = s.prediction(s.probes[0])
+        assert first is not None and first["predicted_peak_source"] == "peak_reserved_gib"
+        misses.append(first["predicted_limit_seq"] - s.answer[1])
+    # the first capped search guessed the context (0.5 GiB, 0.12 short: 100 tokens here, over
+    # the answer); once one probe read it, the others' first probe is the answer itself
+    assert misses[0] > 0 and misses[1:] == [0, 0]
+
+
+def test_a_capped_search_waits_for_its_uncapped_family_and_is_seeded_only_by_it():
+    scheds = _schedules(_spec(caps=(24,)))
+    uncapped, capped = sorted(scheds, key=lambda s: isinstance(s, SeededSearch))
+    assert isinstance(capped, SeededSearch) and capped.source is uncapped
+    assert capped.ask() is None  # nothing yet: the uncapped search has not run
+    step = uncapped.ask()
+    assert step.kind == RUN and capped.ask() is None
+
+
+def test_a_capped_family_without_an_uncapped_search_searches_alone():
+    spec = parse(
+        "mode: max-seq\nfixed: {model: llama-3.2-1b, task: causal-lm, precision: bf16-mixed, "
+        "finetune: lora, device: cuda, batch_size: 1, seq_len: 2048}\n"
+        "axes:\n  - capacity_gb: [24, 40]\n",
+        default_name="atlas",
+    )
+    scheds = _schedules(spec)
+    assert all(type(s) is not SeededSearch for s in scheds)
+    assert all(isinstance(s, BatchSearch) for s in scheds)
+
+
+def test_fixed_memory_over_the_card_is_answered_without_waiting_or_a_run():
+    spec = _spec(model="llama-3.1-8b", finetune="full", caps=(16,))
+    scheds = _schedules(spec)
+    (capped,) = [s for s in scheds if isinstance(s, SeededSearch)]
+    step = capped.ask()  # the uncapped search has not run; no wait for a row without a run
+    assert step.kind == SKIP and step.status == OOM and capped.done
+
+
+def test_a_resumed_atlas_asks_the_same_probes_and_runs_nothing():
+    card = FakeCard(5.0, 3e-4)
+    first = _schedules(_spec())
+    drive(first, card, "max-seq")
+    answers = sorted(s.answer[1] for s in first)
+    runs = len(card.runs)
+    rows = card.rows
+    resumed = _schedules(
+        _spec(),
+        stored=lambda key: rows.get(key, (None,))[0],
+        stored_metrics=lambda key: rows.get(key, (None, None))[1],
+    )
+    steps = []
+    while not all(s.done for s in resumed):
+        for s in resumed:
+            if (step := s.ask()) is not None:
+                steps.append(step)
+                assert step.kind == STORED, step  # every probe asked again is one stored
+    assert len(card.runs) == runs and len(steps) == runs
+    assert sorted(s.answer[1] for s in resumed) == answers
