@@ -159,6 +159,7 @@ run() {  # run NAME: one step of the campaign
            tests/test_gpu.py -p no:cacheprovider ;;
     ckpt_all) step ckpt_all python3 benchmarks/ckpt_matrix.py --out "$D/ckpt.jsonl" ;;
     finetune_core) sweep finetune_core benchmarks/sweeps/h200-finetune-core.yaml "$D/finetune.db" ;;
+    atlas_1b) sweep atlas_1b benchmarks/sweeps/h200-atlas-1b.yaml "$D/atlas.db" ;;
     *) say "UNKNOWN step $1 (no such step)"; return 1 ;;
   esac
 }
@@ -187,6 +188,9 @@ ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host 
 # the same, issue 22's figures first (an H200 lease that may be the session's only one)
 [ "${STEPS:-}" = ft22 ] && STEPS="gpu_tests_all seed seed_graph ckpt_diagnose truth_8b truth_1b
                                    truth_qwen finetune_core ckpt_all"
+# the second session of 2026-12-06: issue 22 on the final trial code, issue 23's checkpointing
+# matrix, issue 24's first atlas rows (about 28 minutes, detached, collected over three calls)
+[ "${STEPS:-}" = at1 ] && STEPS="gpu_tests_all seed_graph ckpt_all atlas_1b"
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"

@@ -119,3 +119,30 @@ def sleep_by_batch(config: TrialConfig) -> Trial:
 def chaos(config: TrialConfig) -> Trial:
     """By config.seed: 0 ok, 1 kills its process, 2 hangs, 3 raises, 4 hangs holding the GIL."""
     return {0: noop, 1: kill_self, 2: hang, 3: raise_error, 4: hold_gil}[config.seed](config)
+
+
+def capped_memory(config: TrialConfig) -> Trial:
+    """A card of 32 GiB shown: a reserved peak of 1 GiB + 0.5 GiB per sequence; uncapped it fits
+    while the peak stays under the shown total less the reserved source's 0.85 GiB, capped
+    (capacity_gb) while it stays under the cap (capacity less a 0.7 GiB context), every capped
+    row stating its cap and context whatever its status, as the trial does."""
+    shown, context = 32.0, 0.7
+    peak = 1.0 + 0.5 * config.batch_size
+    memory = {"device_total_gib": shown}
+    if config.capacity_gb is None:
+        fits = peak <= shown - 0.85
+    else:
+        cap = config.capacity_gb - context
+        memory.update(capacity_cap_gib=cap, cuda_context_gib=context)
+        fits = peak <= cap
+    if not fits:
+        return Trial(
+            config=config.to_dict(),
+            status=OOM,
+            metrics=memory,
+            env=_env(),
+            error="CUDA out of memory (fake)",
+            error_type="OutOfMemoryError",
+            finished_at=utc_now(),
+        )
+    return _ok(config, peak_reserved_gib=peak, **memory)

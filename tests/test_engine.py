@@ -7,6 +7,8 @@ process, hang or raise, so that every failure path ends as a row.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import os
 import signal
 import subprocess
@@ -163,6 +165,43 @@ timeout_s: 60
     again = {t.key: t.ray_trial_id for t in Store(tmp_path / "r.db").trials()}
     assert again == {t.key: t.ray_trial_id for t in trials}
     assert set(out2.frame["max_batch_size"].dropna()) == {50}
+
+
+def test_capped_searches_seeded_from_the_uncapped_one_answer_exactly(tmp_path, ray_session):
+    # The atlas's plan: the uncapped search runs first; each capped one starts where the line
+    # through its probes' reserved peaks meets the card's cap and ends with the last batch that
+    # fits and the first that does not (fake card: sweep/../tests/fake_trials.py capped_memory).
+    spec = sweepfile.parse("""
+name: atlas-fake
+mode: max-batch
+axes:
+  capacity_gb: [8, 16, 24, null]
+fixed: {device: cpu, batch_size: 4}
+batch_limit: 1024
+timeout_s: 60
+""")
+    out = run_sweep(spec, options(tmp_path / "r.db", "capped_memory"))
+    trials = Store(tmp_path / "r.db").trials()
+    answers = {
+        r.capacity_gb if r.capacity_gb == r.capacity_gb else None: r.max_batch_size
+        for r in out.frame.dropna(subset=["max_batch_size"]).itertuples()
+    }
+    # peak 1 + 0.5 b under the cap (capacity - 0.7) or the shown 32 GiB less 0.85
+    assert answers == {8.0: 12, 16.0: 28, 24.0: 44, None: 60}
+    capped = [t for t in trials if t.config.get("capacity_gb") is not None]
+    by_card = Counter(t.config["capacity_gb"] for t in capped)
+    # the first card guessed the context (0.5 GiB): at most one probe more than the others
+    assert sorted(by_card.values())[:2] == [2, 2] and max(by_card.values()) <= 3
+    for t in capped:
+        if t.config["batch_size"] == answers[t.config["capacity_gb"]]:
+            assert t.metrics["predicted_limit_batch"] in (
+                answers[t.config["capacity_gb"]],
+                answers[t.config["capacity_gb"]] + 1,
+            )
+    # resume: the same probes, stored, nothing run
+    run_sweep(spec, options(tmp_path / "r.db", "capped_memory"))
+    again = {t.key: t.ray_trial_id for t in Store(tmp_path / "r.db").trials()}
+    assert again == {t.key: t.ray_trial_id for t in trials}
 
 
 def test_isolated_trials_crash_hang_and_raise_as_rows(tmp_path, ray_session):
