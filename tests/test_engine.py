@@ -7,13 +7,12 @@ process, hang or raise, so that every failure path ends as a row.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 
