@@ -122,7 +122,7 @@ def chaos(config: TrialConfig) -> Trial:
 
 
 def capped_memory(config: TrialConfig) -> Trial:
-    """A card of 32 GiB shown: a reserved peak of 1 GiB + 0.5 GiB per sequence; uncapped it fits
+    """A card of 32 GiB shown: a peak (allocated, reserved) of 1 GiB + 0.5 GiB a sequence; uncapped it fits
     while the peak stays under the shown total less the reserved source's 0.85 GiB, capped
     (capacity_gb) while it stays under the cap (capacity less a 0.7 GiB context), every capped
     row stating its cap and context whatever its status, as the trial does."""
@@ -145,4 +145,4 @@ def capped_memory(config: TrialConfig) -> Trial:
             error_type="OutOfMemoryError",
             finished_at=utc_now(),
         )
-    return _ok(config, peak_reserved_gib=peak, **memory)
+    return _ok(config, peak_allocated_gib=peak, peak_reserved_gib=peak, **memory)

@@ -87,23 +87,35 @@ def _finite(v: Any) -> float | None:
 
 
 class SeenPeaks:
-    """Every fitting probe's peak as a capped run reads it (CAPPED_SOURCE) and the card's shown
-    total: what an uncapped search hands the capped searches of its family (sweep/engine/
-    seeded.py), whatever source its own guide follows."""
+    """What an uncapped search hands the capped searches of its family (sweep/engine/seeded.py),
+    whatever source its own guide follows: every fitting probe's allocated peak (what the step
+    itself holds, the same under any cap), the card's shown total, and per probe the room the
+    allocator had (the shown total less what is held outside it: NVML's peak less the reserved
+    one, where both were read)."""
 
     def __init__(self) -> None:
-        self.peaks: dict[int, float] = {}  # units -> CAPPED_SOURCE peak, GiB
+        self.allocated: dict[int, float] = {}  # units -> peak_allocated_gib
+        self.reserved: dict[int, float] = {}  # units -> peak_reserved_gib
+        self.room: dict[int, float] = {}  # units -> GiB the allocator could reach
         self.shown_gib: float | None = None
 
     def add(self, units: int, metrics: dict[str, Any] | None) -> None:
         metrics = metrics or {}
         if metrics.get("capacity_cap_gib") is not None:
             return  # a capped probe: its family is seeded from the uncapped one only
-        peak, shown = _finite(metrics.get(CAPPED_SOURCE)), _finite(metrics.get("device_total_gib"))
-        if peak is not None and peak > 0:
-            self.peaks[units] = peak
-        if shown is not None and shown > 0:
-            self.shown_gib = shown
+        allocated = _finite(metrics.get("peak_allocated_gib"))
+        shown = _finite(metrics.get("device_total_gib"))
+        if allocated is None or allocated <= 0 or shown is None or shown <= 0:
+            return
+        self.allocated[units], self.shown_gib = allocated, shown
+        nvml, reserved = (
+            _finite(metrics.get("nvml_peak_used_gib")),
+            _finite(metrics.get(CAPPED_SOURCE)),
+        )
+        if reserved is not None and reserved > 0:
+            self.reserved[units] = reserved
+        outside = nvml - reserved if nvml is not None and reserved is not None else None
+        self.room[units] = shown - (outside if outside is not None and outside > 0 else 0.85)
 
 
 class MemoryGuide:

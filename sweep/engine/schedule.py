@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from sweep.engine.memory_guide import MemoryGuide, reading_of
+from sweep.engine.memory_guide import PEAK_SOURCES, MemoryGuide, reading_of
 from sweep.plan.fixed_memory import too_big
 from sweep.plan.grid import PlannedTrial
 from sweep.results.record import CRASHED, NONFINITE, OK, OOM, TIMEOUT
@@ -323,8 +323,13 @@ def with_prediction(metrics: dict[str, Any], prediction: dict[str, Any] | None) 
         return metrics
     out = dict(metrics)
     out.update({k: v for k, v in prediction.items() if k != "predicted_peak_source"})
-    r = reading_of(metrics, prediction.get("predicted_peak_source"))
-    if r is not None:
-        predicted = prediction["predicted_peak_gib"]
-        out["prediction_error_pct"] = (predicted - r.peak_gib) / r.peak_gib * 100
+    source = prediction.get("predicted_peak_source")
+    if source in (None, *(name for name, _ in PEAK_SOURCES)):
+        r = reading_of(metrics, source)
+        measured = r.peak_gib if r is not None else None
+    else:  # a metric no guide reads (a seeded search's allocated peak): as stored
+        measured = metrics.get(source)
+    predicted = prediction.get("predicted_peak_gib")
+    if isinstance(measured, (int, float)) and measured > 0 and predicted is not None:
+        out["prediction_error_pct"] = (predicted - measured) / measured * 100
     return out

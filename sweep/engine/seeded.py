@@ -2,24 +2,28 @@
 
 An atlas asks one question per card size: the largest batch (or the longest sequence) that fits
 16, 24, 40, 48 and 80 GB and the whole card, for the same configuration. The step is the same
-whatever the card, so is the memory it takes at a given shape: the uncapped search's probes
-already measured the curve the capped cards cut. ``seed_families`` pairs each capped search
-(capacity_gb set) with the uncapped search of its family (the same configuration but capacity_gb,
-the same GPU type and repeat) where the sweep has one; ``SeededSearch`` then waits for that search,
-takes its probes' peaks (the reserved peak, the one a capped run is read by), and steers:
+whatever the card, so is what it allocates at a given shape: the uncapped search's probes already
+measured the curve the capped cards cut. ``seed_families`` pairs each capped search (capacity_gb
+set) with the uncapped search of its family (the same configuration but capacity_gb, the same GPU
+type) where the sweep has one; ``SeededSearch`` waits for that search, then steers by a memory
+model seeded from it (its class docstring):
 
-- the first probe goes where the memory model through those peaks reaches this card's cap
-  (estimated from the running card's shown total and the CUDA context the last capped probe of
-  that GPU type read, CONTEXT_GUESS_GIB before any; read exactly from the first probe's record,
-  which states the cap whatever its status);
-- each next one where the model, refitted with the capped probes that fitted, says; or one unit
-  past what fitted where it says no more fits, one below what failed where it says that fits,
-  twice as far on each miss of the same kind.
+- the first probe goes where the model meets this card's cap (estimated from the running card's
+  shown total and the CUDA context the last capped probe of that GPU type read, CONTEXT_GUESS_GIB
+  before any; read exactly from the first probe's record, which states the cap whatever its
+  status);
+- each next one where the model, taught by this card's probes, says; or one unit past what fitted
+  where it says no more fits, one below what failed where it says that fits, twice as far on each
+  miss of the same kind.
 
-The answer stays exact: the search ends only where its own probes show the last length (or
-batch) that fits and the next that does not, or a limit; where the model is right that is two
-probes a card. Each probe carries the prediction it was asked with (PREDICTION_FIELDS), so the
-model's miss on every capped answer can be read from the store. Pure: no Ray, no torch, no clock.
+The answer stays exact: the search ends only where its own probes show the last length (or batch)
+that fits and the next that does not, or a limit; where the model is right that is two probes a
+card. Each probe carries the prediction it was asked with (PREDICTION_FIELDS), so the model's miss
+on every capped answer can be read from the store. Why the allocated peak and not the reserved
+one: on an H100 the reserved peak of the same step was up to 16 GiB above the allocated one
+uncapped and close to it under a cap (the allocator frees its cache when it runs short), so an
+uncapped reserved curve says little about a capped card (docs/DECISIONS.md, "Seeding the
+atlas's capped searches"). Pure: no Ray, no torch, no clock.
 """
 
 from __future__ import annotations
@@ -27,8 +31,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sweep.engine.memory_guide import CAPPED_SOURCE
-from sweep.engine.schedule import RUN, BatchSearch, Schedule, Step
+from sweep.engine.schedule import NONFINITE, OK, OOM, RUN, BatchSearch, Schedule, Step
 from sweep.plan.grid import PlannedTrial
 from sweep.results.memory_model import GIB, allocator_cap
 
@@ -46,50 +49,141 @@ def family_key(trial: PlannedTrial) -> tuple[Any, ...]:
 
 def seed_families(schedules: list[Schedule]) -> list[Schedule]:
     """``schedules`` with each capped search whose family has an uncapped search of the same kind
-    wrapped in a SeededSearch; the others as they are (a capped search alone searches alone)."""
+    wrapped in a SeededSearch (the family's searches share one FamilyModel); the others as they
+    are (a capped search alone searches alone)."""
     uncapped = {
         (type(s), family_key(s.first)): s
         for s in schedules
         if isinstance(s, BatchSearch) and s.first.config.capacity_gb is None
     }
     contexts: dict[str | None, list[float]] = {}  # per GPU type: the context a probe read
+    models: dict[tuple[Any, ...], FamilyModel] = {}
     out: list[Schedule] = []
     for s in schedules:
         source = None
         if isinstance(s, BatchSearch) and s.first.config.capacity_gb is not None:
-            source = uncapped.get((type(s), family_key(s.first)))
+            source = uncapped.get(key := (type(s), family_key(s.first)))
         if source is None:
             out.append(s)
-        else:
-            out.append(SeededSearch(s, source, contexts.setdefault(s.first.gpu_type, [])))
+            continue
+        model = models.setdefault(key, FamilyModel(source))
+        out.append(SeededSearch(s, model, contexts.setdefault(s.first.gpu_type, [])))
     return out
 
 
+class FamilyModel:
+    """The memory model of one family (a card-free one: one uncapped search serves every card),
+    taught by every probe of the family's capped searches.
+
+    The step's allocated peak against the searched axis, a broken line through the probes that
+    fitted (uncapped and capped alike: what the step allocates is the same under any cap), plus a
+    transient the allocator must still find room for at the peak (the fp32 logits of a causal-LM
+    loss, the allocator's split blocks), proportional to the axis: ``k`` GiB a unit. ``k`` starts
+    from the uncapped limit (the room it had less its allocated peak, over its length) or, where
+    the uncapped search reached the axis's limit, its last probe's reserved peak less the
+    allocated one; each capped probe then bounds it (one that fitted: k <= (cap - allocated) / n;
+    one that did not: k > (cap - the line's allocated) / n). A length fits a card where
+    allocated + k * n <= the card's cap.
+    """
+
+    def __init__(self, source: BatchSearch) -> None:
+        self.source = source
+        self.seeded = False
+        self.points: dict[int, float] = {}  # units -> allocated peak GiB
+        self.k = 0.0
+        self.k_low, self.k_high = 0.0, math.inf
+
+    def seed(self) -> None:
+        """Take the uncapped search's probes, once it is done (a capped search answered without
+        a run may ask sooner: nothing is taken then)."""
+        if self.seeded or not self.source.done:
+            return
+        self.seeded = True
+        seen, src = self.source.guide.seen, self.source
+        self.points.update(seen.allocated)
+        if src.hi is not None and src.lo in seen.allocated and src.lo in seen.room:
+            self.k = max(seen.room[src.lo] - seen.allocated[src.lo], 0.0) / src.lo
+        elif src.lo in seen.allocated and src.lo in seen.reserved:
+            self.k = max(seen.reserved[src.lo] - seen.allocated[src.lo], 0.0) / src.lo
+        self._settle()
+
+    def fitted(self, units: int, allocated: float, cap: float) -> None:
+        self.points[units] = allocated
+        self.k_high = min(self.k_high, (cap - allocated) / units)
+        self._settle()
+
+    def failed(self, units: int, cap: float) -> None:
+        if (model := self.allocated(units)) is not None:
+            self.k_low = max(self.k_low, (cap - model) / units)
+            self._settle()
+
+    def _settle(self) -> None:
+        k = max(self.k, self.k_low * (1 + 1e-9) + 1e-12) if self.k_low > 0 else self.k
+        self.k = max(min(k, self.k_high), 0.0)
+
+    def allocated(self, units: float) -> float | None:
+        """The allocated peak at ``units`` by the points' broken line (its end segments carried
+        on beyond them); None with fewer than two points."""
+        xs = sorted(self.points)
+        if len(xs) < 2:
+            return None
+        i = next((j for j in range(1, len(xs) - 1) if xs[j] >= units), len(xs) - 1)
+        x0, x1 = xs[i - 1], xs[i]
+        slope = max((self.points[x1] - self.points[x0]) / (x1 - x0), 0.0)
+        return self.points[x0] + slope * (units - x0)
+
+    def limit(self, cap: float, axis_limit: int) -> int | None:
+        """The largest length (units) the model fits under ``cap``; None without a model."""
+        if self.allocated(1) is None:
+            return None
+
+        def fits(n: int) -> bool:
+            return self.allocated(n) + self.k * n <= cap  # type: ignore[operator]
+
+        if not fits(1):
+            return 0
+        lo, hi = 1, axis_limit
+        if fits(hi):
+            return hi
+        while hi - lo > 1:  # fits(lo), not fits(hi)
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return lo
+
+
 class SeededSearch:
-    """A capped search (``search``) steered by its family's uncapped one (``source``)."""
+    """A capped search (``search``) steered by its family's model (FamilyModel), once the
+    family's uncapped search (``model.source``) is done."""
 
     def __init__(
-        self, search: BatchSearch, source: BatchSearch, context: list[float] | None = None
+        self, search: BatchSearch, model: FamilyModel, context: list[float] | None = None
     ) -> None:
         self.search = search
-        self.source = source
+        self.model = model
+        self.source = model.source
         # the CUDA context the capped probes of this GPU type read, shared by the family's
         # searches: once one has run, the others' first probes are estimated with it
         self.context = context if context is not None else []
         self.seeded = False
-        self.threshold_gib: float | None = None  # the cap: where a reserved peak runs out
-        self.misses = {"over": 0, "under": 0}
+        self.threshold_gib: float | None = None  # the cap: where the allocator runs out
+        self.streak = {"fit": 0, "fail": 0}  # consecutive probes that fitted / did not
         self.steered = 0
+        self.units_of: dict[str, int] = {}  # probe key -> units
         search.steer = self._steer
-        stored = search.stored
+        probe, stored = search._probe, search.stored
 
-        def stored_noting_cap(key: str) -> str | None:  # a resumed probe's cap steers too
+        def probe_noting_units(n: int) -> PlannedTrial:
+            t = probe(n)
+            self.units_of[t.key] = n
+            return t
+
+        def stored_learning(key: str) -> str | None:  # a resumed probe steers as it did
             status = stored(key)
             if status is not None and search.stored_metrics is not None:
-                self._note_cap(search.stored_metrics(key))
+                self._learn(self.units_of.get(key), status, search.stored_metrics(key))
             return status
 
-        search.stored = stored_noting_cap
+        search._probe, search.stored = probe_noting_units, stored_learning
 
     # -- the Schedule protocol, the search's own ------------------------------------------------
     @property
@@ -132,21 +226,19 @@ class SeededSearch:
         return step
 
     def tell(self, trial: PlannedTrial, status: str, metrics: dict[str, Any] | None = None) -> None:
-        self._note_cap(metrics)  # before the search folds it in and asks the steer
+        self._learn(self.units_of.get(trial.key), status, metrics)  # before the search steers
         self.search.tell(trial, status, metrics)
 
     # -- seeding and steering -------------------------------------------------------------------
     def _seed(self) -> None:
         self.seeded = True
-        seen, guide = self.source.guide.seen, self.search.guide
-        for units, peak in seen.peaks.items():
-            guide.peaks.setdefault(units, peak)
-        guide.source = CAPPED_SOURCE
-        if self.threshold_gib is None and seen.shown_gib:
+        self.model.seed()
+        shown = self.source.guide.seen.shown_gib
+        if self.threshold_gib is None and shown:
             context = self.context[-1] if self.context else CONTEXT_GUESS_GIB
             try:
                 capacity = self.search.first.config.capacity_gb
-                cap = allocator_cap(capacity, seen.shown_gib * GIB, context * GIB)
+                cap = allocator_cap(capacity, shown * GIB, context * GIB)
                 self.threshold_gib = cap.cap_bytes / GIB
             except ValueError:  # bigger than the card: the trial itself refuses it
                 pass
@@ -156,47 +248,61 @@ class SeededSearch:
         if first is not None:
             self.search.next_batch = first
 
-    def _note_cap(self, metrics: dict[str, Any] | None) -> None:
+    def _learn(self, units: int | None, status: str, metrics: dict[str, Any] | None) -> None:
         metrics = metrics or {}
         cap, context = _positive(metrics.get("capacity_cap_gib")), metrics.get("cuda_context_gib")
         if cap is not None:
             self.threshold_gib = cap
         if (context := _positive(context)) is not None:
             self.context.append(context)
+        fits = status in (OK, NONFINITE)
+        if status in (OK, NONFINITE, OOM):
+            self.streak = {
+                "fit": self.streak["fit"] + 1 if fits else 0,
+                "fail": 0 if fits else self.streak["fail"] + 1,
+            }
+        if not units or cap is None:
+            return
+        allocated = _positive(metrics.get("peak_allocated_gib"))
+        if fits and allocated is not None:
+            self.model.fitted(units, allocated, cap)
+        elif status == OOM:
+            self.model.failed(units, cap)
 
-    def _limit(self) -> float | None:
+    def _limit(self) -> int | None:
         if self.threshold_gib is None:
             return None
-        return self.search.guide.limit_units(self.threshold_gib)
+        return self.model.limit(self.threshold_gib, self.search.limit)
 
     def _steer(self, lo: int, hi: int | None, limit: int) -> int | None:
-        """The next probe strictly inside (lo, hi or past the limit), or None (bisect)."""
+        """The next probe strictly inside (lo, hi or past the limit), or None (bisect): where
+        the model says; after a run of probes that all fitted (or all failed), at least 1, 2,
+        4... units past the last (below the last), so that a model taught one probe at a time
+        costs a few probes, never a walk."""
         upper = hi if hi is not None else limit + 1
         s = self._limit()
         if upper - lo <= 1 or s is None or self.steered >= MAX_STEERED:
             return None
-        nxt = math.floor(s)
-        if nxt <= lo:
-            nxt = lo + 2 ** self.misses["under"]
-            self.misses["under"] += 1
-        elif nxt >= upper:
-            nxt = upper - 2 ** self.misses["over"]
-            self.misses["over"] += 1
+        nxt = s
+        if self.streak["fit"] and lo:
+            nxt = max(nxt, lo + 2 ** (self.streak["fit"] - 1))
+        if self.streak["fail"] and hi is not None:
+            nxt = min(nxt, upper - 2 ** (self.streak["fail"] - 1))
         nxt = min(max(nxt, lo + 1), upper - 1)
         self.steered += 1
         return nxt
 
     def _predict(self, trial: PlannedTrial) -> None:
-        """What the seeded model said as ``trial`` was asked (where the search's own guide, with
-        no capped reading yet, says nothing)."""
+        """What the model said as ``trial`` was asked: the limit, and the trial's allocated peak."""
         s, search = self._limit(), self.search
-        peak = search.guide.predicted_peak_gib(search._units(trial))
+        units = self.units_of.get(trial.key)
+        peak = None if units is None else self.model.allocated(units)
         if trial.key in search.predictions or s is None or peak is None:
             return
         search.predictions[trial.key] = {
-            search.limit_field: max(math.floor(s), 0) * search.unit,
+            search.limit_field: max(s, 0) * search.unit,
             "predicted_peak_gib": peak,
-            "predicted_peak_source": CAPPED_SOURCE,
+            "predicted_peak_source": "peak_allocated_gib",
         }
 
 

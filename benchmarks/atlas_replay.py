@@ -1,0 +1,180 @@
+"""Replay a stored max-seq / max-batch atlas against today's searches, offline: how many probes
+would the searches take now, and do they reach the same answers? (Issue 24's probe counts, read
+again after a change to the search, without a GPU.)
+
+Each probe the searches ask is answered from the stored run: the stored row of that exact
+configuration where the run had it; else, where the run found that group's answer, ok (the
+allocated peak read off the stored ok probes' broken line) up to the answer and out of memory
+past it; else the replay cannot say, and stops that group (counted as "unknown").
+
+    python benchmarks/atlas_replay.py benchmarks/results/2026-12-07-h100/atlas-1b.jsonl \\
+        --sweep benchmarks/sweeps/h200-atlas-1b.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sweep.engine.schedule import RUN, SKIP, STORED  # noqa: E402
+from sweep.engine.schedules import schedules_for  # noqa: E402
+from sweep.plan.grid import expand, groups  # noqa: E402
+from sweep.plan.sweepfile import load  # noqa: E402
+from sweep.results.record import Trial  # noqa: E402
+
+
+def _axis(config: dict, mode: str) -> int:
+    return config["seq_len"] if mode == "max-seq" else config["batch_size"]
+
+
+def replay(records: list[Trial], spec) -> list[dict]:
+    by_key = {r.key: r for r in records}
+    planned = expand(spec)
+    member_lists = list(groups(planned).values())
+    scheds = schedules_for(spec, member_lists, lambda key: None)
+    answers, curves = {}, {}
+    for members, s in zip(member_lists, scheds, strict=True):
+        group = _group_of(members[0])
+        rows = [r for r in records if _group_of(r) == group]
+        ans = [
+            r.metrics.get(s.answer_metric)
+            for r in rows
+            if r.metrics.get(s.answer_metric) is not None
+        ]
+        answers[group] = ans[0] if ans else None
+        # what the step allocates is the same on every card: the family's ok probes, all cards
+        family = [r for r in records if _group_of(r, family=True) == _group_of(members[0], True)]
+        curves[group] = sorted(
+            {
+                _axis(r.config, spec.mode): r.metrics["peak_allocated_gib"]
+                for r in family
+                if r.status == "ok" and r.metrics.get("peak_allocated_gib")
+            }.items()
+        )
+    unknown: set[int] = set()
+    done = [False] * len(scheds)
+    while not all(done):
+        moved = False
+        for i, s in enumerate(scheds):
+            if done[i] or s.done:
+                done[i] = True
+                continue
+            step = s.ask()
+            if step is None:
+                continue
+            moved = True
+            if step.kind in (SKIP, STORED):
+                continue
+            assert step.kind == RUN
+            t = step.trial
+            group = _group_of(t)
+            if t.key in by_key:
+                r = by_key[t.key]
+                s.tell(t, r.status, r.metrics)
+                continue
+            ans = answers.get(group)
+            if ans is None:
+                unknown.add(i)
+                done[i] = True
+                continue
+            n = _axis(t.config.to_dict(), spec.mode)
+            if n <= ans:
+                s.tell(t, "ok", _synthetic(curves[group], n, by_group_metrics(records, t)))
+            else:
+                s.tell(t, "oom", by_group_metrics(records, t, oom=True))
+        if not moved and not all(d or s.done for d, s in zip(done, scheds, strict=True)):
+            break
+    out = []
+    for i, (members, s) in enumerate(zip(member_lists, scheds, strict=True)):
+        c = members[0].config
+        stored_n = sum(1 for r in records if _group_of(r) == _group_of(members[0]))
+        out.append(
+            dict(
+                finetune=c.finetune,
+                checkpointing=c.gradient_checkpointing,
+                capacity_gb=c.capacity_gb,
+                stored_answer=answers.get(_group_of(members[0])),
+                stored_probes=stored_n,
+                answer=None if i in unknown or s.answer is None else s.answer[1],
+                probes=len(s.probes),
+                unknown=i in unknown,
+            )
+        )
+    return out
+
+
+def _group_of(r, family: bool = False) -> str:
+    """A search's group whatever length or batch it probed: its configuration but those (and,
+    for its ``family``, but the card size too)."""
+    from sweep.plan.config import TrialConfig
+
+    config = r.config.to_dict() if isinstance(r.config, TrialConfig) else dict(r.config)
+    config = TrialConfig(**config).to_dict()  # every field, defaults filled
+    leave = ("seq_len", "batch_size", "capacity_gb") if family else ("seq_len", "batch_size")
+    return json.dumps({k: v for k, v in config.items() if k not in leave})
+
+
+def by_group_metrics(records, t, oom=False) -> dict:
+    """What every row of that configuration states whatever its status (the cap, the context,
+    the card's total), from any stored row of the same group."""
+    for r in records:
+        if _group_of(r) == _group_of(t):
+            keep = ("capacity_cap_gib", "cuda_context_gib", "device_total_gib")
+            return {k: r.metrics[k] for k in keep if r.metrics.get(k) is not None}
+    return {}
+
+
+def _synthetic(curve: list[tuple[int, float]], n: int, base: dict) -> dict:
+    if len(curve) < 2:
+        return dict(base)
+    xs = [x for x, _ in curve]
+    i = next((j for j in range(1, len(xs) - 1) if xs[j] >= n), len(xs) - 1)
+    (x0, y0), (x1, y1) = curve[i - 1], curve[i]
+    allocated = y0 + (y1 - y0) / (x1 - x0) * (n - x0) if x1 != x0 else y0
+    return {**base, "peak_allocated_gib": allocated}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("records", help="JSONL records of the stored atlas")
+    p.add_argument("--sweep", required=True, help="the sweep file it ran")
+    p.add_argument("--json", help="write the rows here")
+    args = p.parse_args(argv)
+    records = [
+        Trial.from_json(line) for line in open(args.records, encoding="utf-8") if line.strip()
+    ]
+    spec = load(args.sweep)
+    rows = replay(records, spec)
+    print(
+        f"machine: {platform.node()} ({platform.processor() or platform.machine()}), offline replay"
+    )
+    print(
+        f"{'finetune':8} {'ckpt':5} {'card':>5} {'stored':>7} {'probes':>6} {'now':>7} "
+        f"{'probes':>6}"
+    )
+    for r in rows:
+        card = "-" if r["capacity_gb"] is None else f"{r['capacity_gb']:g}"
+        now = "?" if r["unknown"] else str(r["answer"])
+        print(
+            f"{r['finetune']:8} {str(r['checkpointing']):5} {card:>5} {str(r['stored_answer']):>7} "
+            f"{r['stored_probes']:>6} {now:>7} {r['probes']:>6}"
+        )
+    known = [r for r in rows if not r["unknown"] and r["stored_answer"] is not None]
+    same = sum(r["answer"] == r["stored_answer"] for r in known)
+    print(
+        f"{len(known)} groups with a stored answer: {same} answered the same; probes stored "
+        f"{sum(r['stored_probes'] for r in known)}, now {sum(r['probes'] for r in known)}"
+    )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
