@@ -122,10 +122,11 @@ def chaos(config: TrialConfig) -> Trial:
 
 
 def capped_memory(config: TrialConfig) -> Trial:
-    """A card of 32 GiB shown: a peak (allocated, reserved) of 1 GiB + 0.5 GiB a sequence; uncapped it fits
-    while the peak stays under the shown total less the reserved source's 0.85 GiB, capped
-    (capacity_gb) while it stays under the cap (capacity less a 0.7 GiB context), every capped
-    row stating its cap and context whatever its status, as the trial does."""
+    """A card of 32 GiB shown: a peak (allocated, reserved) of 1 GiB + 0.5 GiB a sequence;
+    uncapped it fits while the peak stays under the shown total less the reserved source's
+    0.85 GiB, capped (capacity_gb) while it stays under the cap (capacity less a 0.7 GiB
+    context), every capped row stating its cap and context whatever its status, as the trial
+    does."""
     shown, context = 32.0, 0.7
     peak = 1.0 + 0.5 * config.batch_size
     memory = {"device_total_gib": shown}
