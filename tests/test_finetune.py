@@ -176,3 +176,24 @@ def test_a_failing_flop_count_leaves_the_counted_flops_empty_and_the_step_measur
     m = rec.metrics
     assert m["flops_per_step"] is None and m["mfu"] is None and m["flops_count_failed"] == 1
     assert m["flops_per_step_analytic"] > 0 and m["tokens_per_s"] > 0
+
+
+def test_an_emulated_cards_row_counts_no_flops(monkeypatch):
+    # A capped row (capacity_gb) says what fits, never a speed: its step is not counted (at a
+    # long length the count is three short steps of every atlas probe). Built on the CPU, as the
+    # trial builds it after the cap; the count must not even start.
+    import sweep.trial.workload as wl
+    from sweep.trial.workload import build_workload, step_flops
+
+    def must_not_count(w, one):
+        raise AssertionError("counted an emulated card's step")
+
+    monkeypatch.setattr(wl, "_count_once", must_not_count)
+    w = build_workload(TrialConfig(**{**LM, "capacity_gb": 24}), "cpu")
+    timings: dict = {}
+    assert step_flops(w, None, timings) is None and timings == {"flops_not_counted": 1}
+    # an uncapped row of the same workload counts
+    monkeypatch.setattr(wl, "_count_once", lambda w, one: 7)
+    timings = {}
+    flops = step_flops(build_workload(TrialConfig(**LM), "cpu"), None, timings)
+    assert flops == 7 * LM["batch_size"] and timings["flops_reused"] == 0

@@ -222,6 +222,8 @@ METRICS: dict[str, str] = {
     "model_flops_per_token": "model FLOPs per token (flops_per_step_analytic / tokens per step)",
     "mfu_analytic": "MFU from the model FLOPs (flops_per_step_analytic) over the datasheet peak",
     "flops_count_failed": "1 where torch's FLOP counter raised on the step (flops_per_step empty)",
+    "flops_not_counted": "1 on an emulated card's row (capacity_gb): what fits, never a speed, so "
+    "no FLOP count (flops_per_step empty; the model FLOPs stand)",
     "tflops_per_s": "achieved TFLOP/s (counted FLOPs / median step time)",
     "peak_tflops": "datasheet dense peak TFLOP/s of the GPU for the precision (None if unknown)",
     "mfu": "model FLOPs utilization: achieved / peak (None if the peak is unknown)",

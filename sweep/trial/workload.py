@@ -311,6 +311,12 @@ def step_flops(w: Workload, per_sequence: int | None, timings: dict[str, float])
     if per_sequence:
         timings["flops_reused"] = 1
         return int(per_sequence) * w.config.batch_size
+    if w.config.capacity_gb is not None:
+        # an emulated card's row says what fits, never a speed (sweep/trial/capacity.py): the
+        # count would only be read for a speed, and at a long length it costs three short steps
+        # of every atlas probe (2.6-6.4 s a trial on the H100, 2026-12-07)
+        timings["flops_not_counted"] = 1
+        return None
     t0 = time.perf_counter()
     try:
         flops = count_flops(w)
