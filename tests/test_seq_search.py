@@ -71,8 +71,49 @@ def test_exact_in_few_probes_over_many_curves(attention):
         counts.append(probes)
     assert max(counts) <= 8
     # two doubling probes, the curve's limit, the next step that fails; eager: one more (a third
-    # point for the quadratic term)
-    assert sum(counts) / len(counts) <= (5.0 if attention == "eager" else 4.0)
+    # point for the quadratic term); sdpa: a survey probe too, where the line from 2k-4k tokens
+    # reaches past 3x (on the H100 such lines overshot real limits by 9-19%: the next test), so
+    # a straight line costs half a probe more than it would need
+    assert sum(counts) / len(counts) <= (5.0 if attention == "eager" else 4.5)
+
+
+@pytest.mark.parametrize("shape", ["bending", "kinked"])
+def test_few_probes_where_the_memory_per_token_grows_with_the_length(shape):
+    # What the H100 showed (2026-12-07, Llama-3.2-1B): the peak per token at the limit is above
+    # the slope of 2k-4k tokens (the reserved peak bends upwards; with checkpointing the slope
+    # changes once the short lengths are past), so the line through the first two lengths puts
+    # the limit 9-19% too far; the guide of that run then took 5-14 probes. Exact, and few.
+    rng = random.Random(7)
+    counts = []
+    for _ in range(100):
+        total = rng.choice([79.2, 139.8])
+        fixed = rng.uniform(2.0, 20.0)
+        a = rng.uniform(3e-5, 9e-4)
+        if shape == "bending":  # the slope at the limit 5-25% above the slope at the start
+            c = rng.uniform(0.05, 0.25) * a / ((total - 0.85 - fixed) / a)
+            peak = lambda s, a=a, c=c, fixed=fixed: fixed + a * s + c * s * s  # noqa: E731
+        else:  # 20-60% steeper past a length between 3k and 15k tokens
+            k, a2 = rng.uniform(3000, 15000), a * rng.uniform(1.2, 1.6)
+            peak = lambda s, a=a, a2=a2, k=k, fixed=fixed: (  # noqa: E731
+                fixed + a * min(s, k) + a2 * max(s - k, 0)
+            )
+        search = _search(_spec("sdpa"))
+        while (step := search.ask()) is not None:
+            s = step.trial.config.seq_len
+            if peak(s) <= total + OFFSET:
+                search.tell(
+                    step.trial, "ok", {"peak_reserved_gib": peak(s), "device_total_gib": total}
+                )
+            else:
+                search.tell(step.trial, OOM, None)
+        best = max(
+            [s for s in range(SEQ_RESOLUTION, 131073, SEQ_RESOLUTION) if peak(s) <= total + OFFSET]
+            or [0]
+        )
+        assert search.answer[1] == best
+        counts.append(len(search.probes))
+    assert max(counts) <= (6 if shape == "bending" else 10)
+    assert sum(counts) / len(counts) <= (4.5 if shape == "bending" else 6.0)
 
 
 def test_never_past_the_models_limit():

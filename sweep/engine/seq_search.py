@@ -4,11 +4,15 @@
 SEQ_RESOLUTION tokens, doubles from the first length until one does not fit, then bisects; a
 configuration whose fixed memory alone exceeds its card is answered without a run. Its guide is
 the memory model in sequence length (sweep/results/memory_surface.py): once two lengths have
-fitted, each probe goes where the fitted curve meets the card's threshold (where the attention
+fitted, each probe goes where the fitted curve meets the card's threshold. Where the attention
 kernel materialises the scores, two points give the steepest curve through them, whose limit is
-a lower bound, and a third refits the quadratic term), and a probe that
-misses moves the next one twice as far each time (1, 2, 4... units), so that a wrong curve costs
-a few probes, never the answer. Pure: no Ray, no torch, no clock.
+a lower bound, and a third refits the quadratic term. Otherwise the curve is drawn near the
+limit: the line through the two longest lengths, or the curve through the three longest where
+it bends upwards (on the H100 the peak per token at the limit was 5-20% above its slope at 2k-4k
+tokens), and a line carried past 3x the longest fit is first surveyed at 80% of the way (a
+survey that does not fit: the line is far off, bisect once). A probe that misses moves the next
+one 1, 2, 4... units, at least a tenth of the gap left, so that a wrong curve costs a few
+probes, never the answer. Pure: no Ray, no torch, no clock.
 """
 
 from __future__ import annotations
@@ -24,6 +28,16 @@ from sweep.results.memory_surface import SurfaceFit, fit_surface, materialises_a
 
 # Guided probes per search; then plain doubling and bisection (a bound for odd memory curves).
 MAX_GUIDED = 6
+# Where the line puts the limit past SURVEY_RATIO times the longest length that fitted, the next
+# probe goes SURVEY_AT of the way there (a far length that still fits unless the line is that
+# far off), as the max-batch guide does.
+SURVEY_RATIO, SURVEY_AT = 3.0, 0.8
+# The curve through three lengths is taken where its bend carries at least this share of the
+# longest length's peak (less is rounding or scatter: the line through the two longest then).
+BEND_MIN = 0.01
+# A guided probe past the limit (or short of it) moves the next at least this share of the gap
+# between what fitted and what did not.
+MISS_SHARE = 0.1
 
 
 class SeqGuide:
@@ -38,6 +52,8 @@ class SeqGuide:
         self.source: str | None = None
         self.guided = 0
         self.misses = {"over": 0, "under": 0}  # guided probes that failed / fell short
+        self.surveyed = False
+        self.survey_at: int | None = None  # the survey's length, until it is known to fit
         self.seen = SeenPeaks()
 
     def add(self, units: int, metrics: dict[str, Any] | None):
@@ -53,6 +69,19 @@ class SeqGuide:
         points = [(self.batch, u * SEQ_RESOLUTION, p * GIB) for u, p in self.peaks.items()]
         if self.quadratic and len(points) == 2:
             fit = _steepest(points)
+        elif not self.quadratic and len(points) >= 2:
+            # the memory per token grows with the length (the H100, 2026-12-07: at the limit
+            # 5-20% above the slope of 2k-4k tokens): the curve through the three longest lengths
+            # where it bends upwards, else the line through the two longest
+            longest = sorted(points, key=lambda p: p[1])
+            bent = fit_surface(longest[-3:], True) if len(points) >= 3 else None
+            b, s_max, p_max = longest[-1]
+            ok = (
+                bent is not None
+                and bent.per_token_bytes > 0
+                and bent.attention_bytes * b * s_max * s_max > BEND_MIN * p_max
+            )
+            fit = bent if ok else _secant(longest[-2:])
         else:
             fit = fit_surface(points, self.quadratic and len(points) >= 3)
         grows = fit is not None and (fit.per_token_bytes > 0 or fit.attention_bytes > 0)
@@ -86,18 +115,41 @@ class SeqGuide:
         if s is None or lo not in self.peaks or self.guided >= MAX_GUIDED:
             return None
         upper = hi if hi is not None else limit + 1
+        if hi is not None and hi == self.survey_at and lo < self.survey_at:
+            self.survey_at = None  # the survey did not fit: the line is far off; bisect once
+            return None
         nxt = math.floor(s)
-        if nxt <= lo:
-            nxt = lo + 2 ** self.misses["under"]
+        if not self.surveyed and min(nxt, upper - 1) > SURVEY_RATIO * lo:
+            # a line from short lengths carried far: first a far length that should still fit,
+            # whose reading then draws the line near the limit
+            self.surveyed = True
+            nxt = self.survey_at = lo + math.floor(SURVEY_AT * (min(nxt, upper - 1) - lo))
+        elif nxt <= lo:
+            nxt = lo + max(2 ** self.misses["under"], _share(upper - lo, hi))
             self.misses["under"] += 1
         elif nxt >= upper:
-            nxt = upper - 2 ** self.misses["over"]
+            nxt = upper - max(2 ** self.misses["over"], _share(upper - lo, hi))
             self.misses["over"] += 1
         nxt = min(max(nxt, lo + 1), upper - 1)
         if not lo < nxt < upper:
             return None
         self.guided += 1
         return nxt
+
+
+def _share(gap: int, hi: int | None) -> int:
+    """A miss's step where both ends are known: MISS_SHARE of the gap (readings that scatter by
+    a fraction of a GiB put a limit several units off; one unit at a time would walk there)."""
+    return math.ceil(MISS_SHARE * gap) if hi is not None else 1
+
+
+def _secant(points: list[tuple[int, int, float]]) -> SurfaceFit | None:
+    """The line through two (batch, seq, peak bytes) points of one batch."""
+    (b, s1, p1), (_, s2, p2) = points
+    if s2 == s1:
+        return None
+    per_token = (p2 - p1) / (s2 - s1) / b
+    return SurfaceFit(p1 - per_token * b * s1, per_token, 0.0, 2, b * s2, 0.0)
 
 
 def _steepest(points: list[tuple[int, int, float]]) -> SurfaceFit | None:
