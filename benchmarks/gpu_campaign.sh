@@ -191,6 +191,10 @@ ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host 
 # the second session of 2026-12-06: issue 22 on the final trial code, issue 23's checkpointing
 # matrix, issue 24's first atlas rows (about 28 minutes, detached, collected over three calls)
 [ "${STEPS:-}" = at1 ] && STEPS="gpu_tests_all seed_graph ckpt_all atlas_1b"
+# the next lease: the searches changed after at1 (allocated-peak seeding, the max-seq guide, no
+# FLOP count on capped rows) run the same atlas again; on an H200 its 80 GB cap against the H100's
+# own 80 GB answers of at1 measures the emulation's error; then the finetune preset's first part
+[ "${STEPS:-}" = at2 ] && STEPS="atlas_1b gpu_tests_all finetune_core"
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"
