@@ -208,3 +208,23 @@ def test_the_question_the_app_opens_on_and_the_models_offered():
     assert default_question(frame([*gpt2, row(H200, 4, 1.0)])) == (MODEL, 4096)  # LoRA first
     models = model_choices(frame(gpt2))
     assert models[0] == "gpt2" and "llama-3.1-8b" in models and "bert-base-uncased" not in models
+
+
+def test_predicted_from_one_measured_peak_on_a_bigger_card():
+    # One batch measured on the H200 (NVML peak 20 GiB, the context in it): no line, but a card
+    # that shows more than that, with the margin, holds that batch; a smaller one is not known.
+    t = plan(frame([row(H200, 4, 3000.0, mem=20.0)]), MODEL, 4096, 1e6).table
+    p = line(t, "24 GB")  # 24 * 0.985 * 0.98 = 23.2 GiB
+    assert p["Fits"] == "yes" and p["Largest batch"] == 4
+    assert p["Known from"] == "predicted from a peak measured on H200 (20.0 GiB at batch 4)"
+    assert pd.isna(p["Tokens/s"]) and pd.isna(p["Hours"])  # never a speed on another card
+    assert line(t, "16 GB")["Fits"] == "unknown"  # 15.4 GiB: a peak over it says nothing
+    assert line(t, "141 GB")["Known from"] == "measured on H200"  # its own card: measured
+    # torch's exact reserved peak plus the least context where NVML read less (or nothing)
+    reserved = row(H200, 4, 3000.0, mem=20.0)
+    reserved.metrics["peak_reserved_gib"] = 22.9  # + 0.5 = 23.4 GiB: over a 24 GB card
+    t = plan(frame([reserved]), MODEL, 4096, 1e6).table
+    assert line(t, "24 GB")["Fits"] == "unknown" and line(t, "40 GB")["Fits"] == "yes"
+    # a peak at another length says nothing at this one
+    t = plan(frame([row(H200, 4, 3000.0, mem=20.0, seq_len=2048)]), MODEL, 4096, 1e6).table
+    assert line(t, "24 GB")["Fits"] == "unknown"

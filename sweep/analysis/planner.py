@@ -9,8 +9,10 @@ and method. What each row says is taken from the strongest evidence there is, in
    is that GPU's memory);
 2. **emulated on a capped <GPU>**: trials run on a bigger GPU whose allocator was capped at the
    card's size (rows with a ``capacity_gb``): they say what fits, never how fast;
-3. **predicted by the memory model** (``predictions``): the line of peak memory through a
-   configuration's measured batches;
+3. **predicted** from uncapped rows on a bigger card: by the memory model (``predictions``: the
+   line of peak memory through a configuration's measured batches), or by a measured peak
+   (``_by_peak``: a batch whose peak, the CUDA context included, fits what the smaller card
+   shows, fits it; one batch is enough);
 4. **not measured**: nothing is known, and the row says so.
 
 Among the configurations that fit, the one shown is the cheapest: the fastest where speed was
@@ -32,7 +34,7 @@ from sweep.analysis.cost import DEFAULT_PRICES, price_for
 from sweep.analysis.parity import parity_marks
 from sweep.analysis.selection import OOM_STATUSES, config_text, gpu_column, numeric, short_gpu
 from sweep.plan.config import FINETUNES, shape_fields
-from sweep.results.memory_model import predicted_limits
+from sweep.results.memory_model import MARGIN, predicted_limits
 from sweep.results.record import OK
 
 CAPACITIES_GB = (16, 24, 40, 48, 80, 141)  # card sizes as sold (a card of N GB holds N GiB)
@@ -51,6 +53,13 @@ KNOBS: dict[str, tuple[tuple[Any, ...], str]] = {
     "optimizer": (("adamw-8bit", "paged-adamw-8bit"), "8-bit optimizer"),
     "precision": (("bf16-true",), "pure bf16"),
 }
+# A card of C GB shows a little less than C GiB (an H100 "80 GB" 79.18 GiB, an H200 "141 GB" 139.8,
+# an A100-40GB 39.4: 98.5% at the least); a batch whose measured peak, the CUDA context in it,
+# stays under that share of a smaller card less the memory model's margin fits that card.
+SHOWN_SHARE = 0.985
+# The peak a row needs: NVML's peak (sampled, so it can miss a short spike), or torch's exact
+# reserved peak plus the least CUDA context seen (0.51 GiB on Hopper, torch 2.11), the larger.
+CONTEXT_MIN_GIB = 0.5
 # QLoRA's 4-bit base is a method (a row of its own), not a knob of LoRA's row.
 # A configuration is every shape field but the batch, the sequence length and a cap (capped rows
 # are told apart by ``_cap``).
@@ -100,6 +109,7 @@ class Evidence:
     at_batch: int | None = None
     keys: tuple[str, ...] = ()
     datasets: tuple[str, ...] = ()
+    peak_gib: float | None = None  # predicted from this measured peak (_by_peak)
 
     def rank(self) -> tuple:
         fast = self.tokens_per_s is not None
@@ -266,11 +276,43 @@ def _predicted(d: pd.DataFrame, seq_len: int, capacities) -> dict[tuple[float, s
     return out
 
 
+def _by_peak(d: pd.DataFrame, seq_len: int, capacities) -> dict[tuple[float, str], list]:
+    """(card GB, method) -> each configuration's largest batch at ``seq_len`` whose peak measured
+    on a bigger card fits a card of that size (SHOWN_SHARE, the memory model's margin)."""
+    real = d[d["_cap"].isna() & (d["status"] == OK) & (d["_seq"] == seq_len)]
+    need = pd.concat(
+        [numeric(real, "nvml_peak_used_gib"), numeric(real, "peak_reserved_gib") + CONTEXT_MIN_GIB],
+        axis=1,
+    ).max(axis=1)
+    real = real.assign(_need=need)[need.notna()]
+    out: dict[tuple[float, str], list[Evidence]] = {}
+    for (gpu, method, cfg_values), rows in real.groupby(["_gpu", "_method", "_cfg"]):
+        own = card_of(rows["_mem"].median(), capacities, gpu)
+        cfg = dict(zip(GROUP_FIELDS, cfg_values, strict=True))
+        for cap in capacities:
+            if own is not None and cap >= own:
+                continue  # the GPU's own card and bigger: measured, not predicted
+            fit = rows[rows["_need"] <= cap * SHOWN_SHARE * (1 - MARGIN)]
+            if fit.empty:
+                continue
+            top = fit.loc[fit["_batch"].idxmax()]
+            e = Evidence(PREDICTED, gpu, knobs_of(cfg), True, int(top["_batch"]))
+            e.peak_gib, e.keys = float(top["_need"]), tuple(fit.get("key", ()))
+            e.datasets = tuple(sorted({str(v) for v in fit["_ds"]}))
+            out.setdefault((float(cap), method), []).append(e)
+    return out
+
+
 def _known_from(e: Evidence) -> str:
     if e.kind == MEASURED:
         return f"measured on {e.gpu}"
     if e.kind == EMULATED:
         return f"emulated on a capped {e.gpu}"
+    if e.peak_gib is not None:
+        return (
+            f"predicted from a peak measured on {e.gpu} "
+            f"({e.peak_gib:.1f} GiB at batch {e.largest_batch})"
+        )
     return f"predicted by the memory model (from {e.gpu} rows)"
 
 
@@ -375,6 +417,8 @@ def plan(
     else:
         measured, emulated = _measured(d, seq_len), _emulated(d, seq_len)
         predicted, marks = _predicted(d, seq_len, capacities), parity_marks(d)
+        for key, found in _by_peak(d, seq_len, capacities).items():
+            predicted.setdefault(key, []).extend(found)
     memory = d[d["_cap"].isna()].groupby("_gpu")["_mem"].median() if len(d) else pd.Series()
     card = {gpu: card_of(mem, capacities, gpu) for gpu, mem in memory.items()}
     rows, unpriced = [], set()

@@ -21,12 +21,13 @@ from ui.tabs.common import Context, Tab, redraw_on_own_inputs
 HELP = (
     "**Known from**: *measured on a GPU* (trials on that card), *emulated on a capped GPU* (a "
     "bigger card whose allocator was capped at this size: what fits, never how fast), "
-    "*predicted by the memory model* (the line of peak memory through the measured batches), or "
-    "*not measured*. **Knobs**: the memory knobs of the configuration shown (the fastest that "
-    "fits where speed was measured on that card, else the one with the fewest knobs). "
-    "**Tokens/s**, **Hours** and **$** come only from trials on that card itself, one GPU per "
-    "trial, at the prices below (editable). **Loss parity**: the configuration's loss against "
-    "the same one without its knob."
+    "*predicted by the memory model* (the line of peak memory through the measured batches), "
+    "*predicted from a peak measured on a bigger GPU* (a batch whose peak, the CUDA context in "
+    "it, fits what this card shows, less 2%), or *not measured*. **Knobs**: the memory knobs of "
+    "the configuration shown (the fastest that fits where speed was measured on that card, else "
+    "the one with the fewest knobs). **Tokens/s**, **Hours** and **$** come only from trials on "
+    "that card itself, one GPU per trial, at the prices below (editable). **Loss parity**: the "
+    "configuration's loss against the same one without its knob."
 )
 
 
