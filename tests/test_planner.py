@@ -228,3 +228,20 @@ def test_predicted_from_one_measured_peak_on_a_bigger_card():
     # a peak at another length says nothing at this one
     t = plan(frame([row(H200, 4, 3000.0, mem=20.0, seq_len=2048)]), MODEL, 4096, 1e6).table
     assert line(t, "24 GB")["Fits"] == "unknown"
+
+
+def test_a_batch_that_fitted_a_longer_sequence_fits_a_shorter_one():
+    # A max-seq atlas's probes on a capped card: batch 1 fitted 5,760 tokens, 5,888 did not.
+    # Memory grows with the length: at 4,096 tokens batch 1 fits that card; at 6,144 it does not.
+    trials = [row(H200, 1, 100.0, seq_len=5760), row(H200, 1, status="oom", seq_len=5888)]
+    capped = frame(trials, capped={0: 24, 1: 24})
+    at = {s: line(plan(capped, MODEL, s, 1e6).table, "24 GB") for s in (4096, 6144)}
+    assert at[4096]["Fits"] == "yes" and at[4096]["Largest batch"] == 1
+    assert at[4096]["Known from"] == "emulated on a capped H200 at 5,760 tokens"
+    assert pd.isna(at[4096]["Tokens/s"])
+    assert at[6144]["Fits"] == "no"
+    # on the card itself: fits at the shorter length, its speed only where it ran
+    t = plan(frame([row(H200, 2, 100.0, seq_len=8192)]), MODEL, 4096, 1e6).table
+    h = line(t, "H200")
+    assert h["Fits"] == "yes" and h["Known from"] == "measured on H200 at 8,192 tokens"
+    assert h["Largest batch"] == 2 and pd.isna(h["Tokens/s"]) and pd.isna(h["Hours"])

@@ -6,7 +6,9 @@ One pure function, ``plan``, builds the table for the web app's first tab and fo
 and method. What each row says is taken from the strongest evidence there is, in this order:
 
 1. **measured on <GPU>**: trials that ran on a real card (a GPU row; a card-size row whose size
-   is that GPU's memory);
+   is that GPU's memory); a batch that fitted a longer sequence fits a shorter one, and says
+   "at N tokens" (memory grows with the length at a batch: a max-seq search's probes answer for
+   every shorter length), without a speed;
 2. **emulated on a capped <GPU>**: trials run on a bigger GPU whose allocator was capped at the
    card's size (rows with a ``capacity_gb``): they say what fits, never how fast;
 3. **predicted** from uncapped rows on a bigger card: by the memory model (``predictions``: the
@@ -110,6 +112,7 @@ class Evidence:
     keys: tuple[str, ...] = ()
     datasets: tuple[str, ...] = ()
     peak_gib: float | None = None  # predicted from this measured peak (_by_peak)
+    from_seq: int | None = None  # fits because the batch fitted this longer sequence
 
     def rank(self) -> tuple:
         fast = self.tokens_per_s is not None
@@ -215,10 +218,14 @@ def _evidence(kind: str, gpu: str, rows: pd.DataFrame, seq_len: int, speed: bool
     ``seq_len``. ``speed``: the rows ran on the card itself, so their tokens/s may be shown."""
     cfg = dict(zip(GROUP_FIELDS, rows["_cfg"].iloc[0], strict=True))
     ok = rows[rows["status"] == OK]
-    here, ok_here = rows[rows["_seq"] == seq_len], ok[ok["_seq"] == seq_len]
-    oom = here[here["status"].isin(OOM_STATUSES)]
-    e = Evidence(kind, gpu, knobs_of(cfg), None, keys=tuple(ok_here.get("key", ())))
-    e.datasets = tuple(sorted({str(v) for v in here["_ds"]}))
+    ok_here = ok[ok["_seq"] == seq_len]
+    # memory grows with the length at a batch: a batch that fitted a longer sequence fits this
+    # one (a max-seq search's probes), one out of memory at a shorter length does not fit it
+    ok_longer = ok[ok["_seq"] > seq_len]
+    oom = rows[rows["status"].isin(OOM_STATUSES) & (rows["_seq"] <= seq_len)]
+    said = ok_here if len(ok_here) else ok_longer
+    e = Evidence(kind, gpu, knobs_of(cfg), None, keys=tuple(said.get("key", ())))
+    e.datasets = tuple(sorted({str(v) for v in pd.concat([said, oom])["_ds"]}))
     e.longest_seq = int(ok["_seq"].max()) if len(ok) else None
     e.oom_from = int(oom["_batch"].min()) if len(oom) else None
     if len(ok_here):
@@ -226,6 +233,9 @@ def _evidence(kind: str, gpu: str, rows: pd.DataFrame, seq_len: int, speed: bool
         rate = ok_here.groupby("_batch")["_tps"].median().dropna()
         if speed and len(rate):
             e.tokens_per_s, e.at_batch = float(rate.max()), int(rate.idxmax())
+    elif len(ok_longer) and (e.oom_from is None or ok_longer["_batch"].max() < e.oom_from):
+        e.fits, e.largest_batch = True, int(ok_longer["_batch"].max())  # no speed at this length
+        e.from_seq = int(ok_longer.loc[ok_longer["_batch"] == e.largest_batch, "_seq"].min())
     elif len(oom):
         e.fits = False
     return e
@@ -304,10 +314,11 @@ def _by_peak(d: pd.DataFrame, seq_len: int, capacities) -> dict[tuple[float, str
 
 
 def _known_from(e: Evidence) -> str:
+    longer = f" at {e.from_seq:,} tokens" if e.from_seq is not None else ""
     if e.kind == MEASURED:
-        return f"measured on {e.gpu}"
+        return f"measured on {e.gpu}{longer}"
     if e.kind == EMULATED:
-        return f"emulated on a capped {e.gpu}"
+        return f"emulated on a capped {e.gpu}{longer}"
     if e.peak_gib is not None:
         return (
             f"predicted from a peak measured on {e.gpu} "
