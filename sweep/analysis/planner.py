@@ -6,21 +6,17 @@ One pure function, ``plan``, builds the table for the web app's first tab and fo
 and method. What each row says is taken from the strongest evidence there is, in this order:
 
 1. **measured on <GPU>**: trials that ran on a real card (a GPU row; a card-size row whose size
-   is that GPU's memory); a batch that fitted a longer sequence fits a shorter one, and says
-   "at N tokens" (memory grows with the length at a batch: a max-seq search's probes answer for
-   every shorter length), without a speed;
+   is that GPU's memory); a batch that fitted a longer sequence fits a shorter one ("at N
+   tokens": a max-seq search's probes answer every shorter length), without a speed;
 2. **emulated on a capped <GPU>**: trials run on a bigger GPU whose allocator was capped at the
    card's size (rows with a ``capacity_gb``): they say what fits, never how fast;
-3. **predicted** from uncapped rows on a bigger card: by the memory model (``predictions``: the
-   line of peak memory through a configuration's measured batches), or by a measured peak
-   (``_by_peak``: a batch whose peak, the CUDA context included, fits what the smaller card
-   shows, fits it; one batch is enough);
+3. **predicted** from uncapped rows on a bigger card: by the memory model (``predictions``) or
+   by one measured peak that fits what the smaller card shows (``_by_peak``);
 4. **not measured**: nothing is known, and the row says so.
 
 Among the configurations that fit, the one shown is the cheapest: the fastest where speed was
 measured on that very card, otherwise the one with the fewest memory knobs (then the largest
-batch). Speed, hours and dollars come only from trials measured on the row's own GPU, one GPU per
-trial.
+batch). Speed, hours and dollars come only from trials on the row's own GPU, one GPU a trial.
 """
 
 from __future__ import annotations
@@ -153,17 +149,19 @@ def model_choices(frame: pd.DataFrame) -> list[str]:
 
 
 def default_question(frame: pd.DataFrame) -> tuple[str, int]:
-    """The model and sequence length a plan opens on: the model with the most ok LoRA or QLoRA
-    rows (without any, the most ok causal-LM rows) and its most measured length; the question
-    of issue 25 without such rows."""
+    """The model and sequence length a plan opens on: issue 25's model where it has ok LoRA or
+    QLoRA rows, else the model with the most (without any, the most ok causal-LM rows), and its
+    most measured length on an uncapped card; the question of issue 25 without such rows."""
     if frame.empty or "status" not in frame:
         return DEFAULT_MODEL, DEFAULT_SEQ_LEN
     ok = frame[(frame["status"] == OK) & (config_text(frame, "mode") == "train")]
+    ok = ok[numeric(ok, "capacity_gb").isna()]  # a capped atlas probes odd lengths
     adapters = ok[config_text(ok, "finetune") != "full"]
     tuned = adapters if len(adapters) else ok[config_text(ok, "task") == "causal-lm"]
     if tuned.empty:
         return DEFAULT_MODEL, DEFAULT_SEQ_LEN
-    model = config_text(tuned, "model").value_counts().index[0]
+    counts = config_text(tuned, "model").value_counts()
+    model = DEFAULT_MODEL if DEFAULT_MODEL in counts.index else counts.index[0]
     lengths = numeric(tuned[config_text(tuned, "model") == model], "seq_len").dropna()
     return str(model), int(lengths.value_counts().index[0]) if len(lengths) else DEFAULT_SEQ_LEN
 
