@@ -2,10 +2,12 @@
 redraw after a filter change, in headless Chromium (Debian's, driven by Playwright).
 
 Starts ``python -m ui`` over the shipped reference rows only (an empty temporary directory: no
-results.db), opens the page, times the first Compare GPUs chart, then changes the model and the
-sequence length through the dropdowns, as a person would, timing each change from the click on
-the option to the chart showing the new selection. Every selection is a new one (no cache hit),
-then the same ones again (cached). Prints the medians and the machine.
+results.db), opens the answer tab by its link (``?tab=compare-gpus``) and times its table and
+its first chart (and again on a second visit), then changes the model and the sequence length
+through the dropdowns, as a person would, timing each change from the click on the option to the
+chart showing the new selection. Every selection is a new one (no cache hit), then the same ones
+again (cached). Last, the bare page (no query: the planner, the first tab) in a browser context
+of its own, to its table. Prints the medians and the machine.
 
     .venv/bin/python benchmarks/ui_speed.py [--changes 8]
 
@@ -34,6 +36,7 @@ TITLE = (
     " return p && p.layout && p.layout.title ? p.layout.title.text : null; }"
 )
 ANSWER = "() => document.querySelectorAll('#answer-table [role=gridcell]').length > 0"
+PLAN = "() => document.querySelectorAll('#plan [role=gridcell]').length > 0"
 COMPARE = "?tab=compare-gpus"
 # (model, seq_len) pairs of the shipped rows, each a change of one or both dropdowns
 SELECTIONS = [
@@ -116,7 +119,21 @@ def measure(url: str, changes: int) -> dict[str, object]:
                         if t:
                             runs[kind].append(t)
             any_t = choose(page, "model", "(any)")
-            return {"table": table, "first": first, "warm": warm, **runs, "any_model": any_t}
+            # the bare page (no query: the planner, the first tab), in a browser context of its
+            # own (nothing cached)
+            bare = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            start = time.perf_counter()
+            bare.goto(url)
+            bare.wait_for_function(PLAN, timeout=60_000)
+            plan = time.perf_counter() - start
+            return {
+                "table": table,
+                "first": first,
+                "warm": warm,
+                **runs,
+                "any_model": any_t,
+                "plan": plan,
+            }
         finally:
             browser.close()
 
@@ -164,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         f"over {len(cached)} changes"
     )
     print(f"redraw with model at (any): {got['any_model']:.2f} s")
+    print(f"bare page (the planner, first tab), its table after it opens: {got['plan']:.2f} s")
     return 0
 
 
