@@ -95,3 +95,22 @@ def test_a_number_widget_reads_its_link_as_a_number():
     assert value_from_url(box, "lots") is gr.skip() or not isinstance(
         value_from_url(box, "lots"), (int, float, str)
     )
+
+
+def test_a_link_naming_only_a_drawn_tab_is_served_open_on_it(tmp_path):
+    """The page's configuration for a link (``demo.page_patch``, ``ui.server.PagePatch``): a link
+    naming only a tab drawn into the page (the answer tab) opens on it; any other is served as
+    the bare page, its first event reading it; a page behind a password never."""
+    from ui.app import PREDRAWN, Holder, build_app
+
+    demo, _first = _app(tmp_path)
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    tabs = by_id["tabs"]._id
+    assert 1 in PREDRAWN and 2 not in PREDRAWN
+    assert demo.page_patch({"tab": "compare-gpus"}) == {tabs: {"selected": 1}}
+    assert demo.page_patch({"tab": "compare-gpus", "__theme": "dark"}) == {tabs: {"selected": 1}}
+    for query in ({}, {"tab": "memory"}, {"tab": "compare-gpus", "model": "gpt2"}, {"tab": "x"}):
+        assert demo.page_patch(query) == {}, query
+    assert demo.page_patch({"tab": "compare-gpus", "metric": "tokens_per_s"}) == {}
+    private = build_app(Holder(make_db(tmp_path / "p.db", fixture_trials())), private=True)
+    assert private.page_patch({"tab": "compare-gpus"}) == {}

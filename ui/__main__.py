@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         css=CSS,
         footer_links=["api", "settings"],
         head=None if auth else HEAD,  # the login page cannot fetch the app's files
-        app_kwargs=app_kwargs(),  # plotly.js's route, the page gzipped
+        app_kwargs=app_kwargs(demo.page_patch),  # plotly.js's route, the page gzipped, links
     )
     print(
         f"transformers-sweep UI: {local_url}" + (" (password required)" if auth else ""), flush=True
