@@ -108,13 +108,14 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
 
     # gradio is imported only once args are good
     from ui.app import CSS, HEAD, THEME, Holder, build_app
-    from ui.server import app_kwargs
+    from ui.server import app_kwargs, warm_up
 
     holder = Holder(args.db, data_files=args.data)
     for msg in holder.data.messages:
         print(f"note: {msg}", file=sys.stderr)
     demo = build_app(holder, refresh_s=args.refresh, private=auth is not None)
     demo.queue()
+    warm_up()
     _app, local_url, _share = demo.launch(
         server_name=args.host,
         server_port=args.port,

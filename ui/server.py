@@ -3,7 +3,8 @@ under a route of its own, so that the page never names a path on the server's di
 ``/gradio_api/file=<absolute path>`` would), the page itself gzipped where the browser accepts
 it (Gradio compresses by file extension only, and the page's path has none: 176 KB sent as is),
 and the page's configuration changed for the link it was asked by (``PagePatch``: a link to a tab
-drawn into the page opens on that tab, no round trip first).
+drawn into the page opens on that tab, no round trip first). ``warm_up`` does before serving what
+Gradio's first event would do.
 """
 
 from __future__ import annotations
@@ -120,6 +121,18 @@ class PagePatch:
                 await send(message)
 
         await self.app(scope, receive, buffered)
+
+
+def warm_up() -> None:
+    """What Gradio's first event would do, done before serving: Gradio wraps every event in a
+    look at matplotlib's backend (``gradio.utils.MatplotlibBackendMananger``), and the first one
+    imports matplotlib and resolves the backend (0.2-0.5 s on the 2-core VM, in the server's
+    event loop, while the first page waits for its first event)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.get_backend()
 
 
 def app_kwargs(patch: Patch | None = None) -> dict[str, Any]:
