@@ -398,8 +398,18 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             for index in PREDRAWN:
                 renderer.preset(index)
             loaded = demo.load(**first)
-        # a link's filters narrowed (its model's change has no event: ``pick``)
-        loaded.then(narrow, inputs=ctx.shared_inputs, outputs=list(filters.values()), **PRIVATE)
+        initial = [c.value for c in ctx.shared_inputs]  # the page's, built narrowed for them
+
+        def narrow_link(chosen, *fvals):
+            """A link's filters narrowed (its model's change has no event: ``pick``); nothing
+            for a page still at its initial selection (a bare link, a tab's)."""
+            if not private and [chosen, *fvals] == initial:
+                return [gr.skip()] * len(filters)
+            return narrow(chosen, *fvals)
+
+        loaded.then(
+            narrow_link, inputs=ctx.shared_inputs, outputs=list(filters.values()), **PRIVATE
+        )
         loaded.then(None, js=URL_READ_JS, **PRIVATE)
         version.change(
             refresh_choices,
