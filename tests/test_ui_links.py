@@ -134,3 +134,22 @@ def test_the_page_at_its_initial_selection_is_not_narrowed_again(tmp_path):
     got = narrow_link.fn(*linked)
     assert not any(is_skip(v) for v in got)
     assert [u.choices for u in got] == [u.choices for u in narrow.fn(*linked)]
+
+
+def test_a_view_from_the_cache_is_sent_whole_again(tmp_path):
+    """Gradio pops an update's value as it sends it: a view drawn again from the cache (the same
+    selection seen before) showed the chart of the selection and the answer table and CSV of the
+    one shown before it (the cached update had lost its value)."""
+    from gradio.blocks import postprocess_update_dict
+
+    demo, _first = _app(tmp_path)
+    render = next(f for f in demo.fns.values() if f.fn and f.fn.__name__ == "render_visible")
+    values = [c.value for c in render.inputs]
+    values[0] = 1  # the answer tab, visible
+    for _ in range(2):
+        out = dict(zip(render.outputs, render.fn(*values), strict=True))
+        by_id = {getattr(c, "elem_id", None): v for c, v in out.items()}
+        assert "value" in by_id["answer-table"] and len(by_id["answer-table"]["value"])
+        for c, v in out.items():  # as Gradio sends them
+            if isinstance(v, dict) and v.get("__type__") == "update":
+                postprocess_update_dict(c, v)
