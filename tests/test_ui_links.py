@@ -136,6 +136,28 @@ def test_the_page_at_its_initial_selection_is_not_narrowed_again(tmp_path):
     assert [u.choices for u in got] == [u.choices for u in narrow.fn(*linked)]
 
 
+def test_a_tabs_own_widget_redraws_through_the_cache(tmp_path, monkeypatch):
+    """The answer tab's multi-selects report a change as the tab first mounts (to the value the
+    view was drawn for): that redraw is the view drawn into the page, not drawn twice anew; a new
+    value draws once, and again from the cache."""
+    from ui.tabs import compare
+
+    demo, _first = _app(tmp_path)
+    drawn = []
+    real = compare.answer_for
+    monkeypatch.setattr(compare, "answer_for", lambda *a, **k: drawn.append(1) or real(*a, **k))
+    redraws = [f for f in demo.fns.values() if f.fn and f.fn.__name__ == "redraw"]
+    (redraw,) = [f for f in redraws if any(c.elem_id == "compare-plot" for c in f.outputs)]
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    initial = [c.value for c in redraw.inputs]
+    _note, _answer, _download, plot, _fits = redraw.fn(*initial)
+    assert drawn == [] and plot == by_id["compare-plot"].value
+    initial[-5] = "tokens_per_s"  # the throughput unit: a new value, drawn once
+    redraw.fn(*initial)
+    redraw.fn(*initial)
+    assert drawn == [1]
+
+
 def test_a_view_from_the_cache_is_sent_whole_again(tmp_path):
     """Gradio pops an update's value as it sends it: a view drawn again from the cache (the same
     selection seen before) showed the chart of the selection and the answer table and CSV of the

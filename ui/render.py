@@ -43,6 +43,7 @@ class Renderer:
 
     def __init__(self, ctx: Context, tabs: Sequence[Tab]) -> None:
         self.ctx = ctx
+        ctx.renderer = self  # a tab's own widgets redraw through this one's cache
         self.tabs = list(tabs)
         self.views = [t for t in tabs if t.render is not None]
         self.cache: OrderedDict[Any, list] = OrderedDict()
