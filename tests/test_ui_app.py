@@ -76,6 +76,39 @@ def test_refusal_from_the_real_command_line():
     assert "Traceback" not in run.stderr
 
 
+def test_the_server_does_gradios_first_event_work_before_it_serves(tmp_path, monkeypatch):
+    """Gradio wraps every event in a look at matplotlib's backend; the first imports matplotlib
+    and resolves it (0.2-0.5 s that the first page waited for): ``warm_up`` does it, before the
+    launch, and the page patch for links goes to the server."""
+    import gradio as gr
+
+    import ui.server
+
+    calls: list = []
+
+    def launch(self, **kwargs):
+        calls.append(("launch", kwargs["app_kwargs"]))
+        raise KeyboardInterrupt  # no server: main stops here
+
+    monkeypatch.setattr(ui.server, "warm_up", lambda: calls.append("warm_up"))
+    monkeypatch.setattr(gr.Blocks, "launch", launch)
+    from ui.__main__ import main
+
+    with pytest.raises(KeyboardInterrupt):
+        main(["--db", str(tmp_path / "none.db")], environ={})
+    assert calls[0] == "warm_up" and calls[1][0] == "launch"
+    middleware = [m.cls.__name__ for m in calls[1][1]["middleware"]]
+    assert middleware == ["GzipPages", "PagePatch"]
+    code = (
+        "import sys; from ui.server import warm_up; warm_up(); import matplotlib; "
+        "sys.exit(matplotlib.rcParams._get_backend_or_none() is None)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 def test_loopback_rules():
     from ui.__main__ import is_loopback
 

@@ -213,3 +213,45 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
     assert any("plotly-basic.min.js" in r for r in requests), "plotly.js was not served by the app"
     assert errors == [], errors
     assert all(os.path.getsize(os.path.join(ARTIFACTS, f"tab-{s}.png")) > 10_000 for s in TABS)
+
+
+@pytest.mark.browser
+def test_a_link_to_the_answer_tab_shows_it_drawn_before_any_event_answers(tmp_path):
+    """``?tab=compare-gpus`` (the shipped rows): the page is served open on the answer tab, whose
+    table and chart are drawn into it, so they show with every event of the page held (no round
+    trip before them: the page's first event used to select the tab)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; `make test` tries)")
+    pw = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ui", "--db", str(tmp_path / "none.db"), "--port", str(port)],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    held: list[str] = []
+    try:
+        wait_until_serving(url, proc)
+        with pw.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # every event's request held, never answered
+            page.route("**/gradio_api/queue/**", lambda route: held.append(route.request.url))
+            page.goto(url + "?tab=compare-gpus")
+            page.wait_for_function(
+                "() => { const p = document.querySelector('#compare-plot .js-plotly-plot');"
+                " return p && p.layout && p.layout.title && document.querySelectorAll("
+                "'#answer-table [role=gridcell]').length > 0; }",
+                timeout=60_000,
+            )
+            button = page.locator("#tab-compare-gpus-button")
+            assert button.get_attribute("aria-selected") == "true"
+            assert held  # the page did ask (its first event), and was not answered
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -60,7 +60,7 @@ def served_page(page):
         ssr_mode=False,
         share=False,
         theme=THEME,
-        app_kwargs=app_kwargs(),
+        app_kwargs=app_kwargs(demo.page_patch),
     )
     try:
         yield f"http://127.0.0.1:{port}/"
@@ -90,3 +90,46 @@ def test_the_page_is_gzipped_and_names_no_path_of_the_server(served_page):
     assert f'"{PLOTLY_URL}' in html or f"{PLOTLY_URL}" in html
     js_headers, js = _get(served_page + PLOTLY_URL)
     assert js_headers["Content-Type"].startswith("text/javascript") and len(js) > 500_000
+
+
+def _config(html: str) -> dict:
+    import json
+
+    from ui.server import CONFIG_END, CONFIG_START
+
+    start = html.index(CONFIG_START.decode()) + len(CONFIG_START)
+    return json.loads(html[start : html.index(CONFIG_END.decode(), start)])
+
+
+def _tabs_selected(html: str):
+    (tabs,) = [c for c in _config(html)["components"] if c["type"] == "tabs"]
+    return tabs["props"].get("selected")
+
+
+def test_a_link_to_a_tab_drawn_into_the_page_is_served_open_on_it(served_page):
+    """``?tab=compare-gpus`` (the answer tab, drawn into the page): the page comes with that tab
+    selected, so it shows with no round trip first; a link naming a selection, or a tab not
+    drawn into the page, is served as the bare page (its first event draws it)."""
+    import gzip
+
+    _headers, body = _get(served_page + "?tab=compare-gpus")
+    html = body.decode()
+    assert _tabs_selected(html) == 1
+    assert "<" not in html[html.index("window.gradio_config") : html.index(";</script>")]
+    headers, zipped = _get(served_page + "?tab=compare-gpus", **{"Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip" and gzip.decompress(zipped).decode() == html
+    for query in ("", "?tab=memory", "?tab=compare-gpus&model=gpt2", "?tab=nothing"):
+        assert _tabs_selected(_get(served_page + query)[1].decode()) is None, query
+
+
+def test_the_page_patch_keeps_the_page_as_gradio_wrote_it():
+    from ui.server import patch_config
+
+    html = (
+        b'<head><script>window.gradio_config = {"components":[{"id":3,"type":"tabs",'
+        b'"props":{"label":"a \\u003cb\\u003e \\u0026 \\u0027c\\u0027"}}]};</script>'
+    )
+    assert patch_config(html, {4: {"selected": 1}}) == html  # no such component
+    assert patch_config(b"<html>no configuration</html>", {3: {"x": 1}}).startswith(b"<html>")
+    patched = patch_config(html, {3: {"selected": 1}})
+    assert patched == html.replace(b'"}}]}', b'","selected":1}}]}')

@@ -108,13 +108,14 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
 
     # gradio is imported only once args are good
     from ui.app import CSS, HEAD, THEME, Holder, build_app
-    from ui.server import app_kwargs
+    from ui.server import app_kwargs, warm_up
 
     holder = Holder(args.db, data_files=args.data)
     for msg in holder.data.messages:
         print(f"note: {msg}", file=sys.stderr)
     demo = build_app(holder, refresh_s=args.refresh, private=auth is not None)
     demo.queue()
+    warm_up()
     _app, local_url, _share = demo.launch(
         server_name=args.host,
         server_port=args.port,
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         css=CSS,
         footer_links=["api", "settings"],
         head=None if auth else HEAD,  # the login page cannot fetch the app's files
-        app_kwargs=app_kwargs(),  # plotly.js's route, the page gzipped
+        app_kwargs=app_kwargs(demo.page_patch),  # plotly.js's route, the page gzipped, links
     )
     print(
         f"transformers-sweep UI: {local_url}" + (" (password required)" if auth else ""), flush=True

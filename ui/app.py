@@ -177,7 +177,8 @@ def _shared_filters(frame, defaults: dict[str, str]) -> dict[str, gr.Dropdown]:
 def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> gr.Blocks:
     """The app over ``holder``'s data. ``private`` (a password is asked): the page is built
     without data (Gradio's login page embeds the page's configuration) and every choice is
-    filled once the user has logged in."""
+    filled once the user has logged in. ``demo.page_patch``: the page's configuration for a
+    link's query, for ``ui.server.app_kwargs``."""
     data = Data(holder.db_path) if private else holder.data
     frame = holder.frame.iloc[0:0] if private else holder.frame
     defaults = default_filters(frame)
@@ -230,6 +231,16 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
 
         position = {id(c): i for i, c in enumerate(inputs)}
 
+        def linked_page(query: dict[str, str]) -> dict[int, dict]:
+            """The page's configuration for a link (``ui.server.PagePatch``): a link naming only
+            a tab drawn into the page opens on that tab, shown with no round trip first."""
+            tab = SLUGS.index(query["tab"]) if query.get("tab") in SLUGS else None
+            if private or tab not in PREDRAWN or any(name in params for name in query):
+                return {}
+            return {tab_group._id: {"selected": tab}}
+
+        demo.page_patch = linked_page
+
         def first_view(request: gr.Request, *current):
             """The page's first event, in one round trip: the selection a pasted link holds
             (query parameters), the tab it names, and that tab drawn for them. A link that
@@ -249,7 +260,8 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             if not private and tab is None and all(is_skip(v) for v in values):
                 return [*values, gr.skip(), gr.skip(), *skipped]
             if not private and tab in PREDRAWN and all(is_skip(v) for v in values):
-                # a link that names only a tab drawn into the page: select it, draw nothing
+                # a link that names only a tab drawn into the page: select it (the page served
+                # for it opens on it: ``linked_page``), draw nothing
                 return [*values, gr.Tabs(selected=tab), tab, *skipped]
             if tab is None:  # the first tab: nothing to select (no event)
                 return [*values, gr.skip(), gr.skip(), *renderer.visible(0, *args)]
@@ -386,8 +398,18 @@ def build_app(holder: Holder, refresh_s: float = 5.0, private: bool = False) -> 
             for index in PREDRAWN:
                 renderer.preset(index)
             loaded = demo.load(**first)
-        # a link's filters narrowed (its model's change has no event: ``pick``)
-        loaded.then(narrow, inputs=ctx.shared_inputs, outputs=list(filters.values()), **PRIVATE)
+        initial = [c.value for c in ctx.shared_inputs]  # the page's, built narrowed for them
+
+        def narrow_link(chosen, *fvals):
+            """A link's filters narrowed (its model's change has no event: ``pick``); nothing
+            for a page still at its initial selection (a bare link, a tab's)."""
+            if not private and [chosen, *fvals] == initial:
+                return [gr.skip()] * len(filters)
+            return narrow(chosen, *fvals)
+
+        loaded.then(
+            narrow_link, inputs=ctx.shared_inputs, outputs=list(filters.values()), **PRIVATE
+        )
         loaded.then(None, js=URL_READ_JS, **PRIVATE)
         version.change(
             refresh_choices,

@@ -43,6 +43,7 @@ class Renderer:
 
     def __init__(self, ctx: Context, tabs: Sequence[Tab]) -> None:
         self.ctx = ctx
+        ctx.renderer = self  # a tab's own widgets redraw through this one's cache
         self.tabs = list(tabs)
         self.views = [t for t in tabs if t.render is not None]
         self.cache: OrderedDict[Any, list] = OrderedDict()
@@ -59,7 +60,13 @@ class Renderer:
         return chosen, fvals, own
 
     def view(self, i: int, chosen: Any, fvals: list, own: list) -> list:
-        """View ``i``'s outputs, from the cache when the data and the inputs are the same."""
+        """View ``i``'s outputs, from the cache when the data and the inputs are the same. A copy
+        of each update: Gradio pops an update's value as it sends it
+        (``gradio.blocks.postprocess_update_dict``), and a cached one sent again kept its other
+        properties only (the answer table and its CSV of the selection shown before)."""
+        return [dict(o) if isinstance(o, dict) else o for o in self._view(i, chosen, fvals, own)]
+
+    def _view(self, i: int, chosen: Any, fvals: list, own: list) -> list:
         key = (self.ctx.holder.version, i, _hashable(chosen), _hashable(fvals), _hashable(own))
         if key in self.cache:
             self.cache.move_to_end(key)

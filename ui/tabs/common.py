@@ -39,6 +39,9 @@ class Context:
     # With a password (``--auth``) the page is built without data, since the login page embeds
     # it: the widgets get their choices after login (``refresh``).
     private: bool = False
+    # The app's ``ui.render.Renderer`` (set once every tab is built): draws a view through its
+    # cache, a view that raises drawn as failed
+    renderer: Any = None
 
     @property
     def shown_frame(self) -> pd.DataFrame:
@@ -179,12 +182,17 @@ def title(what: str, filters: dict[str, Any]) -> str:
 
 def redraw_on_own_inputs(ctx: Context, tab: Tab) -> None:
     """When one of the tab's own widgets changes, redraw that tab only (shared filters redraw
-    every tab: ``ui.app``)."""
+    every tab: ``ui.app``), through the renderer's cache: a widget's change to a value the view
+    was drawn for (the answer tab's multi-selects report one as the tab first mounts) draws
+    nothing anew."""
     if not tab.inputs or tab.render is None:
         return
     n = len(ctx.filters)
 
     def redraw(chosen, *args):
+        if ctx.renderer is not None:
+            index = ctx.renderer.views.index(tab)
+            return ctx.renderer.view(index, chosen, list(args[:n]), list(args[n:]))
         sel, fvals = ctx.selection(chosen, args[:n], tab.all_rows, tab.filtered)
         return tab.render(sel, fvals, *args[n:])
 
