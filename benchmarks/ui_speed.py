@@ -21,7 +21,6 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from ui.local import free_port, wait_until_serving  # noqa: E402
+from ui.local import serving  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 TITLE = (
@@ -146,23 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.exists(CHROMIUM):
         print(f"error: {CHROMIUM} is missing (apt-get install chromium)", file=sys.stderr)
         return 1
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=REPO)
     with tempfile.TemporaryDirectory(prefix="tsweep-speed-") as empty:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ui", "--db", "results.db", "--port", str(port)],
-            cwd=empty,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_until_serving(url, proc)
+        with serving("results.db", empty, env, quiet=True) as url:
             got = measure(url, min(args.changes, len(SELECTIONS)))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
     from benchmarks._machine import machine
 
     new, cached = got["new"], got["cached"]

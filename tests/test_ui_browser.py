@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import urllib.parse
 
 import pandas as pd
 import pytest
 
 from tests.test_ui_app import ENV, REPO, fixture_trials, make_db
-from ui.local import free_port, wait_until_serving
+from ui.local import serving
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = os.environ.get("TSWEEP_ARTIFACTS", "/tmp/artifacts/ui")
@@ -63,16 +61,6 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
     pw = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
 
     db = make_db(tmp_path / "results.db", fixture_trials())
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ui", "--db", db, "--port", str(port)],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     query = {
         "model": "bert-base-uncased",
         "seq_len": "128",
@@ -86,8 +74,7 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
     requests: list[str] = []
     errors: list[str] = []
     os.makedirs(ARTIFACTS, exist_ok=True)
-    try:
-        wait_until_serving(url, proc)
+    with serving(db, REPO, ENV) as url:
         with pw.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
@@ -205,9 +192,6 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
             assert third.locator("#tab-memory-button").get_attribute("aria-selected") == "true"
             assert "seq_len=512" in third.url and "tab=memory" in third.url
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     hosts = {urllib.parse.urlsplit(r).hostname for r in requests if not r.startswith("data:")}
     assert requests and hosts <= {"127.0.0.1"}, f"requests left 127.0.0.1: {sorted(hosts)}"
     assert any("plotly-basic.min.js" in r for r in requests), "plotly.js was not served by the app"
@@ -223,19 +207,8 @@ def test_a_link_to_the_answer_tab_shows_it_drawn_before_any_event_answers(tmp_pa
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; `make test` tries)")
     pw = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ui", "--db", str(tmp_path / "none.db"), "--port", str(port)],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     held: list[str] = []
-    try:
-        wait_until_serving(url, proc)
+    with serving(str(tmp_path / "none.db"), REPO, ENV) as url:
         with pw.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -252,6 +225,3 @@ def test_a_link_to_the_answer_tab_shows_it_drawn_before_any_event_answers(tmp_pa
             assert button.get_attribute("aria-selected") == "true"
             assert held  # the page did ask (its first event), and was not answered
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.test_ui_app import ENV, REPO
-from ui.local import free_port, wait_until_serving
+from ui.local import serving
 
 CHROMIUM = "/usr/bin/chromium"
 MAX_CLICKS = 5
@@ -259,20 +257,9 @@ def test_each_question_is_answered_within_five_clicks_of_a_bare_link(tmp_path):
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; `make test` tries)")
     pw = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ui", "--db", str(tmp_path / "missing.db"), "--port", str(port)],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     frame = _frame()
     clicks: dict[str, int] = {}
-    try:
-        wait_until_serving(url, proc)
+    with serving(str(tmp_path / "missing.db"), REPO, ENV) as url:
         with pw.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1440, "height": 900})
@@ -283,7 +270,4 @@ def test_each_question_is_answered_within_five_clicks_of_a_bare_link(tmp_path):
                 question(person, frame)
                 clicks[question.__name__] = person.clicks
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     assert all(n <= MAX_CLICKS for n in clicks.values()), clicks

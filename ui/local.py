@@ -1,12 +1,16 @@
-"""Helpers for a ``python -m ui`` started as a local subprocess: the browser test and
-``scripts/ui_screenshot.py`` both start one on a free loopback port and wait until it serves."""
+"""Helpers for a ``python -m ui`` started as a local subprocess: the browser tests,
+``benchmarks/ui_speed.py`` and ``scripts/ui_screenshot.py`` start one on a free loopback port and
+wait until it serves (``serving`` does both and stops it after)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 
 
 def free_port() -> int:
@@ -30,3 +34,27 @@ def wait_until_serving(url: str, proc: subprocess.Popen, timeout: float = 90) ->
         except OSError:
             time.sleep(0.5)
     raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+@contextlib.contextmanager
+def serving(db: str, cwd: str, env: dict[str, str], quiet: bool = False) -> Iterator[str]:
+    """``python -m ui --db db`` on a free loopback port, run in ``cwd`` with ``env``: yields its
+    URL once it serves, stops it on the way out. ``quiet``: its output is dropped (else piped,
+    so that a start that fails says why)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    out = subprocess.DEVNULL if quiet else subprocess.PIPE
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ui", "--db", db, "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=out,
+        stderr=out,
+        text=True,
+    )
+    try:
+        wait_until_serving(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
