@@ -174,7 +174,8 @@ def test_unreadable_and_older_rows(tmp_path):
 def served(tmp_path_factory):
     """The app on 127.0.0.1 (a free port) over a database made from the fixture; every outgoing
     connection to a non-loopback address made meanwhile is recorded."""
-    from ui.app import THEME, Holder, build_app
+    from ui.__main__ import serve
+    from ui.app import Holder, build_app
 
     outbound: list = []
     real_connect = socket.socket.connect
@@ -192,17 +193,9 @@ def served(tmp_path_factory):
     socket.socket.connect = guarded
     db = make_db(tmp_path_factory.mktemp("db") / "results.db", fixture_trials())
     holder = Holder(db)
-    demo = build_app(holder, refresh_s=1.0).queue()
+    demo = build_app(holder, refresh_s=1.0)
     port = free_port()
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        ssr_mode=False,
-        share=False,
-        theme=THEME,
-    )
+    serve(demo, "127.0.0.1", port)
     try:
         yield {"url": f"http://127.0.0.1:{port}/", "holder": holder, "db": db, "outbound": outbound}
     finally:

@@ -46,22 +46,12 @@ def test_no_stray_download_button_and_files_named_after_the_selection(page):
 @pytest.fixture(scope="module")
 def served_page(page):
     """The page served as ``python -m ui`` serves it (its routes and middleware)."""
-    from ui.app import THEME
+    from ui.__main__ import serve
     from ui.local import free_port
-    from ui.server import app_kwargs
 
     _holder, demo = page
     port = free_port()
-    demo.queue().launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        ssr_mode=False,
-        share=False,
-        theme=THEME,
-        app_kwargs=app_kwargs(demo.page_patch),
-    )
+    serve(demo, "127.0.0.1", port)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

@@ -107,6 +107,14 @@ class Person:
     def tab(self, label: str) -> None:
         self.click(self.page.get_by_role("tab", name=label, exact=True))
 
+    def filters(self) -> dict[str, str]:
+        """The model, sequence length and precision the filters show (a choice reads with its
+        count: "512 · 3 GPUs")."""
+        return {
+            n: self.page.locator(f"#filter-{n} input").input_value().split(" · ")[0]
+            for n in ("model", "seq_len", "precision")
+        }
+
     def choose(self, elem_id: str, value: str) -> None:
         """Open a dropdown (one click) and pick the option whose label starts with ``value`` (its
         label carries a count: "512 · 3 GPUs") (another)."""
@@ -140,7 +148,7 @@ def fastest_like_for_like(person: Person, frame) -> None:
     person.choose("filter-model", "roberta-large")  # the seq and precision with the most GPUs
     person.choose("filter-seq_len", "512")
     page = person.page
-    precision = page.locator("#filter-precision input").input_value().split(" · ")[0]
+    precision = person.filters()["precision"]
     want = answer(frame, "roberta-large", "512", precision).table
     got = _rows(page, "#answer-table")
     speedup = speedup_column(want)
@@ -160,10 +168,7 @@ def what_fits(person: Person, frame) -> None:
     person.tab("Memory")
     person.choose("filter-model", "bert-large-uncased")
     page = person.page
-    fvals = {
-        n: page.locator(f"#filter-{n} input").input_value().split(" · ")[0]
-        for n in ("model", "seq_len", "precision")
-    }
+    fvals = person.filters()
     assert fvals["seq_len"] == "512"
     sel = select(frame, fvals)
     fit = memory_fit(memory_points(sel, memory_metrics_present(sel)[0]))
@@ -186,10 +191,7 @@ def cheapest_decoder(person: Person, frame) -> None:
     person.tab("Cost")
     person.choose("filter-model", "gpt2")
     page = person.page
-    fvals = {
-        n: page.locator(f"#filter-{n} input").input_value().split(" · ")[0]
-        for n in ("model", "seq_len", "precision")
-    }
+    fvals = person.filters()
     prices, _ = parse_prices(DEFAULT_PRICES)
     costs = cost_table(select(frame, fvals), prices)
     cheapest = costs["usd_per_million_tokens"].min()
@@ -212,10 +214,7 @@ def graph_gain(person: Person, frame) -> None:
     person.tab("Time breakdown")
     person.choose("filter-precision", "bf16-mixed")
     page = person.page
-    fvals = {
-        n: page.locator(f"#filter-{n} input").input_value().split(" · ")[0]
-        for n in ("model", "seq_len", "precision")
-    }
+    fvals = person.filters()
     want = graph_against_eager(select(frame, fvals)).sort_values("batch_size")
     got = sorted(_rows(page, "#graph-vs-eager"), key=lambda r: _number(r["Batch size"]))
     assert len(got) == len(want) > 0

@@ -93,6 +93,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def serve(demo, host: str | None, port: int | None, auth=None) -> str:
+    """Launch the built app (``ui.app.build_app``) as ``python -m ui`` serves it, without
+    blocking: its theme, styles and fonts, plotly.js's route, the page gzipped, links opened on
+    their tab (``ui.server.app_kwargs``). Returns its local URL. The tests serve it this way too."""
+    from ui.app import CSS, HEAD, THEME
+    from ui.server import app_kwargs
+
+    _app, local_url, _share = demo.queue().launch(
+        server_name=host,
+        server_port=port,
+        auth=auth,
+        share=False,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
+        theme=THEME,
+        css=CSS,
+        footer_links=["api", "settings"],
+        head=None if auth else HEAD,  # the login page cannot fetch the app's files
+        app_kwargs=app_kwargs(demo.page_patch),  # plotly.js's route, the page gzipped, links
+    )
+    return local_url
+
+
 def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     environ = dict(os.environ) if environ is None else environ
@@ -107,31 +133,15 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         return EXIT_USAGE
 
     # gradio is imported only once args are good
-    from ui.app import CSS, HEAD, THEME, Holder, build_app
-    from ui.server import app_kwargs, warm_up
+    from ui.app import Holder, build_app
+    from ui.server import warm_up
 
     holder = Holder(args.db, data_files=args.data)
     for msg in holder.data.messages:
         print(f"note: {msg}", file=sys.stderr)
     demo = build_app(holder, refresh_s=args.refresh, private=auth is not None)
-    demo.queue()
     warm_up()
-    _app, local_url, _share = demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        auth=auth,
-        share=False,
-        prevent_thread_lock=True,
-        quiet=True,
-        ssr_mode=False,
-        mcp_server=False,
-        pwa=False,
-        theme=THEME,
-        css=CSS,
-        footer_links=["api", "settings"],
-        head=None if auth else HEAD,  # the login page cannot fetch the app's files
-        app_kwargs=app_kwargs(demo.page_patch),  # plotly.js's route, the page gzipped, links
-    )
+    local_url = serve(demo, args.host, args.port, auth)
     print(
         f"transformers-sweep UI: {local_url}" + (" (password required)" if auth else ""), flush=True
     )
