@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import sys
+from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -34,28 +35,33 @@ def _axis(config: dict, mode: str) -> int:
 
 def replay(records: list[Trial], spec) -> list[dict]:
     by_key = {r.key: r for r in records}
-    planned = expand(spec)
-    member_lists = list(groups(planned).values())
+    by_group: dict[str, list[Trial]] = defaultdict(list)
+    by_family: dict[str, list[Trial]] = defaultdict(list)
+    for r in records:
+        by_group[_group_of(r)].append(r)
+        by_family[_group_of(r, family=True)].append(r)
+    member_lists = list(groups(expand(spec)).values())
     scheds = schedules_for(spec, member_lists, lambda key: None)
-    answers, curves = {}, {}
-    for members, s in zip(member_lists, scheds, strict=True):
-        group = _group_of(members[0])
-        rows = [r for r in records if _group_of(r) == group]
+    names = [_group_of(members[0]) for members in member_lists]
+    answers, curves, stated = {}, {}, {}
+    for members, s, group in zip(member_lists, scheds, names, strict=True):
+        rows = by_group[group]
         ans = [
-            r.metrics.get(s.answer_metric)
-            for r in rows
-            if r.metrics.get(s.answer_metric) is not None
+            r.metrics[s.answer_metric] for r in rows if r.metrics.get(s.answer_metric) is not None
         ]
         answers[group] = ans[0] if ans else None
         # what the step allocates is the same on every card: the family's ok probes, all cards
-        family = [r for r in records if _group_of(r, family=True) == _group_of(members[0], True)]
         curves[group] = sorted(
             {
                 _axis(r.config, spec.mode): r.metrics["peak_allocated_gib"]
-                for r in family
+                for r in by_family[_group_of(members[0], family=True)]
                 if r.status == "ok" and r.metrics.get("peak_allocated_gib")
             }.items()
         )
+        # what every row of the group states whatever its status (the cap, the context, the
+        # card's total), from any stored row of it
+        keep = ("capacity_cap_gib", "cuda_context_gib", "device_total_gib")
+        stated[group] = {k: rows[0].metrics[k] for k in keep if rows and rows[0].metrics.get(k)}
     unknown: set[int] = set()
     done = [False] * len(scheds)
     while not all(done):
@@ -71,8 +77,7 @@ def replay(records: list[Trial], spec) -> list[dict]:
             if step.kind in (SKIP, STORED):
                 continue
             assert step.kind == RUN
-            t = step.trial
-            group = _group_of(t)
+            t, group = step.trial, names[i]
             if t.key in by_key:
                 r = by_key[t.key]
                 s.tell(t, r.status, r.metrics)
@@ -84,22 +89,21 @@ def replay(records: list[Trial], spec) -> list[dict]:
                 continue
             n = _axis(t.config.to_dict(), spec.mode)
             if n <= ans:
-                s.tell(t, "ok", _synthetic(curves[group], n, by_group_metrics(records, t)))
+                s.tell(t, "ok", _synthetic(curves[group], n, stated[group]))
             else:
-                s.tell(t, "oom", by_group_metrics(records, t, oom=True))
+                s.tell(t, "oom", dict(stated[group]))
         if not moved and not all(d or s.done for d, s in zip(done, scheds, strict=True)):
             break
     out = []
-    for i, (members, s) in enumerate(zip(member_lists, scheds, strict=True)):
+    for i, (members, s, group) in enumerate(zip(member_lists, scheds, names, strict=True)):
         c = members[0].config
-        stored_n = sum(1 for r in records if _group_of(r) == _group_of(members[0]))
         out.append(
             dict(
                 finetune=c.finetune,
                 checkpointing=c.gradient_checkpointing,
                 capacity_gb=c.capacity_gb,
-                stored_answer=answers.get(_group_of(members[0])),
-                stored_probes=stored_n,
+                stored_answer=answers.get(group),
+                stored_probes=len(by_group[group]),
                 answer=None if i in unknown or s.answer is None else s.answer[1],
                 probes=len(s.probes),
                 unknown=i in unknown,
@@ -117,16 +121,6 @@ def _group_of(r, family: bool = False) -> str:
     config = TrialConfig(**config).to_dict()  # every field, defaults filled
     leave = ("seq_len", "batch_size", "capacity_gb") if family else ("seq_len", "batch_size")
     return json.dumps({k: v for k, v in config.items() if k not in leave})
-
-
-def by_group_metrics(records, t, oom=False) -> dict:
-    """What every row of that configuration states whatever its status (the cap, the context,
-    the card's total), from any stored row of the same group."""
-    for r in records:
-        if _group_of(r) == _group_of(t):
-            keep = ("capacity_cap_gib", "cuda_context_gib", "device_total_gib")
-            return {k: r.metrics[k] for k in keep if r.metrics.get(k) is not None}
-    return {}
 
 
 def _synthetic(curve: list[tuple[int, float]], n: int, base: dict) -> dict:
