@@ -115,7 +115,9 @@ class SeenPeaks:
         if reserved is not None and reserved > 0:
             self.reserved[units] = reserved
         outside = nvml - reserved if nvml is not None and reserved is not None else None
-        self.room[units] = shown - (outside if outside is not None and outside > 0 else 0.85)
+        if outside is None or outside <= 0:  # unread: where the reserved peak's threshold sits
+            outside = -dict(PEAK_SOURCES)[CAPPED_SOURCE]
+        self.room[units] = shown - outside
 
 
 class MemoryGuide:
