@@ -370,3 +370,34 @@ def test_compiled_graphs_report_their_pools_memory():
         f"{peak * 1.1 + 0.125:.3f} GiB: {capped.get('status')}"
     )
     assert capped.get("status") == "ok", (peak, capped["error"])
+
+
+def test_a_capped_card_is_capped_again_after_the_warm_up():
+    """capacity_gb's second cap (sweep/trial/capacity.py): after the warm-up the process holds
+    more outside the allocator than at CUDA's start (the kernels the step loaded), the cap shrinks
+    by that much, and the measured steps' reserved peak stays under it."""
+    rec = run_trial(
+        TrialConfig(
+            **{
+                **BASE,
+                "model": "smollm2-135m",
+                "task": "causal-lm",
+                "seq_len": 512,
+                "batch_size": 4,
+                "steps": 3,
+                "capacity_gb": 16,
+            }
+        )
+    )
+    assert rec.status == "ok", rec.error
+    m = rec.metrics
+    print(
+        f"16 GB on {rec.env['gpu_name']}: context at start {m['cuda_context_gib']:.3f} GiB, "
+        f"outside the allocator after the warm-up {m['outside_allocator_gib']:.3f} GiB, cap "
+        f"{m['capacity_cap_gib']:.3f} GiB, reserved peak {m['peak_reserved_gib']:.3f} GiB"
+    )
+    assert m["outside_allocator_gib"] >= m["cuda_context_gib"] > 0
+    first_cap = 16 - m["driver_reserved_gib"] - m["cuda_context_gib"]
+    shrink = first_cap - m["capacity_cap_gib"]
+    assert shrink == pytest.approx(m["outside_allocator_gib"] - m["cuda_context_gib"], abs=1e-3)
+    assert m["peak_reserved_gib"] <= m["capacity_cap_gib"]

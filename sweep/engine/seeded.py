@@ -9,9 +9,10 @@ type) where the sweep has one; ``SeededSearch`` waits for that search, then stee
 model seeded from it (its class docstring):
 
 - the first probe goes where the model meets this card's cap (estimated from the running card's
-  shown total and the CUDA context the last capped probe of that GPU type read, CONTEXT_GUESS_GIB
-  before any; read exactly from the first probe's record, which states the cap whatever its
-  status);
+  shown total less what the last capped probe of that GPU type held outside the allocator after
+  its warm-up; before any, what the uncapped probes held outside it at their peak (NVML less the
+  reserved peak), CONTEXT_GUESS_GIB where neither was read; read exactly from the first probe's
+  record, which states the cap whatever its status);
 - each next one where the model, taught by this card's probes, says; or one unit past what fitted
   where it says no more fits, one below what failed where it says that fits, twice as far on each
   miss of the same kind.
@@ -35,8 +36,9 @@ from sweep.engine.schedule import NONFINITE, OK, OOM, RUN, BatchSearch, Schedule
 from sweep.plan.grid import PlannedTrial
 from sweep.results.memory_model import GIB, allocator_cap
 
-# The CUDA context the first capped probe is estimated with, GiB (it reads the true one): an
-# H200 with torch 2.11 showed about 0.5 GiB in use right after CUDA's start.
+# What the first capped probe is estimated to hold outside the allocator, GiB, where the uncapped
+# family's probes did not read it either (the probe reads the true figure): an H200 with torch
+# 2.11 showed about 0.5 GiB in use right after CUDA's start.
 CONTEXT_GUESS_GIB = 0.5
 # Steered probes per search; then plain bisection (a bound for odd memory curves).
 MAX_STEERED = 8
@@ -235,7 +237,7 @@ class SeededSearch:
         self.model.seed()
         shown = self.source.guide.seen.shown_gib
         if self.threshold_gib is None and shown:
-            context = self.context[-1] if self.context else CONTEXT_GUESS_GIB
+            context = self.context[-1] if self.context else self._outside_guess()
             try:
                 capacity = self.search.first.config.capacity_gb
                 cap = allocator_cap(capacity, shown * GIB, context * GIB)
@@ -248,9 +250,22 @@ class SeededSearch:
         if first is not None:
             self.search.next_batch = first
 
+    def _outside_guess(self) -> float:
+        """What a capped probe will hold outside the allocator, GiB, before any has run: the
+        largest the uncapped family held outside it at a peak, where NVML was read."""
+        seen = self.source.guide.seen
+        outside = [
+            seen.shown_gib - room
+            for units, room in seen.room.items()
+            if seen.shown_gib and units in seen.nvml_read
+        ]
+        return max(outside) if outside else CONTEXT_GUESS_GIB
+
     def _learn(self, units: int | None, status: str, metrics: dict[str, Any] | None) -> None:
         metrics = metrics or {}
-        cap, context = _positive(metrics.get("capacity_cap_gib")), metrics.get("cuda_context_gib")
+        cap = _positive(metrics.get("capacity_cap_gib"))
+        # after the warm-up's second cap (sweep/trial/capacity.py), else the context at the start
+        context = metrics.get("outside_allocator_gib", metrics.get("cuda_context_gib"))
         if cap is not None:
             self.threshold_gib = cap
         if (context := _positive(context)) is not None:

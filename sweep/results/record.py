@@ -262,8 +262,12 @@ METRICS: dict[str, str] = {
     "max_batch_size": "largest batch that fits (max-batch search rows only)",
     "max_seq_len": "longest sequence that fits, tokens, to max-seq's resolution (max-seq search "
     "rows only)",
-    "capacity_cap_gib": "capacity_gb rows: what the allocator may reserve, GiB (the emulated card "
-    "less what the driver keeps and the CUDA context)",
+    "capacity_cap_gib": "capacity_gb rows: what the allocator may reserve in the measured steps, "
+    "GiB (the emulated card less what the driver keeps and what the process holds outside the "
+    "allocator after the warm-up)",
+    "outside_allocator_gib": "capacity_gb rows: device memory the process holds outside PyTorch's "
+    "allocator after the warm-up, GiB (the context, the kernels the warm-up loaded, library "
+    "handles): what the second cap takes away",
     "cuda_context_gib": "capacity_gb rows: device memory in use right after CUDA's start, GiB "
     "(the context, measured on the running GPU)",
     "driver_reserved_gib": "capacity_gb rows: what the driver keeps of the emulated card, GiB "

@@ -8,6 +8,13 @@ running card's driver share, less the context measured right after CUDA's start 
 that card would. What fits is that card's; the speed is still this GPU's, so the record says where
 it was emulated (env ``emulated_on``) and the read side never shows it as a card's speed.
 
+The context measured at CUDA's start is not all a card loses outside the allocator: the kernels
+a step loads lazily (CUDA_MODULE_LOADING=LAZY, torch's default) and the libraries' handles come in
+the first step, 0.7 GiB more on the H100 of 2026-12-07 (docs/RESULTS.md). So the cap is set twice:
+at the start, and again after the warm-up (``recap``), from what is then held outside the
+allocator, with the allocator's cache emptied first so that the measured steps grow their memory
+under the final cap. A trial with no warm-up step keeps the first cap.
+
 The arithmetic is pure (``allocator_cap`` in sweep/results/memory_model.py, where the engine
 estimates a capped card before its first probe, tested with invented numbers); ``check`` and
 ``cap_allocator`` read the GPU (torch imported inside, as the other transforms do).
@@ -61,5 +68,30 @@ def cap_allocator(
             f"capacity_gb: out of memory at setup: the weights alone take "
             f"{(weights or 0) / GIB:.1f} GiB, more than the {max(cap.cap_bytes, 0) / GIB:.1f} GiB "
             f"a {config.capacity_gb:g} GB card leaves to PyTorch"
+        )
+    torch.cuda.set_per_process_memory_fraction(cap.fraction)
+
+
+def recap(config: TrialConfig, facts: dict[str, Any]) -> None:
+    """After the warm-up: cap the allocator again, to the emulated card less what this process now
+    holds outside the allocator (the context, the kernels the warm-up loaded, library handles);
+    out of memory where what the allocator must keep is already more than that."""
+    import torch
+
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    free, total = torch.cuda.mem_get_info()
+    reserved = torch.cuda.memory_reserved()
+    outside = max(total - free - reserved, 0)
+    cap = allocator_cap(config.capacity_gb, total, outside)
+    facts["outside_allocator_gib"] = outside / GIB
+    facts["capacity_cap_gib"] = cap.cap_bytes / GIB
+    if reserved > cap.cap_bytes:
+        left = max(cap.cap_bytes, 0) / GIB
+        raise torch.OutOfMemoryError(
+            f"capacity_gb: out of memory after the warm-up: the allocator keeps "
+            f"{reserved / GIB:.2f} GiB between steps, more than the {left:.2f} GiB a "
+            f"{config.capacity_gb:g} GB card leaves once {outside / GIB:.2f} GiB are held "
+            "outside it"
         )
     torch.cuda.set_per_process_memory_fraction(cap.fraction)

@@ -124,6 +124,8 @@ def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
             if batch_idx == cfg.warmup_steps:
                 synchronize(w.device.type)
                 state["warmup_s"] = time.perf_counter() - state["t0"]
+                if w.after_warmup is not None:
+                    w.after_warmup()
                 window.begin()
             if measuring():
                 mark()

@@ -119,6 +119,8 @@ def measure(w, stepper: Stepper, uuid: str | None) -> RawTiming:
             stepper.step(None)
     synchronize(device_type)
     warmup_s = time.perf_counter() - t0
+    if w.after_warmup is not None:
+        w.after_warmup()
     if stepper.prepare is not None:
         stepper.prepare()
     go_on = stepper.go_on or keep_going(cfg.steps, cfg.min_measure_s)

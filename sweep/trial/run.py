@@ -40,7 +40,7 @@ def _measure(
 ):
     from sweep.trial.harnesses import check, harness_for
     from sweep.trial.memory import memory_parts
-    from sweep.trial.transforms import prepare_all
+    from sweep.trial.transforms import after_warmup_all, prepare_all
     from sweep.trial.window import synchronize
     from sweep.trial.workload import build_workload, step_flops
 
@@ -48,6 +48,7 @@ def _measure(
     prepare_all(config, device_type, env, facts)  # the allocator cap: before the model exists
     t0 = time.perf_counter()
     w = build_workload(config, device_type)
+    w.after_warmup = after_warmup_all(config, facts)
     synchronize(device_type)
     setup_s = time.perf_counter() - t0
     # Counted before the run: Lightning's teardown moves the model back to the CPU.

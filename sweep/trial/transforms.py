@@ -25,13 +25,15 @@ class Transform:
     check(config, device_type): the reason it cannot run here (None: it can); apply(model,
     config): the transformed model (in place or a wrapper); prepare(config, device_type, env,
     facts): what must happen before the model is built (None: nothing), writing its figures into
-    ``facts`` (the record's metrics, whatever the status) and ``env``."""
+    ``facts`` (the record's metrics, whatever the status) and ``env``; after_warmup(config,
+    facts): what must happen between the warm-up steps and the measured ones (None: nothing)."""
 
     name: str
     wanted: Callable[[TrialConfig], bool]
     check: Check
     apply: Callable[[object, TrialConfig], object]
     prepare: Callable[[TrialConfig, str, dict, dict], None] | None = None
+    after_warmup: Callable[[TrialConfig, dict], None] | None = None
 
 
 def no_reason(config: TrialConfig, device_type: str) -> str | None:
@@ -60,6 +62,7 @@ TRANSFORMS: tuple[Transform, ...] = (
         capacity.check,
         _unchanged,
         prepare=capacity.cap_allocator,
+        after_warmup=capacity.recap,
     ),
     Transform("finetune", lambda c: c.finetune == "qlora", ft.qlora_check, ft.quantize_4bit),
     Transform("liger", lambda c: c.liger, ft.liger_check, ft.apply_liger),
@@ -99,3 +102,17 @@ def apply_all(model, config: TrialConfig):
     for t in wanted(config):
         model = t.apply(model, config)
     return model
+
+
+def after_warmup_all(config: TrialConfig, facts: dict) -> Callable[[], None] | None:
+    """What the harness calls once the warm-up steps are done and before the measured ones: every
+    wanted transform's after_warmup, in order (None when no transform has one)."""
+    hooks = [t.after_warmup for t in wanted(config) if t.after_warmup is not None]
+    if not hooks:
+        return None
+
+    def run_hooks() -> None:
+        for hook in hooks:
+            hook(config, facts)
+
+    return run_hooks

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -208,6 +209,9 @@ class Workload:
     optimizer: Any
     scaler: Any  # torch.amp.GradScaler for fp16-mixed, else None
     params: dict[str, int]
+    # what the harness calls between the warm-up and the measured steps (the capped allocator's
+    # second cap: sweep/trial/transforms.py, after_warmup_all); None: nothing
+    after_warmup: Callable[[], None] | None = None
 
     def autocast(self, cache_enabled: bool = True):
         """The step's autocast. A CUDA-graph capture needs ``cache_enabled=False``: the cast
