@@ -155,7 +155,7 @@ run() {  # run NAME: one step of the campaign
            --finetune full --batch-size 8 --json "$D/truth-1b.json" ;;
     truth_8b) step truth_8b python3 benchmarks/decoder_truth.py --model llama-3.1-8b \
            --finetune lora --batch-size 4 --json "$D/truth-8b.json" ;;
-    gpu_tests_all) step gpu_tests_all timeout 240 python3 -m pytest -q -ra --tb=short -m gpu \
+    gpu_tests_all) step gpu_tests_all timeout 320 python3 -m pytest -q -ra --tb=short -m gpu \
            tests/test_gpu.py -p no:cacheprovider ;;
     ckpt_all) step ckpt_all python3 benchmarks/ckpt_matrix.py --out "$D/ckpt.jsonl" ;;
     finetune_core) sweep finetune_core benchmarks/sweeps/h200-finetune-core.yaml "$D/finetune.db" ;;
