@@ -160,6 +160,7 @@ run() {  # run NAME: one step of the campaign
     ckpt_all) step ckpt_all python3 benchmarks/ckpt_matrix.py --out "$D/ckpt.jsonl" ;;
     finetune_core) sweep finetune_core benchmarks/sweeps/h200-finetune-core.yaml "$D/finetune.db" ;;
     atlas_1b) sweep atlas_1b benchmarks/sweeps/h200-atlas-1b.yaml "$D/atlas.db" ;;
+    import_cost) step import_cost timeout 300 python3 benchmarks/import_cost.py --json "$D/import-cost.jsonl" ;;
     q5) sweep q5 benchmarks/sweeps/h200-q5.yaml "$D/finetune.db" ;;  # issue 25's fifth question
     *) say "UNKNOWN step $1 (no such step)"; return 1 ;;
   esac
