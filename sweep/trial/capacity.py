@@ -13,7 +13,7 @@ a step loads lazily (CUDA_MODULE_LOADING=LAZY, torch's default) and the librarie
 the first step, 0.7 GiB more on the H100 of 2026-12-07 (docs/RESULTS.md). So the cap is set twice:
 at the start, and again after the warm-up (``recap``), from what is then held outside the
 allocator, with the allocator's cache emptied first so that the measured steps grow their memory
-under the final cap. A trial with no warm-up step keeps the first cap.
+under the final cap. With no warm-up step, nothing has loaded yet: the second cap is the first.
 
 The arithmetic is pure (``allocator_cap`` in sweep/results/memory_model.py, where the engine
 estimates a capped card before its first probe, tested with invented numbers); ``check`` and
