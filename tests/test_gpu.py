@@ -35,12 +35,38 @@ def test_gpu_record_is_complete_and_consistent(bf16_trial):
     assert m["peak_tflops"] == peak_tflops(env["gpu_name"], "bf16-mixed")
     if m["peak_tflops"] is not None:
         assert 0 < m["mfu"] < 1
-    # the split adds up: forward + backward + optimizer + the gap between steps = the step
+    # the split adds up: forward + backward + optimizer + the gap between steps = the step. Each
+    # step's split is exact (test_gpu_event_marks_split_each_step_exactly); the record keeps
+    # medians, which need not add: 3.0% apart on an H100 (2026-12-07) for this launch-bound step,
+    # whose step times spread. A phase missing from the split would be far more than 5%.
     parts = m["forward_ms_p50"] + m["backward_ms_p50"] + m["optimizer_ms_p50"] + m["other_ms_p50"]
-    assert parts == pytest.approx(m["step_time_ms_p50"], rel=0.02)
+    assert parts == pytest.approx(m["step_time_ms_p50"], rel=0.05)
     # throughput is from the whole step, the optimizer included
     assert m["sequences_per_s"] == pytest.approx(32 * 1000 / m["step_time_ms_p50"])
     assert m["optimizer_ms_p50"] > 0
+
+
+def test_gpu_event_marks_split_each_step_exactly():
+    """The CUDA events the native loop puts at each phase's end, read raw: in order, every phase
+    positive, and each step's phases add up to its step time (what the record's medians
+    summarise)."""
+    from sweep.trial.harness import run_native
+    from sweep.trial.metrics import phase_split_ms
+    from sweep.trial.workload import build_workload
+
+    w = build_workload(TrialConfig(**{**BASE, "steps": 12}), "cuda")
+    raw = run_native(w)
+    steps, phases = phase_split_ms(raw.rows_ms, raw.phase_names)
+    assert len(steps) == 12
+    for i, step in enumerate(steps):
+        split = [phases[name][i] for name in (*raw.phase_names, "other")]
+        assert all(v > 0 for v in split[:-1]) and split[-1] >= 0, split
+        assert sum(split) == pytest.approx(step, rel=1e-9, abs=1e-6)
+    print(
+        "step ms "
+        + ", ".join(f"{v:.2f}" for v in steps)
+        + f"; spread {min(steps):.2f}-{max(steps):.2f}"
+    )
 
 
 def test_gpu_memory_and_nvml(bf16_trial):
@@ -213,7 +239,7 @@ def test_graph_trial_record(graphed_and_eager):
     for phase in ("forward", "backward", "optimizer"):
         assert g[f"{phase}_ms_p50"] > 0
     parts = g["forward_ms_p50"] + g["backward_ms_p50"] + g["optimizer_ms_p50"] + g["other_ms_p50"]
-    assert parts == pytest.approx(g["step_time_ms_p50"], rel=0.02)
+    assert parts == pytest.approx(g["step_time_ms_p50"], rel=0.02)  # replays: little spread
     # the same work: FLOPs counted equal, throughput from the whole step
     assert g["flops_per_step"] == e["flops_per_step"]
     assert g["sequences_per_s"] == pytest.approx(32 * 1000 / g["step_time_ms_p50"])
