@@ -57,7 +57,10 @@ def cap_allocator(
     import torch
 
     free, total = torch.cuda.mem_get_info()
-    cap = allocator_cap(config.capacity_gb, total, total - free)
+    # what this process holds outside the allocator: in a fresh trial process the context; in a
+    # process that ran steps before (a test's), not the allocator's cache it kept from them
+    outside = max(total - free - torch.cuda.memory_reserved(), 0)
+    cap = allocator_cap(config.capacity_gb, total, outside)
     env["emulated_on"] = env.get("gpu_name") or torch.cuda.get_device_name(0)
     facts["capacity_cap_gib"] = cap.cap_bytes / GIB
     facts["cuda_context_gib"] = cap.context_bytes / GIB
