@@ -10,7 +10,8 @@ it was emulated (env ``emulated_on``) and the read side never shows it as a card
 
 The context measured at CUDA's start is not all a card loses outside the allocator: the kernels
 a step loads lazily (CUDA_MODULE_LOADING=LAZY, torch's default) and the libraries' handles come in
-the first step, 0.7 GiB more on the H100 of 2026-12-07 (docs/RESULTS.md). So the cap is set twice:
+the first step: on the H200 0.514 GiB at the start, 0.749 after a Llama-3.2-1B LoRA warm-up step
+(2026-12-07, docs/RESULTS.md). So the cap is set twice:
 at the start, and again after the warm-up (``recap``), from what is then held outside the
 allocator, with the allocator's cache emptied first so that the measured steps grow their memory
 under the final cap. With no warm-up step, nothing has loaded yet: the second cap is the first.
