@@ -29,8 +29,8 @@ def shape_key(config: dict[str, Any]) -> tuple:
 
 
 def length_key(config: dict[str, Any]) -> tuple:
-    """The workload without its batch size and its sequence length."""
-    return tuple((k, config.get(k)) for k in shape_fields() if k != "seq_len")
+    """``shape_key`` without the sequence length: the counts of one shape at every length."""
+    return tuple(kv for kv in shape_key(config) if kv[0] != "seq_len")
 
 
 def quadratic_at(points: dict[int, int], s: int) -> int | None:
@@ -54,10 +54,9 @@ def quadratic_at(points: dict[int, int], s: int) -> int | None:
 
 
 class FlopsByShape:
-    """FLOPs per sequence by ``shape_key``, and per length by ``length_key``."""
+    """FLOPs per sequence by ``length_key``, then by sequence length."""
 
     def __init__(self) -> None:
-        self.known: dict[tuple, int] = {}
         self.by_length: dict[tuple, dict[int, int]] = {}
 
     def remember(self, config: dict[str, Any], status: str, metrics: dict | None) -> None:
@@ -65,18 +64,14 @@ class FlopsByShape:
         flops = (metrics or {}).get("flops_per_step")
         batch = config.get("batch_size")
         if status == OK and flops and batch and int(flops) % int(batch) == 0:
-            per_sequence = int(flops) // int(batch)
-            self.known[shape_key(config)] = per_sequence
-            seq = config.get("seq_len")
-            if isinstance(seq, int) and seq > 0:
-                self.by_length.setdefault(length_key(config), {})[seq] = per_sequence
+            points = self.by_length.setdefault(length_key(config), {})
+            points[config.get("seq_len")] = int(flops) // int(batch)
 
     def per_sequence(self, config: dict[str, Any]) -> int | None:
-        known = self.known.get(shape_key(config))
-        if known is not None:
-            return known
         points = self.by_length.get(length_key(config), {})
         seq = config.get("seq_len")
+        if seq in points:
+            return points[seq]
         if len(points) < QUADRATIC_POINTS or not isinstance(seq, int):
             return None
         return quadratic_at(points, seq)

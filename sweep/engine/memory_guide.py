@@ -97,7 +97,7 @@ class SeenPeaks:
         self.allocated: dict[int, float] = {}  # units -> peak_allocated_gib
         self.reserved: dict[int, float] = {}  # units -> peak_reserved_gib
         self.room: dict[int, float] = {}  # units -> GiB the allocator could reach
-        self.nvml_read: set[int] = set()  # units whose room NVML's peak gave
+        self.outside: dict[int, float] = {}  # units -> GiB held outside it, where NVML was read
         self.shown_gib: float | None = None
 
     def add(self, units: int, metrics: dict[str, Any] | None) -> None:
@@ -116,10 +116,10 @@ class SeenPeaks:
         if reserved is not None and reserved > 0:
             self.reserved[units] = reserved
         outside = nvml - reserved if nvml is not None and reserved is not None else None
-        if outside is None or outside <= 0:  # unread: where the reserved peak's threshold sits
+        if outside is not None and outside > 0:
+            self.outside[units] = outside
+        else:  # unread: where the reserved peak's threshold sits
             outside = -dict(PEAK_SOURCES)[CAPPED_SOURCE]
-        else:
-            self.nvml_read.add(units)
         self.room[units] = shown - outside
 
 

@@ -253,13 +253,7 @@ class SeededSearch:
     def _outside_guess(self) -> float:
         """What a capped probe will hold outside the allocator, GiB, before any has run: the
         largest the uncapped family held outside it at a peak, where NVML was read."""
-        seen = self.source.guide.seen
-        outside = [
-            seen.shown_gib - room
-            for units, room in seen.room.items()
-            if seen.shown_gib and units in seen.nvml_read
-        ]
-        return max(outside) if outside else CONTEXT_GUESS_GIB
+        return max(self.source.guide.seen.outside.values(), default=CONTEXT_GUESS_GIB)
 
     def _learn(self, units: int | None, status: str, metrics: dict[str, Any] | None) -> None:
         metrics = metrics or {}

@@ -49,6 +49,17 @@ def check(config: TrialConfig, device_type: str) -> str | None:
     return None
 
 
+def _held() -> tuple[int, int, int]:
+    """(bytes this process holds outside the allocator, the card's shown total, bytes the
+    allocator reserves). Outside: in a fresh trial process the context; in a process that ran
+    steps before (a test's), not the allocator's cache it kept from them."""
+    import torch
+
+    free, total = torch.cuda.mem_get_info()
+    reserved = torch.cuda.memory_reserved()
+    return max(total - free - reserved, 0), total, reserved
+
+
 def cap_allocator(
     config: TrialConfig, device_type: str, env: dict[str, Any], facts: dict[str, Any]
 ) -> None:
@@ -57,10 +68,7 @@ def cap_allocator(
     ``env``. A model whose weights alone exceed the cap is out of memory at setup, said so."""
     import torch
 
-    free, total = torch.cuda.mem_get_info()
-    # what this process holds outside the allocator: in a fresh trial process the context; in a
-    # process that ran steps before (a test's), not the allocator's cache it kept from them
-    outside = max(total - free - torch.cuda.memory_reserved(), 0)
+    outside, total, _reserved = _held()
     cap = allocator_cap(config.capacity_gb, total, outside)
     env["emulated_on"] = env.get("gpu_name") or torch.cuda.get_device_name(0)
     facts["capacity_cap_gib"] = cap.cap_bytes / GIB
@@ -84,9 +92,7 @@ def recap(config: TrialConfig, facts: dict[str, Any]) -> None:
 
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
-    free, total = torch.cuda.mem_get_info()
-    reserved = torch.cuda.memory_reserved()
-    outside = max(total - free - reserved, 0)
+    outside, total, reserved = _held()
     cap = allocator_cap(config.capacity_gb, total, outside)
     facts["outside_allocator_gib"] = outside / GIB
     facts["capacity_cap_gib"] = cap.cap_bytes / GIB
