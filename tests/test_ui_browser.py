@@ -43,6 +43,21 @@ def _answer(page) -> dict[str, dict[str, str]]:
     return {h: {r[gpu]: r[i] for r in body} for i, h in enumerate(head)}
 
 
+def _box(locator, timeout_s: float = 15.0) -> dict[str, float]:
+    """The element's box once it is on the page: Gradio may redraw the table between two reads
+    (a detached or not-yet-drawn element has no box), so wait for one, then fail naming it."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        box = locator.bounding_box()
+        if box is not None:
+            return box
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{locator} has no box on the page after {timeout_s:.0f} s")
+        time.sleep(0.1)
+
+
 def _expected(query: dict[str, str]):
     """The same answer from the pure function, over the same rows (the user's database)."""
     from sweep.analysis.answer import answer
@@ -108,7 +123,8 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
             # the answer's columns: the primary ones and those chosen, Trust on screen at 1400 px
             assert "Differs in" not in got and "Largest batch run" in got
             trust = page.locator("#answer-table [role=columnheader]", has_text="Trust")
-            assert trust.bounding_box()["x"] + trust.bounding_box()["width"] <= 1400
+            box = _box(trust)
+            assert box["x"] + box["width"] <= 1400
             # no stray "Download" button; the answer's file is named after the selection
             assert page.get_by_role("button", name="Download", exact=True).count() == 0
             with page.expect_download() as fetched:
@@ -162,13 +178,13 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
             # at a phone's width the table scrolls and its GPU column stays in view (sticky)
             first = other.locator("#answer-table [role=gridcell]").first
             second = other.locator("#answer-table [role=gridcell]").nth(1)
-            x0, x1 = first.bounding_box()["x"], second.bounding_box()["x"]
+            x0, x1 = _box(first)["x"], _box(second)["x"]
             other.evaluate(
                 "() => { let s = document.querySelector('#answer-table [role=gridcell]');"
                 " while (s && !(s.scrollWidth > s.clientWidth + 5)) s = s.parentElement;"
                 " s.scrollLeft = 300; }"
             )
-            assert abs(first.bounding_box()["x"] - x0) < 2 and second.bounding_box()["x"] < x1 - 100
+            assert abs(_box(first)["x"] - x0) < 2 and _box(second)["x"] < x1 - 100
             assert other.evaluate("() => document.documentElement.scrollWidth") <= 390
             other.screenshot(path=os.path.join(ARTIFACTS, "phone-390px.png"))
 
