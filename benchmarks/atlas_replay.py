@@ -34,7 +34,7 @@ def _axis(config: dict, mode: str) -> int:
 
 
 def replay(records: list[Trial], spec) -> list[dict]:
-    by_key = {r.key: r for r in records}
+    by_key = {_probe_of(r): r for r in records}
     by_group: dict[str, list[Trial]] = defaultdict(list)
     by_family: dict[str, list[Trial]] = defaultdict(list)
     for r in records:
@@ -78,8 +78,8 @@ def replay(records: list[Trial], spec) -> list[dict]:
                 continue
             assert step.kind == RUN
             t, group = step.trial, names[i]
-            if t.key in by_key:
-                r = by_key[t.key]
+            if _probe_of(t) in by_key:
+                r = by_key[_probe_of(t)]
                 s.tell(t, r.status, r.metrics)
                 continue
             ans = answers.get(group)
@@ -113,14 +113,23 @@ def replay(records: list[Trial], spec) -> list[dict]:
 
 
 def _group_of(r, family: bool = False) -> str:
-    """A search's group whatever length or batch it probed: its configuration but those (and,
-    for its ``family``, but the card size too)."""
-    from sweep.plan.config import TrialConfig
+    """A search's group whatever length or batch it probed: the fields that shape what the step
+    holds in memory (not how it was measured: a stored run without ``profile_step: false`` is the
+    same search), but the length and the batch (and, for its ``family``, the card size too)."""
+    from sweep.plan.config import TrialConfig, shape_fields
 
     config = r.config.to_dict() if isinstance(r.config, TrialConfig) else dict(r.config)
     config = TrialConfig(**config).to_dict()  # every field, defaults filled
     leave = ("seq_len", "batch_size", "capacity_gb") if family else ("seq_len", "batch_size")
-    return json.dumps({k: v for k, v in config.items() if k not in leave})
+    return json.dumps({k: config[k] for k in shape_fields() if k not in leave})
+
+
+def _probe_of(r) -> tuple[str, int, int]:
+    """One probe: its group, the length and the batch it ran (a stored trial or one asked)."""
+    from sweep.plan.config import TrialConfig
+
+    config = r.config.to_dict() if isinstance(r.config, TrialConfig) else dict(r.config)
+    return _group_of(r), config["seq_len"], config["batch_size"]
 
 
 def _synthetic(curve: list[tuple[int, float]], n: int, base: dict) -> dict:
