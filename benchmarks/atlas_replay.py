@@ -3,9 +3,10 @@ would the searches take now, and do they reach the same answers? (Issue 24's pro
 again after a change to the search, without a GPU.)
 
 Each probe the searches ask is answered from the stored run: the stored row of that exact
-configuration where the run had it; else, where the run found that group's answer, ok (the
-allocated peak read off the stored ok probes' broken line) up to the answer and out of memory
-past it; else the replay cannot say, and stops that group (counted as "unknown").
+configuration where the run had it (its measurement fields aside); else, where the run found
+that group's answer, ok up to the answer and out of memory past it, a probe that fits reading the
+allocated peak off the broken line of its family's stored ok probes (every card: the step
+allocates the same) and the reserved and NVML peaks off its own card's; else the replay cannot say, and stops that group (counted as "unknown").
 
     python benchmarks/atlas_replay.py benchmarks/results/2026-12-07-h100/atlas-1b.jsonl \\
         --sweep benchmarks/sweeps/h200-atlas-1b.yaml
@@ -50,19 +51,25 @@ def replay(records: list[Trial], spec) -> list[dict]:
             r.metrics[s.answer_metric] for r in rows if r.metrics.get(s.answer_metric) is not None
         ]
         answers[group] = ans[0] if ans else None
-        # what the step allocates is the same on every card: the family's ok probes, all cards
-        curves[group] = sorted(
-            {
-                _axis(r.config, spec.mode): r.metrics["peak_allocated_gib"]
-                for r in by_family[_group_of(members[0], family=True)]
-                if r.status == "ok" and r.metrics.get("peak_allocated_gib")
-            }.items()
-        )
+        # what the step allocates is the same on every card: the family's ok probes, all cards;
+        # what the allocator reserves (and NVML sees) depends on the card: the group's own
+        family = by_family[_group_of(members[0], family=True)]
+        curves[group] = {
+            name: sorted(
+                {
+                    _axis(r.config, spec.mode): r.metrics[name]
+                    for r in (family if name == "peak_allocated_gib" else rows)
+                    if r.status == "ok" and r.metrics.get(name)
+                }.items()
+            )
+            for name in SYNTHETIC
+        }
         # what every row of the group states whatever its status (the cap, the context, the
         # card's total), from any stored row of it
         keep = ("capacity_cap_gib", "cuda_context_gib", "device_total_gib")
         stated[group] = {k: rows[0].metrics[k] for k in keep if rows and rows[0].metrics.get(k)}
     unknown: set[int] = set()
+    asked: list[list[str]] = [[] for _ in scheds]  # each search's probes: length or batch, outcome
     done = [False] * len(scheds)
     while not all(done):
         moved = False
@@ -78,8 +85,10 @@ def replay(records: list[Trial], spec) -> list[dict]:
                 continue
             assert step.kind == RUN
             t, group = step.trial, names[i]
+            n = _axis(t.config.to_dict(), spec.mode)
             if _probe_of(t) in by_key:
                 r = by_key[_probe_of(t)]
+                asked[i].append(f"{n}{'+' if r.status == 'ok' else 'x'}")
                 s.tell(t, r.status, r.metrics)
                 continue
             ans = answers.get(group)
@@ -87,7 +96,7 @@ def replay(records: list[Trial], spec) -> list[dict]:
                 unknown.add(i)
                 done[i] = True
                 continue
-            n = _axis(t.config.to_dict(), spec.mode)
+            asked[i].append(f"{n}{'+' if n <= ans else 'x'}")
             if n <= ans:
                 s.tell(t, "ok", _synthetic(curves[group], n, stated[group]))
             else:
@@ -107,6 +116,7 @@ def replay(records: list[Trial], spec) -> list[dict]:
                 answer=None if i in unknown or s.answer is None else s.answer[1],
                 probes=len(s.probes),
                 unknown=i in unknown,
+                asked=asked[i],
             )
         )
     return out
@@ -132,14 +142,20 @@ def _probe_of(r) -> tuple[str, int, int]:
     return _group_of(r), config["seq_len"], config["batch_size"]
 
 
-def _synthetic(curve: list[tuple[int, float]], n: int, base: dict) -> dict:
-    if len(curve) < 2:
-        return dict(base)
-    xs = [x for x, _ in curve]
-    i = next((j for j in range(1, len(xs) - 1) if xs[j] >= n), len(xs) - 1)
-    (x0, y0), (x1, y1) = curve[i - 1], curve[i]
-    allocated = y0 + (y1 - y0) / (x1 - x0) * (n - x0) if x1 != x0 else y0
-    return {**base, "peak_allocated_gib": allocated}
+# The peaks a replayed probe that fits reads, each off the broken line of the stored ok probes.
+SYNTHETIC = ("peak_allocated_gib", "peak_reserved_gib", "nvml_peak_used_gib")
+
+
+def _synthetic(curves: dict[str, list[tuple[int, float]]], n: int, base: dict) -> dict:
+    out = dict(base)
+    for name, curve in curves.items():
+        if len(curve) < 2:
+            continue
+        xs = [x for x, _ in curve]
+        i = next((j for j in range(1, len(xs) - 1) if xs[j] >= n), len(xs) - 1)
+        (x0, y0), (x1, y1) = curve[i - 1], curve[i]
+        out[name] = y0 + (y1 - y0) / (x1 - x0) * (n - x0) if x1 != x0 else y0
+    return out
 
 
 def main(argv=None) -> int:
@@ -147,6 +163,9 @@ def main(argv=None) -> int:
     p.add_argument("records", help="JSONL records of the stored atlas")
     p.add_argument("--sweep", required=True, help="the sweep file it ran")
     p.add_argument("--json", help="write the rows here")
+    p.add_argument(
+        "--trace", action="store_true", help="print each search's probes (+ fits, x does not)"
+    )
     args = p.parse_args(argv)
     records = [
         Trial.from_json(line) for line in open(args.records, encoding="utf-8") if line.strip()
@@ -166,6 +185,7 @@ def main(argv=None) -> int:
         print(
             f"{r['finetune']:8} {str(r['checkpointing']):5} {card:>5} {str(r['stored_answer']):>7} "
             f"{r['stored_probes']:>6} {now:>7} {r['probes']:>6}"
+            + (f"  {' '.join(r['asked'])}" if args.trace else "")
         )
     known = [r for r in rows if not r["unknown"] and r["stored_answer"] is not None]
     same = sum(r["answer"] == r["stored_answer"] for r in known)

@@ -1,0 +1,46 @@
+"""The H100 atlas of 2026-12-07 replayed against today's searches (benchmarks/atlas_replay.py):
+they must reach every stored answer, within issue 24's probe budget (4 a search on average, 8 for
+any one). Offline, deterministic: a change to a search, a preset or the grouping that costs
+probes or an answer fails here before it costs GPU time."""
+
+from __future__ import annotations
+
+import os
+
+from benchmarks.atlas_replay import replay
+from sweep.plan.sweepfile import load
+from sweep.results.record import Trial
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECORDS = os.path.join(REPO, "benchmarks/results/2026-12-07-h100/atlas-1b.jsonl")
+SWEEP = os.path.join(REPO, "benchmarks/sweeps/h200-atlas-1b.yaml")
+
+
+def _rows() -> list[dict]:
+    with open(RECORDS, encoding="utf-8") as fh:
+        records = [Trial.from_json(line) for line in fh if line.strip()]
+    return replay(records, load(SWEEP))
+
+
+def test_the_stored_atlas_replays_to_the_same_answers_within_the_probe_budget():
+    rows = _rows()
+    known = [r for r in rows if not r["unknown"] and r["stored_answer"] is not None]
+    # the 13 answers the H100 found (a preset's measurement field once hid every one of them)
+    assert len(known) == 13
+    assert [r["answer"] for r in known] == [r["stored_answer"] for r in known]
+    # the probes that ran (a card too small for the fixed memory is answered without a run)
+    runs = [len(r["asked"]) for r in known]
+    assert [n for r, n in zip(known, runs, strict=True) if r["answer"] == 0] == [0, 0]
+    assert max(runs) <= 8
+    assert sum(runs) <= 4 * len(known)
+
+
+def test_a_replayed_search_ends_on_the_last_fit_and_the_first_miss():
+    for r in _rows():
+        if r["unknown"] or not r["answer"]:
+            continue
+        fits = [int(a[:-1]) for a in r["asked"] if a.endswith("+")]
+        misses = [int(a[:-1]) for a in r["asked"] if a.endswith("x")]
+        assert max(fits) == r["answer"]
+        # exact to one 128-token step: the next length up ran and did not fit
+        assert min(misses) == r["answer"] + 128, r
