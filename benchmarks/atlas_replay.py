@@ -6,7 +6,8 @@ Each probe the searches ask is answered from the stored run: the stored row of t
 configuration where the run had it (its measurement fields aside); else, where the run found
 that group's answer, ok up to the answer and out of memory past it, a probe that fits reading the
 allocated peak off the broken line of its family's stored ok probes (every card: the step
-allocates the same) and the reserved and NVML peaks off its own card's; else the replay cannot say, and stops that group (counted as "unknown").
+allocates the same) and the reserved and NVML peaks off its own card's; else the replay cannot
+say, and stops that group (counted as "unknown").
 
     python benchmarks/atlas_replay.py benchmarks/results/2026-12-07-h100/atlas-1b.jsonl \\
         --sweep benchmarks/sweeps/h200-atlas-1b.yaml
