@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from sweep.analysis.cost import DEFAULT_PRICES
-from sweep.analysis.planner import COLUMNS, card_of, knobs_of, plan
+from sweep.analysis.plan_evidence import card_of, knobs_of
+from sweep.analysis.planner import COLUMNS, plan
 from sweep.analysis.selection import combine
 from sweep.results.frame import trials_frame
 from sweep.results.record import Trial

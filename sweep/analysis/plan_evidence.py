@@ -1,0 +1,214 @@
+"""What a results frame says about one model on each card, for the fine-tune planner
+(sweep/analysis/planner.py): one ``Evidence`` per configuration and card, of four kinds, strongest
+first: measured on the card itself, emulated on a bigger card whose allocator was capped at the
+card's size, predicted from uncapped rows (the memory model, or one measured peak that fits), and
+nothing. Pure: pandas only."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from sweep.analysis.selection import OOM_STATUSES, config_text, gpu_column, numeric, short_gpu
+from sweep.plan.config import shape_fields
+from sweep.results.memory_model import MARGIN, predicted_limits
+from sweep.results.record import OK
+
+MEASURED, EMULATED, PREDICTED = "measured", "emulated", "predicted"
+UNKNOWN_GPU = "?"  # sweep.analysis.selection.gpu_column's name when nothing says
+# A GPU is a card of size C when it reports between this share of C and C GiB (an H200 "141 GB"
+# shows 139.8 GiB, an A100-40GB 39.4 GiB, an L40S "48 GB" 44.5 GiB).
+CARD_MATCH = 0.9
+# The memory knobs a configuration may carry: field -> (values that are the knob, its name). A
+# configuration's knobs are those of its values found here; "none" is the plain configuration.
+KNOBS: dict[str, tuple[tuple[Any, ...], str]] = {
+    "gradient_checkpointing": (("True",), "gradient checkpointing"),
+    "liger": (("True",), "Liger"),
+    "optimizer": (("adamw-8bit", "paged-adamw-8bit"), "8-bit optimizer"),
+    "precision": (("bf16-true",), "pure bf16"),
+}
+# A card of C GB shows a little less than C GiB (an H100 "80 GB" 79.18 GiB, an H200 "141 GB" 139.8,
+# an A100-40GB 39.4: 98.5% at the least); a batch whose measured peak, the CUDA context in it,
+# stays under that share of a smaller card less the memory model's margin fits that card.
+SHOWN_SHARE = 0.985
+# The peak a row needs: NVML's peak (sampled, so it can miss a short spike), or torch's exact
+# reserved peak plus the least CUDA context seen (0.51 GiB on Hopper, torch 2.11), the larger.
+CONTEXT_MIN_GIB = 0.5
+# QLoRA's 4-bit base is a method (a row of its own), not a knob of LoRA's row.
+# A configuration is every shape field but the batch, the sequence length and a cap (capped rows
+# are told apart by ``_cap``).
+GROUP_FIELDS = [f for f in shape_fields() if f not in ("batch_size", "seq_len", "capacity_gb")]
+
+
+@dataclass
+class Evidence:
+    """What one configuration's rows say about one card: ``fits`` (None: only rows that neither
+    ran nor ran out of memory), the largest ok batch, the first out-of-memory batch, the longest
+    ok sequence, the best tokens/s (measured on that card only) and its batch."""
+
+    kind: str
+    gpu: str
+    knobs: tuple[str, ...]
+    fits: bool | None
+    largest_batch: int | None = None
+    oom_from: int | None = None
+    longest_seq: int | None = None
+    tokens_per_s: float | None = None
+    at_batch: int | None = None
+    keys: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    peak_gib: float | None = None  # predicted from this measured peak (by_peak)
+    from_seq: int | None = None  # fits because the batch fitted this longer sequence
+
+    def rank(self) -> tuple:
+        fast = self.tokens_per_s is not None
+        return (not fast, -(self.tokens_per_s or 0.0), len(self.knobs), -(self.largest_batch or 0))
+
+
+def knobs_of(row: dict[str, str]) -> tuple[str, ...]:
+    """The memory knobs of one configuration (its fields as text), in ``KNOBS`` order."""
+    return tuple(name for f, (values, name) in KNOBS.items() if row.get(f) in values)
+
+
+def card_of(memory_gib: float | None, capacities, name: str = "") -> float | None:
+    """The card size (GB as sold) a GPU reporting ``memory_gib`` is, or None. Without a reading
+    (rows of 2020), the size its name states ("A100-SXM4-40GB") where that is a card size."""
+    if memory_gib is None or not math.isfinite(memory_gib):
+        stated = re.search(r"(\d+)GB\b", str(name))
+        return float(stated.group(1)) if stated and float(stated.group(1)) in capacities else None
+    fits = [c for c in capacities if CARD_MATCH * c <= memory_gib <= c]
+    return min(fits) if fits else None
+
+
+def predictions(rows: pd.DataFrame, seq_len: int, capacities) -> pd.DataFrame:
+    """What the memory model predicts per configuration, GPU and card: ``predicted_max_batch``
+    at ``seq_len`` and ``predicted_max_seq_len`` (None: the model is in the batch alone). The one
+    place the memory model is asked: a model in batch and sequence length replaces this."""
+    at_len = rows[numeric(rows, "seq_len") == seq_len]
+    lim = predicted_limits(at_len, tuple(capacities))
+    return lim.assign(predicted_max_seq_len=None)
+
+
+def prepare(frame: pd.DataFrame, model: str) -> pd.DataFrame:
+    """The model's one-GPU training rows, with their configuration as text (``_cfg``), GPU,
+    method, batch, sequence length, tokens/s and cap (``_cap``: NaN on an uncapped card)."""
+    d = frame[config_text(frame, "model") == str(model)] if len(frame) else frame
+    d = d[(config_text(d, "mode") == "train") & (config_text(d, "gpus_per_trial") == "1")]
+    if d.empty:
+        return d
+    text = {f: config_text(d, f) for f in GROUP_FIELDS}
+    return d.assign(
+        _cfg=list(zip(*text.values(), strict=True)),
+        _gpu=gpu_column(d).map(short_gpu),
+        _method=text["finetune"],
+        _batch=numeric(d, "batch_size"),
+        _seq=numeric(d, "seq_len"),
+        _tps=numeric(d, "tokens_per_s"),
+        _cap=numeric(d, "capacity_gb"),
+        _mem=numeric(d, "env.gpu_memory_total_gib"),
+        _ds=d["dataset"] if "dataset" in d else "",
+    )
+
+
+def _evidence(kind: str, gpu: str, rows: pd.DataFrame, seq_len: int, speed: bool) -> Evidence:
+    """One configuration's rows on one card (every sequence length): what they say at
+    ``seq_len``. ``speed``: the rows ran on the card itself, so their tokens/s may be shown."""
+    cfg = dict(zip(GROUP_FIELDS, rows["_cfg"].iloc[0], strict=True))
+    ok = rows[rows["status"] == OK]
+    ok_here = ok[ok["_seq"] == seq_len]
+    # memory grows with the length at a batch: a batch that fitted a longer sequence fits this
+    # one (a max-seq search's probes), one out of memory at a shorter length does not fit it
+    ok_longer = ok[ok["_seq"] > seq_len]
+    oom = rows[rows["status"].isin(OOM_STATUSES) & (rows["_seq"] <= seq_len)]
+    said = ok_here if len(ok_here) else ok_longer
+    e = Evidence(kind, gpu, knobs_of(cfg), None, keys=tuple(said.get("key", ())))
+    e.datasets = tuple(sorted({str(v) for v in pd.concat([said, oom])["_ds"]}))
+    e.longest_seq = int(ok["_seq"].max()) if len(ok) else None
+    e.oom_from = int(oom["_batch"].min()) if len(oom) else None
+    if len(ok_here):
+        e.fits, e.largest_batch = True, int(ok_here["_batch"].max())
+        rate = ok_here.groupby("_batch")["_tps"].median().dropna()
+        if speed and len(rate):
+            e.tokens_per_s, e.at_batch = float(rate.max()), int(rate.idxmax())
+    elif len(ok_longer) and (e.oom_from is None or ok_longer["_batch"].max() < e.oom_from):
+        e.fits, e.largest_batch = True, int(ok_longer["_batch"].max())  # no speed at this length
+        e.from_seq = int(ok_longer.loc[ok_longer["_batch"] == e.largest_batch, "_seq"].min())
+    elif len(oom):
+        e.fits = False
+    return e
+
+
+def measured(d: pd.DataFrame, seq_len: int) -> dict[tuple[str, str], list[Evidence]]:
+    """(GPU, method) -> each configuration's evidence on that uncapped GPU."""
+    out: dict[tuple[str, str], list[Evidence]] = {}
+    for (gpu, method, _), rows in d[d["_cap"].isna()].groupby(["_gpu", "_method", "_cfg"]):
+        if gpu == UNKNOWN_GPU:  # a row the engine wrote without running, GPU unknown
+            continue
+        e = _evidence(MEASURED, gpu, rows, seq_len, speed=True)
+        if e.fits is not None:
+            out.setdefault((gpu, method), []).append(e)
+    return out
+
+
+def emulated(d: pd.DataFrame, seq_len: int) -> dict[tuple[float, str], list[Evidence]]:
+    """(card GB, method) -> each configuration's evidence on a GPU capped at that size."""
+    out: dict[tuple[float, str], list[Evidence]] = {}
+    for (cap, gpu, method, _), rows in d[d["_cap"].notna()].groupby(
+        ["_cap", "_gpu", "_method", "_cfg"]
+    ):
+        e = _evidence(EMULATED, gpu, rows, seq_len, speed=False)  # never a capped row's speed
+        if e.fits is not None:
+            out.setdefault((float(cap), method), []).append(e)
+    return out
+
+
+def predicted(d: pd.DataFrame, seq_len: int, capacities) -> dict[tuple[float, str], list]:
+    """(card GB, method) -> each configuration's prediction (from uncapped ok rows)."""
+    out: dict[tuple[float, str], list[Evidence]] = {}
+    real = d[d["_cap"].isna()]
+    lim = predictions(real.drop(columns=["capacity_gb"], errors="ignore"), seq_len, capacities)
+    for _, p in lim.iterrows():
+        cfg = {f: config_text(pd.DataFrame([p]), f).iloc[0] for f in GROUP_FIELDS}
+        batch = int(p["predicted_max_batch"]) if pd.notna(p["predicted_max_batch"]) else None
+        if batch is None:
+            continue  # memory does not grow with the batch: no prediction
+        seq = p.get("predicted_max_seq_len")
+        e = Evidence(PREDICTED, short_gpu(p["gpu"]), knobs_of(cfg), batch >= 1, batch or None)
+        e.longest_seq = int(seq) if seq is not None and pd.notna(seq) else None
+        mask = (real["_gpu"] == e.gpu) & (real["_cfg"] == tuple(cfg.values()))
+        mask &= real["_seq"] == seq_len
+        e.keys = tuple(real.loc[mask & (real["status"] == OK), "key"])
+        e.datasets = tuple(sorted({str(v) for v in real.loc[mask, "_ds"]}))
+        out.setdefault((float(p["capacity_gb"]), cfg["finetune"]), []).append(e)
+    return out
+
+
+def by_peak(d: pd.DataFrame, seq_len: int, capacities) -> dict[tuple[float, str], list]:
+    """(card GB, method) -> each configuration's largest batch at ``seq_len`` whose peak measured
+    on a bigger card fits a card of that size (SHOWN_SHARE, the memory model's margin)."""
+    real = d[d["_cap"].isna() & (d["status"] == OK) & (d["_seq"] == seq_len)]
+    need = pd.concat(
+        [numeric(real, "nvml_peak_used_gib"), numeric(real, "peak_reserved_gib") + CONTEXT_MIN_GIB],
+        axis=1,
+    ).max(axis=1)
+    real = real.assign(_need=need)[need.notna()]
+    out: dict[tuple[float, str], list[Evidence]] = {}
+    for (gpu, method, cfg_values), rows in real.groupby(["_gpu", "_method", "_cfg"]):
+        own = card_of(rows["_mem"].median(), capacities, gpu)
+        cfg = dict(zip(GROUP_FIELDS, cfg_values, strict=True))
+        for cap in capacities:
+            if own is not None and cap >= own:
+                continue  # the GPU's own card and bigger: measured, not predicted
+            fit = rows[rows["_need"] <= cap * SHOWN_SHARE * (1 - MARGIN)]
+            if fit.empty:
+                continue
+            top = fit.loc[fit["_batch"].idxmax()]
+            e = Evidence(PREDICTED, gpu, knobs_of(cfg), True, int(top["_batch"]))
+            e.peak_gib, e.keys = float(top["_need"]), tuple(fit.get("key", ()))
+            e.datasets = tuple(sorted({str(v) for v in fit["_ds"]}))
+            out.setdefault((float(cap), method), []).append(e)
+    return out
