@@ -246,3 +246,55 @@ def test_a_batch_that_fitted_a_longer_sequence_fits_a_shorter_one():
     h = line(t, "H200")
     assert h["Fits"] == "yes" and h["Known from"] == "measured on H200 at 8,192 tokens"
     assert h["Largest batch"] == 2 and pd.isna(h["Tokens/s"]) and pd.isna(h["Hours"])
+
+
+def _capped_once(trial, cap_gib, reserved, allocated, outside=None):
+    """A capped row's memory readings as the trial writes them (``outside``: the second cap's)."""
+    trial.metrics.update(
+        capacity_cap_gib=cap_gib, peak_reserved_gib=reserved, peak_allocated_gib=allocated
+    )
+    if outside is not None:
+        trial.metrics["outside_allocator_gib"] = outside
+    return trial
+
+
+def test_a_row_capped_once_with_little_to_spare_fits_only_probably():
+    # The H100 atlas of 2026-12-07 (capped once): Llama-3.2-1B LoRA fitted 5,760 tokens under a
+    # 24 GB card's cap of 23.239 GiB with 0.032 GiB to spare, where the cap was up to 0.25 GiB
+    # above what a real card leaves: at 5,760 tokens that may not fit a real 24 GB card.
+    def probes():
+        return [
+            _capped_once(row(H200, 1, 100.0, seq_len=5760), 23.239, 23.207, 20.821),
+            row(H200, 1, status="oom", seq_len=5888),
+        ]
+
+    capped = frame(probes(), capped={0: 24, 1: 24})
+    e = line(plan(capped, MODEL, 5760, 1e6).table, "24 GB")
+    assert e["Fits"] == "probably" and "narrowly" in e["Known from"]
+    assert "0.03 GiB to spare" in e["Known from"]
+    # the same probe capped again after its warm-up (the cap then is the card's): a sure fit
+    again = probes()
+    again[0].metrics["outside_allocator_gib"] = 0.749
+    e = line(plan(frame(again, capped={0: 24, 1: 24}), MODEL, 5760, 1e6).table, "24 GB")
+    assert e["Fits"] == "yes" and e["Known from"] == "emulated on a capped H200"
+    # at 4,096 tokens the step allocates 5.3 GiB less (measured uncapped): surely fits
+    uncapped = row(H200, 1, 900.0, seq_len=4096)
+    uncapped.metrics["peak_allocated_gib"] = 15.531
+    both = frame([*probes(), uncapped], capped={0: 24, 1: 24})
+    e = line(plan(both, MODEL, 4096, 1e6).table, "24 GB")
+    assert e["Fits"] == "yes" and e["Known from"] == "emulated on a capped H200 at 5,760 tokens"
+    # without that measurement nothing says how much less: still only probably
+    e = line(plan(capped, MODEL, 4096, 1e6).table, "24 GB")
+    assert e["Fits"] == "probably"
+
+
+def test_a_sure_fit_with_a_knob_is_shown_before_a_narrow_one_without():
+    plain = _capped_once(row(H200, 1, 100.0), 23.239, 23.1, 21.0)
+    ckpt = _capped_once(row(H200, 1, 100.0, gradient_checkpointing=True), 23.239, 20.0, 19.0)
+    t = plan(frame([plain, ckpt], capped={0: 24, 1: 24}), MODEL, 4096, 1e6).table
+    e = line(t, "24 GB")
+    assert e["Fits"] == "yes" and e["Knobs"] == "gradient checkpointing"
+    # a row with 0.25 GiB or more to spare is sure whether or not it was capped again
+    roomy = _capped_once(row(H200, 1, 100.0), 23.239, 22.9, 21.0)
+    t = plan(frame([roomy, ckpt], capped={0: 24, 1: 24}), MODEL, 4096, 1e6).table
+    assert line(t, "24 GB")["Fits"] == "yes" and line(t, "24 GB")["Knobs"] == "none"

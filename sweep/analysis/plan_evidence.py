@@ -38,6 +38,13 @@ SHOWN_SHARE = 0.985
 # The peak a row needs: NVML's peak (sampled, so it can miss a short spike), or torch's exact
 # reserved peak plus the least CUDA context seen (0.51 GiB on Hopper, torch 2.11), the larger.
 CONTEXT_MIN_GIB = 0.5
+# A row capped once (before the second cap, sweep/trial/capacity.py: it has no
+# ``outside_allocator_gib``) had its cap set from what CUDA held at its start; after the warm-up
+# the process held up to this much more outside the allocator (0.235 GiB measured on the H200,
+# about 0.25 on the H100: docs/RESULTS.md, 2026-12-07), so its cap was up to that much above what
+# the card leaves. Such a row fitted surely only with this much to spare (under its cap, or at a
+# shorter length than it ran); otherwise it fitted "narrowly" and the planner says so.
+SINGLE_CAP_SLACK_GIB = 0.25
 # QLoRA's 4-bit base is a method (a row of its own), not a knob of LoRA's row.
 # A configuration is every shape field but the batch, the sequence length and a cap (capped rows
 # are told apart by ``_cap``).
@@ -63,10 +70,17 @@ class Evidence:
     datasets: tuple[str, ...] = ()
     peak_gib: float | None = None  # predicted from this measured peak (by_peak)
     from_seq: int | None = None  # fits because the batch fitted this longer sequence
+    narrow: float | None = None  # capped once, fitted with this little to spare (GiB)
 
     def rank(self) -> tuple:
         fast = self.tokens_per_s is not None
-        return (not fast, -(self.tokens_per_s or 0.0), len(self.knobs), -(self.largest_batch or 0))
+        return (
+            not fast,
+            -(self.tokens_per_s or 0.0),
+            self.narrow is not None,  # a sure fit before one that may not be
+            len(self.knobs),
+            -(self.largest_batch or 0),
+        )
 
 
 def knobs_of(row: dict[str, str]) -> tuple[str, ...]:
@@ -114,11 +128,25 @@ def prepare(frame: pd.DataFrame, model: str) -> pd.DataFrame:
     )
 
 
-def _evidence(kind: str, gpu: str, rows: pd.DataFrame, seq_len: int, speed: bool) -> Evidence:
+def _evidence(
+    kind: str, gpu: str, rows: pd.DataFrame, seq_len: int, speed: bool, spare=None
+) -> Evidence:
     """One configuration's rows on one card (every sequence length): what they say at
-    ``seq_len``. ``speed``: the rows ran on the card itself, so their tokens/s may be shown."""
+    ``seq_len``. ``speed``: the rows ran on the card itself, so their tokens/s may be shown.
+    ``spare``: per row, what it had to spare at ``seq_len`` where it was capped once (GiB; NaN:
+    a sure row): the ok rows with SINGLE_CAP_SLACK_GIB or more answer first, the others only
+    where none does, and the evidence is then ``narrow``."""
     cfg = dict(zip(GROUP_FIELDS, rows["_cfg"].iloc[0], strict=True))
     ok = rows[rows["status"] == OK]
+    narrow = None
+    if spare is not None and len(ok):
+        left = spare.reindex(ok.index)
+        sure = ok[left.isna() | (left >= SINGLE_CAP_SLACK_GIB)]
+        fits_at = (sure["_seq"] >= seq_len).any()
+        if not fits_at and (ok["_seq"] >= seq_len).any():
+            narrow = float(left[ok["_seq"] >= seq_len].max())
+        else:
+            ok = sure
     ok_here = ok[ok["_seq"] == seq_len]
     # memory grows with the length at a batch: a batch that fitted a longer sequence fits this
     # one (a max-seq search's probes), one out of memory at a shorter length does not fit it
@@ -139,6 +167,8 @@ def _evidence(kind: str, gpu: str, rows: pd.DataFrame, seq_len: int, speed: bool
         e.from_seq = int(ok_longer.loc[ok_longer["_batch"] == e.largest_batch, "_seq"].min())
     elif len(oom):
         e.fits = False
+    if e.fits:
+        e.narrow = narrow
     return e
 
 
@@ -160,10 +190,36 @@ def emulated(d: pd.DataFrame, seq_len: int) -> dict[tuple[float, str], list[Evid
     for (cap, gpu, method, _), rows in d[d["_cap"].notna()].groupby(
         ["_cap", "_gpu", "_method", "_cfg"]
     ):
-        e = _evidence(EMULATED, gpu, rows, seq_len, speed=False)  # never a capped row's speed
+        # never a capped row's speed; a row capped once may have fitted narrowly
+        e = _evidence(EMULATED, gpu, rows, seq_len, speed=False, spare=_spare(rows, d, seq_len))
         if e.fits is not None:
             out.setdefault((float(cap), method), []).append(e)
     return out
+
+
+def _spare(rows: pd.DataFrame, d: pd.DataFrame, seq_len: int) -> pd.Series:
+    """Per capped row, NaN where it was capped again after its warm-up or states no cap and
+    reserved peak (sure), else what it had to spare at ``seq_len``: its cap less its reserved
+    peak, plus, for a row that ran a longer sequence, what its step allocated beyond the same
+    batch at ``seq_len`` (the least allocated peak of that configuration and batch at
+    ``seq_len`` on any card, where one ran; 0 without)."""
+    once = numeric(rows, "outside_allocator_gib").isna()
+    left = numeric(rows, "capacity_cap_gib") - numeric(rows, "peak_reserved_gib")
+    here = d[(d["status"] == OK) & (d["_seq"] == seq_len)]
+    least: dict[tuple, float] = {}
+    peaks = numeric(here, "peak_allocated_gib")
+    for c, b, a in zip(here["_cfg"], here["_batch"], peaks, strict=True):
+        if pd.notna(a):
+            least[(c, b)] = min(a, least.get((c, b), a))
+    at_len = pd.Series(
+        [least.get((c, b), math.nan) for c, b in zip(rows["_cfg"], rows["_batch"], strict=True)],
+        index=rows.index,
+        dtype=float,
+    )
+    shorter = (numeric(rows, "peak_allocated_gib") - at_len).clip(lower=0).fillna(0.0)
+    stated = left.notna()  # a row without its cap or reserved peak: nothing says it was narrow
+    left = left + shorter.where(rows["_seq"] > seq_len, 0.0)
+    return left.where(once & stated)
 
 
 def predicted(d: pd.DataFrame, seq_len: int, capacities) -> dict[tuple[float, str], list]:

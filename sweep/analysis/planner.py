@@ -35,6 +35,7 @@ from sweep.analysis.plan_evidence import (
     EMULATED,
     MEASURED,
     PREDICTED,
+    SINGLE_CAP_SLACK_GIB,
     Evidence,
     card_of,
 )
@@ -128,6 +129,11 @@ def _known_from(e: Evidence) -> str:
     longer = f" at {e.from_seq:,} tokens" if e.from_seq is not None else ""
     if e.kind == MEASURED:
         return f"measured on {e.gpu}{longer}"
+    if e.kind == EMULATED and e.narrow is not None:
+        return (
+            f"emulated on a capped {e.gpu}{longer}, narrowly: capped once, {e.narrow:.2f} GiB "
+            f"to spare where the cap was up to {SINGLE_CAP_SLACK_GIB} GiB above the card's room"
+        )
     if e.kind == EMULATED:
         return f"emulated on a capped {e.gpu}{longer}"
     if e.peak_gib is not None:
@@ -169,7 +175,7 @@ def _row(card: str, method: str, found: list[Evidence], marks: dict[str, str]) -
     mark = _parity(best, marks)
     row.update(
         {
-            "Fits": "yes",
+            "Fits": "yes" if best.narrow is None else "probably",
             "Known from": _known_from(best),
             "Largest batch": best.largest_batch,
             "Longest sequence run": best.longest_seq,

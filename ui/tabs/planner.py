@@ -20,7 +20,8 @@ from ui.tabs.common import Context, Tab, redraw_on_own_inputs
 
 HELP = (
     "**Known from**: *measured on a GPU* (trials on that card), *emulated on a capped GPU* (a "
-    "bigger card whose allocator was capped at this size: what fits, never how fast), "
+    "bigger card whose allocator was capped at this size: what fits, never how fast; *Fits: "
+    "probably* where a row capped once had less than 0.25 GiB to spare), "
     "*predicted by the memory model* (the line of peak memory through the measured batches), "
     "*predicted from a peak measured on a bigger GPU* (a batch whose peak, the CUDA context in "
     "it, fits what this card shows, less 2%), or *not measured*. **Knobs**: the memory knobs of "
