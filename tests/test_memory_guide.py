@@ -254,3 +254,18 @@ def test_a_resumed_search_asks_for_its_stored_probes_again(h200):
         kinds.append(step.kind)
         assert step.kind != RUN, (kinds, step.trial.config.batch_size)
     assert kinds == [STORED] * len(stored) and again.answer == done.answer
+
+
+def test_seen_peaks_leave_the_drivers_own_region_out_of_what_is_held_outside_the_allocator():
+    from sweep.engine.memory_guide import SeenPeaks
+
+    # the H200 of 2026-12-07: NVML's total 140.40 GiB, CUDA's 139.80 (the driver keeps 0.60 GiB,
+    # which NVML counts as used); 1.35 GiB of NVML's peak over the reserved one is 0.75 outside
+    seen = SeenPeaks()
+    metrics = {"peak_allocated_gib": 8.0, "peak_reserved_gib": 8.8, "device_total_gib": 139.8}
+    seen.add(16, {**metrics, "nvml_peak_used_gib": 10.15, "nvml_total_gib": 140.4})
+    assert seen.outside[16] == pytest.approx(0.75)
+    assert seen.room[16] == pytest.approx(139.8 - 0.75)
+    # a record without NVML's total (before 2026-12-07): the whole difference, as it was read
+    seen.add(32, {**metrics, "nvml_peak_used_gib": 10.15})
+    assert seen.outside[32] == pytest.approx(1.35)

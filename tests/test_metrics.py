@@ -105,6 +105,7 @@ def test_nvml_summary_from_replayed_samples():
             "gpu_util": 90,
             "mem_util": 40,
             "used_bytes": 10 * 2**30,
+            "total_bytes": 143771 * 2**20,  # the H200's, NVML's count
             "power_w": 500.0,
             "sm_mhz": 1980,
             "temp_c": 50,
@@ -130,12 +131,14 @@ def test_nvml_summary_from_replayed_samples():
     assert s["gpu_util_pct_mean"] == 95
     assert s["power_w_mean"] == 550.0
     assert s["nvml_peak_used_gib"] == 12.0
+    assert s["nvml_total_gib"] == pytest.approx(140.401, abs=1e-3)
     assert s["temperature_c_max"] == 55
     assert s["energy_j"] == 1100.0
     assert s["throttle_reasons"] == "sw_power_cap"  # gpu_idle is not a throttle
     assert throttle_names(0x8 | 0x40) == ["hw_slowdown", "hw_thermal_slowdown"]
     empty = summarize_nvml([], None, 0)
     assert empty["gpu_util_pct_mean"] is None and empty["nvml_peak_used_gib"] is None
+    assert empty["nvml_total_gib"] is None
 
 
 def test_union_of_kernel_intervals_counts_overlap_once():

@@ -229,6 +229,13 @@ def test_predicted_from_one_measured_peak_on_a_bigger_card():
     # a peak at another length says nothing at this one
     t = plan(frame([row(H200, 4, 3000.0, mem=20.0, seq_len=2048)]), MODEL, 4096, 1e6).table
     assert line(t, "24 GB")["Fits"] == "unknown"
+    # NVML's peak counts the driver's own region (NVML's total less CUDA's: 0.6 GiB on the
+    # H200), which a card's shown total leaves out: 23.5 GiB read is 22.9 GiB of a 24 GB card
+    driver = row(H200, 4, 3000.0, mem=23.5)
+    driver.metrics.update(nvml_total_gib=140.4, device_total_gib=139.8)
+    assert line(plan(frame([driver]), MODEL, 4096, 1e6).table, "24 GB")["Fits"] == "yes"
+    del driver.metrics["nvml_total_gib"]  # without NVML's total: as read, over 23.2 GiB
+    assert line(plan(frame([driver]), MODEL, 4096, 1e6).table, "24 GB")["Fits"] == "unknown"
 
 
 def test_a_batch_that_fitted_a_longer_sequence_fits_a_shorter_one():

@@ -35,8 +35,9 @@ KNOBS: dict[str, tuple[tuple[Any, ...], str]] = {
 # an A100-40GB 39.4: 98.5% at the least); a batch whose measured peak, the CUDA context in it,
 # stays under that share of a smaller card less the memory model's margin fits that card.
 SHOWN_SHARE = 0.985
-# The peak a row needs: NVML's peak (sampled, so it can miss a short spike), or torch's exact
-# reserved peak plus the least CUDA context seen (0.51 GiB on Hopper, torch 2.11), the larger.
+# The peak a row needs: NVML's peak (sampled, so it can miss a short spike; less the driver's
+# own region where the row says), or torch's exact reserved peak plus the least CUDA context
+# seen (0.51 GiB on Hopper, torch 2.11), the larger.
 CONTEXT_MIN_GIB = 0.5
 # A row capped once (before the second cap, sweep/trial/capacity.py: it has no
 # ``outside_allocator_gib``) had its cap set from what CUDA held at its start; after the warm-up
@@ -247,10 +248,13 @@ def by_peak(d: pd.DataFrame, seq_len: int, capacities) -> dict[tuple[float, str]
     """(card GB, method) -> each configuration's largest batch at ``seq_len`` whose peak measured
     on a bigger card fits a card of that size (SHOWN_SHARE, the memory model's margin)."""
     real = d[d["_cap"].isna() & (d["status"] == OK) & (d["_seq"] == seq_len)]
-    need = pd.concat(
-        [numeric(real, "nvml_peak_used_gib"), numeric(real, "peak_reserved_gib") + CONTEXT_MIN_GIB],
-        axis=1,
-    ).max(axis=1)
+    # NVML counts the driver's own region as used, which a card's shown total leaves out: less
+    # that region where the row carries NVML's total (else as read: a little high)
+    driver = (numeric(real, "nvml_total_gib") - numeric(real, "device_total_gib")).clip(lower=0)
+    nvml = numeric(real, "nvml_peak_used_gib") - driver.fillna(0.0)
+    need = pd.concat([nvml, numeric(real, "peak_reserved_gib") + CONTEXT_MIN_GIB], axis=1).max(
+        axis=1
+    )
     real = real.assign(_need=need)[need.notna()]
     out: dict[tuple[float, str], list[Evidence]] = {}
     for (gpu, method, cfg_values), rows in real.groupby(["_gpu", "_method", "_cfg"]):

@@ -91,7 +91,7 @@ class SeenPeaks:
     whatever source its own guide follows: every fitting probe's allocated peak (what the step
     itself holds, the same under any cap), the card's shown total, and per probe the room the
     allocator had (the shown total less what is held outside it: NVML's peak less the reserved
-    one, where both were read)."""
+    one and less the driver's own region where NVML's total was read, where both peaks were)."""
 
     def __init__(self) -> None:
         self.allocated: dict[int, float] = {}  # units -> peak_allocated_gib
@@ -115,7 +115,11 @@ class SeenPeaks:
         )
         if reserved is not None and reserved > 0:
             self.reserved[units] = reserved
-        outside = nvml - reserved if nvml is not None and reserved is not None else None
+        # NVML counts as used the region the driver keeps for itself (its total less CUDA's:
+        # 0.60 GiB on the H200, 0.46 on the H100), which the card's shown total leaves out
+        # already; where the record carries NVML's total, that region is not "outside" too
+        driver = max((_finite(metrics.get("nvml_total_gib")) or shown) - shown, 0.0)
+        outside = nvml - reserved - driver if nvml is not None and reserved is not None else None
         if outside is not None and outside > 0:
             self.outside[units] = outside
         else:  # unread: where the reserved peak's threshold sits

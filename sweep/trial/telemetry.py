@@ -103,6 +103,7 @@ class NvmlSampler:
                 "gpu_util": util.gpu if util is not None else None,
                 "mem_util": util.memory if util is not None else None,
                 "used_bytes": mem.used if mem is not None else None,
+                "total_bytes": mem.total if mem is not None else None,
                 "power_w": power / 1000.0 if power is not None else None,
                 "sm_mhz": clock,
                 "temp_c": temp,
@@ -146,7 +147,7 @@ def summarize_nvml(
         v = vals(key)
         return sum(v) / len(v) if v else None
 
-    used = vals("used_bytes")
+    used, totals = vals("used_bytes"), vals("total_bytes")
     temps = vals("temp_c")
     # gpu_idle is set whenever the sampler catches the GPU between kernels; not a throttle.
     names = [n for n in throttle_names(throttle_mask) if n != "gpu_idle"]
@@ -157,6 +158,7 @@ def summarize_nvml(
         "power_w_mean": mean("power_w"),
         "temperature_c_max": max(temps) if temps else None,
         "nvml_peak_used_gib": max(used) / 2**30 if used else None,
+        "nvml_total_gib": max(totals) / 2**30 if totals else None,
         "energy_j": energy_j,
         "throttle_reasons": ",".join(names) if names else "",
         "nvml_samples": len(samples),
