@@ -35,6 +35,7 @@ from typing import Any
 from sweep.engine.schedule import NONFINITE, OK, OOM, RUN, BatchSearch, Schedule, Step
 from sweep.plan.grid import PlannedTrial
 from sweep.results.memory_model import GIB, allocator_cap
+from sweep.results.memory_transient import TransientModel
 
 # What the first capped probe is estimated to hold outside the allocator, GiB, where the uncapped
 # family's probes did not read it either (the probe reads the true figure): an H200 with torch
@@ -73,27 +74,20 @@ def seed_families(schedules: list[Schedule]) -> list[Schedule]:
     return out
 
 
-class FamilyModel:
+class FamilyModel(TransientModel):
     """The memory model of one family (a card-free one: one uncapped search serves every card),
-    taught by every probe of the family's capped searches.
-
-    The step's allocated peak against the searched axis, a broken line through the probes that
-    fitted (uncapped and capped alike: what the step allocates is the same under any cap), plus a
-    transient the allocator must still find room for at the peak (the fp32 logits of a causal-LM
-    loss, the allocator's split blocks), proportional to the axis: ``k`` GiB a unit. ``k`` starts
-    from the uncapped limit (the room it had less its allocated peak, over its length) or, where
-    the uncapped search reached the axis's limit, its last probe's reserved peak less the
-    allocated one; each capped probe then bounds it (one that fitted: k <= (cap - allocated) / n;
-    one that did not: k > (cap - the line's allocated) / n). A length fits a card where
-    allocated + k * n <= the card's cap.
+    in the search's units (sweep/results/memory_transient.py: the allocated peak's broken line
+    through the probes that fitted, uncapped and capped alike, plus a transient ``k`` GiB a
+    unit), taught by every probe of the family's capped searches. ``k`` starts from the uncapped
+    limit (the room it had less its allocated peak, over its length) or, where the uncapped
+    search reached the axis's limit, its last probe's reserved peak less the allocated one; each
+    capped probe then bounds it. A length fits a card where allocated + k * n <= the card's cap.
     """
 
     def __init__(self, source: BatchSearch) -> None:
+        super().__init__()
         self.source = source
         self.seeded = False
-        self.points: dict[int, float] = {}  # units -> allocated peak GiB
-        self.k = 0.0
-        self.k_low, self.k_high = 0.0, math.inf
 
     def seed(self) -> None:
         """Take the uncapped search's probes, once it is done (a capped search answered without
@@ -108,49 +102,6 @@ class FamilyModel:
         elif src.lo in seen.allocated and src.lo in seen.reserved:
             self.k = max(seen.reserved[src.lo] - seen.allocated[src.lo], 0.0) / src.lo
         self._settle()
-
-    def fitted(self, units: int, allocated: float, cap: float) -> None:
-        self.points[units] = allocated
-        self.k_high = min(self.k_high, (cap - allocated) / units)
-        self._settle()
-
-    def failed(self, units: int, cap: float) -> None:
-        if (model := self.allocated(units)) is not None:
-            self.k_low = max(self.k_low, (cap - model) / units)
-            self._settle()
-
-    def _settle(self) -> None:
-        k = max(self.k, self.k_low * (1 + 1e-9) + 1e-12) if self.k_low > 0 else self.k
-        self.k = max(min(k, self.k_high), 0.0)
-
-    def allocated(self, units: float) -> float | None:
-        """The allocated peak at ``units`` by the points' broken line (its end segments carried
-        on beyond them); None with fewer than two points."""
-        xs = sorted(self.points)
-        if len(xs) < 2:
-            return None
-        i = next((j for j in range(1, len(xs) - 1) if xs[j] >= units), len(xs) - 1)
-        x0, x1 = xs[i - 1], xs[i]
-        slope = max((self.points[x1] - self.points[x0]) / (x1 - x0), 0.0)
-        return self.points[x0] + slope * (units - x0)
-
-    def limit(self, cap: float, axis_limit: int) -> int | None:
-        """The largest length (units) the model fits under ``cap``; None without a model."""
-        if self.allocated(1) is None:
-            return None
-
-        def fits(n: int) -> bool:
-            return self.allocated(n) + self.k * n <= cap  # type: ignore[operator]
-
-        if not fits(1):
-            return 0
-        lo, hi = 1, axis_limit
-        if fits(hi):
-            return hi
-        while hi - lo > 1:  # fits(lo), not fits(hi)
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-        return lo
 
 
 class SeededSearch:
