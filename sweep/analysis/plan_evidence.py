@@ -15,7 +15,14 @@ import pandas as pd
 
 from sweep.analysis.selection import OOM_STATUSES, config_text, gpu_column, numeric, short_gpu
 from sweep.plan.config import shape_fields
-from sweep.results.memory_model import MARGIN, predicted_limits
+from sweep.plan.grid import SEQ_RESOLUTION
+from sweep.results.memory_model import GIB, MARGIN, PEAK_SOURCES
+from sweep.results.memory_surface import (
+    Prediction,
+    SurfaceFit,
+    fit_surface,
+    materialises_attention,
+)
 from sweep.results.record import OK
 
 MEASURED, EMULATED, PREDICTED = "measured", "emulated", "predicted"
@@ -46,6 +53,11 @@ CONTEXT_MIN_GIB = 0.5
 # the card leaves. Such a row fitted surely only with this much to spare (under its cap, or at a
 # shorter length than it ran); otherwise it fitted "narrowly" and the planner says so.
 SINGLE_CAP_SLACK_GIB = 0.25
+# A memory model fitted across lengths whose largest miss on its own points is over this
+# predicts nothing for the planner: with checkpointing the step's peak moves from the optimizer
+# at short lengths to the backward at long ones (no one line: up to 14% off on the H100's
+# Llama-3.2-1B rows), where the MARGIN kept free is 2%.
+SURFACE_MAX_MISS_PCT = 3.0
 # QLoRA's 4-bit base is a method (a row of its own), not a knob of LoRA's row.
 # A configuration is every shape field but the batch, the sequence length and a cap (capped rows
 # are told apart by ``_cap``).
@@ -72,6 +84,12 @@ class Evidence:
     peak_gib: float | None = None  # predicted from this measured peak (by_peak)
     from_seq: int | None = None  # fits because the batch fitted this longer sequence
     narrow: float | None = None  # capped once, fitted with this little to spare (GiB)
+    # by the memory model: its longest sequence at batch 1, its largest miss (%) over the
+    # lengths it was fitted on, and whether the batch lies far past the measured tokens
+    predicted_seq: int | None = None
+    miss_pct: float | None = None
+    fit_lengths: int | None = None
+    extrapolated: bool = False
 
     def rank(self) -> tuple:
         fast = self.tokens_per_s is not None
@@ -99,13 +117,94 @@ def card_of(memory_gib: float | None, capacities, name: str = "") -> float | Non
     return min(fits) if fits else None
 
 
-def predictions(rows: pd.DataFrame, seq_len: int, capacities) -> pd.DataFrame:
-    """What the memory model predicts per configuration, GPU and card: ``predicted_max_batch``
-    at ``seq_len`` and ``predicted_max_seq_len`` (None: the model is in the batch alone). The one
-    place the memory model is asked: a model in batch and sequence length replaces this."""
-    at_len = rows[numeric(rows, "seq_len") == seq_len]
-    lim = predicted_limits(at_len, tuple(capacities))
-    return lim.assign(predicted_max_seq_len=None)
+def _fit(rows: pd.DataFrame, quadratic: bool) -> tuple[SurfaceFit | None, str | None]:
+    """The memory model through ``rows`` (ok, one configuration on one GPU) from the first peak
+    source every row has (one source for all points, as the batch model reads them)."""
+    for source in PEAK_SOURCES:
+        peaks = numeric(rows, source)
+        if len(rows) and peaks.notna().all():
+            batch, seq = numeric(rows, "batch_size"), numeric(rows, "seq_len")
+            points = list(zip(batch, seq, peaks * GIB, strict=True))
+            return fit_surface(points, quadratic), source
+    return None, None
+
+
+def _across(rows: pd.DataFrame, quadratic: bool) -> tuple[SurfaceFit | None, int]:
+    """The memory model through every length of ``rows`` and how many lengths it holds. Where
+    its largest miss is over SURFACE_MAX_MISS_PCT, through the longer lengths only: the point of
+    the fewest tokens is left out while at least three remain and it lies below the line through
+    the rest (the step's peak there is another phase's, the optimizer's under checkpointing: the
+    line errs high there, towards "does not fit"); None where that does not bring the miss
+    under (a point above the line: NVML's peak holding cached blocks)."""
+    rows = rows.assign(_tokens=rows["_batch"] * rows["_seq"]).sort_values("_tokens")
+    while True:
+        fit, source = _fit(rows, quadratic)
+        if fit is None or fit.max_error_pct <= SURFACE_MAX_MISS_PCT:
+            return fit, int(rows["_seq"].nunique())
+        first, rest = rows.iloc[0], rows.iloc[1:]
+        refit = _fit(rest, quadratic)[0] if rest["_tokens"].nunique() >= 3 else None
+        measured = float(first[source]) * GIB
+        if refit is None or measured > refit.predict_bytes(first["_batch"], first["_seq"]):
+            return None, 0
+        rows = rest
+
+
+def predictions(d: pd.DataFrame, seq_len: int, capacities) -> pd.DataFrame:
+    """What the memory model in batch and sequence length (sweep/results/memory_surface.py)
+    predicts per configuration, GPU and card, from the uncapped ok rows of ``d`` (``prepare``):
+    ``predicted_max_batch`` at ``seq_len`` (from the rows at ``seq_len`` alone where they hold
+    two batches or more: the line of that length; else from every length measured) and
+    ``predicted_max_seq_len`` at batch 1 (every length), each with the MARGIN kept free, and
+    whether it extrapolates far past the measured tokens (``_across``: a fit across lengths is
+    within SURFACE_MAX_MISS_PCT of its points or predicts nothing). The one place the planner
+    asks the memory model."""
+    columns = [
+        "_gpu",
+        "_cfg",
+        "capacity_gb",
+        "predicted_max_batch",
+        "batch_extrapolated",
+        "predicted_max_seq_len",
+        "seq_extrapolated",
+        "fit_max_error_pct",
+        "fit_lengths",
+    ]
+    ok = d[d["_cap"].isna() & (d["status"] == OK)] if len(d) else d
+    out = []
+    for (gpu, cfg), rows in ok.groupby(["_gpu", "_cfg"]) if len(ok) else ():
+        if gpu == UNKNOWN_GPU:
+            continue
+        quadratic = materialises_attention(
+            dict(zip(GROUP_FIELDS, cfg, strict=True)).get("attention")
+        )
+        across, used = _across(rows, quadratic)
+        here = rows[rows["_seq"] == seq_len]
+        one = _fit(here, False)[0] if here["_batch"].nunique() >= 2 else None
+        at_len = one or across
+        if at_len is None:
+            continue
+        lengths = 1 if one is not None else used
+        for cap in capacities:
+            batch = at_len.largest_batch(cap * GIB, seq_len)
+            seq = (
+                across.longest_seq(cap * GIB, 1, step=SEQ_RESOLUTION)
+                if across is not None
+                else Prediction(None, False)
+            )
+            out.append(
+                {
+                    "_gpu": gpu,
+                    "_cfg": cfg,
+                    "capacity_gb": cap,
+                    "predicted_max_batch": batch.value,
+                    "batch_extrapolated": batch.extrapolated,
+                    "predicted_max_seq_len": seq.value,
+                    "seq_extrapolated": seq.extrapolated,
+                    "fit_max_error_pct": at_len.max_error_pct,
+                    "fit_lengths": lengths,
+                }
+            )
+    return pd.DataFrame(out, columns=columns)
 
 
 def prepare(frame: pd.DataFrame, model: str) -> pd.DataFrame:
@@ -227,17 +326,17 @@ def predicted(d: pd.DataFrame, seq_len: int, capacities) -> dict[tuple[float, st
     """(card GB, method) -> each configuration's prediction (from uncapped ok rows)."""
     out: dict[tuple[float, str], list[Evidence]] = {}
     real = d[d["_cap"].isna()]
-    lim = predictions(real.drop(columns=["capacity_gb"], errors="ignore"), seq_len, capacities)
-    for _, p in lim.iterrows():
-        cfg = {f: config_text(pd.DataFrame([p]), f).iloc[0] for f in GROUP_FIELDS}
-        batch = int(p["predicted_max_batch"]) if pd.notna(p["predicted_max_batch"]) else None
-        if batch is None:
+    for _, p in predictions(d, seq_len, capacities).iterrows():
+        cfg = dict(zip(GROUP_FIELDS, p["_cfg"], strict=True))
+        batch = p["predicted_max_batch"]
+        if batch is None or pd.isna(batch):
             continue  # memory does not grow with the batch: no prediction
-        seq = p.get("predicted_max_seq_len")
-        e = Evidence(PREDICTED, short_gpu(p["gpu"]), knobs_of(cfg), batch >= 1, batch or None)
-        e.longest_seq = int(seq) if seq is not None and pd.notna(seq) else None
-        mask = (real["_gpu"] == e.gpu) & (real["_cfg"] == tuple(cfg.values()))
-        mask &= real["_seq"] == seq_len
+        e = Evidence(PREDICTED, p["_gpu"], knobs_of(cfg), int(batch) >= 1, int(batch) or None)
+        seq = p["predicted_max_seq_len"]
+        e.predicted_seq = int(seq) if seq is not None and pd.notna(seq) else None
+        e.miss_pct, e.fit_lengths = float(p["fit_max_error_pct"]), int(p["fit_lengths"])
+        e.extrapolated = bool(p["batch_extrapolated"])
+        mask = (real["_gpu"] == e.gpu) & (real["_cfg"] == p["_cfg"])
         e.keys = tuple(real.loc[mask & (real["status"] == OK), "key"])
         e.datasets = tuple(sorted({str(v) for v in real.loc[mask, "_ds"]}))
         out.setdefault((float(p["capacity_gb"]), cfg["finetune"]), []).append(e)

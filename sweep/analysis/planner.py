@@ -141,7 +141,14 @@ def _known_from(e: Evidence) -> str:
             f"predicted from a peak measured on {e.gpu} "
             f"({e.peak_gib:.1f} GiB at batch {e.largest_batch})"
         )
-    return f"predicted by the memory model (from {e.gpu} rows)"
+    lengths = "" if (e.fit_lengths or 1) == 1 else f" at {e.fit_lengths} lengths"
+    miss = "" if e.miss_pct is None else f", largest miss {e.miss_pct:.1f}%"
+    text = f"predicted by the memory model (from {e.gpu} rows{lengths}{miss})"
+    if e.predicted_seq:
+        text += f"; batch 1 up to {e.predicted_seq:,} tokens"
+    if e.extrapolated:
+        text += "; far beyond the measured tokens per step"
+    return text
 
 
 def _row(card: str, method: str, found: list[Evidence], marks: dict[str, str]) -> dict:
