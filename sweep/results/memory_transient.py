@@ -15,8 +15,8 @@ allocated peaks (the same on every card: identical capped and uncapped on the H1
 segments carried on; ``k`` is bounded by every step measured near a limit: one that fitted,
 k <= (room - allocated) / n; one that did not, k > (room - allocated(n)) / n.
 
-Used by the atlas's capped searches (sweep/engine/seeded.py, in search units) and the fine-tune
-planner (sweep/analysis/plan_evidence.py, in tokens). Pure: no torch, no pandas.
+Used by the atlas's capped searches (sweep/engine/seeded.py, in search units). Pure: no torch,
+no pandas.
 """
 
 from __future__ import annotations
