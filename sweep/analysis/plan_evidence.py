@@ -129,7 +129,7 @@ def _fit(rows: pd.DataFrame, quadratic: bool) -> tuple[SurfaceFit | None, str | 
     return None, None
 
 
-def _across(rows: pd.DataFrame, quadratic: bool) -> tuple[SurfaceFit | None, int]:
+def fit_across(rows: pd.DataFrame, quadratic: bool) -> tuple[SurfaceFit | None, int]:
     """The memory model through every length of ``rows`` and how many lengths it holds. Where
     its largest miss is over SURFACE_MAX_MISS_PCT, through the longer lengths only: the point of
     the fewest tokens is left out while at least three remain and it lies below the line through
@@ -155,7 +155,7 @@ def predictions(d: pd.DataFrame, seq_len: int, capacities) -> pd.DataFrame:
     ``predicted_max_batch`` at ``seq_len`` (from the rows at ``seq_len`` alone where they hold
     two batches or more: the line of that length; else from every length measured) and
     ``predicted_max_seq_len`` at batch 1 (every length), each with the MARGIN kept free, and
-    whether it extrapolates far past the measured tokens (``_across``: a fit across lengths is
+    whether it extrapolates far past the measured tokens (``fit_across``: a fit across lengths is
     within SURFACE_MAX_MISS_PCT of its points or predicts nothing). The one place the planner
     asks the memory model."""
     columns = [
@@ -177,7 +177,7 @@ def predictions(d: pd.DataFrame, seq_len: int, capacities) -> pd.DataFrame:
         quadratic = materialises_attention(
             dict(zip(GROUP_FIELDS, cfg, strict=True)).get("attention")
         )
-        across, used = _across(rows, quadratic)
+        across, used = fit_across(rows, quadratic)
         here = rows[rows["_seq"] == seq_len]
         one = _fit(here, False)[0] if here["_batch"].nunique() >= 2 else None
         at_len = one or across
