@@ -305,3 +305,35 @@ def test_a_sure_fit_with_a_knob_is_shown_before_a_narrow_one_without():
     roomy = _capped_once(row(H200, 1, 100.0), 23.239, 22.9, 21.0)
     t = plan(frame([roomy, ckpt], capped={0: 24, 1: 24}), MODEL, 4096, 1e6).table
     assert line(t, "24 GB")["Fits"] == "yes" and line(t, "24 GB")["Knobs"] == "none"
+
+
+def _lengths(peaks, **cfg):
+    """LoRA at batch 1 on the H200, one row per length: {seq_len: NVML peak GiB}."""
+    return [row(H200, 1, 1000.0, seq_len=s, mem=m, **cfg) for s, m in peaks.items()]
+
+
+def test_predicted_across_lengths_where_the_asked_one_has_a_single_batch():
+    # 6 GiB fixed + 6 GiB per 2,048 tokens (an atlas's batch-1 probes): at 4,096 tokens a
+    # 40 GB card (39.2 GiB with the margin) holds batch 2 (30 GiB), not 3 (42)
+    t = plan(frame(_lengths({2048: 12.0, 4096: 18.0, 8192: 30.0})), MODEL, 4096, 1e6).table
+    p = line(t, "40 GB")
+    assert p["Fits"] == "yes" and p["Largest batch"] == 2
+    assert p["Known from"] == (
+        "predicted by the memory model (from H200 rows at 3 lengths, largest miss 0.0%); "
+        "batch 1 up to 11,264 tokens"  # (39.2 - 6) / 6 * 2048 = 11,332: 11,264 in 128s
+    )
+    assert line(t, "16 GB")["Fits"] == "no"  # 6 + 12 > 15.7
+    # 80 GB: batch 6, 24,576 tokens a step, three times the most measured (8,192)
+    assert line(t, "80 GB")["Known from"].endswith("; far beyond the measured tokens per step")
+
+
+def test_a_short_point_under_the_line_is_left_out_and_one_above_it_stops_the_model():
+    ckpt = {"gradient_checkpointing": True}
+    # checkpointing: at 1,024 tokens the optimizer's peak (8 GiB) is under the line (9 GiB)
+    under = _lengths({1024: 8.0, 2048: 12.0, 4096: 18.0, 8192: 30.0}, **ckpt)
+    p = line(plan(frame(under), MODEL, 4096, 1e6).table, "40 GB")
+    assert p["Largest batch"] == 2 and "at 3 lengths, largest miss 0.0%" in p["Known from"]
+    # a point above the line (NVML holding cache) cannot be left out: the model says nothing
+    above = _lengths({1024: 11.0, 2048: 12.0, 4096: 18.0, 8192: 30.0}, **ckpt)
+    p = line(plan(frame(above), MODEL, 4096, 1e6).table, "40 GB")
+    assert not p["Known from"].startswith("predicted by the memory model")

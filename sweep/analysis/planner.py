@@ -9,9 +9,11 @@ and method. What each row says is taken from the strongest evidence there is, in
    is that GPU's memory); a batch that fitted a longer sequence fits a shorter one ("at N
    tokens": a max-seq search's probes answer every shorter length), without a speed;
 2. **emulated on a capped <GPU>**: trials run on a bigger GPU whose allocator was capped at the
-   card's size (rows with a ``capacity_gb``): they say what fits, never how fast;
-3. **predicted** from uncapped rows on a bigger card: by the memory model (``predictions``) or
-   by one measured peak that fits what the smaller card shows (``by_peak``);
+   card's size (rows with a ``capacity_gb``): they say what fits, never how fast; a row capped
+   once with under 0.25 GiB to spare fits "probably";
+3. **predicted** from uncapped rows: by the memory model in batch and sequence length
+   (``plan_evidence.predictions``) or by one measured peak that fits what the smaller card shows
+   (``plan_evidence.by_peak``);
 4. **not measured**: nothing is known, and the row says so.
 
 Among the configurations that fit, the one shown is the cheapest: the fastest where speed was
