@@ -4,7 +4,8 @@ importing them in the fork server). Run on the GPU host, each case in a fresh in
 
     python benchmarks/import_cost.py [--json OUT]
 
-Cases: "plain" imports as a trial does; "nvml-capability" first replaces
+Cases: "plain" imports the three as a QLoRA trial does; "lora" imports peft as a LoRA trial does
+(sweep/trial/finetune.py hides bitsandbytes from it); "nvml-capability" first replaces
 torch.cuda.get_device_capability with NVML's reading (what a fork server could do so that
 bitsandbytes' import reads the compute capability without starting CUDA), then says whether
 torch's CUDA and the CUDA driver (libcuda mapped into the process) were started by the import.
@@ -36,7 +37,16 @@ if case == "nvml-capability":
 
     torch.cuda.get_device_capability = capability
 out = {"case": case}
-for name in ("bitsandbytes", "peft", "liger_kernel.transformers"):
+if case == "lora":  # what a LoRA trial imports now: peft with bitsandbytes hidden
+    from sweep.plan.config import TrialConfig
+    from sweep.trial.finetune import peft_without_bitsandbytes
+
+    t0 = time.perf_counter()
+    with peft_without_bitsandbytes(TrialConfig(model="llama-tiny", finetune="lora")):
+        import peft
+    out["peft_s"] = round(time.perf_counter() - t0, 3)
+    out["bitsandbytes_loaded"] = "bitsandbytes" in sys.modules
+for name in ("bitsandbytes", "peft", "liger_kernel.transformers") if case != "lora" else ():
     t0 = time.perf_counter()
     try:
         __import__(name)
@@ -60,7 +70,7 @@ def main() -> None:
     ap.add_argument("--json", help="write the cases here as JSON lines")
     args = ap.parse_args()
     lines = []
-    for case in ("plain", "nvml-capability"):
+    for case in ("plain", "nvml-capability", "lora"):
         p = subprocess.run(
             [sys.executable, "-c", CASE, case], capture_output=True, text=True, timeout=300
         )

@@ -197,3 +197,31 @@ def test_an_emulated_cards_row_counts_no_flops(monkeypatch):
     timings = {}
     flops = step_flops(build_workload(TrialConfig(**LM), "cpu"), None, timings)
     assert flops == 7 * LM["batch_size"] and timings["flops_reused"] == 0
+
+
+PEFT_IMPORT = """
+import sys, time
+from sweep.plan.config import TrialConfig
+from sweep.trial.run import run_trial
+lm = dict(model="llama-tiny", task="causal-lm", batch_size=2, seq_len=16, device="cpu", steps=2,
+          warmup_steps=1, precision="fp32")
+lora = run_trial(TrialConfig(finetune="lora", **lm))
+print(lora.status, "bitsandbytes" in sys.modules)
+qlora = run_trial(TrialConfig(finetune="qlora", **{**lm, "precision": "bf16-mixed"}))
+print(qlora.status, qlora.metrics.get("n_params_trainable"), "bitsandbytes" in sys.modules)
+"""
+
+
+def test_a_lora_trial_does_not_import_bitsandbytes_and_a_later_qlora_one_still_can():
+    # peft 0.21 imports bitsandbytes with itself (2.14 s of a LoRA probe on the H200, starting
+    # CUDA); a LoRA trial hides it, and a QLoRA trial after it in the same process finds it
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", PEFT_IMPORT], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.split()
+    assert lines[:2] == ["ok", "False"], out.stdout  # LoRA: trained, no bitsandbytes loaded
+    assert lines[2] == "ok" and int(lines[3]) > 0 and lines[4] == "True", out.stdout

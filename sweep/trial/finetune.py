@@ -9,7 +9,9 @@ liger-kernel are imported here only, when a configuration asks for them; a missi
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import sys
 
 import torch
 
@@ -124,8 +126,46 @@ def apply_liger(model, config: TrialConfig):
 # -- LoRA adapters (peft) ---------------------------------------------------------------------
 
 
+def needs_bitsandbytes(config: TrialConfig) -> bool:
+    """Whether the configuration uses bitsandbytes: a 4-bit base or an 8-bit optimizer."""
+    return config.finetune == "qlora" or config.optimizer in ("adamw-8bit", "paged-adamw-8bit")
+
+
+@contextlib.contextmanager
+def peft_without_bitsandbytes(config: TrialConfig):
+    """Import and apply peft with bitsandbytes hidden where the configuration does not use it.
+
+    peft 0.21 imports bitsandbytes with itself (peft/helpers.py), which a LoRA trial never uses,
+    and bitsandbytes' import reads the GPU's compute capability, starting CUDA: 2.14 s of every
+    LoRA probe on the H200 (benchmarks/import_cost.py, 2026-12-07), 2-3 s on a CPU. Inside this
+    block a None in sys.modules makes ``import bitsandbytes`` raise ImportError and ``find_spec``
+    say it is absent (peft then leaves its bitsandbytes layers out: they only match quantized
+    layers, which a LoRA base has none of). After it the package is found again and peft's
+    cached "is it there" answers are cleared, so that a later trial in the same process that
+    needs it (a test's QLoRA) has it. Where bitsandbytes is already imported, nothing is hidden."""
+    hide = not needs_bitsandbytes(config) and "bitsandbytes" not in sys.modules
+    if hide:
+        sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if hide:
+            if "bitsandbytes" in sys.modules and sys.modules["bitsandbytes"] is None:
+                del sys.modules["bitsandbytes"]
+            _forget_peft_answers()
+
+
+def _forget_peft_answers() -> None:
+    utils = sys.modules.get("peft.import_utils")
+    for name in ("is_bnb_available", "is_bnb_4bit_available"):
+        clear = getattr(getattr(utils, name, None), "cache_clear", None)
+        if clear is not None:
+            clear()
+
+
 def lora_check(config: TrialConfig, device_type: str) -> str | None:
-    return missing("peft", "finetune")
+    with peft_without_bitsandbytes(config):
+        return missing("peft", "finetune")
 
 
 def lora_targets(model, which: str):
@@ -142,6 +182,11 @@ def apply_lora(model, config: TrialConfig):
     rank and dropout 0 (torchtune's recipes' choice: dropout costs time and memory and changes
     no shape). The adapters stay fp32 under a *-mixed precision (peft's autocast_adapter_dtype)
     and take the base's dtype under bf16-true."""
+    with peft_without_bitsandbytes(config):
+        return _wrapped(model, config)
+
+
+def _wrapped(model, config: TrialConfig):
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
