@@ -197,8 +197,9 @@ ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host 
 # FLOP count on capped rows) run the same atlas again; on an H200 its 80 GB cap against the H100's
 # own 80 GB answers of at1 measures the emulation's error; then the finetune preset's first part
 [ "${STEPS:-}" = at2 ] && STEPS="atlas_1b gpu_tests_all finetune_core"
-# what closes issues 22 and 25 after 2026-12-07 (about 9 minutes on the H200): STEPS=close
-[ "${STEPS:-}" = close ] && STEPS="gpu_tests_all seed q5"
+# what closes issues 22 and 25 after 2026-12-07 (about 9 minutes on the H200): STEPS=close;
+# then what a LoRA probe's imports cost with bitsandbytes hidden (about 20 s)
+[ "${STEPS:-}" = close ] && STEPS="gpu_tests_all seed q5 import_cost"
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"
