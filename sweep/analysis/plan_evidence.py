@@ -120,6 +120,7 @@ def card_of(memory_gib: float | None, capacities, name: str = "") -> float | Non
 def _fit(rows: pd.DataFrame, quadratic: bool) -> tuple[SurfaceFit | None, str | None]:
     """The memory model through ``rows`` (ok, one configuration on one GPU) from the first peak
     source every row has (one source for all points, as the batch model reads them)."""
+    rows = rows[numeric(rows, "batch_size").notna() & numeric(rows, "seq_len").notna()]
     for source in PEAK_SOURCES:
         peaks = numeric(rows, source)
         if len(rows) and peaks.notna().all():
