@@ -337,3 +337,12 @@ def test_a_short_point_under_the_line_is_left_out_and_one_above_it_stops_the_mod
     above = _lengths({1024: 11.0, 2048: 12.0, 4096: 18.0, 8192: 30.0}, **ckpt)
     p = line(plan(frame(above), MODEL, 4096, 1e6).table, "40 GB")
     assert not p["Known from"].startswith("predicted by the memory model")
+
+
+def test_batches_at_one_length_say_nothing_of_longer_sequences():
+    # the line of one length (4 and 8 sequences at 4,096 tokens) predicts batches there, but
+    # no length: nothing was measured across lengths
+    rows = [row(H200, 4, 3000.0, mem=40.0), row(H200, 8, 3200.0, mem=70.0)]
+    p = line(plan(frame(rows), MODEL, 4096, 1e6).table, "24 GB")
+    assert p["Known from"] == "predicted by the memory model (from H200 rows, largest miss 0.0%)"
+    assert p["Largest batch"] == 1

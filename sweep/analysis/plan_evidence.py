@@ -90,6 +90,7 @@ class Evidence:
     miss_pct: float | None = None
     fit_lengths: int | None = None
     extrapolated: bool = False
+    seq_far: bool = False  # the longest sequence lies far past the measured tokens too
 
     def rank(self) -> tuple:
         fast = self.tokens_per_s is not None
@@ -136,14 +137,17 @@ def fit_across(rows: pd.DataFrame, quadratic: bool) -> tuple[SurfaceFit | None, 
     the fewest tokens is left out while at least three remain and it lies below the line through
     the rest (the step's peak there is another phase's, the optimizer's under checkpointing: the
     line errs high there, towards "does not fit"); None where that does not bring the miss
-    under (a point above the line: NVML's peak holding cached blocks)."""
+    under (a point above the line: NVML's peak holding cached blocks), or with one length."""
     rows = rows.assign(_tokens=rows["_batch"] * rows["_seq"]).sort_values("_tokens")
+    if rows["_seq"].nunique() < 2:
+        return None, 0  # one length: no model across lengths (the line of that length serves)
     while True:
         fit, source = _fit(rows, quadratic)
         if fit is None or fit.max_error_pct <= SURFACE_MAX_MISS_PCT:
             return fit, int(rows["_seq"].nunique())
         first, rest = rows.iloc[0], rows.iloc[1:]
-        refit = _fit(rest, quadratic)[0] if rest["_tokens"].nunique() >= 3 else None
+        enough = rest["_tokens"].nunique() >= 3 and rest["_seq"].nunique() >= 2
+        refit = _fit(rest, quadratic)[0] if enough else None
         measured = float(first[source]) * GIB
         if refit is None or measured > refit.predict_bytes(first["_batch"], first["_seq"]):
             return None, 0
@@ -337,6 +341,7 @@ def predicted(d: pd.DataFrame, seq_len: int, capacities) -> dict[tuple[float, st
         e.predicted_seq = int(seq) if seq is not None and pd.notna(seq) else None
         e.miss_pct, e.fit_lengths = float(p["fit_max_error_pct"]), int(p["fit_lengths"])
         e.extrapolated = bool(p["batch_extrapolated"])
+        e.seq_far = bool(p["seq_extrapolated"])
         mask = (real["_gpu"] == e.gpu) & (real["_cfg"] == p["_cfg"])
         e.keys = tuple(real.loc[mask & (real["status"] == OK), "key"])
         e.datasets = tuple(sorted({str(v) for v in real.loc[mask, "_ds"]}))

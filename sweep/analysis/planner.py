@@ -147,7 +147,8 @@ def _known_from(e: Evidence) -> str:
     miss = "" if e.miss_pct is None else f", largest miss {e.miss_pct:.1f}%"
     text = f"predicted by the memory model (from {e.gpu} rows{lengths}{miss})"
     if e.predicted_seq:
-        text += f"; batch 1 up to {e.predicted_seq:,} tokens"
+        far = " (far past the measured)" if e.seq_far else ""
+        text += f"; batch 1 up to {e.predicted_seq:,} tokens{far}"
     if e.extrapolated:
         text += "; far beyond the measured tokens per step"
     return text
