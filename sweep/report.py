@@ -14,6 +14,7 @@ from typing import Any
 
 from cluster.placement import place
 from sweep.plan.config import MAIN_FIELDS, field_names
+from sweep.plan.fixed_memory import search_outline
 from sweep.plan.grid import MAX_BATCH, MAX_SEQ, SEARCH_MODES, SweepSpec, expand
 from sweep.results.lease import planned_keys
 from sweep.results.memory_model import CAPACITIES_GB, MARGIN, parse_capacities, predicted_limits
@@ -257,6 +258,8 @@ def plan_lines(
         f"sweep {spec.name}: {len(planned)} {unit}, {final} already stored with a final "
         f"status, {len(planned) - final} to run{search}"
     ]
+    if spec.mode in SEARCH_MODES and (outline := search_outline([t.config for t in planned])):
+        lines.append(f"searches: {outline}")
     if spec.interference:
         lines.append(
             "interference check: 2 more trials of "

@@ -206,3 +206,23 @@ def test_a_resumed_atlas_asks_the_same_probes_and_runs_nothing():
                 assert step.kind == STORED, step  # every probe asked again is one stored
     assert len(card.runs) == runs and len(steps) == runs
     assert sorted(s.answer[1] for s in resumed) == answers
+
+
+def test_the_plan_says_which_searches_run_and_which_are_answered_without_a_run():
+    from sweep.report import plan_lines
+
+    # full fine-tuning of Llama-3.2-1B: 19.8 GiB of weights, gradients and AdamW state, over a
+    # 16 GB card (answered without a run), under 24 GB (a capped search, seeded)
+    lines = plan_lines(_spec(finetune="full", caps=(16, 24)), None, None, None)
+    assert lines[1] == (
+        "searches: 1 answered without a run (fixed memory over the card), 1 on the whole card, "
+        "1 capped (1 started from their whole-card family's probes)"
+    )
+    # capped cards without a whole-card search of their family: searched alone
+    alone = parse(
+        "mode: max-seq\nfixed: {model: llama-3.2-1b, task: causal-lm, precision: bf16-mixed, "
+        "finetune: lora, device: cuda, batch_size: 1, seq_len: 2048}\n"
+        "axes:\n  - capacity_gb: [24, 40]\n",
+        default_name="atlas",
+    )
+    assert "2 capped (0 started from" in plan_lines(alone, None, None, None)[1]

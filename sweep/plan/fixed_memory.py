@@ -88,3 +88,21 @@ def too_big(config: TrialConfig) -> str | None:
         f"fixed memory {fixed / GIB:.1f} GiB (weights, gradients, optimizer state) exceeds the "
         f"card's {config.capacity_gb:g} GiB: not run"
     )
+
+
+def search_outline(configs: list[TrialConfig]) -> str | None:
+    """What a max-batch or max-seq sweep's searches (one ``config`` each, its first probe) will
+    do, as ``sweep plan`` says it: how many are answered without a run (``too_big``), run on the
+    whole card, and run capped (each seeded from its whole-card family where the sweep has one:
+    sweep/engine/seeded.py); None without a capped one."""
+    capped = [c for c in configs if c.capacity_gb is not None]
+    if not capped:
+        return None
+    whole = {repr(c) for c in configs if c.capacity_gb is None}
+    run = [c for c in capped if not too_big(c)]
+    seeded = sum(1 for c in run if repr(c.replace(capacity_gb=None)) in whole)
+    return (
+        f"{len(capped) - len(run)} answered without a run (fixed memory over the card), "
+        f"{len(whole)} on the whole card, {len(run)} capped ({seeded} started from their "
+        "whole-card family's probes)"
+    )
