@@ -23,7 +23,7 @@ SHORT_HEADERS = {
     "Fits": "fits",
     "Known from": "known from",
     "Largest batch": "max batch",
-    "Longest sequence run": "max seq",
+    "Longest sequence": "max seq",
     "Knobs": "knobs",
     "Tokens/s": "tokens/s",
     "At batch": "at batch",
@@ -143,7 +143,7 @@ def format_plan(table, notes: list[str], model: str, seq_len: int, tokens: float
     cols = list(SHORT_HEADERS)
     cells = [[_cell(row[c]) for c in cols] for _, row in table.iterrows()]
     widths = [max(len(SHORT_HEADERS[c]), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
-    numeric = {"Largest batch", "Longest sequence run", "Tokens/s", "At batch", "Hours", "$"}
+    numeric = {"Largest batch", "Longest sequence", "Tokens/s", "At batch", "Hours", "$"}
 
     def line(values: list[str]) -> str:
         return "  ".join(

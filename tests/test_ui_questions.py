@@ -245,6 +245,14 @@ def finetune_plan(person: Person, frame) -> None:
         assert got[card, "LoRA"]["Known from"] == w["Known from"]
     hours = want[(want["Card"] == "H200") & (want["Method"] == "LoRA")]["Hours"].iloc[0]
     assert _number(got["H200", "LoRA"]["Hours"]) == pytest.approx(hours, rel=1e-2)
+    # the answer, through the hours and the dollars, on screen at 1440 px without scrolling
+    right = page.evaluate(
+        """() => { const t = document.querySelector('#plan').getBoundingClientRect().right;
+        const hs = [...document.querySelectorAll('#plan [role=columnheader]')];
+        const d = hs.find(h => h.innerText.trim() === '$');
+        return [d.getBoundingClientRect().right, t]; }"""
+    )
+    assert right[0] <= min(right[1], 1440), right
 
 
 QUESTIONS = (finetune_plan, fastest_like_for_like, what_fits, cheapest_decoder, graph_gain)

@@ -37,7 +37,6 @@ from sweep.analysis.plan_evidence import (
     EMULATED,
     MEASURED,
     PREDICTED,
-    SINGLE_CAP_SLACK_GIB,
     Evidence,
     card_of,
 )
@@ -54,7 +53,7 @@ COLUMNS = [
     "Fits",
     "Known from",
     "Largest batch",
-    "Longest sequence run",
+    "Longest sequence",
     "Knobs",
     "Tokens/s",
     "At batch",
@@ -65,7 +64,7 @@ COLUMNS = [
     "Data",
 ]
 
-INTEGER_COLUMNS = ["Largest batch", "Longest sequence run", "At batch"]
+INTEGER_COLUMNS = ["Largest batch", "Longest sequence", "At batch"]
 
 
 @dataclass
@@ -131,11 +130,8 @@ def _known_from(e: Evidence) -> str:
     longer = f" at {e.from_seq:,} tokens" if e.from_seq is not None else ""
     if e.kind == MEASURED:
         return f"measured on {e.gpu}{longer}"
-    if e.kind == EMULATED and e.narrow is not None:
-        return (
-            f"emulated on a capped {e.gpu}{longer}, narrowly: capped once, {e.narrow:.2f} GiB "
-            f"to spare where the cap was up to {SINGLE_CAP_SLACK_GIB} GiB above the card's room"
-        )
+    if e.kind == EMULATED and e.narrow is not None:  # "Fits: probably"; the help says why
+        return f"emulated on a capped {e.gpu}{longer}, {e.narrow:.2f} GiB spare"
     if e.kind == EMULATED:
         return f"emulated on a capped {e.gpu}{longer}"
     if e.peak_gib is not None:
@@ -143,15 +139,10 @@ def _known_from(e: Evidence) -> str:
             f"predicted from a peak measured on {e.gpu} "
             f"({e.peak_gib:.1f} GiB at batch {e.largest_batch})"
         )
-    lengths = "" if (e.fit_lengths or 1) == 1 else f" at {e.fit_lengths} lengths"
-    miss = "" if e.miss_pct is None else f", largest miss {e.miss_pct:.1f}%"
-    text = f"predicted by the memory model (from {e.gpu} rows{lengths}{miss})"
-    if e.predicted_seq:
-        far = " (far past the measured)" if e.seq_far else ""
-        text += f"; batch 1 up to {e.predicted_seq:,} tokens{far}"
-    if e.extrapolated:
-        text += "; far beyond the measured tokens per step"
-    return text
+    lengths = "" if (e.fit_lengths or 1) == 1 else f", {e.fit_lengths} lengths"
+    miss = "" if e.miss_pct is None else f", miss <= {e.miss_pct:.1f}%"
+    far = ", extrapolated" if e.extrapolated or e.seq_far else ""
+    return f"predicted by the memory model ({e.gpu}{lengths}{miss}{far})"
 
 
 def _row(card: str, method: str, found: list[Evidence], marks: dict[str, str]) -> dict:
@@ -188,7 +179,10 @@ def _row(card: str, method: str, found: list[Evidence], marks: dict[str, str]) -
             "Fits": "yes" if best.narrow is None else "probably",
             "Known from": _known_from(best),
             "Largest batch": best.largest_batch,
-            "Longest sequence run": best.longest_seq,
+            # the longest that ran; predicted: the memory model's at batch 1
+            "Longest sequence": best.longest_seq
+            if best.longest_seq is not None
+            else best.predicted_seq,
             "Knobs": knob_text,
             "Tokens/s": None if best.tokens_per_s is None else round(best.tokens_per_s, 1),
             "At batch": best.at_batch,

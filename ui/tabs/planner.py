@@ -9,7 +9,9 @@ import gradio as gr
 import pandas as pd
 
 from sweep.analysis.cost import DEFAULT_PRICES, parse_prices
+from sweep.analysis.plan_evidence import SINGLE_CAP_SLACK_GIB
 from sweep.analysis.planner import (
+    COLUMNS,
     METHOD_LABELS,
     default_question,
     model_choices,
@@ -18,13 +20,29 @@ from sweep.analysis.planner import (
 )
 from ui.tabs.common import Context, Tab, redraw_on_own_inputs
 
+# px per column of the plan (COLUMNS); the others NUMBER_WIDTH
+WIDTHS = {
+    "Card": 100,
+    "Method": 72,
+    "Fits": 84,
+    "Known from": 240,
+    "Knobs": 160,
+    "At batch": 60,
+    "Hours": 64,
+    "$": 64,
+    "Loss parity": 120,
+    "Data": 150,
+}
+NUMBER_WIDTH = 84
 HELP = (
     "**Known from**: *measured on a GPU* (trials on that card), *emulated on a capped GPU* (a "
     "bigger card whose allocator was capped at this size: what fits, never how fast; *Fits: "
-    "probably* where a row capped once had less than 0.25 GiB to spare), "
-    "*predicted by the memory model* (peak memory against the tokens of a step, through the "
-    "measured batches and lengths, with its largest miss; a batch far past the measured tokens "
-    "says so), "
+    "probably* where the only fit is a row capped once, before the cap was set again after the "
+    f"warm-up, with less than {SINGLE_CAP_SLACK_GIB} GiB to spare: that cap could be as much "
+    "above the card's room), *predicted by the memory model* (peak memory against the tokens of "
+    "a step, through the measured batches and lengths, with its largest miss; *extrapolated* "
+    "where a batch or the longest sequence lies more than twice past the measured tokens; "
+    "**Longest sequence** is then its prediction at batch 1), "
     "*predicted from a peak measured on a bigger GPU* (a batch whose peak, the CUDA context in "
     "it, fits what this card shows, less 2%), or *not measured*. **Knobs**: the memory knobs of "
     "the configuration shown (the fastest that fits where speed was measured on that card, else "
@@ -54,8 +72,16 @@ def build(ctx: Context) -> Tab:
             scale=2,
         )
     note = gr.Markdown(elem_id="plan-note")
+    # the answer (fits, how known, batch and length, knobs, speed, hours, $) within 1440 px; a
+    # cut cell shows its whole text on hover, the card column stays in view (tsweep-table)
     table = gr.Dataframe(
-        interactive=False, label="Fine-tune plan: one row per card and method", elem_id="plan"
+        interactive=False,
+        label="Fine-tune plan: one row per card and method",
+        elem_id="plan",
+        elem_classes=["tsweep-table"],
+        wrap=False,
+        pinned_columns=1,
+        column_widths=[f"{WIDTHS.get(c, NUMBER_WIDTH)}px" for c in COLUMNS],
     )
     gr.Markdown(HELP)
     with gr.Accordion("GPU prices ($ per GPU-hour, editable)", open=False):
