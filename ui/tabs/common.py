@@ -115,6 +115,20 @@ watch('value', draw);
 """
 
 
+def sticky_table(label: str, elem_id: str, **kw: Any) -> gr.Dataframe:
+    """A read-only table of the app's CSS class tsweep-table (ui/app.py): its first column stays
+    in view while the others scroll, a cut cell shows its whole text on hover."""
+    return gr.Dataframe(
+        interactive=False,
+        label=label,
+        elem_id=elem_id,
+        elem_classes=["tsweep-table"],
+        wrap=False,
+        pinned_columns=1,
+        **kw,
+    )
+
+
 def chart(label: str, elem_id: str) -> gr.HTML:
     """An interactive chart drawn by plotly.js in the page (hover, zoom, PNG download); its
     value is ``plot_value``'s figure. The script is served by the app (``ui.server``)."""

@@ -14,7 +14,16 @@ from sweep.analysis.answer_view import MORE_COLUMNS, answer_for, column_widths, 
 from sweep.analysis.selection import UNKNOWN_GPU
 from sweep.analysis.table import download_name, readable
 from sweep.analysis.throughput import fit_summary, throughput_points
-from ui.tabs.common import Context, Tab, chart, csv_file, plot_value, redraw_on_own_inputs, title
+from ui.tabs.common import (
+    Context,
+    Tab,
+    chart,
+    csv_file,
+    plot_value,
+    redraw_on_own_inputs,
+    sticky_table,
+    title,
+)
 
 SLOWEST = "(slowest)"
 ANSWER_HELP = (
@@ -54,14 +63,7 @@ def build(ctx: Context) -> Tab:
         )
     note = gr.Markdown(elem_id="answer-note")
     # the GPU column stays in view while the others scroll; a cut cell shows its text on hover
-    answer_table = gr.Dataframe(
-        interactive=False,
-        label="Answer: one row per GPU",
-        elem_id="answer-table",
-        elem_classes=["tsweep-table"],
-        wrap=False,
-        pinned_columns=1,
-    )
+    answer_table = sticky_table("Answer: one row per GPU", "answer-table")
     with gr.Row():
         more = _several(MORE_COLUMNS, "More columns", "answer-columns", scale=4)
         download = gr.DownloadButton("Download answer CSV", size="sm", scale=1)

@@ -18,7 +18,7 @@ from sweep.analysis.planner import (
     parse_tokens,
     plan,
 )
-from ui.tabs.common import Context, Tab, redraw_on_own_inputs
+from ui.tabs.common import Context, Tab, redraw_on_own_inputs, sticky_table
 
 # px per column of the plan (COLUMNS); the others NUMBER_WIDTH
 WIDTHS = {
@@ -74,13 +74,9 @@ def build(ctx: Context) -> Tab:
     note = gr.Markdown(elem_id="plan-note")
     # the answer (fits, how known, batch and length, knobs, speed, hours, $) within 1440 px; a
     # cut cell shows its whole text on hover, the card column stays in view (tsweep-table)
-    table = gr.Dataframe(
-        interactive=False,
-        label="Fine-tune plan: one row per card and method",
-        elem_id="plan",
-        elem_classes=["tsweep-table"],
-        wrap=False,
-        pinned_columns=1,
+    table = sticky_table(
+        "Fine-tune plan: one row per card and method",
+        "plan",
         column_widths=[f"{WIDTHS.get(c, NUMBER_WIDTH)}px" for c in COLUMNS],
     )
     gr.Markdown(HELP)
