@@ -145,6 +145,7 @@ def test_oom_inside_a_step_becomes_an_oom_record(monkeypatch):
     assert rec.status == "oom"
     assert "Tried to allocate 20.00 GiB" in rec.error
     assert rec.error_type == "OutOfMemoryError"
+    assert rec.metrics["oom_request_gib"] == 20.0  # what the message states, in the metrics
     assert rec.metrics["trial_s"] > 0
     # the process goes on: the next trial runs normally
     monkeypatch.setattr("sweep.trial.harness.train_step", real)
@@ -846,3 +847,28 @@ def test_long_sequence_flops_carried_from_short_counts_equal_the_direct_count(
     w.model.config._attn_implementation = "eager"
     f16, f32 = (real(w, {k: v[..., :n] for k, v in one.items()}) for n in (16, 32))
     assert f16 + (200 - 16) / 16 * (f32 - f16) < direct
+
+
+def test_an_out_of_memory_message_gives_where_the_allocator_stood():
+    from sweep.trial.outcome import oom_figures
+
+    # the H100 atlas of 2026-12-07: Llama-3.2-1B LoRA + checkpointing at 49,664 tokens, capped to
+    # 80 GB: the fp32 logits did not fit while 24 GiB sat cached (split) in the allocator
+    capped = (
+        "CUDA out of memory. Tried to allocate 23.73 GiB. GPU 0 has a total capacity of 79.18 "
+        "GiB of which 956.19 MiB is free. Including non-PyTorch memory, this process has 78.24 "
+        "GiB memory in use. 78.66 GiB allowed; Of the allocated memory 53.37 GiB is allocated by "
+        "PyTorch, and 24.12 GiB is reserved by PyTorch but unallocated."
+    )
+    assert oom_figures(capped) == {
+        "oom_request_gib": 23.73,
+        "oom_allocated_gib": 53.37,
+        "oom_cached_gib": 24.12,
+    }
+    whole = oom_figures(
+        "CUDA out of memory. Tried to allocate 23.97 GiB. ... Of the allocated memory 53.82 GiB "
+        "is allocated by PyTorch, and 760.90 MiB is reserved by PyTorch but unallocated."
+    )
+    assert whole["oom_cached_gib"] == pytest.approx(760.90 / 1024)
+    # a failure that states no sizes (cuBLAS) gives none
+    assert oom_figures("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate") == {}

@@ -248,6 +248,10 @@ METRICS: dict[str, str] = {
     "peak_reserved_gib": "torch peak reserved (cached) memory during the measured steps, GiB",
     "nvml_peak_used_gib": "peak device memory used seen by NVML (context included), GiB",
     "device_total_gib": "device memory, GiB",
+    "oom_request_gib": "oom rows: the allocation that failed, GiB (PyTorch's message)",
+    "oom_allocated_gib": "oom rows: what PyTorch had allocated when it failed, GiB",
+    "oom_cached_gib": "oom rows: what PyTorch held reserved but unallocated when it failed (its "
+    "cache, split blocks included), GiB",
     "nvml_total_gib": "device memory as NVML counts it, GiB: more than device_total_gib by the "
     "region the driver keeps for itself, which NVML's used memory (nvml_peak_used_gib) includes",
     "gpu_util_pct_mean": "NVML GPU utilization, mean over measured steps, %",
