@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -53,10 +54,10 @@ def _transient(rows) -> tuple[TransientModel, float, float]:
     tokens = rows["_batch"] * rows["_seq"]
     allocated = numeric(rows, "peak_allocated_gib")
     for n, a, status in zip(tokens, allocated, rows["status"], strict=True):
-        if status == OK and a == a:
+        if status == OK and not math.isnan(a):
             model.add_point(n, a)
     for n, a, status in zip(tokens, allocated, rows["status"], strict=True):
-        if status == OK and a == a:
+        if status == OK and not math.isnan(a):
             model.fitted(n, a, total - held)
         elif status != OK:
             model.failed(n, total - held)
@@ -140,7 +141,8 @@ def main(argv=None) -> int:
     exact = [r for r in rows if r["exact"]]
     for name in ("surface", "transient"):
         known = [r for r in exact if r.get(name) is not None]
-        within = [r for r in known if abs(r[name] - r["fitted"]) / r["fitted"] * 100 <= 3]
+        off = [abs(r[name] - r["fitted"]) / r["fitted"] * 100 for r in known]
+        within = [r for r, pct in zip(known, off, strict=True) if pct <= TOLERANCE_PCT]
         above = [
             r
             for r in rows

@@ -48,9 +48,12 @@ WIDE = {"GPU": 150, "Trust": 150, "Differs in": 220, "GPU's best config": 220, "
 NUMBER_WIDTH = 100
 
 
-def column_widths(columns: list[str]) -> list[str]:
-    """The answer table's column widths, in the order of ``columns``."""
-    return [f"{WIDE.get(c, NUMBER_WIDTH)}px" for c in columns]
+def column_widths(
+    columns: list[str], wide: dict[str, int] = WIDE, other: int = NUMBER_WIDTH
+) -> list[str]:
+    """A table's column widths in the order of ``columns``: ``wide``'s px, ``other`` px for the
+    rest (default: the answer table's)."""
+    return [f"{wide.get(c, other)}px" for c in columns]
 
 
 def answer_for(sel: pd.DataFrame, filters: dict[str, Any], **kw: Any) -> Answer:

@@ -292,30 +292,36 @@ def measured(d: pd.DataFrame, seq_len: int) -> dict[tuple[str, str], list[Eviden
 def emulated(d: pd.DataFrame, seq_len: int) -> dict[tuple[float, str], list[Evidence]]:
     """(card GB, method) -> each configuration's evidence on a GPU capped at that size."""
     out: dict[tuple[float, str], list[Evidence]] = {}
+    least = _least_allocated(d, seq_len)
     for (cap, gpu, method, _), rows in d[d["_cap"].notna()].groupby(
         ["_cap", "_gpu", "_method", "_cfg"]
     ):
         # never a capped row's speed; a row capped once may have fitted narrowly
-        e = _evidence(EMULATED, gpu, rows, seq_len, speed=False, spare=_spare(rows, d, seq_len))
+        spare = _spare(rows, least, seq_len)
+        e = _evidence(EMULATED, gpu, rows, seq_len, speed=False, spare=spare)
         if e.fits is not None:
             out.setdefault((float(cap), method), []).append(e)
     return out
 
 
-def _spare(rows: pd.DataFrame, d: pd.DataFrame, seq_len: int) -> pd.Series:
-    """Per capped row, NaN where it was capped again after its warm-up or states no cap and
-    reserved peak (sure), else what it had to spare at ``seq_len``: its cap less its reserved
-    peak, plus, for a row that ran a longer sequence, what its step allocated beyond the same
-    batch at ``seq_len`` (the least allocated peak of that configuration and batch at
-    ``seq_len`` on any card, where one ran; 0 without)."""
-    once = numeric(rows, "outside_allocator_gib").isna()
-    left = numeric(rows, "capacity_cap_gib") - numeric(rows, "peak_reserved_gib")
+def _least_allocated(d: pd.DataFrame, seq_len: int) -> dict[tuple, float]:
+    """(configuration, batch) -> its least allocated peak at ``seq_len`` (ok rows, any card)."""
     here = d[(d["status"] == OK) & (d["_seq"] == seq_len)]
     least: dict[tuple, float] = {}
     peaks = numeric(here, "peak_allocated_gib")
     for c, b, a in zip(here["_cfg"], here["_batch"], peaks, strict=True):
         if pd.notna(a):
             least[(c, b)] = min(a, least.get((c, b), a))
+    return least
+
+
+def _spare(rows: pd.DataFrame, least: dict[tuple, float], seq_len: int) -> pd.Series:
+    """Per capped row, NaN where it was capped again after its warm-up or states no cap and
+    reserved peak (sure), else what it had to spare at ``seq_len``: its cap less its reserved
+    peak, plus, for a row that ran a longer sequence, what its step allocated beyond the same
+    batch at ``seq_len`` (``least``: ``_least_allocated``; 0 where none ran)."""
+    once = numeric(rows, "outside_allocator_gib").isna()
+    left = numeric(rows, "capacity_cap_gib") - numeric(rows, "peak_reserved_gib")
     at_len = pd.Series(
         [least.get((c, b), math.nan) for c, b in zip(rows["_cfg"], rows["_batch"], strict=True)],
         index=rows.index,

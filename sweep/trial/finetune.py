@@ -150,7 +150,7 @@ def peft_without_bitsandbytes(config: TrialConfig):
         yield
     finally:
         if hide:
-            if "bitsandbytes" in sys.modules and sys.modules["bitsandbytes"] is None:
+            if sys.modules.get("bitsandbytes", False) is None:
                 del sys.modules["bitsandbytes"]
             _forget_peft_answers()
 
@@ -183,21 +183,17 @@ def apply_lora(model, config: TrialConfig):
     no shape). The adapters stay fp32 under a *-mixed precision (peft's autocast_adapter_dtype)
     and take the base's dtype under bf16-true."""
     with peft_without_bitsandbytes(config):
-        return _wrapped(model, config)
+        from peft import LoraConfig, get_peft_model
 
-
-def _wrapped(model, config: TrialConfig):
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=2 * config.lora_rank,
-        lora_dropout=0.0,
-        target_modules=lora_targets(model, config.lora_targets),
-        task_type="CAUSAL_LM" if config.task == "causal-lm" else "SEQ_CLS",
-        bias="none",
-    )
-    return get_peft_model(model, lora, autocast_adapter_dtype=config.precision != "bf16-true")
+        lora = LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=2 * config.lora_rank,
+            lora_dropout=0.0,
+            target_modules=lora_targets(model, config.lora_targets),
+            task_type="CAUSAL_LM" if config.task == "causal-lm" else "SEQ_CLS",
+            bias="none",
+        )
+        return get_peft_model(model, lora, autocast_adapter_dtype=config.precision != "bf16-true")
 
 
 # -- the 8-bit optimizers ---------------------------------------------------------------------

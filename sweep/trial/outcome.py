@@ -190,7 +190,9 @@ def trial_record(
     repeat: int,
 ) -> Trial:
     """The record a trial process returns (one GPU or N), finished now, on the node ``env``
-    names."""
+    names; an oom record keeps where the allocator stood (``oom_figures`` of its error)."""
+    if status == OOM and error:
+        metrics = {**metrics, **oom_figures(error)}
     return Trial(
         config=config.to_dict(),
         status=status,

@@ -17,12 +17,11 @@ from typing import Any
 
 from sweep.plan.config import TrialConfig
 from sweep.plan.handoff import TRIAL_EXITS_ENV, shortcuts_on
-from sweep.results.record import ERROR, NONFINITE, OK, OOM, Trial, utc_now
+from sweep.results.record import ERROR, NONFINITE, OK, Trial, utc_now
 from sweep.trial.outcome import (
     classify,
     derive_metrics,
     finite,
-    oom_figures,
     release,
     start_cuda,
     trial_record,
@@ -114,8 +113,6 @@ def run_trial(
         except Exception as exc:  # every failure is a result, not a crash
             status = classify(exc)
             error, error_type = f"{exc}"[:4000], type(exc).__name__
-            if status == OOM:  # where the allocator stood: kept in the metrics
-                facts.update(oom_figures(error))
             if status == ERROR:
                 log.exception("trial failed: %s", config)
             del exc  # drop the traceback's frames, which hold the model and its tensors

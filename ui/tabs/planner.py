@@ -8,6 +8,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from sweep.analysis.answer_view import column_widths
 from sweep.analysis.cost import DEFAULT_PRICES, parse_prices
 from sweep.analysis.plan_evidence import SINGLE_CAP_SLACK_GIB
 from sweep.analysis.planner import (
@@ -77,7 +78,7 @@ def build(ctx: Context) -> Tab:
     table = sticky_table(
         "Fine-tune plan: one row per card and method",
         "plan",
-        column_widths=[f"{WIDTHS.get(c, NUMBER_WIDTH)}px" for c in COLUMNS],
+        column_widths=column_widths(COLUMNS, WIDTHS, NUMBER_WIDTH),
     )
     gr.Markdown(HELP)
     with gr.Accordion("GPU prices ($ per GPU-hour, editable)", open=False):
