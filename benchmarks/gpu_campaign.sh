@@ -161,6 +161,10 @@ run() {  # run NAME: one step of the campaign
     finetune_core) sweep finetune_core benchmarks/sweeps/h200-finetune-core.yaml "$D/finetune.db" ;;
     atlas_1b) sweep atlas_1b benchmarks/sweeps/h200-atlas-1b.yaml "$D/atlas.db" ;;
     import_cost) step import_cost timeout 300 python3 benchmarks/import_cost.py --json "$D/import-cost.jsonl" ;;
+    # 2026-12-07: why the capped H100 fitted 48,128 tokens short of the real card (docs/RESULTS.md):
+    # the capped trial as is, without emptying the cache after the warm-up, with expandable segments
+    cap_history) step cap_history timeout 420 python3 benchmarks/cap_history.py \
+           --json "$D/cap-history.jsonl" ;;
     q5) sweep q5 benchmarks/sweeps/h200-q5.yaml "$D/finetune.db" ;;  # issue 25's fifth question
     *) say "UNKNOWN step $1 (no such step)"; return 1 ;;
   esac
@@ -200,6 +204,10 @@ ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host 
 # what closes issues 22 and 25 after 2026-12-07 (about 9 minutes on the H200): STEPS=close;
 # then what a LoRA probe's imports cost with bitsandbytes hidden (about 20 s)
 [ "${STEPS:-}" = close ] && STEPS="gpu_tests_all seed q5 import_cost"
+# the first H200 lease of 2026-12-07 (about 23 minutes, collected over three calls): close, the
+# capped allocator's history, issue 23's truth, target and checkpointing rows on the final code
+[ "${STEPS:-}" = close2 ] && STEPS="gpu_tests_all seed q5 import_cost cap_history truth_8b truth_1b
+                                    finetune_core ckpt_all"
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"
