@@ -5,12 +5,14 @@ batch 1 fitted 49,792 tokens on the whole 80 GB card, while the same card capped
 (``capacity_gb: 80``) ran out of memory from 48,128 tokens with about 23 GiB reserved but
 unallocated. The capped trial differs from the uncapped one in two ways: the fraction cap itself,
 and ``capacity.recap`` emptying the allocator's cache after the warm-up (the uncapped trial keeps
-the warm-up's segments). This runs the capped trial three ways, each in a fresh process, at the
-two lengths:
+the warm-up's segments). This runs the trial five ways, each in a fresh process, at the two
+lengths:
 
-  default     the product's capped trial
-  keep-cache  the same with the cache not emptied after the warm-up (empty_cache a no-op)
-  expandable  the same under PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  default       the product's capped trial
+  keep-cache    the same with the cache not emptied after the warm-up (empty_cache a no-op)
+  expandable    the same under PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  whole         not capped (on a card of capacity_gb: the real card's answer)
+  whole-empty   not capped, the cache emptied after the warm-up as the capped trial does
 
     python benchmarks/cap_history.py --json OUT.jsonl [--capacity-gb 80] [--seq-lens 48128 49792]
 
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("default", "keep-cache", "expandable")
+VARIANTS = ("default", "keep-cache", "expandable", "whole", "whole-empty")
 KEEP = (
     "peak_allocated_gib",
     "peak_reserved_gib",
@@ -47,8 +49,12 @@ def _one(variant: str, capacity_gb: float, seq_len: int, model: str) -> dict:
 
     if variant == "keep-cache":
         torch.cuda.empty_cache = lambda: None  # recap's (and release's) emptying left out
+    import sweep.trial.transforms as transforms
     from sweep.plan.config import TrialConfig
     from sweep.trial.run import run_trial
+
+    if variant == "whole-empty":
+        transforms.after_warmup_all = lambda config, facts: torch.cuda.empty_cache
 
     config = TrialConfig(
         model=model,
@@ -59,7 +65,7 @@ def _one(variant: str, capacity_gb: float, seq_len: int, model: str) -> dict:
         optimizer="adamw-fused",
         batch_size=1,
         seq_len=seq_len,
-        capacity_gb=capacity_gb,
+        capacity_gb=None if variant.startswith("whole") else capacity_gb,
         device="cuda",
         warmup_steps=3,
         steps=5,
@@ -86,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--capacity-gb", type=float, default=80.0)
     p.add_argument("--seq-lens", type=int, nargs="+", default=[48128, 49792])
     p.add_argument("--model", default="llama-3.2-1b")
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument(
+        "--variants", nargs="+", choices=VARIANTS, default=["default", "keep-cache", "expandable"]
+    )
     p.add_argument("--one", choices=VARIANTS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
