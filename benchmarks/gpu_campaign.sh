@@ -205,9 +205,10 @@ ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host 
 # then what a LoRA probe's imports cost with bitsandbytes hidden (about 20 s)
 [ "${STEPS:-}" = close ] && STEPS="gpu_tests_all seed q5 import_cost"
 # the first H200 lease of 2026-12-07 (about 23 minutes, collected over three calls): close, the
-# capped allocator's history, issue 23's truth, target and checkpointing rows on the final code
-[ "${STEPS:-}" = close2 ] && STEPS="gpu_tests_all seed q5 import_cost cap_history truth_8b truth_1b
-                                    finetune_core ckpt_all"
+# issue 23's truth and target rows on the final code, the capped allocator's history, the
+# checkpointing matrix (last: the steps that would start after the budget are skipped)
+[ "${STEPS:-}" = close2 ] && STEPS="gpu_tests_all seed q5 import_cost truth_8b truth_1b finetune_core
+                                    cap_history ckpt_all"
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"
