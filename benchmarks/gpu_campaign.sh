@@ -204,7 +204,7 @@ ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host 
 # what closes issues 22 and 25 after 2026-12-07 (about 9 minutes on the H200): STEPS=close;
 # then what a LoRA probe's imports cost with bitsandbytes hidden (about 20 s)
 [ "${STEPS:-}" = close ] && STEPS="gpu_tests_all seed q5 import_cost"
-# the first H200 lease of 2026-12-07 (about 23 minutes, collected over three calls): close, the
+# the first H200 lease of 2026-12-07 (about 23 minutes, collected over three calls): close,
 # issue 23's truth and target rows on the final code, the capped allocator's history, the
 # checkpointing matrix (last: the steps that would start after the budget are skipped)
 [ "${STEPS:-}" = close2 ] && STEPS="gpu_tests_all seed q5 import_cost truth_8b truth_1b finetune_core
