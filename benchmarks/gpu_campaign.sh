@@ -165,6 +165,8 @@ run() {  # run NAME: one step of the campaign
     # the capped trial as is, without emptying the cache after the warm-up, with expandable segments
     cap_history) step cap_history timeout 420 python3 benchmarks/cap_history.py \
            --json "$D/cap-history.jsonl" ;;
+    cap_history_all) step cap_history_all timeout 560 python3 benchmarks/cap_history.py \
+           --variants default keep-cache expandable whole whole-empty --json "$D/cap-history.jsonl" ;;
     q5) sweep q5 benchmarks/sweeps/h200-q5.yaml "$D/finetune.db" ;;  # issue 25's fifth question
     *) say "UNKNOWN step $1 (no such step)"; return 1 ;;
   esac
@@ -209,6 +211,9 @@ ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host 
 # checkpointing matrix (last: the steps that would start after the budget are skipped)
 [ "${STEPS:-}" = close2 ] && STEPS="gpu_tests_all seed q5 import_cost truth_8b truth_1b finetune_core
                                     cap_history ckpt_all"
+# the same day, no H200 in five tries, on an H100 80GB (the card whose real 80 GB the capped run
+# missed): the GPU tests on the final trial code, the allocator's history capped and whole, q5
+[ "${STEPS:-}" = h100a ] && STEPS="gpu_tests_all cap_history_all q5"
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"
