@@ -16,8 +16,8 @@ lengths:
 
     python benchmarks/cap_history.py --json OUT.jsonl [--capacity-gb 80] [--seq-lens 48128 49792]
 
-One JSON line per trial (variant, length, status, peaks, the out-of-memory figures) and the
-machine. A GPU run only: without CUDA it says so and exits 2.
+One JSON line per trial (variant, length, status, peaks, the out-of-memory figures, the whole
+record under "record") and the machine. A GPU run only: without CUDA it says so and exits 2.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def _one(variant: str, capacity_gb: float, seq_len: int, model: str) -> dict:
         "torch": torch.__version__,
     }
     out.update({k: record.metrics.get(k) for k in KEEP if k in record.metrics})
+    out["record"] = json.loads(record.to_json())  # the whole record, to ship or to read again
     return out
 
 

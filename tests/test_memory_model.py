@@ -192,3 +192,31 @@ def test_memory_model_against_fails_a_prediction_above_the_limit(tmp_path, capsy
     )
     assert main(args) == 2
     assert "no model of the check" in capsys.readouterr().err
+
+
+def test_fragmented_out_of_memory_is_told_from_capacity_on_the_h100_messages():
+    import json
+    import math
+
+    import pandas as pd
+
+    from sweep.results.memory_model import fragmented
+    from sweep.results.memory_model import oom_figures
+
+    assert fragmented(23.00, 23.29) and not fragmented(23.85, 1.13)
+    got = fragmented(pd.Series([23.0, 23.0, math.nan]), pd.Series([23.29, math.nan, 1.0]))
+    assert got.tolist() == [True, False, False]
+    # the H100 atlas's LoRA + checkpointing failures (2026-12-07): the capped process's at
+    # 48,128-49,664 tokens were fragmentation, every failure from 49,920 up was capacity
+    path = "benchmarks/results/2026-12-07-h100/atlas-1b.jsonl"
+    seen = {}
+    for line in open(path):
+        r = json.loads(line)
+        c, m = r["config"], oom_figures(r.get("error") or "")  # stored before the parse existed
+        if r["status"] == "oom" and c["finetune"] == "lora" and c["gradient_checkpointing"]:
+            if c["capacity_gb"] in (80, None) and "oom_cached_gib" in m:
+                seen[c["seq_len"], c["capacity_gb"]] = fragmented(
+                    m["oom_request_gib"], m["oom_cached_gib"]
+                )
+    assert {k for k, v in seen.items() if v} == {(48128, 80), (49152, 80), (49664, 80)}
+    assert len(seen) >= 6 and all(not v for (s, _), v in seen.items() if s >= 49920)

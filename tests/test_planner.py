@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -344,3 +346,45 @@ def test_batches_at_one_length_say_nothing_of_longer_sequences():
     p = line(plan(frame(rows), MODEL, 4096, 1e6).table, "24 GB")
     assert p["Known from"] == "predicted by the memory model (H200, miss <= 0.0%)"
     assert p["Largest batch"] == 1 and pd.isna(p["Longest sequence"])
+
+
+def _oom(trial, asked, free):
+    return dataclasses.replace(trial, metrics={"oom_request_gib": asked, "oom_cached_gib": free})
+
+
+def test_out_of_memory_by_fragmentation_makes_a_longer_fit_only_probable():
+    # The H100 (2026-12-07, benchmarks/results/2026-12-07-h100-b): Llama-3.2-1B LoRA +
+    # checkpointing at batch 1 fitted 49,792 tokens on the whole card, ran out of memory at
+    # 48,128 with 23.00 GiB asked and 23.29 GiB reserved free (fragmentation), and at 49,920
+    # with 23.85 asked and 1.13 free (capacity). Figures as measured, on the H200 rows' card.
+    fit = row(H200, 1, 100.0, seq_len=49792)
+    split = _oom(row(H200, 1, status="oom", seq_len=48128), 23.00, 23.29)
+    full = _oom(row(H200, 1, status="oom", seq_len=49920), 23.85, 1.13)
+    ask = {
+        s: line(plan(frame([fit, split, full]), MODEL, s, 1e6).table, "H200")
+        for s in (47000, 48128, 49792, 49920)
+    }
+    # read from the longer fit across the fragmentation failure: probable, and said why
+    for s in (47000, 48128):
+        assert ask[s]["Fits"] == "probably", s
+        assert ask[s]["Known from"] == (
+            "measured on H200 at 49,792 tokens; out of memory by fragmentation at 48,128 tokens "
+            "(23.0 GiB asked, 23.3 GiB reserved free)"
+        )
+    assert ask[49792]["Fits"] == "yes"  # the length itself ran
+    assert ask[49920]["Fits"] == "no"  # out of memory with the memory gone: capacity
+    # the same failure by capacity (little reserved free) still says no, as before
+    wall = _oom(row(H200, 1, status="oom", seq_len=48128), 23.00, 0.76)
+    assert line(plan(frame([fit, wall]), MODEL, 47000, 1e6).table, "H200")["Fits"] == "yes"
+    assert line(plan(frame([fit, wall]), MODEL, 48128, 1e6).table, "H200")["Fits"] == "no"
+    # a row stored before the figures: read from its message (the H100's, as PyTorch wrote it);
+    # without one an out-of-memory row counts as capacity
+    said = dataclasses.replace(
+        row(H200, 1, status="oom", seq_len=48128),
+        error="CUDA out of memory. Tried to allocate 23.00 GiB. GPU 0 has a total capacity of "
+        "79.18 GiB of which 3.34 GiB is free. Of the allocated memory 51.80 GiB is allocated by "
+        "PyTorch, and 23.29 GiB is reserved by PyTorch but unallocated.",
+    )
+    assert line(plan(frame([fit, said]), MODEL, 48128, 1e6).table, "H200")["Fits"] == "probably"
+    bare = row(H200, 1, status="oom", seq_len=48128)
+    assert line(plan(frame([fit, bare]), MODEL, 48128, 1e6).table, "H200")["Fits"] == "no"

@@ -850,7 +850,7 @@ def test_long_sequence_flops_carried_from_short_counts_equal_the_direct_count(
 
 
 def test_an_out_of_memory_message_gives_where_the_allocator_stood():
-    from sweep.trial.outcome import oom_figures
+    from sweep.results.memory_model import oom_figures
 
     # the H100 atlas of 2026-12-07: Llama-3.2-1B LoRA + checkpointing at 49,664 tokens, capped to
     # 80 GB: the fp32 logits did not fit while 24 GiB sat cached (split) in the allocator

@@ -16,7 +16,7 @@ import pandas as pd
 from sweep.analysis.selection import OOM_STATUSES, config_text, gpu_column, numeric, short_gpu
 from sweep.plan.config import shape_fields
 from sweep.plan.grid import SEQ_RESOLUTION
-from sweep.results.memory_model import GIB, MARGIN, PEAK_SOURCES
+from sweep.results.memory_model import GIB, MARGIN, PEAK_SOURCES, fragmented, oom_figures
 from sweep.results.memory_surface import (
     Prediction,
     SurfaceFit,
@@ -91,13 +91,16 @@ class Evidence:
     fit_lengths: int | None = None
     extrapolated: bool = False
     seq_far: bool = False  # the longest sequence lies far past the measured tokens too
+    # an out-of-memory row by fragmentation at or under the length that fitted: (its length,
+    # the GiB it asked, the GiB reserved free); a longer fit then does not promise this one
+    fragmented: tuple[int, float, float] | None = None
 
     def rank(self) -> tuple:
         fast = self.tokens_per_s is not None
         return (
             not fast,
             -(self.tokens_per_s or 0.0),
-            self.narrow is not None,  # a sure fit before one that may not be
+            self.narrow is not None or self.fragmented is not None,  # a sure fit first
             len(self.knobs),
             -(self.largest_batch or 0),
         )
@@ -230,7 +233,22 @@ def prepare(frame: pd.DataFrame, model: str) -> pd.DataFrame:
         _cap=numeric(d, "capacity_gb"),
         _mem=numeric(d, "env.gpu_memory_total_gib"),
         _ds=d["dataset"] if "dataset" in d else "",
-    )
+    ).pipe(_oom_sizes)
+
+
+def _oom_sizes(d: pd.DataFrame) -> pd.DataFrame:
+    """The out-of-memory rows' sizes (``_asked``, ``_free``: GiB asked and reserved free; from
+    the record, else read from its error where the row predates the figures) and ``_frag``:
+    out of memory by fragmentation (memory_model.fragmented)."""
+    asked = numeric(d, "oom_request_gib").copy()
+    free = numeric(d, "oom_cached_gib").copy()
+    if "error" in d:
+        stale = d["status"].isin(OOM_STATUSES) & (asked.isna() | free.isna())
+        for i in d.index[stale]:
+            said = oom_figures(str(d.at[i, "error"] or ""))
+            asked.at[i] = said.get("oom_request_gib", math.nan)
+            free.at[i] = said.get("oom_cached_gib", math.nan)
+    return d.assign(_asked=asked, _free=free, _frag=fragmented(asked, free))
 
 
 def _evidence(
@@ -254,9 +272,15 @@ def _evidence(
             ok = sure
     ok_here = ok[ok["_seq"] == seq_len]
     # memory grows with the length at a batch: a batch that fitted a longer sequence fits this
-    # one (a max-seq search's probes), one out of memory at a shorter length does not fit it
+    # one (a max-seq search's probes), one out of memory at a shorter length does not fit it;
+    # but out of memory by fragmentation (memory_model.fragmented) says nothing of capacity: a
+    # fit it lies under is kept, and said to be uncertain
     ok_longer = ok[ok["_seq"] > seq_len]
-    oom = rows[rows["status"].isin(OOM_STATUSES) & (rows["_seq"] <= seq_len)]
+    failed = rows[rows["status"].isin(OOM_STATUSES)]
+    split = failed[failed["_frag"]]
+    oom = failed[~failed["_frag"] & (failed["_seq"] <= seq_len)]
+    if not len(ok_here) and not len(ok_longer):
+        oom = failed[failed["_seq"] <= seq_len]  # nothing fitted at or past it: all count
     said = ok_here if len(ok_here) else ok_longer
     e = Evidence(kind, gpu, knobs_of(cfg), None, keys=tuple(said.get("key", ())))
     e.datasets = tuple(sorted({str(v) for v in pd.concat([said, oom])["_ds"]}))
@@ -274,6 +298,19 @@ def _evidence(
         e.fits = False
     if e.fits:
         e.narrow = narrow
+        # a fit read from a longer length crosses every such failure under that length; one
+        # measured at this length, only a failure at this length itself (another run's)
+        fitted = e.from_seq if e.from_seq is not None else seq_len
+        low = 0 if e.from_seq is not None else seq_len
+        at = split["_seq"].between(low, fitted) & (split["_batch"] <= e.largest_batch)
+        under = split[at]
+        if len(under):
+            first = under.sort_values("_seq").iloc[0]
+            e.fragmented = (
+                int(first["_seq"]),
+                float(first["_asked"]),
+                float(first["_free"]),
+            )
     return e
 
 

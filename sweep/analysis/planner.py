@@ -11,6 +11,9 @@ and method. What each row says is taken from the strongest evidence there is, in
 2. **emulated on a capped <GPU>**: trials run on a bigger GPU whose allocator was capped at the
    card's size (rows with a ``capacity_gb``): they say what fits, never how fast; a row capped
    once with under 0.25 GiB to spare fits "probably";
+   either kind fits "probably" where a row ran out of memory by fragmentation (the memory was
+   there, split: ``memory_model.fragmented``) at a length that a longer fit would otherwise
+   answer: near the limit what fits is not monotone in the length;
 3. **predicted** from uncapped rows: by the memory model in batch and sequence length
    (``plan_evidence.predictions``) or by one measured peak that fits what the smaller card shows
    (``plan_evidence.by_peak``);
@@ -127,6 +130,17 @@ def default_question(frame: pd.DataFrame) -> tuple[str, int]:
 
 
 def _known_from(e: Evidence) -> str:
+    text = _source(e)
+    if e.fragmented is not None:  # "Fits: probably"; the help says why
+        seq, asked, free = e.fragmented
+        text += (
+            f"; out of memory by fragmentation at {seq:,} tokens ({asked:.1f} GiB asked, "
+            f"{free:.1f} GiB reserved free)"
+        )
+    return text
+
+
+def _source(e: Evidence) -> str:
     longer = f" at {e.from_seq:,} tokens" if e.from_seq is not None else ""
     if e.kind == MEASURED:
         return f"measured on {e.gpu}{longer}"
@@ -176,7 +190,7 @@ def _row(card: str, method: str, found: list[Evidence], marks: dict[str, str]) -
     mark = _parity(best, marks)
     row.update(
         {
-            "Fits": "yes" if best.narrow is None else "probably",
+            "Fits": "yes" if best.narrow is None and best.fragmented is None else "probably",
             "Known from": _known_from(best),
             "Largest batch": best.largest_batch,
             # the longest that ran; predicted: the memory model's at batch 1

@@ -15,6 +15,7 @@ that to programs (an H200 "141 GB" showed 139.8 GiB), which the margin covers.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +161,42 @@ class Cap:
     context_bytes: float
     driver_reserved_bytes: float  # of the emulated card
     card_gb: float  # the running card's size as sold
+
+
+# What PyTorch's caching allocator says when it runs short (c10/cuda/CUDACachingAllocator.cpp,
+# torch 2.11): "Tried to allocate 23.97 GiB. ... Of the allocated memory 53.82 GiB is allocated
+# by PyTorch, and 760.90 MiB is reserved by PyTorch but unallocated." -> the record's metrics.
+_SIZE = r"([0-9.]+) (B|KiB|MiB|GiB|TiB)"
+_OOM_FIGURES = (
+    ("oom_request_gib", re.compile(r"Tried to allocate " + _SIZE)),
+    ("oom_allocated_gib", re.compile(_SIZE + r" is allocated by PyTorch")),
+    ("oom_cached_gib", re.compile(_SIZE + r" is reserved by PyTorch but unallocated")),
+)
+_UNIT = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def oom_figures(text: str) -> dict[str, float]:
+    """The sizes an out-of-memory message states, GiB: what was asked for, what PyTorch had
+    allocated and what it held reserved but unallocated (cached) then; those it does not state
+    are left out (a cuBLAS or bitsandbytes failure states none)."""
+    out = {}
+    for name, pattern in _OOM_FIGURES:
+        if m := pattern.search(text):
+            out[name] = float(m.group(1)) * _UNIT[m.group(2)] / 2**30
+    return out
+
+
+def fragmented(request_gib, cached_gib):
+    """An out-of-memory row that failed by fragmentation, not capacity: the allocation PyTorch
+    could not make (``oom_request_gib``) was no larger than what it held reserved but unallocated
+    (``oom_cached_gib``), so the memory was there, split. Scalars or pandas Series (NaN: False).
+
+    Near a card's limit such a failure comes and goes with the allocator's history: on the H100
+    (2026-12-07, benchmarks/results/2026-12-07-h100-b) Llama-3.2-1B LoRA + checkpointing ran out
+    of memory at 48,128 tokens (23.00 GiB asked, 23.29 GiB reserved free) and fitted 49,792; a
+    capped run fitted both. So what fits is not monotone in the length there, and a longer fit
+    does not promise a shorter one."""
+    return cached_gib >= request_gib
 
 
 def card_size_gb(shown_bytes: float) -> float:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import re
 import time
 from typing import Any
 
 from sweep.plan.config import TrialConfig
+from sweep.results.memory_model import oom_figures
 from sweep.results.record import ERROR, NO_GPU_TYPE, OOM, UNSUPPORTED, Trial, clean_metrics, utc_now
 from sweep.trial import metrics as M
 from sweep.trial.hardware import peak_tflops
@@ -48,29 +48,6 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and (
         "out of memory" in text.lower() or "CUBLAS_STATUS_ALLOC_FAILED" in text
     )
-
-
-# What PyTorch's caching allocator says when it runs short (c10/cuda/CUDACachingAllocator.cpp,
-# torch 2.11): "Tried to allocate 23.97 GiB. ... Of the allocated memory 53.82 GiB is allocated
-# by PyTorch, and 760.90 MiB is reserved by PyTorch but unallocated." -> the record's metrics.
-_SIZE = r"([0-9.]+) (B|KiB|MiB|GiB|TiB)"
-_OOM_FIGURES = (
-    ("oom_request_gib", re.compile(r"Tried to allocate " + _SIZE)),
-    ("oom_allocated_gib", re.compile(_SIZE + r" is allocated by PyTorch")),
-    ("oom_cached_gib", re.compile(_SIZE + r" is reserved by PyTorch but unallocated")),
-)
-_UNIT = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
-
-
-def oom_figures(text: str) -> dict[str, float]:
-    """The sizes an out-of-memory message states, GiB: what was asked for, what PyTorch had
-    allocated and what it held reserved but unallocated (cached) then; those it does not state
-    are left out (a cuBLAS or bitsandbytes failure states none)."""
-    out = {}
-    for name, pattern in _OOM_FIGURES:
-        if m := pattern.search(text):
-            out[name] = float(m.group(1)) * _UNIT[m.group(2)] / 2**30
-    return out
 
 
 def classify(exc: BaseException) -> str:
