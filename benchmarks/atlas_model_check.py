@@ -81,6 +81,12 @@ def check(records: list[Trial]) -> list[dict]:
                 fails = capped.loc[~capped["status"].isin([OK]) & (capped["_seq"] > 0), "_seq"]
                 lo = int(fits.max()) if len(fits) else None
                 hi = int(fails.min()) if len(fails) else None
+                # whether the first failure was by fragmentation (memory_model.fragmented): one
+                # step past the limit most are (the step before's freed logits, split); below a
+                # longer fit it is the allocator's history, not the card (the whole H100 fitted
+                # 49,792 tokens where the capped run failed at 48,128 so; docs/RESULTS.md)
+                first = capped[capped["_seq"] == hi]
+                split = bool(hi is not None and first["_frag"].any())
                 row = {
                     "model": model_name,
                     "gpu": gpu,
@@ -90,6 +96,7 @@ def check(records: list[Trial]) -> list[dict]:
                     "fitted": lo,
                     "failed": hi,
                     "exact": lo is not None and hi == lo + SEQ_RESOLUTION,
+                    "failed_by": "fragmentation" if split else "capacity" if hi else None,
                     "surface_lengths": lengths,
                 }
                 if surface is not None:
@@ -137,6 +144,7 @@ def main(argv=None) -> int:
             f"{r['capacity_gb']:>4g} {str(r['fitted']):>7} {str(r['failed']):>7}  "
             f"{_said(r, 'surface'):>16} {_said(r, 'surface_margin'):>16}  "
             f"{_said(r, 'transient'):>16} {_said(r, 'transient_margin'):>16}"
+            + ("  failed by fragmentation" if r["failed_by"] == "fragmentation" else "")
         )
     exact = [r for r in rows if r["exact"]]
     for name in ("surface", "transient"):

@@ -56,6 +56,13 @@ def test_both_memory_models_predict_the_stored_capped_answers():
         rows = check([Trial.from_json(line) for line in fh if line.strip()])
     exact = [r for r in rows if r["exact"]]
     assert len(exact) == 6
+    # the one capped answer the uncapped card beat (LoRA + checkpointing on 80 GB: 46,080
+    # against 49,792) ended on an out-of-memory by fragmentation; one step past a card's limit
+    # both kinds are read (full on 40 and 80 GB: capacity; LoRA on 24-80 GB: fragmentation)
+    by = {(r["finetune"], r["checkpointing"], r["capacity_gb"]): r["failed_by"] for r in rows}
+    assert by["lora", "True", 80.0] == "fragmentation"
+    assert by["full", "False", 80.0] == by["full", "False", 40.0] == "capacity"
+    assert by["lora", "False", 24.0] == by["lora", "False", 80.0] == "fragmentation"
     for r in exact:
         for name in ("surface", "transient"):
             # within 3%, or one 128-token step where that is more (1,792 tokens on 24 GB)

@@ -200,8 +200,7 @@ def test_fragmented_out_of_memory_is_told_from_capacity_on_the_h100_messages():
 
     import pandas as pd
 
-    from sweep.results.memory_model import fragmented
-    from sweep.results.memory_model import oom_figures
+    from sweep.results.memory_model import fragmented, oom_figures
 
     assert fragmented(23.00, 23.29) and not fragmented(23.85, 1.13)
     got = fragmented(pd.Series([23.0, 23.0, math.nan]), pd.Series([23.29, math.nan, 1.0]))
