@@ -195,9 +195,9 @@ def fragmented(request_gib, cached_gib):
     (2026-12-07, benchmarks/results/2026-12-07-h100-b) Llama-3.2-1B LoRA + checkpointing ran out
     of memory at 48,128 tokens (23.00 GiB asked, 23.29 GiB reserved free) and fitted 49,792; a
     capped run fitted both. So what fits is not monotone in the length there, and a longer fit
-    does not promise a shorter one. One step past a limit most failures read so too (8 of the H100
-    atlas's 13 capped searches that failed: the step before's freed logits, split), so the label
-    says how a run failed, not that a longer length would fit."""
+    does not promise a shorter one. One step past a limit most failures read so too (8 of the 10
+    H100 atlas capped searches whose failure ran: the step before's freed logits, split), so the
+    label says how a run failed, not that a longer length would fit."""
     return cached_gib >= request_gib
 
 
