@@ -278,9 +278,9 @@ def _evidence(
     ok_longer = ok[ok["_seq"] > seq_len]
     failed = rows[rows["status"].isin(OOM_STATUSES)]
     split = failed[failed["_frag"]]
-    oom = failed[~failed["_frag"] & (failed["_seq"] <= seq_len)]
-    if not len(ok_here) and not len(ok_longer):
-        oom = failed[failed["_seq"] <= seq_len]  # nothing fitted at or past it: all count
+    # where nothing fitted at or past the length, every failure under it counts
+    counted = failed[~failed["_frag"]] if len(ok_here) or len(ok_longer) else failed
+    oom = counted[counted["_seq"] <= seq_len]
     said = ok_here if len(ok_here) else ok_longer
     e = Evidence(kind, gpu, knobs_of(cfg), None, keys=tuple(said.get("key", ())))
     e.datasets = tuple(sorted({str(v) for v in pd.concat([said, oom])["_ds"]}))
