@@ -430,3 +430,24 @@ def test_a_capped_card_is_capped_again_after_the_warm_up():
     shrink = first_cap - m["capacity_cap_gib"]
     assert shrink == pytest.approx(m["outside_allocator_gib"] - m["cuda_context_gib"], abs=1e-3)
     assert m["peak_reserved_gib"] <= m["capacity_cap_gib"]
+
+
+def test_expandable_segments_are_on_for_the_trial_and_off_after_it():
+    """allocator: expandable (sweep/trial/allocator.py): the allocator says expandable segments
+    are on while the trial runs, reserved stays close to allocated, and the process's next trial
+    starts from the default again."""
+    from sweep.trial import allocator
+
+    cfg = {**BASE, "model": "smollm2-135m", "task": "causal-lm", "seq_len": 512, "batch_size": 4}
+    rec = run_trial(TrialConfig(**cfg, allocator="expandable"))
+    assert rec.status == "ok", rec.error
+    assert "expandable_segments:True" in rec.env["cuda_alloc_conf"]
+    m = rec.metrics
+    print(
+        f"expandable on {rec.env['gpu_name']}: peak allocated {m['peak_allocated_gib']:.3f}, "
+        f"reserved {m['peak_reserved_gib']:.3f} GiB; settings {rec.env['cuda_alloc_conf']!r}"
+    )
+    now = allocator.settings()
+    if now is not None:
+        assert "expandable_segments:True" not in now
+    assert m["peak_reserved_gib"] - m["peak_allocated_gib"] < 0.5

@@ -28,6 +28,10 @@ FINETUNES = ("full", "lora", "qlora")
 # head); attention: the attention projections only (q, k, v, o).
 LORA_TARGETS = ("all-linear", "attention")
 MAX_LORA_RANK = 4096
+# default: PyTorch's caching allocator as it starts; expandable: with expandable_segments:True
+# (segments grow in place: less fragmentation near the limit, a little slower:
+# sweep/trial/allocator.py)
+ALLOCATORS = ("default", "expandable")
 HARNESSES = ("native", "lightning")
 DEVICES = ("auto", "cuda", "cpu")
 # torch.compile modes (torch.compile's ``mode``). ``compile: true`` is the default mode; the name
@@ -46,6 +50,7 @@ _CHOICES = {
     "device": DEVICES,
     "finetune": FINETUNES,
     "lora_targets": LORA_TARGETS,
+    "allocator": ALLOCATORS,
 }
 
 
@@ -151,6 +156,14 @@ class TrialConfig:
         "full-vocabulary logits); CUDA only",
         OPTION,
         "Liger kernels",
+    )
+    allocator: str = _field(
+        "default",
+        "PyTorch's CUDA caching allocator: default, or expandable (expandable_segments:True: "
+        "segments grow in place, so less is lost to fragmentation near the memory limit; a "
+        "few % slower)",
+        OPTION,
+        "CUDA allocator",
     )
     # MATCH, not OPTION: a capped run measures memory on a card of that size, emulated on a
     # bigger one; its speed is the bigger card's, so it is never compared with an uncapped row

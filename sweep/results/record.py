@@ -33,6 +33,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "lora_targets": "all-linear",
     "liger": False,
     "capacity_gb": None,
+    "allocator": "default",
 }
 
 # Statuses a trial process itself returns.

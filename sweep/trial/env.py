@@ -93,6 +93,10 @@ def gpu_facts(device_index: int = 0) -> dict[str, Any]:
         "cudnn_version": torch.backends.cudnn.version(),
         "num_gpus_visible": torch.cuda.device_count(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        # the user's allocator settings (expandable segments change what fits: the allocator field)
+        "pytorch_cuda_alloc_conf": (
+            os.environ.get("PYTORCH_ALLOC_CONF") or os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
+        ),
     }
     from sweep.trial.telemetry import nvml_handle_for_uuid
 

@@ -117,6 +117,9 @@ def run_trial(
                 log.exception("trial failed: %s", config)
             del exc  # drop the traceback's frames, which hold the model and its tensors
         finally:
+            from sweep.trial.transforms import restore_all
+
+            restore_all(config)  # what a preparation changed in this process (the allocator)
             t_release = time.perf_counter()
             if not (os.environ.get(TRIAL_EXITS_ENV) == "1" and shortcuts_on()):
                 release(device_type, bool(config.compile))

@@ -9,12 +9,15 @@ entry here (docs/ARCHITECTURE.md, "Where to add...").
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sweep.plan.config import TrialConfig
-from sweep.trial import capacity
+from sweep.trial import allocator, capacity
 from sweep.trial import finetune as ft
+
+log = logging.getLogger(__name__)
 
 Check = Callable[[TrialConfig, str], "str | None"]
 
@@ -26,7 +29,9 @@ class Transform:
     config): the transformed model (in place or a wrapper); prepare(config, device_type, env,
     facts): what must happen before the model is built (None: nothing), writing its figures into
     ``facts`` (the record's metrics, whatever the status) and ``env``; after_warmup(config,
-    facts): what must happen between the warm-up steps and the measured ones (None: nothing)."""
+    facts): what must happen between the warm-up steps and the measured ones (None: nothing);
+    restore(config): what undoes a preparation's change to the process once the trial ends,
+    whatever its status (None: nothing to undo)."""
 
     name: str
     wanted: Callable[[TrialConfig], bool]
@@ -34,6 +39,7 @@ class Transform:
     apply: Callable[[object, TrialConfig], object]
     prepare: Callable[[TrialConfig, str, dict, dict], None] | None = None
     after_warmup: Callable[[TrialConfig, dict], None] | None = None
+    restore: Callable[[TrialConfig], None] | None = None
 
 
 def no_reason(config: TrialConfig, device_type: str) -> str | None:
@@ -53,9 +59,17 @@ def _unchanged(model, config: TrialConfig):
     return model
 
 
-# In this order: cap the allocator (before the model exists), quantize the base, patch kernels
-# into it, checkpoint its layers, wrap it.
+# In this order: set up the allocator and cap it (before the model exists), quantize the base,
+# patch kernels into it, checkpoint its layers, wrap it.
 TRANSFORMS: tuple[Transform, ...] = (
+    Transform(
+        "allocator",
+        lambda c: c.allocator == "expandable",
+        allocator.check,
+        _unchanged,
+        prepare=allocator.expand,
+        restore=allocator.restore,
+    ),
     Transform(
         "capacity_gb",
         lambda c: c.capacity_gb is not None,
@@ -116,3 +130,15 @@ def after_warmup_all(config: TrialConfig, facts: dict) -> Callable[[], None] | N
             hook(config, facts)
 
     return run_hooks
+
+
+def restore_all(config: TrialConfig) -> None:
+    """Every wanted transform's restore, in reverse order, once the trial has ended. Never raises
+    (the record must come back): a restore that fails is logged."""
+    for t in reversed(wanted(config)):
+        if t.restore is None:
+            continue
+        try:
+            t.restore(config)
+        except Exception as exc:
+            log.warning("restoring after %s failed: %s", t.name, exc)
