@@ -70,3 +70,11 @@ def test_a_row_stored_before_a_knob_existed_pairs_as_its_default():
     plain = {k: v for k, v in _row("plain", [10.0, 9.0]).items() if k != "liger"}
     table = loss_parity(pd.DataFrame([plain, _row("liger", [10.0, 9.0], liger=True)]))
     assert table["key"].tolist() == ["liger"] and table["plain_key"].tolist() == ["plain"]
+
+
+def test_expandable_segments_pair_with_a_row_stored_before_the_allocator_field():
+    # the allocator changes where tensors live, never the arithmetic: its rows pair with the
+    # default allocator's, also a row stored before the field existed
+    plain = {k: v for k, v in _row("plain", [10.0, 9.0]).items() if k != "allocator"}
+    table = loss_parity(pd.DataFrame([plain, _row("exp", [10.0, 9.0], allocator="expandable")]))
+    assert table["knob"].tolist() == ["allocator"] and table["parity"].tolist() == ["ok"]

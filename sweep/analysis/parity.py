@@ -29,6 +29,7 @@ KNOBS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "optimizer": ("adamw-fused", ("adamw", "adamw-8bit", "paged-adamw-8bit", "apex-fused-adam")),
     "precision": ("bf16-mixed", ("bf16-true",)),
     "finetune": ("lora", ("qlora",)),
+    "allocator": ("default", ("expandable",)),
 }
 # Relative to the plain row's loss, on every measured step. The same seed, weights and batch give
 # the same first loss up to the kernels' rounding; a knob past 1% changes the arithmetic, not its

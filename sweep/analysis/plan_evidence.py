@@ -37,6 +37,7 @@ KNOBS: dict[str, tuple[tuple[Any, ...], str]] = {
     "liger": (("True",), "Liger"),
     "optimizer": (("adamw-8bit", "paged-adamw-8bit"), "8-bit optimizer"),
     "precision": (("bf16-true",), "pure bf16"),
+    "allocator": (("expandable",), "expandable segments"),
 }
 # A card of C GB shows a little less than C GiB (an H100 "80 GB" 79.18 GiB, an H200 "141 GB" 139.8,
 # an A100-40GB 39.4: 98.5% at the least); a batch whose measured peak, the CUDA context in it,
