@@ -10,7 +10,9 @@ lengths:
 
   default       the product's capped trial
   keep-cache    the same with the cache not emptied after the warm-up (empty_cache a no-op)
-  expandable    the same under PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  expandable    the same with the trial option allocator: expandable (expandable_segments:True,
+                set in the trial: sweep/trial/allocator.py; until 2026-12-07 the environment
+                variable PYTORCH_CUDA_ALLOC_CONF)
   whole         not capped (on a card of capacity_gb: the real card's answer)
   whole-empty   not capped, the cache emptied after the warm-up as the capped trial does
 
@@ -66,6 +68,7 @@ def _one(variant: str, capacity_gb: float, seq_len: int, model: str) -> dict:
         batch_size=1,
         seq_len=seq_len,
         capacity_gb=None if variant.startswith("whole") else capacity_gb,
+        allocator="expandable" if variant == "expandable" else "default",
         device="cuda",
         warmup_steps=3,
         steps=5,
@@ -110,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     for seq in args.seq_lens:
         for variant in args.variants:
             env = dict(os.environ)
-            if variant == "expandable":
-                env["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
             t0 = time.perf_counter()
             proc = subprocess.run(
                 [

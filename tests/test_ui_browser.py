@@ -13,10 +13,10 @@ import urllib.parse
 import pandas as pd
 import pytest
 
+from tests.browser_helpers import CHROMIUM, chromium, new_page
 from tests.test_ui_app import ENV, REPO, fixture_trials, make_db
 from ui.local import serving
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = os.environ.get("TSWEEP_ARTIFACTS", "/tmp/artifacts/ui")
 TABS = (
     "fine-tune-planner",
@@ -90,9 +90,8 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
     errors: list[str] = []
     os.makedirs(ARTIFACTS, exist_ok=True)
     with serving(db, REPO, ENV) as url:
-        with pw.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        with chromium(pw) as browser:
+            page = new_page(browser, viewport={"width": 1400, "height": 1400})
             page.on("request", lambda r: requests.append(r.url))
             page.on("console", lambda m: m.type == "error" and errors.append(m.text))
             page.on("pageerror", lambda e: errors.append(str(e)))
@@ -160,7 +159,7 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
             page.get_by_role("option", name=re.compile(r"^512( ·|$)")).click()
             page.wait_for_function("location.search.includes('seq_len=512')", timeout=30_000)
             shared = page.url
-            other = browser.new_page(viewport={"width": 390, "height": 900})
+            other = new_page(browser, viewport={"width": 390, "height": 900})
             other.on("console", lambda m: m.type == "error" and errors.append(m.text))
             other.goto(shared)
             other.wait_for_function(
@@ -202,12 +201,11 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
                     page.locator(f"#tab-{slug} .js-plotly-plot").first.wait_for(timeout=30_000)
                 page.screenshot(path=os.path.join(ARTIFACTS, f"tab-{slug}.png"))
             # the link names the open tab too: pasted, it opens that tab, drawn
-            third = browser.new_page(viewport={"width": 1400, "height": 1000})
+            third = new_page(browser, viewport={"width": 1400, "height": 1000})
             third.goto(page.url.replace("tab=table", "tab=memory"))
             third.locator("#tab-memory .js-plotly-plot").wait_for(timeout=60_000)
             assert third.locator("#tab-memory-button").get_attribute("aria-selected") == "true"
             assert "seq_len=512" in third.url and "tab=memory" in third.url
-            browser.close()
     hosts = {urllib.parse.urlsplit(r).hostname for r in requests if not r.startswith("data:")}
     assert requests and hosts <= {"127.0.0.1"}, f"requests left 127.0.0.1: {sorted(hosts)}"
     assert any("plotly-basic.min.js" in r for r in requests), "plotly.js was not served by the app"
@@ -225,9 +223,8 @@ def test_a_link_to_the_answer_tab_shows_it_drawn_before_any_event_answers(tmp_pa
     pw = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
     held: list[str] = []
     with serving(str(tmp_path / "none.db"), REPO, ENV) as url:
-        with pw.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        with chromium(pw) as browser:
+            page = new_page(browser, viewport={"width": 1400, "height": 1000})
             # every event's request held, never answered
             page.route("**/gradio_api/queue/**", lambda route: held.append(route.request.url))
             page.goto(url + "?tab=compare-gpus")
@@ -240,4 +237,3 @@ def test_a_link_to_the_answer_tab_shows_it_drawn_before_any_event_answers(tmp_pa
             button = page.locator("#tab-compare-gpus-button")
             assert button.get_attribute("aria-selected") == "true"
             assert held  # the page did ask (its first event), and was not answered
-            browser.close()

@@ -16,10 +16,10 @@ import time
 
 import pytest
 
+from tests.browser_helpers import CHROMIUM, chromium, new_page
 from tests.test_ui_app import ENV, REPO
 from ui.local import serving
 
-CHROMIUM = "/usr/bin/chromium"
 MAX_CLICKS = 5
 # How the app words an empty view (sweep/analysis/answer.py, landing.py, charts.py,
 # charts_tabs.py, planner.py, ui/render.py's failed view) and Gradio's error badge.
@@ -267,9 +267,8 @@ def test_each_question_is_answered_within_five_clicks_of_a_bare_link(tmp_path):
     frame = _frame()
     clicks: dict[str, int] = {}
     with serving(str(tmp_path / "missing.db"), REPO, ENV) as url:
-        with pw.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
+        with chromium(pw) as browser:
+            page = new_page(browser, viewport={"width": 1440, "height": 900})
             # a TargetClosedError was seen on this VM (2 of 7 full runs, 2026-12-07): say in the
             # failure's captured output whether the page crashed or the browser went away
             page.on("crash", lambda _: print("the page crashed (Chromium's renderer)"))
@@ -280,5 +279,4 @@ def test_each_question_is_answered_within_five_clicks_of_a_bare_link(tmp_path):
                 person.start()
                 question(person, frame)
                 clicks[question.__name__] = person.clicks
-            browser.close()
     assert all(n <= MAX_CLICKS for n in clicks.values()), clicks
