@@ -451,3 +451,36 @@ def test_expandable_segments_are_on_for_the_trial_and_off_after_it():
     if now is not None:
         assert "expandable_segments:True" not in now
     assert m["peak_reserved_gib"] - m["peak_allocated_gib"] < 0.5
+
+
+def _segments_for_two_blocks() -> int:
+    """How many new allocator segments two 100 MiB tensors take (freed again after)."""
+    import torch
+
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    before = {s["address"] for s in torch.cuda.memory_snapshot()}
+    a = torch.empty(100 * 2**20, dtype=torch.uint8, device="cuda")
+    b = torch.empty(100 * 2**20, dtype=torch.uint8, device="cuda")
+    new = [s for s in torch.cuda.memory_snapshot() if s["address"] not in before]
+    del a, b
+    torch.cuda.empty_cache()
+    return len(new)
+
+
+def test_the_allocator_setting_takes_effect_and_is_undone():
+    """allocator.expand / restore change the running allocator, whichever call this torch has:
+    two large blocks take two segments by default, and share one (grown in place, or one kept
+    from before) with expandable segments."""
+    from sweep.trial import allocator
+
+    cfg = TrialConfig(**BASE, allocator="expandable")
+    assert allocator.check(cfg, "cuda") is None
+    assert _segments_for_two_blocks() == 2
+    env: dict = {}
+    allocator.expand(cfg, "cuda", env, {})
+    try:
+        assert _segments_for_two_blocks() <= 1, env
+    finally:
+        allocator.restore(cfg)
+    assert _segments_for_two_blocks() == 2
