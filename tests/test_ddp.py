@@ -238,3 +238,36 @@ def test_inference_across_gpus_is_unsupported(warm):
 
     row = run_trial(TrialConfig(**{**TINY, "mode": "inference"}))
     assert row.status == UNSUPPORTED and "gpus_per_trial" in row.error
+
+
+def test_a_death_seen_before_its_pipe_closed_is_still_a_death(monkeypatch):
+    """A dying rank closes its sentinel and its message pipe one after the other: the supervisor
+    can see the sentinel first while the pipe still polls as readable (a message pending?), then
+    read EOF from the pipe. That rank died (seen in `bash .ci/run`, 2026-12-07: the survivor's
+    "Connection reset by peer" became the row's error instead of "rank(s) 1 of 2 died")."""
+
+    class Conn:
+        def __init__(self, msg=None):
+            self.msg = msg
+
+        def recv(self):
+            if self.msg is None:
+                raise EOFError
+            return self.msg
+
+        def poll(self, timeout):
+            return True
+
+    class Proc:
+        def __init__(self, sentinel):
+            self.sentinel = sentinel
+
+    echo = ("error", ERROR, "Connection reset by peer", "DistBackendError")
+    conns = [Conn(echo), Conn()]
+    procs = [Proc("s0"), Proc("s1")]
+    script = [[conns[0], "s1"], [conns[1]], ["s0"]]  # rank 1: its sentinel, then its pipe
+    monkeypatch.setattr(ddp, "wait", lambda objs, timeout=None: script.pop(0) if script else [])
+    results, failures, died, timed_out = ddp.collect(procs, conns, timeout_s=5)
+    assert died == [1] and not timed_out
+    status, error, _ = ddp.outcome(2, results, failures, died, timed_out, 5)
+    assert status == CRASHED and error.startswith("rank(s) 1 of 2 died"), error

@@ -151,7 +151,11 @@ def collect(procs, conns, timeout_s: float | None) -> tuple[dict, list, list, bo
                 try:
                     msg = obj.recv()
                 except (EOFError, OSError):
-                    continue  # its sentinel says it died
+                    # its sentinel says it died; or said so already, while this end of its pipe
+                    # still looked open (a dying process closes the two one after the other)
+                    if rank not in sentinels.values() and rank not in died:
+                        died.append(rank)
+                    continue
                 if msg[0] == "ok":
                     results[rank] = msg[1]
                 else:
