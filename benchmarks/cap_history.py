@@ -15,6 +15,8 @@ lengths:
                 variable PYTORCH_CUDA_ALLOC_CONF)
   whole         not capped (on a card of capacity_gb: the real card's answer)
   whole-empty   not capped, the cache emptied after the warm-up as the capped trial does
+  whole-expandable  not capped, allocator: expandable (does the real card then fit the length
+                its default allocator failed at by fragmentation?)
 
     python benchmarks/cap_history.py --json OUT.jsonl [--capacity-gb 80] [--seq-lens 48128 49792]
 
@@ -31,7 +33,7 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("default", "keep-cache", "expandable", "whole", "whole-empty")
+VARIANTS = ("default", "keep-cache", "expandable", "whole", "whole-empty", "whole-expandable")
 KEEP = (
     "peak_allocated_gib",
     "peak_reserved_gib",
@@ -68,7 +70,7 @@ def _one(variant: str, capacity_gb: float, seq_len: int, model: str) -> dict:
         batch_size=1,
         seq_len=seq_len,
         capacity_gb=None if variant.startswith("whole") else capacity_gb,
-        allocator="expandable" if variant == "expandable" else "default",
+        allocator="expandable" if variant.endswith("expandable") else "default",
         device="cuda",
         warmup_steps=3,
         steps=5,

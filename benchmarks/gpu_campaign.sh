@@ -167,6 +167,9 @@ run() {  # run NAME: one step of the campaign
            --json "$D/cap-history.jsonl" ;;
     cap_history_all) step cap_history_all timeout 560 python3 benchmarks/cap_history.py \
            --variants default keep-cache expandable whole whole-empty --json "$D/cap-history.jsonl" ;;
+    # the allocator option on the whole card, where the default allocator failed by fragmentation
+    cap_whole) step cap_whole timeout 420 python3 benchmarks/cap_history.py \
+           --variants whole whole-expandable --json "$D/cap-history.jsonl" ;;
     q5) sweep q5 benchmarks/sweeps/h200-q5.yaml "$D/finetune.db" ;;  # issue 25's fifth question
     *) say "UNKNOWN step $1 (no such step)"; return 1 ;;
   esac
@@ -215,6 +218,9 @@ ISSUE15="gpu_tests_ddp ddp_scaling seed_all_gpus seed_one_gpu interference_host 
 # missed): the GPU tests on the final trial code, the allocator's history capped and whole, q5
 [ "${STEPS:-}" = h100a ] && STEPS="gpu_tests_all cap_history_all q5"
 [ "${STEPS:-}" = h100b ] && STEPS="cap_history_all gpu_tests_all q5"  # under 15 minutes left
+# 2026-12-07, fifth sitting, if only an H100 comes: the GPU tests of the allocator option, and
+# the option on the whole card at the length its default allocator failed by fragmentation
+[ "${STEPS:-}" = h100c ] && STEPS="gpu_tests_all cap_whole"
 for name in ${STEPS:-$ORDER}; do run "$name"; done
 say "ALL DONE"
 touch "$D/DONE"
