@@ -10,7 +10,7 @@ on that H100 it cost about 4% of the speed. It is the knob users set through
 measure both.
 
 The setting is made at run time, before the model is built, through torch's allocator-settings
-call (``torch._C._accelerator_setAllocatorSettings``; torch 2.8 and older:
+call (``torch._C._accelerator_setAllocatorSettings``; in older torch
 ``torch.cuda.memory._set_allocator_settings``): a trial process has allocated nothing by then, and
 segments made afterwards follow it. ``restore`` turns it off again when the trial ends, so that the
 next trial in the same process (a test's) starts from the default. What the allocator then reports
@@ -60,7 +60,7 @@ def settings() -> str | None:
 
 
 def _set(value: str) -> None:
-    with warnings.catch_warnings():  # torch 2.9+ deprecates the older name, which still works
+    with warnings.catch_warnings():  # torch 2.13 deprecates the older name, which still works
         warnings.simplefilter("ignore", FutureWarning)
         _setter()(value)
 
@@ -73,7 +73,7 @@ def expand(config: TrialConfig, device_type: str, env: dict[str, Any], facts: di
 
 
 def _from_environment() -> str:
-    """The setting the process started with: what PYTORCH_CUDA_ALLOC_CONF (or torch 2.9's
+    """The setting the process started with: what PYTORCH_CUDA_ALLOC_CONF (or its newer name
     PYTORCH_ALLOC_CONF) says of expandable segments, off where it says nothing."""
     conf = os.environ.get("PYTORCH_ALLOC_CONF") or os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or ""
     parts = {p.split(":", 1)[0].strip(): p.partition(":")[2].strip() for p in conf.split(",")}
