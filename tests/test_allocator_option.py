@@ -1,5 +1,6 @@
-"""The allocator option (sweep/trial/allocator.py) on the CPU: where it is refused, what restores
-it, and what the field means to the rest of the product. Its GPU run: tests/test_gpu.py."""
+"""The allocator option (sweep/trial/allocator.py) and the capacity cap's undoing, on the CPU:
+where the option is refused, what restores it, and what the field means to the rest of the
+product. Its GPU run: tests/test_gpu.py."""
 
 import pytest
 
@@ -79,3 +80,21 @@ def test_every_restore_runs_even_when_the_trial_fails(monkeypatch):
     rec = run_trial(TrialConfig(**TINY))
     assert rec.status == "error" and "the model broke" in rec.error
     assert calls == ["boom", "restored"]  # reverse order, the failing one did not stop the other
+
+
+def test_a_capped_trial_is_uncapped_when_it_ends(monkeypatch):
+    """capacity_gb's cap is undone by its transform's restore (capacity.uncap), and only where
+    CUDA started: a trial refused before its cap touches nothing."""
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", calls.append)
+    capped = TrialConfig(**{**TINY, "device": "cuda"}, capacity_gb=24)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    transforms.restore_all(capped)
+    assert calls == []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    transforms.restore_all(capped)
+    assert calls == [1.0]
+    transforms.restore_all(TrialConfig(**{**TINY, "device": "cuda"}))  # not capped: nothing
+    assert calls == [1.0]

@@ -72,10 +72,16 @@ def expand(config: TrialConfig, device_type: str, env: dict[str, Any], facts: di
     env["cuda_alloc_conf"] = settings() or EXPANDABLE_ON
 
 
+def environment_conf() -> str | None:
+    """The allocator settings the process was given: PYTORCH_CUDA_ALLOC_CONF, or its newer name
+    PYTORCH_ALLOC_CONF (None: neither is set)."""
+    return os.environ.get("PYTORCH_ALLOC_CONF") or os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
+
+
 def _from_environment() -> str:
-    """The setting the process started with: what PYTORCH_CUDA_ALLOC_CONF (or its newer name
-    PYTORCH_ALLOC_CONF) says of expandable segments, off where it says nothing."""
-    conf = os.environ.get("PYTORCH_ALLOC_CONF") or os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or ""
+    """The setting the process started with: what the environment's allocator settings say of
+    expandable segments, off where they say nothing."""
+    conf = environment_conf() or ""
     parts = {p.split(":", 1)[0].strip(): p.partition(":")[2].strip() for p in conf.split(",")}
     return EXPANDABLE_ON if parts.get("expandable_segments") == "True" else EXPANDABLE_OFF
 

@@ -105,3 +105,12 @@ def recap(config: TrialConfig, facts: dict[str, Any]) -> None:
             "outside it"
         )
     torch.cuda.set_per_process_memory_fraction(cap.fraction)
+
+
+def uncap(config: TrialConfig) -> None:
+    """The cap lifted once the trial has ended (the process's next trial, a test's, runs on the
+    whole card). Nothing where CUDA never started (the trial was refused before its cap)."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        torch.cuda.set_per_process_memory_fraction(1.0)

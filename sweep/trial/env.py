@@ -9,6 +9,8 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
+from sweep.trial.allocator import environment_conf
+
 
 def _version(dist: str) -> str | None:
     try:
@@ -94,9 +96,7 @@ def gpu_facts(device_index: int = 0) -> dict[str, Any]:
         "num_gpus_visible": torch.cuda.device_count(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         # the user's allocator settings (expandable segments change what fits: the allocator field)
-        "pytorch_cuda_alloc_conf": (
-            os.environ.get("PYTORCH_ALLOC_CONF") or os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
-        ),
+        "pytorch_cuda_alloc_conf": environment_conf(),
     }
     from sweep.trial.telemetry import nvml_handle_for_uuid
 

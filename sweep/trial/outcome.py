@@ -78,8 +78,7 @@ def release(device_type: str | None, compiled: bool) -> None:
         import torch
 
         if device_type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.set_per_process_memory_fraction(1.0)  # a capacity_gb cap ends here
+            torch.cuda.empty_cache()  # a capacity_gb cap ends after this (capacity.uncap)
         if compiled:
             torch._dynamo.reset()
     except Exception as exc:

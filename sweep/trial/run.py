@@ -122,7 +122,7 @@ def run_trial(
             t_release = time.perf_counter()
             if not (os.environ.get(TRIAL_EXITS_ENV) == "1" and shortcuts_on()):
                 release(device_type, bool(config.compile))
-            restore_all(config)  # what a preparation changed in this process (the allocator)
+            restore_all(config)  # what a preparation changed in this process (cap, allocator)
             timings["time_release_s"] = time.perf_counter() - t_release
     if status == OK:
         metrics.update(timings)

@@ -77,6 +77,7 @@ TRANSFORMS: tuple[Transform, ...] = (
         _unchanged,
         prepare=capacity.cap_allocator,
         after_warmup=capacity.recap,
+        restore=capacity.uncap,
     ),
     Transform("finetune", lambda c: c.finetune == "qlora", ft.qlora_check, ft.quantize_4bit),
     Transform("liger", lambda c: c.liger, ft.liger_check, ft.apply_liger),
