@@ -84,6 +84,12 @@ run() {  # run NAME: one step of the campaign
     gpu_tests_graph) step gpu_tests_graph python3 -m pytest -q -ra -s -m gpu tests/test_gpu.py \
            -p no:cacheprovider -k "graph or profiled or compile_modes" ;;
     seed_graph) sweep seed_graph seed-graph "$DB" ;;
+    # issue 22's "the figures must not move", side by side on one machine: the seed grid through
+    # the code that made the shipped rows (e801b815, `git archive e801b815e1af | tar x -C .reftree`,
+    # carried as .reftree), its records exported by that code too; run it beside `seed`
+    seed_ref) step seed_ref bash -c 'cd .reftree && export PYTHONPATH="$PWD:$PYTHONPATH" \
+           TSWEEP_GIT_COMMIT=e801b815e1af && python3 -m sweep run seed --db "$1/seed-ref.db" &&
+           python3 -m sweep export --format jsonl --db "$1/seed-ref.db" -o "$1/seed-ref.jsonl"' _ "$D" ;;
     seed_2020) sweep seed_2020 seed-2020 "$DB" ;;
     compile_modes) sweep compile_modes benchmarks/sweeps/h200-compile-modes.yaml "$DB" ;;
     graph_harness) step graph_harness bash -c 'for shape in "roberta-base 8 128" \
