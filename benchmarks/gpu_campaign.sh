@@ -58,6 +58,12 @@ sweep() {  # sweep NAME SWEEP DB [OPTIONS...]: a step through the product, then 
   nproc; } >> "$LOG" 2>&1
 
 DB=$D/h200.db
+ref_sweep() {  # ref_sweep NAME SWEEP DB: `sweep` through the code in .reftree (see seed_ref)
+  local name=$1 what=$2 db=$3
+  step "$name" bash -c 'cd .reftree && export PYTHONPATH="$PWD:$PYTHONPATH" \
+    TSWEEP_GIT_COMMIT=$(cat REF_COMMIT 2>/dev/null || echo reftree) && python3 -m sweep run "$1" --db "$2"
+    rc=$?; python3 -m sweep export --format jsonl --db "$2" -o "${2%.db}.jsonl"; exit $rc' _ "$what" "$db"
+}
 run() {  # run NAME: one step of the campaign
   case $1 in
     gpu_tests) step gpu_tests python3 -m pytest -q -ra -m gpu tests/test_gpu.py -p no:cacheprovider ;;
@@ -84,12 +90,12 @@ run() {  # run NAME: one step of the campaign
     gpu_tests_graph) step gpu_tests_graph python3 -m pytest -q -ra -s -m gpu tests/test_gpu.py \
            -p no:cacheprovider -k "graph or profiled or compile_modes" ;;
     seed_graph) sweep seed_graph seed-graph "$DB" ;;
-    # issue 22's "the figures must not move", side by side on one machine: the seed grid through
-    # the code that made the shipped rows (e801b815, `git archive e801b815e1af | tar x -C .reftree`,
-    # carried as .reftree), its records exported by that code too; run it beside `seed`
-    seed_ref) step seed_ref bash -c 'cd .reftree && export PYTHONPATH="$PWD:$PYTHONPATH" \
-           TSWEEP_GIT_COMMIT=e801b815e1af && python3 -m sweep run seed --db "$1/seed-ref.db" &&
-           python3 -m sweep export --format jsonl --db "$1/seed-ref.db" -o "$1/seed-ref.jsonl"' _ "$D" ;;
+    # issue 22's "the figures must not move", side by side on one machine: a grid through the code
+    # that made the shipped 2026-12-02 rows (10448d0, `git archive 10448d0a927b | tar x -C .reftree`,
+    # carried as .reftree; its records exported by that code), then through this tree
+    seed_ref) ref_sweep seed_ref seed "$D/seed-ref.db" ;;
+    gpu_bound_ref) ref_sweep gpu_bound_ref "$PWD/benchmarks/sweeps/seed-gpu-bound.yaml" "$D/gb-ref.db" ;;
+    gpu_bound) sweep gpu_bound benchmarks/sweeps/seed-gpu-bound.yaml "$D/gb-new.db" ;;
     seed_2020) sweep seed_2020 seed-2020 "$DB" ;;
     compile_modes) sweep compile_modes benchmarks/sweeps/h200-compile-modes.yaml "$DB" ;;
     graph_harness) step graph_harness bash -c 'for shape in "roberta-base 8 128" \
