@@ -91,8 +91,9 @@ run() {  # run NAME: one step of the campaign
            -p no:cacheprovider -k "graph or profiled or compile_modes" ;;
     seed_graph) sweep seed_graph seed-graph "$DB" ;;
     # issue 22's "the figures must not move", side by side on one machine: a grid through the code
-    # that made the shipped 2026-12-02 rows (10448d0, `git archive 10448d0a927b | tar x -C .reftree`,
-    # carried as .reftree; its records exported by that code), then through this tree
+    # that made the shipped 2026-12-02 rows (10448d0: `git archive 10448d0a927b | tar x -C .reftree;
+    # echo 10448d0a927b > .reftree/REF_COMMIT`, the commit its records carry; carried as .reftree,
+    # git-excluded; its records exported by that code), then through this tree
     seed_ref) ref_sweep seed_ref seed "$D/seed-ref.db" ;;
     gpu_bound_ref) ref_sweep gpu_bound_ref "$PWD/benchmarks/sweeps/seed-gpu-bound.yaml" "$D/gb-ref.db" ;;
     gpu_bound) sweep gpu_bound benchmarks/sweeps/seed-gpu-bound.yaml "$D/gb-new.db" ;;
