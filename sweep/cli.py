@@ -310,12 +310,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_presets(args: argparse.Namespace) -> int:
     from sweep.plan import sweepfile
-    from sweep.plan.grid import expand
+    from sweep.plan.grid import SEARCH_MODES, expand
 
     for name in sweepfile.preset_names():
         spec = sweepfile.load(name)
         n = len(expand(spec))
-        unit = "groups" if spec.mode == "max-batch" else "trials"
+        unit = "searches" if spec.mode in SEARCH_MODES else "trials"
         print(f"{name:<12} {n:>4} {unit:<7} {spec.description}")
     return 0
 

@@ -111,3 +111,56 @@ def test_recap_is_out_of_memory_where_the_allocator_already_keeps_more_than_the_
         capacity.recap(TrialConfig(**{**TINY, "device": "cuda", "capacity_gb": 16}), facts)
     assert cuda.fraction is None  # no cap set: the trial ends as out of memory
     assert facts["outside_allocator_gib"] == pytest.approx(1.2)
+
+
+def _first_cap_cuda(monkeypatch, used_gib: float) -> FakeCuda:
+    """FakeCuda at CUDA's start (nothing reserved yet) on an invented H200, with its name and
+    properties, for ``check`` and ``cap_allocator``."""
+    cuda = FakeCuda(H200_SHOWN, int(used_gib * GIB), 0)
+    cuda.install(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
+    props = type("Props", (), {"total_memory": H200_SHOWN})()
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *a: props)
+    return cuda
+
+
+def test_the_first_cap_says_where_it_was_emulated_and_caps_to_the_card(monkeypatch):
+    cuda = _first_cap_cuda(monkeypatch, 0.5)
+    config = TrialConfig(
+        model="llama-3.2-1b", task="causal-lm", finetune="lora", precision="bf16-mixed",
+        device="cuda", capacity_gb=24,
+    )  # fmt: skip
+    assert capacity.check(config, "cuda") is None
+    env, facts = {}, {}
+    capacity.cap_allocator(config, "cuda", env, facts)
+    expected = allocator_cap(24, H200_SHOWN, 0.5 * GIB)
+    assert env["emulated_on"] == "NVIDIA H200"
+    assert cuda.fraction == pytest.approx(expected.fraction)
+    assert facts["capacity_cap_gib"] == pytest.approx(expected.cap_bytes / GIB)
+    assert facts["cuda_context_gib"] == pytest.approx(0.5)
+    assert 0 < facts["driver_reserved_gib"] < 1
+
+
+def test_a_bigger_card_than_this_one_is_refused_naming_both(monkeypatch):
+    _first_cap_cuda(monkeypatch, 0.5)
+    config = TrialConfig(**{**TINY, "device": "cuda", "capacity_gb": 192})
+    reason = capacity.check(config, "cuda")
+    assert reason is not None and "192 GB is more than this GPU has (NVIDIA H200, 141 GB)" in reason
+
+
+def test_weights_over_the_cap_and_a_card_below_its_context_are_oom_at_setup_saying_which(
+    monkeypatch,
+):
+    cuda = _first_cap_cuda(monkeypatch, 0.5)
+    full_8b = TrialConfig(
+        model="llama-3.1-8b", task="causal-lm", precision="bf16-true", device="cuda",
+        capacity_gb=15,
+    )  # fmt: skip
+    with pytest.raises(torch.OutOfMemoryError, match=r"weights alone take 14\.96 GiB, more than"):
+        capacity.cap_allocator(full_8b, "cuda", {}, {})
+    # bert-tiny's weights are not counted; a 0.3 GB card is all context: said as such, not as
+    # "weights of 0.0 GiB over 0.0 GiB" (the message before)
+    tiny = TrialConfig(**{**TINY, "device": "cuda", "capacity_gb": 0.3})
+    with pytest.raises(torch.OutOfMemoryError, match="0.3 GB card leaves nothing to PyTorch"):
+        capacity.cap_allocator(tiny, "cuda", {}, {})
+    assert cuda.fraction is None

@@ -161,6 +161,9 @@ def test_presets_command_lists_every_preset():
     assert out.returncode == 0
     names = [line.split()[0] for line in out.stdout.splitlines()]
     assert names == sweepfile.preset_names()
+    # a max-seq preset is counted in searches as a max-batch one is (it said "trials")
+    units = {line.split()[0]: line.split()[2] for line in out.stdout.splitlines()}
+    assert units["atlas"] == units["atlas-batch"] == "searches" and units["seed"] == "trials"
 
 
 def test_place_a_gpu_type_never_runs_on_the_cpu():

@@ -327,6 +327,21 @@ def test_predicted_across_lengths_where_the_asked_one_has_a_single_batch():
     assert line(t, "80 GB")["Known from"].endswith(", extrapolated)")
 
 
+def test_a_prediction_never_says_a_card_fits_what_a_bigger_card_ran_out_of_memory_on():
+    # the model (above) says a 40 GB card holds 11,264 tokens and batch 2 at 4,096; a 48 GB
+    # capped run failed at 10,240 tokens, and one at batch 2: measured limits the model is over
+    lengths = _lengths({2048: 12.0, 4096: 18.0, 8192: 30.0})
+    oom = [row(H200, 1, seq_len=10240, status="oom"), row(H200, 2, seq_len=4096, status="oom")]
+    capped = {len(lengths): 48.0, len(lengths) + 1: 48.0}
+    p = line(plan(frame(lengths + oom, capped), MODEL, 4096, 1e6).table, "40 GB")
+    assert p["Known from"].startswith("predicted by the memory model")
+    assert p["Longest sequence"] == 10112 and p["Largest batch"] == 1
+    # a failure on a smaller card says nothing of a bigger one
+    capped = {len(lengths): 24.0, len(lengths) + 1: 24.0}
+    p = line(plan(frame(lengths + oom, capped), MODEL, 4096, 1e6).table, "40 GB")
+    assert p["Longest sequence"] == 11264 and p["Largest batch"] == 2
+
+
 def test_a_short_point_under_the_line_is_left_out_and_one_above_it_stops_the_model():
     ckpt = {"gradient_checkpointing": True}
     # checkpointing: at 1,024 tokens the optimizer's peak (8 GiB) is under the line (9 GiB)

@@ -121,7 +121,23 @@ def test_never_past_the_models_limit():
     got, probes = run(search, 1.0, 1e-6, 0.0, 139.8)
     assert got == 8192 and probes <= 4
     with pytest.raises(ValueError, match="past llama-3.2-1b's maximum positions \\(131072"):
-        expand(_spec(extra="seq_limit: 200000\n"))
+        expand(_spec(extra="seq_limit: 200064\n"))
+    # the search runs in steps of 128: a limit between two would be shown but not searched
+    with pytest.raises(ValueError, match="seq_limit: 1000 is not a multiple .* say 896 or 1024"):
+        _spec(extra="seq_limit: 1000\n")
+
+
+def test_a_model_shorter_than_one_step_is_refused_at_planning(tmp_path):
+    # Before the check, `plan` accepted it and `run` died asking for seq_len 0.
+    cfg = tmp_path / "short.json"
+    cfg.write_text(
+        '{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, '
+        '"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, '
+        '"vocab_size": 1000, "max_position_embeddings": 100}'
+    )
+    text = f"mode: max-seq\nfixed: {{model: {cfg}, task: causal-lm, batch_size: 1, seq_len: 64}}\n"
+    with pytest.raises(ValueError, match="supports only 100 positions, fewer than one step"):
+        expand(parse(text, default_name="s"))
 
 
 def test_the_first_probe_too_long_bisects_down():

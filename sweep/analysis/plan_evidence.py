@@ -179,6 +179,7 @@ def predictions(d: pd.DataFrame, seq_len: int, capacities) -> pd.DataFrame:
         "fit_lengths",
     ]
     ok = d[d["_cap"].isna() & (d["status"] == OK)] if len(d) else d
+    failed = d[d["status"].isin(OOM_STATUSES)] if len(d) else d
     out = []
     for (gpu, cfg), rows in ok.groupby(["_gpu", "_cfg"]) if len(ok) else ():
         if gpu == UNKNOWN_GPU:
@@ -193,10 +194,13 @@ def predictions(d: pd.DataFrame, seq_len: int, capacities) -> pd.DataFrame:
         if at_len is None:
             continue
         lengths = 1 if one is not None else used
+        same = [c == cfg for c in failed["_cfg"]]
+        mine = failed[(failed["_gpu"] == gpu) & pd.Series(same, index=failed.index, dtype=bool)]
         for cap in capacities:
-            batch = at_len.largest_batch(cap * GIB, seq_len)
+            no_batch, no_seq = _failed_on_bigger(mine, cap, seq_len, capacities)
+            batch = at_len.largest_batch(cap * GIB, seq_len, fails_at=no_batch)
             seq = (
-                across.longest_seq(cap * GIB, 1, step=SEQ_RESOLUTION)
+                across.longest_seq(cap * GIB, 1, step=SEQ_RESOLUTION, fails_at=no_seq)
                 if across is not None
                 else Prediction(None, False)
             )
@@ -214,6 +218,23 @@ def predictions(d: pd.DataFrame, seq_len: int, capacities) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(out, columns=columns)
+
+
+def _failed_on_bigger(failed: pd.DataFrame, cap: float, seq_len: int, capacities):
+    """(the least batch out of memory at ``seq_len`` or shorter, the shortest length out of
+    memory at batch 1) on a card of ``cap`` GB or more, capped or whole: a smaller card fits
+    neither, so no prediction says it does. Any failure counts, fragmentation's too."""
+    size = failed["_cap"].where(
+        failed["_cap"].notna(),
+        [card_of(m, capacities, g) for m, g in zip(failed["_mem"], failed["_gpu"], strict=True)],
+    )
+    big = failed[pd.to_numeric(size, errors="coerce") >= cap]
+    batches = big.loc[big["_seq"] <= seq_len, "_batch"]
+    lengths = big.loc[big["_batch"] <= 1, "_seq"]
+    return (
+        int(batches.min()) if len(batches) else None,
+        int(lengths.min()) if len(lengths) else None,
+    )
 
 
 def prepare(frame: pd.DataFrame, model: str) -> pd.DataFrame:

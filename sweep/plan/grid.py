@@ -111,6 +111,12 @@ class SweepSpec:
             self._check_max_batch()
         if self.seq_limit is not None:
             _check_integer("seq_limit", self.seq_limit, SEQ_RESOLUTION)
+            if self.seq_limit % SEQ_RESOLUTION:
+                low = self.seq_limit // SEQ_RESOLUTION * SEQ_RESOLUTION
+                raise ValueError(
+                    f"seq_limit: {self.seq_limit} is not a multiple of the search's step "
+                    f"({SEQ_RESOLUTION} tokens): say {low} or {low + SEQ_RESOLUTION}"
+                )
         if self.mode == MAX_SEQ:
             self._check_max_seq()
         if self.interference is not None:
@@ -374,6 +380,11 @@ def _check_seq_limit(spec: SweepSpec, config: TrialConfig) -> None:
     from sweep.plan.catalog import get_spec
 
     most = get_spec(config.model).max_seq_len
+    if most < SEQ_RESOLUTION:
+        raise ValueError(
+            f"mode max-seq: {config.model} supports only {most} positions, fewer than one step "
+            f"of the search ({SEQ_RESOLUTION} tokens): ask max-batch at a fixed seq_len instead"
+        )
     if spec.seq_limit is not None and spec.seq_limit > most:
         raise ValueError(
             f"seq_limit: {spec.seq_limit} is past {config.model}'s maximum positions ({most} "

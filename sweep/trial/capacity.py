@@ -75,10 +75,16 @@ def cap_allocator(
     facts["cuda_context_gib"] = cap.context_bytes / GIB
     facts["driver_reserved_gib"] = cap.driver_reserved_bytes / GIB
     weights = weights_bytes(config)
-    if cap.cap_bytes <= 0 or (weights is not None and weights > cap.cap_bytes):
+    if cap.cap_bytes <= 0:
+        raise torch.OutOfMemoryError(
+            f"capacity_gb: out of memory at setup: a {config.capacity_gb:g} GB card leaves "
+            f"nothing to PyTorch once the driver's {cap.driver_reserved_bytes / GIB:.2f} GiB and "
+            f"the CUDA context's {cap.context_bytes / GIB:.2f} GiB are held"
+        )
+    if weights is not None and weights > cap.cap_bytes:
         raise torch.OutOfMemoryError(
             f"capacity_gb: out of memory at setup: the weights alone take "
-            f"{(weights or 0) / GIB:.1f} GiB, more than the {max(cap.cap_bytes, 0) / GIB:.1f} GiB "
+            f"{weights / GIB:.2f} GiB, more than the {cap.cap_bytes / GIB:.2f} GiB "
             f"a {config.capacity_gb:g} GB card leaves to PyTorch"
         )
     torch.cuda.set_per_process_memory_fraction(cap.fraction)
