@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from sweep.plan.config import MAIN_FIELDS, field_help, field_label, filter_fields, option_fields
-from sweep.plan.flags import field_argument
+from sweep.plan.flags import field_argument, help_text
 
 # header in the printed table, column of sweep.analysis.answer.COLUMNS (the speedup's is found
 # by name)
@@ -58,7 +58,9 @@ def add_arguments(p: argparse.ArgumentParser, default_db: str = "results.db") ->
         p.add_argument(
             "--" + name.replace("_", "-"),
             default=None,
-            help=f"only rows of this {field_label(name)} (default: any; {field_help(name)})",
+            help=help_text(
+                f"only rows of this {field_label(name)} (default: any; {field_help(name)})"
+            ),
             **field_argument(name),
         )
 

@@ -200,3 +200,17 @@ def test_engine_options_refuse_a_bad_value_naming_the_field():
         with pytest.raises(OptionError, match=needle.replace("(", r"\(")) as err:
             EngineOptions(**kw)
         assert err.value.field == next(iter(kw))
+
+
+def test_help_of_every_command_prints_the_fields_text_not_argparse_internals():
+    # "a few % slower" in the allocator field's help made argparse print its own internals
+    for command in ("trial", "compare"):
+        out = subprocess.run(
+            [sys.executable, "-m", "sweep", command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        text = " ".join(out.stdout.split())
+        assert "few % slower" in text and "option_strings" not in text, command

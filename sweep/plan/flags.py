@@ -51,6 +51,12 @@ def field_argument(name: str) -> dict[str, Any]:
     return {"type": type(default)}
 
 
+def help_text(text: str) -> str:
+    """``text`` as argparse help: argparse formats help with %, so a literal % is doubled (a
+    field's "a few % slower" printed argparse's internals)."""
+    return text.replace("%", "%%")
+
+
 def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrialConfig field, named after it (batch_size -> --batch-size)."""
     defaults = TrialConfig()
@@ -63,7 +69,10 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
 
             text = f"one of {', '.join(CATALOG)}, or a path to a config.json"
         parser.add_argument(
-            flag, default=default, help=f"{text} (default: {default})", **field_argument(f.name)
+            flag,
+            default=default,
+            help=help_text(f"{text} (default: {default})"),
+            **field_argument(f.name),
         )
 
 
