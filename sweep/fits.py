@@ -24,6 +24,7 @@ SHORT_HEADERS = {
     "Known from": "known from",
     "Largest batch": "max batch",
     "Longest sequence": "max seq",
+    "Longest with": "max seq with",
     "Knobs": "knobs",
     "Tokens/s": "tokens/s",
     "At batch": "at batch",

@@ -132,6 +132,23 @@ def test_not_measured_is_said_honestly():
     assert "No training rows" in empty.notes[0]
 
 
+def test_a_model_named_in_other_case_is_found_and_a_wrong_name_gets_suggestions():
+    t = plan(frame(fleet()), "Llama-3.1-8B", 4096, 50e6).table
+    assert line(t, "H200")["Known from"] == "measured on H200"
+    note = plan(frame(fleet()), "llama-3.1-8x", 4096, 50e6).notes[0]
+    assert note.startswith("No training rows of 'llama-3.1-8x'") and "llama-3.1-8b" in note
+
+
+def test_a_length_nothing_answers_names_the_lengths_that_were_measured():
+    # rows at 1,024 tokens only (one batch each: no memory model): 4,096 is not measured,
+    # and the note says what is instead of leaving 18 rows of "not measured" unexplained
+    rows = [row(H200, 2, 5000.0, seq_len=1024), row(A100, 1, 900.0, seq_len=1024, finetune="full")]
+    p = plan(frame(rows), MODEL, 4096, 50e6)
+    assert set(p.table["Known from"]) == {"not measured"}
+    assert p.notes[-1].endswith("Lengths measured: A100-SXM4-40GB: 1,024; H200: 1,024.")
+    assert not any("Lengths measured" in n for n in plan(frame(fleet()), MODEL, 4096, 1e6).notes)
+
+
 def test_predicted_by_the_memory_model_without_a_speed():
     # H200 LoRA plain: 40 GiB at batch 4, 70 at 8: 10 + 7.5 GiB per sequence
     t = plan(frame(fleet()), MODEL, 4096, 50e6).table
@@ -340,6 +357,30 @@ def test_a_prediction_never_says_a_card_fits_what_a_bigger_card_ran_out_of_memor
     capped = {len(lengths): 24.0, len(lengths) + 1: 24.0}
     p = line(plan(frame(lengths + oom, capped), MODEL, 4096, 1e6).table, "40 GB")
     assert p["Longest sequence"] == 11264 and p["Largest batch"] == 2
+
+
+def test_the_longest_sequence_is_the_cards_with_its_knobs_and_at_least_a_smaller_cards():
+    # a capped 24 GB card: plain LoRA ran up to 5,760 tokens, with checkpointing 12,672; a
+    # 48 GB one only plain, to 8,064. The row shows the plain configuration (fewest knobs) but
+    # the card's longest; it said 5,760 on 24 GB and 8,064 on 48 GB (a bigger card, shorter)
+    ckpt = {"gradient_checkpointing": True}
+    trials = [
+        row(H200, 1, seq_len=4096),
+        row(H200, 1, seq_len=5760),
+        row(H200, 1, seq_len=4096, **ckpt),
+        row(H200, 1, seq_len=12672, **ckpt),
+        row(H200, 1, seq_len=4096),
+        row(H200, 1, seq_len=8064),
+    ]
+    capped = {0: 24.0, 1: 24.0, 2: 24.0, 3: 24.0, 4: 48.0, 5: 48.0}
+    t = plan(frame(trials, capped), MODEL, 4096, 1e6, capacities=(24, 40, 48)).table
+    small, big = line(t, "24 GB"), line(t, "48 GB")
+    assert small["Knobs"] == "none" and small["Longest sequence"] == 12672
+    assert small["Longest with"] == "gradient checkpointing"
+    assert big["Longest sequence"] == 12672
+    assert big["Longest with"] == "gradient checkpointing (as on the 24 GB card)"
+    assert line(t, "40 GB")["Known from"] == "not measured"  # nothing known: nothing raised
+    assert pd.isna(line(t, "40 GB")["Longest sequence"])
 
 
 def test_a_short_point_under_the_line_is_left_out_and_one_above_it_stops_the_model():

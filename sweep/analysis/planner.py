@@ -22,10 +22,14 @@ and method. What each row says is taken from the strongest evidence there is, in
 Among the configurations that fit, the one shown is the cheapest: the fastest where speed was
 measured on that very card, otherwise the one with the fewest memory knobs (then the largest
 batch). Speed, hours and dollars come only from trials on the row's own GPU, one GPU a trial.
+The longest sequence is the card's, not the shown configuration's: the longest any configuration
+of the method ran (or is predicted to hold) there, with its knobs ("Longest with"), and never
+less than a smaller card's (what a 40 GB card holds, a 48 GB one holds too).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -57,6 +61,7 @@ COLUMNS = [
     "Known from",
     "Largest batch",
     "Longest sequence",
+    "Longest with",
     "Knobs",
     "Tokens/s",
     "At batch",
@@ -169,6 +174,7 @@ def _row(card: str, method: str, found: list[Evidence], marks: dict[str, str]) -
             break
     else:
         return {**row, "Fits": "unknown", "Known from": NOT_MEASURED, "Knobs": "", "Data": ""}
+    row.update(_longest(of_kind))
     fitting = sorted((e for e in of_kind if e.fits), key=Evidence.rank)
     gpus = sorted({e.gpu for e in of_kind})
     data = ", ".join(sorted({d for e in of_kind for d in e.datasets}))
@@ -193,10 +199,6 @@ def _row(card: str, method: str, found: list[Evidence], marks: dict[str, str]) -
             "Fits": "yes" if best.narrow is None and best.fragmented is None else "probably",
             "Known from": _known_from(best),
             "Largest batch": best.largest_batch,
-            # the longest that ran; predicted: the memory model's at batch 1
-            "Longest sequence": best.longest_seq
-            if best.longest_seq is not None
-            else best.predicted_seq,
             "Knobs": knob_text,
             "Tokens/s": None if best.tokens_per_s is None else round(best.tokens_per_s, 1),
             "At batch": best.at_batch,
@@ -207,6 +209,53 @@ def _row(card: str, method: str, found: list[Evidence], marks: dict[str, str]) -
     row["_gpu"] = best.gpu if best.tokens_per_s is not None else None
     row["_tps"] = best.tokens_per_s
     return row
+
+
+def _longest(found: list[Evidence]) -> dict:
+    """The longest sequence any of ``found`` ran (predicted: the memory model's at batch 1), and
+    the knobs of the configuration that did."""
+    seqs = [
+        (e.longest_seq if e.longest_seq is not None else e.predicted_seq, e.knobs) for e in found
+    ]
+    seqs = [(s, knobs) for s, knobs in seqs if s is not None]
+    if not seqs:
+        return {}
+    seq, knobs = max(seqs, key=lambda sk: (sk[0], -len(sk[1])))
+    return {"Longest sequence": seq, "Longest with": " + ".join(knobs) or "none"}
+
+
+def _at_least_a_smaller_cards(rows: list[dict], capacities) -> None:
+    """Each card row's longest sequence, raised to a smaller card's of the same method where
+    that is longer (a bigger card holds what a smaller one does), saying which card's it is;
+    a row with nothing known stays "not measured"."""
+    for method in {r["Method"] for r in rows}:
+        best = None
+        for cap in sorted(capacities):
+            card = f"{cap:g} GB"
+            for r in rows:
+                if r["Card"] != card or r["Method"] != method or r["Known from"] == NOT_MEASURED:
+                    continue
+                seq = r.get("Longest sequence")
+                if best is not None and (seq is None or seq < best[0]):
+                    r["Longest sequence"] = best[0]
+                    r["Longest with"] = f"{best[1]} (as on the {best[2]} card)"
+                elif seq is not None:
+                    best = (seq, r["Longest with"].split(" (as on")[0], card)
+
+
+def _lengths_measured(d: pd.DataFrame, model: str, seq_len: int) -> str:
+    """What exists of ``model`` where nothing answers ``seq_len``: its lengths per GPU."""
+    ok = d[d["status"] == OK]
+    per_gpu = (
+        ok.groupby("_gpu")["_seq"].agg(lambda s: ", ".join(f"{int(v):,}" for v in sorted(set(s))))
+        if len(ok)
+        else pd.Series(dtype=str)
+    )
+    where = "; ".join(f"{gpu}: {lengths}" for gpu, lengths in per_gpu.items()) or "none ok"
+    return (
+        f"Nothing of {model} answers {seq_len:,} tokens per sequence (no row at or past it, no "
+        f"memory model through it). Lengths measured: {where}."
+    )
 
 
 def _parity(e: Evidence, marks: dict[str, str]) -> str:
@@ -255,10 +304,14 @@ def plan(
     """
     methods = list(methods) if methods else list(FINETUNES)
     seq_len, tokens = int(seq_len), float(tokens)
+    known = model_choices(frame)
+    model = next((m for m in known if m.lower() == str(model).lower()), model)
     d = ev.prepare(frame, model)
     notes: list[str] = []
     if d.empty:
-        notes.append(f"No training rows of {model!r}: every row is 'not measured'.")
+        near = difflib.get_close_matches(str(model).lower(), known, n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(near)}?" if near else ""
+        notes.append(f"No training rows of {model!r}: every row is 'not measured'.{hint}")
         measured, emulated, predicted, marks = {}, {}, {}, {}
     else:
         measured, emulated = ev.measured(d, seq_len), ev.emulated(d, seq_len)
@@ -275,6 +328,7 @@ def plan(
                 if size == cap:
                     found += measured.get((gpu, m), [])
             rows.append(_row(f"{cap:g} GB", m, found, marks))
+    _at_least_a_smaller_cards(rows, capacities)
     for gpu in sorted({g for g, _ in measured}):
         for m in methods:
             rows.append(_row(gpu, m, measured.get((gpu, m), []), marks))
@@ -282,6 +336,8 @@ def plan(
     if unpriced:
         notes.append("No price for: " + ", ".join(sorted(unpriced)) + " (add a price).")
     table = pd.DataFrame(rows, columns=COLUMNS)
+    if len(d) and (table["Known from"] == NOT_MEASURED).all():
+        notes.append(_lengths_measured(d, model, seq_len))
     for col in INTEGER_COLUMNS:
         table[col] = pd.to_numeric(table[col]).astype("Int64")
     return Plan(table, notes)

@@ -28,6 +28,7 @@ WIDTHS = {
     "Fits": 84,
     "Known from": 240,
     "Knobs": 160,
+    "Longest with": 160,
     "At batch": 60,
     "Hours": 64,
     "$": 64,
@@ -49,7 +50,9 @@ HELP = (
     "*predicted from a peak measured on a bigger GPU* (a batch whose peak, the CUDA context in "
     "it, fits what this card shows, less 2%), or *not measured*. **Knobs**: the memory knobs of "
     "the configuration shown (the fastest that fits where speed was measured on that card, else "
-    "the one with the fewest knobs). **Tokens/s**, **Hours** and **$** come only from trials on "
+    "the one with the fewest knobs). **Longest sequence**: the card's, the longest any "
+    "configuration of the method ran or is predicted to hold there (its knobs in **Longest "
+    "with**), never less than a smaller card's. **Tokens/s**, **Hours** and **$** come only from trials on "
     "that card itself, one GPU per trial, at the prices below (editable). **Loss parity**: the "
     "configuration's loss against the same one without its knob."
 )
