@@ -63,6 +63,22 @@ def test_the_empty_message_names_what_exists():
     assert "Measured for roberta-large: seq_len 512 in fp16-mixed (3 GPUs)" in a.notes[-1]
 
 
+def test_the_empty_message_lists_lengths_under_the_other_filters_held():
+    # gpt2: seq-cls at 1,024, causal-lm at 512 only. Asked causal-lm at 1,024, the message
+    # listed 1,024 (the seq-cls rows): the length just refused
+    df = _frame().assign(task="seq-cls")
+    extra = pd.DataFrame(
+        [("gpt2", 1024, "bf16-mixed", "NVIDIA H200", "ok", "ref", "seq-cls"),
+         ("gpt2", 512, "bf16-mixed", "NVIDIA H200", "ok", "ref", "causal-lm")],
+        columns=["model", "seq_len", "precision", "gpu", "status", "dataset", "task"],
+    ).assign(batch_size=8, tokens_per_s=1000.0)  # fmt: skip
+    df = pd.concat([df, extra], ignore_index=True)
+    text = what_exists(df, {"model": "gpt2", "seq_len": "1024", "task": "causal-lm"})
+    assert text == "Measured for gpt2 with task causal-lm: seq_len 512 in bf16-mixed (1 GPU)."
+    none = what_exists(df, {"model": "roberta-large", "task": "causal-lm"})
+    assert none == "roberta-large has no ok measurement with task causal-lm: set it back to (any)."
+
+
 def test_the_page_does_not_open_on_a_cpu_smoke_run():
     assert default_filters(_frame()) == {
         "model": "roberta-large",

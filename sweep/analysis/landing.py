@@ -71,7 +71,16 @@ def what_exists(df: pd.DataFrame, filters: dict[str, Any]) -> str:
     in fp32 (1 GPU)"), or the models that have rows under the other choices."""
     model = filters.get("model")
     if model not in (None, "", ANY):
-        ok = _ok(select(df, {"model": model}))
+        # the other choices hold, but for the two this lists (task causal-lm: its lengths)
+        held = {
+            k: v
+            for k, v in filters.items()
+            if k not in ("model", "seq_len", "precision") and v not in (None, "", ANY)
+        }
+        said = ", ".join(f"{k} {v}" for k, v in held.items())
+        ok = _ok(select(df, {"model": model, **held}))
+        if ok.empty and held and not _ok(select(df, {"model": model})).empty:
+            return f"{model} has no ok measurement with {said}: set it back to (any)."
         if ok.empty:
             return f"{model} has no ok measurement in the data shown."
         per = (
@@ -81,7 +90,7 @@ def what_exists(df: pd.DataFrame, filters: dict[str, Any]) -> str:
             .sort_values(ascending=False)
         )
         bits = [f"seq_len {s} in {p} ({_gpus(n)})" for (s, p), n in per.head(6).items()]
-        return f"Measured for {model}: " + "; ".join(bits) + "."
+        return f"Measured for {model}{f' with {said}' if said else ''}: " + "; ".join(bits) + "."
     others = {k: v for k, v in filters.items() if k != "model"}
     models = filter_choices(_ok(select(df, others)), "model")
     if not models:
