@@ -52,8 +52,9 @@ HELP = (
     "the configuration shown (the fastest that fits where speed was measured on that card, else "
     "the one with the fewest knobs). **Longest sequence**: the card's, the longest any "
     "configuration of the method ran or is predicted to hold there (its knobs in **Longest "
-    "with**), never less than a smaller card's. **Tokens/s**, **Hours** and **$** come only from trials on "
-    "that card itself, one GPU per trial, at the prices below (editable). **Loss parity**: the "
+    "with**), never less than a smaller card's. **Tokens/s**, **Hours** and **$** come only "
+    "from trials on that card itself, one GPU per trial, at the prices below (editable). "
+    "**Loss parity**: the "
     "configuration's loss against the same one without its knob."
 )
 
