@@ -211,6 +211,16 @@ def test_two_gloo_ranks_give_an_ok_row_with_the_ddp_fields(warm):
     assert row.config["gpus_per_trial"] == 2 and _ranks_gone()
 
 
+def test_bf16_true_gradients_are_all_reduced_in_bf16(warm):
+    from sweep.trial.run import run_trial
+
+    row = run_trial(TrialConfig(**{**TINY, "precision": "bf16-true"}))
+    assert row.status == OK, row.error
+    m = row.metrics
+    assert m["grad_allreduce_bytes"] == 2 * m["n_params"]  # it timed 4 bytes a parameter
+    assert _ranks_gone()
+
+
 def test_a_rank_dying_mid_step_is_a_crashed_row_in_bounded_time(warm):
     from sweep.trial import ddp_rank, harness
 

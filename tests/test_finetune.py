@@ -80,9 +80,49 @@ def test_bf16_true_keeps_weights_gradients_and_state_in_bf16():
     assert {t.dtype for t in states if t.dim() > 0} == {torch.bfloat16}
 
 
-@pytest.mark.parametrize("optimizer", ["adamw-8bit", "paged-adamw-8bit"])
-def test_8bit_optimizers_train_and_keep_8bit_state(optimizer):
-    rec = run_trial(TrialConfig(**{**LM, "optimizer": optimizer}))
+def test_bf16_true_under_lightning_is_the_native_step():
+    # Lightning's harness had no bf16-true entry: a KeyError row
+    config = {**LM, "precision": "bf16-true"}
+    native = run_trial(TrialConfig(**config))
+    lightning = run_trial(TrialConfig(**{**config, "harness": "lightning"}))
+    assert lightning.status == "ok", lightning.error
+    assert lightning.metrics["losses"] == native.metrics["losses"]
+    assert lightning.metrics["weights_gib"] == native.metrics["weights_gib"]
+
+
+def test_paged_optimizer_and_qlora_of_conv1d_blocks_are_unsupported_not_silently_other():
+    # bitsandbytes ran paged-adamw-8bit unpaged on the CPU, and QLoRA left GPT-2's Conv1D
+    # blocks in bf16: both stored as ok rows under a label they did not run
+    paged = run_trial(TrialConfig(**{**LM, "optimizer": "paged-adamw-8bit"}))
+    assert paged.status == "unsupported" and "needs a CUDA GPU" in paged.error
+    gpt2 = {**LM, "model": "gpt2-tiny", "finetune": "qlora", "precision": "bf16-mixed"}
+    rec = run_trial(TrialConfig(**gpt2))
+    assert rec.status == "unsupported" and "gpt2's blocks are Conv1D layers" in rec.error
+    from sweep.trial.finetune import quantize_4bit
+    from sweep.trial.outcome import Unsupported
+
+    with pytest.raises(Unsupported, match="no linear layer"):  # another layout without one
+        quantize_4bit(torch.nn.Sequential(torch.nn.Conv1d(2, 2, 1)), TrialConfig(**gpt2))
+
+
+def test_attention_targets_a_model_without_those_projections_cannot_have_is_unsupported():
+    from sweep.trial.finetune import lora_targets
+    from sweep.trial.outcome import Unsupported
+
+    bloom_like = torch.nn.Module()
+    bloom_like.config = type("Config", (), {"model_type": "bloom"})()
+    bloom_like.query_key_value = torch.nn.Linear(4, 12)
+    with pytest.raises(Unsupported, match="model type bloom has none of them"):
+        lora_targets(bloom_like, "attention")
+    attention = TrialConfig(**{**LM, "finetune": "lora", "lora_targets": "attention"})
+    w = build_workload(attention, "cpu")
+    assert {n.split(".")[-4] for n, p in w.model.named_parameters() if p.requires_grad} == {
+        "q_proj", "k_proj", "v_proj", "o_proj"
+    }  # fmt: skip
+
+
+def test_8bit_optimizer_trains_and_keeps_8bit_state():
+    rec = run_trial(TrialConfig(**{**LM, "optimizer": "adamw-8bit"}))
     assert rec.status == "ok", rec.error
     m = rec.metrics
     # two 8-bit moments per weight (+ their block statistics): about a quarter of fp32 AdamW's

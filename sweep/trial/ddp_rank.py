@@ -105,11 +105,20 @@ def bus_bandwidth(device: torch.device, world: int) -> dict[str, float]:
 
 
 def grad_allreduce(model: torch.nn.Module, device: torch.device) -> dict[str, float]:
-    """The gradients' all-reduce alone, per step: every DDP bucket's bytes, one buffer the size
-    of the largest bucket reused for all (no second copy of the gradients)."""
-    sizes = bucket_sizes([p.numel() * 4 for p in model.parameters() if p.requires_grad])
-    buf = torch.zeros(max(sizes) // 4, dtype=torch.float32, device=device)
-    views = [buf[: s // 4] for s in sizes]
+    """The gradients' all-reduce alone, per step: every DDP bucket's bytes in the gradients'
+    own dtype (bf16 under bf16-true; DDP buckets each dtype apart), one buffer per dtype the
+    size of its largest bucket reused for all (no second copy of the gradients)."""
+    by_dtype: dict[torch.dtype, list[int]] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            by_dtype.setdefault(p.dtype, []).append(p.numel() * p.element_size())
+    views, sizes = [], []
+    for dtype, param_bytes in by_dtype.items():
+        these = bucket_sizes(param_bytes)
+        size = torch.empty((), dtype=dtype).element_size()
+        buf = torch.zeros(max(these) // size, dtype=dtype, device=device)
+        views += [buf[: s // size] for s in these]
+        sizes += these
     seconds = _timed_all_reduce_s(views, device.type, 5)
     return {
         "allreduce_ms_per_step": seconds * 1000.0,

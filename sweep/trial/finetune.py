@@ -41,7 +41,20 @@ def missing(module: str, field: str) -> str | None:
 # -- QLoRA: the base's linear layers as 4-bit NF4 (bitsandbytes) -----------------------------------
 
 
+# Model types whose blocks hold transformers' Conv1D (a transposed linear) instead of nn.Linear:
+# bitsandbytes' 4-bit layer replaces nn.Linear only, so their base would stay in 16 bits.
+CONV1D_TYPES = ("gpt2", "openai-gpt")
+
+
 def qlora_check(config: TrialConfig, device_type: str) -> str | None:
+    from sweep.plan.catalog import get_spec
+
+    model_type = get_spec(config.model).model_type
+    if model_type in CONV1D_TYPES:
+        return (
+            f"finetune: qlora quantizes linear layers to 4 bits; {model_type}'s blocks are "
+            "Conv1D layers, which bitsandbytes does not replace (the base would stay in bf16)"
+        )
     return missing("bitsandbytes", "finetune")
 
 
@@ -66,6 +79,7 @@ def quantize_4bit(model, config: TrialConfig):
     import bitsandbytes as bnb
 
     keep = _output_layers(model)
+    replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is not torch.nn.Linear or id(child) in keep:
@@ -92,6 +106,11 @@ def quantize_4bit(model, config: TrialConfig):
                 q.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
             del weight
             setattr(parent, name, q)
+            replaced += 1
+    if not replaced:  # a config.json of another layout: a "qlora" row would be LoRA's
+        from sweep.trial.outcome import Unsupported
+
+        raise Unsupported("finetune: qlora found no linear layer in the model's blocks to quantize")
     return model
 
 
@@ -174,7 +193,15 @@ def lora_targets(model, which: str):
     if which == "all-linear":
         return "all-linear"
     model_type = getattr(model.config, "model_type", "")
-    return list(ATTENTION_BY_TYPE.get(model_type, ATTENTION_PROJECTIONS))
+    names = list(ATTENTION_BY_TYPE.get(model_type, ATTENTION_PROJECTIONS))
+    if not any(n == t or n.endswith("." + t) for n, _ in model.named_modules() for t in names):
+        from sweep.trial.outcome import Unsupported  # peft's own error would be an error row
+
+        raise Unsupported(
+            f"lora_targets: attention names the projections {', '.join(names)}; model type "
+            f"{model_type or '?'} has none of them (use all-linear)"
+        )
+    return names
 
 
 def apply_lora(model, config: TrialConfig):
@@ -200,7 +227,15 @@ def apply_lora(model, config: TrialConfig):
 
 
 def optimizer_check(config: TrialConfig, device_type: str) -> str | None:
-    if config.optimizer in ("adamw-8bit", "paged-adamw-8bit") and config.mode == "train":
+    if config.mode != "train":
+        return None
+    if config.optimizer == "paged-adamw-8bit" and device_type != "cuda":
+        # bitsandbytes warns and runs it unpaged: a row labelled paged that was not
+        return (
+            "optimizer: paged-adamw-8bit pages its state through CUDA unified memory and needs "
+            "a CUDA GPU (on the CPU bitsandbytes runs it unpaged: ask adamw-8bit)"
+        )
+    if config.optimizer in ("adamw-8bit", "paged-adamw-8bit"):
         return missing("bitsandbytes", "optimizer")
     return None
 

@@ -149,11 +149,15 @@ def run_lightning(w: Workload, uuid: str | None = None) -> RawTiming:
             ):
                 trainer.should_stop = True
 
+    # bf16-true: the model is built in bf16 and the native loop runs it without autocast, as
+    # "32-true" does here; Lightning's own "bf16-true" would also make bf16 the default dtype
+    # inside forward (tensors made there, RoPE's, in bf16): another step than the native one
     precision = {
         "fp32": "32-true",
         "tf32": "32-true",
         "fp16-mixed": "16-mixed",
         "bf16-mixed": "bf16-mixed",
+        "bf16-true": "32-true",
     }[cfg.precision]
     trainer = pl.Trainer(
         accelerator="gpu" if w.device.type == "cuda" else "cpu",

@@ -53,9 +53,10 @@ def refusal(config: TrialConfig, device_type: str) -> str | None:
             return "attention: flash_attention_2 needs a CUDA GPU"
     else:
         major, _ = torch.cuda.get_device_capability(0)
-        if config.precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
+        # bf16-true and QLoRA's bf16 compute too (QLoRA asks a bf16 precision)
+        if config.precision.startswith("bf16") and not torch.cuda.is_bf16_supported():
             return (
-                "precision: bf16-mixed needs compute capability 8.0 or newer "
+                f"precision: {config.precision} needs compute capability 8.0 or newer "
                 f"(this GPU has {major}.x)"
             )
     if config.attention == "flash_attention_2" and not _imports("flash_attn"):
