@@ -113,6 +113,50 @@ def test_catalog_holds_published_shapes():
         assert name in CATALOG
 
 
+# (hidden, layers, heads, kv heads, intermediate, vocab, tied, rope theta, parameters): each
+# model's published config.json, and the parameter count its model card states
+DECODERS = {
+    "llama-3.2-1b": (2048, 16, 32, 8, 8192, 128256, True, 5e5, 1_235_814_400),
+    "llama-3.2-3b": (3072, 28, 24, 8, 8192, 128256, True, 5e5, 3_212_749_824),
+    "llama-3.1-8b": (4096, 32, 32, 8, 14336, 128256, False, 5e5, 8_030_261_248),
+    "qwen2.5-1.5b": (1536, 28, 12, 2, 8960, 151936, True, 1e6, 1_543_714_304),
+    "qwen2.5-7b": (3584, 28, 28, 4, 18944, 152064, False, 1e6, 7_615_616_512),
+    "mistral-7b-v0.3": (4096, 32, 32, 8, 14336, 32768, False, 1e6, 7_248_023_552),
+}
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_fine_tuning_decoders_hold_their_published_shapes_and_sizes(name):
+    from sweep.plan.fixed_memory import decoder_params
+
+    spec = get_spec(name)
+    hp = spec.hparams
+    shape = (
+        hp["hidden_size"],
+        hp["num_hidden_layers"],
+        hp["num_attention_heads"],
+        hp["num_key_value_heads"],
+        hp["intermediate_size"],
+        hp["vocab_size"],
+        hp["tie_word_embeddings"],
+        hp["rope_theta"],
+    )
+    assert shape == DECODERS[name][:8]
+    assert sum(decoder_params(spec).values()) == DECODERS[name][8]
+    # what transformers builds from them (on the meta device: no memory) holds as many
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(spec.model_type, **hp))
+    assert sum(p.numel() for p in model.parameters()) == DECODERS[name][8]
+    llama3 = hp.get("rope_scaling") or {}
+    if name.startswith("llama-3"):  # Llama 3.1/3.2's long-context RoPE
+        assert llama3.get("rope_type") == "llama3"
+        assert llama3["factor"] == (8.0 if name == "llama-3.1-8b" else 32.0)
+        assert llama3["original_max_position_embeddings"] == 8192
+
+
 def test_cli_bad_input_is_one_clear_error():
     out = subprocess.run(
         [sys.executable, "-m", "sweep", "trial", "--seq-len", "600", "--model", "bert-tiny"],
