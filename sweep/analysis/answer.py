@@ -26,10 +26,11 @@ from sweep.analysis.interference import without_perturbed
 from sweep.analysis.landing import what_exists
 from sweep.analysis.parity import parity_marks
 from sweep.analysis.selection import (
-    MEASURED_DATASET,
     OOM_STATUSES,
     capped,
     config_text,
+    dataset_kind,
+    dataset_label,
     gpu_column,
     numeric,
     select,
@@ -222,7 +223,7 @@ def _limits(v: _Variant) -> dict[float, int | None]:
 
 def _data_label(v: _Variant) -> str:
     sweeps = sorted(set(v.rows.loc[v.rows["status"] == OK, "sweep"].dropna().astype(str)))
-    where = "your results" if v.dataset == MEASURED_DATASET else f"reference {v.dataset}"
+    where = dataset_label(v.dataset, dataset_kind(v.rows).iloc[0])
     return where + (f" ({', '.join(sweeps)})" if sweeps else "")
 
 
