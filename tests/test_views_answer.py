@@ -189,3 +189,17 @@ def test_rows_of_n_gpu_trials_are_not_compared_with_one_gpu_rows():
     a = answer(frame(rows), "roberta-base", 128)
     assert a.table.set_index("GPU").loc["H200", "Tokens/s (like baseline)"] == 40_000
     assert any(n.startswith("gpus_per_trial") and "shown" in n for n in a.notes)
+
+
+def test_the_capped_rows_note_only_when_capped_rows_of_the_selection_are_left_out():
+    rows = [row(A100, 8, 8000.0), row(H200, 8, 20000.0)]
+    rows.append(row(H200, 8, 99000.0, model="gpt2", capacity_gb=24))  # another model's, capped
+    a = answer(frame(rows), "roberta-base", 128)
+    assert not any("capacity_gb" in n for n in a.notes)
+    rows.append(row(H200, 16, 99000.0, capacity_gb=40))  # this selection's, capped
+    a = answer(frame(rows), "roberta-base", 128)
+    assert any("capacity_gb cap" in n for n in a.notes)
+    h = a.table.set_index("GPU").loc["H200"]
+    assert h["Tokens/s (like baseline)"] == 20_000 and h["Largest batch run"] == 8  # not its rate
+    other = answer(frame(rows), "roberta-base", 128, "fp16-mixed")  # no rows of that precision
+    assert not any("capacity_gb" in n for n in other.notes)
