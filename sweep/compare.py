@@ -38,7 +38,9 @@ def add_arguments(p: argparse.ArgumentParser, default_db: str = "results.db") ->
     p.add_argument("--model", required=True, help="model name as stored (e.g. roberta-base)")
     p.add_argument("--seq-len", required=True, type=int, help="tokens per sequence")
     p.add_argument(
-        "--precision", default=None, help="e.g. bf16-mixed (default: the most measured one)"
+        "--precision",
+        default=None,
+        help="e.g. bf16-mixed (default: every precision measured, one row per GPU and precision)",
     )
     p.add_argument(
         "--baseline", default=None, help="GPU the speedups divide by, e.g. A100 (default: slowest)"

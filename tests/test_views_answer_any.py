@@ -42,3 +42,15 @@ def test_the_gpus_own_best_is_shown_beside_the_like_for_like_rate():
     h = a.table.set_index("GPU").loc["H200"]
     assert h["GPU's best tokens/s"] >= h["Tokens/s (like baseline)"]
     assert h["GPU's best config"]  # "this row's" or the options of the faster one
+
+
+def test_compare_help_says_what_no_precision_does():
+    import argparse
+
+    from sweep.compare import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    (action,) = [a for a in p._actions if a.dest == "precision"]
+    assert "every precision measured, one row per GPU and precision" in action.help
+    assert "most measured" not in action.help
