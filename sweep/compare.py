@@ -1,10 +1,12 @@
 """``python -m sweep compare``: the web app's answer table on the command line.
 
-One row per GPU for a model, a sequence length and a precision: best tokens/s and at which batch,
-speedup over a baseline GPU, largest batch run, first out-of-memory batch, the predicted largest
-batch per card size, $ per million tokens, GPU busy, step-time spread, a trust badge and what else
-differs. The table is ``sweep.analysis.answer.answer`` (the app shows the same); this module
-parses the arguments, loads the rows and prints.
+One row per GPU for a model, a sequence length and a precision (none chosen: one row per GPU and
+precision): the tokens/s of its configuration closest to the baseline's and at which batch, speedup
+over a baseline GPU, the GPU's own best tokens/s and its configuration, largest batch run, first
+out-of-memory batch, the predicted largest batch per card size, $ per million tokens, GPU busy,
+step-time spread, a trust badge and what else differs. The table is
+``sweep.analysis.answer.answer`` (the app shows the same); this module parses the arguments, loads
+the rows and prints.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from sweep.plan.flags import field_argument, help_text
 # by name)
 SHORT_HEADERS = {
     "GPU": "GPU",
+    "Precision": "precision",
     "Trust": "trust",
-    "Tokens/s (like baseline)": "tokens/s",
+    "Tokens/s (like baseline)": "tokens/s (like baseline)",
     "At batch": "at batch",
     "Speedup": "speedup",
     "Speedup at equal batch": "same-batch",
+    "GPU's best tokens/s": "GPU's best tokens/s",
     "Largest batch run": "max run",
     "First OOM batch": "1st OOM",
     "$ per million tokens": "$/M tokens",
@@ -38,7 +42,9 @@ def add_arguments(p: argparse.ArgumentParser, default_db: str = "results.db") ->
     p.add_argument("--model", required=True, help="model name as stored (e.g. roberta-base)")
     p.add_argument("--seq-len", required=True, type=int, help="tokens per sequence")
     p.add_argument(
-        "--precision", default=None, help="e.g. bf16-mixed (default: the most measured one)"
+        "--precision",
+        default=None,
+        help="e.g. bf16-mixed (default: every precision measured, one row per GPU and precision)",
     )
     p.add_argument(
         "--baseline", default=None, help="GPU the speedups divide by, e.g. A100 (default: slowest)"
@@ -113,9 +119,20 @@ def _cell(value: Any, column: str) -> str:
     return str(value)
 
 
+# text columns, left-aligned; the others are figures
+TEXT_COLUMNS = ("GPU", "Precision", "Trust")
+COLUMN_NOTES = [
+    "tokens/s (like baseline): the rate of the GPU's configuration closest to the baseline's "
+    "(what the speedups divide); GPU's best tokens/s: the GPU's fastest, whatever its options "
+    "(how they differ from the row's: GPU's best config, above).",
+    "fits N GB: the memory model's predicted largest batch on a card of N GB.",
+]
+
+
 def format_answer(table, notes: list[str], baseline: str | None) -> str:
-    """The answer as text: an aligned table of the figures, then per GPU where its rows come from
-    and what differs from the baseline, then the notes."""
+    """The answer as text: an aligned table of the figures (a precision column where the table
+    has one), then per GPU where its rows come from, its best configuration and what differs
+    from the baseline, then what the columns mean and the notes."""
     from sweep.analysis.answer import ANSWER_CAPACITIES_GB, fits_column, speedup_column
 
     if table.empty:
@@ -123,11 +140,13 @@ def format_answer(table, notes: list[str], baseline: str | None) -> str:
     spd = speedup_column(table)
     cols = [
         "GPU",
+        *(["Precision"] if "Precision" in table else []),
         "Trust",
         "Tokens/s (like baseline)",
         "At batch",
         spd,
         "Speedup at equal batch",
+        "GPU's best tokens/s",
         "Largest batch run",
         "First OOM batch",
         *(fits_column(c) for c in ANSWER_CAPACITIES_GB),
@@ -144,22 +163,25 @@ def format_answer(table, notes: list[str], baseline: str | None) -> str:
         for c in cols
     ]
     cells = [[_cell(row[c], c) for c in cols] for _, row in table.iterrows()]
+    same = cols.index("Speedup at equal batch")
     for r, (_, row) in zip(cells, table.iterrows(), strict=True):
         if not _missing(row["Equal batch"]):
-            r[5] += f" (b{int(row['Equal batch'])})"
+            r[same] += f" (b{int(row['Equal batch'])})"
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(heads)]
 
     def line(values: list[str]) -> str:
         return "  ".join(
-            v.ljust(w) if i < 2 else v.rjust(w)
-            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+            v.ljust(w) if c in TEXT_COLUMNS else v.rjust(w)
+            for c, v, w in zip(cols, values, widths, strict=True)
         ).rstrip()
 
     out = [line(heads), line(["-" * w for w in widths]), *(line(r) for r in cells), ""]
     for _, row in table.iterrows():
+        which = f"{row['GPU']} {row['Precision']}" if "Precision" in table else row["GPU"]
+        best = "; GPU's best config: " + str(row["GPU's best config"])
         differs = f"; differs from {baseline} in: {row['Differs in']}" if row["Differs in"] else ""
-        out.append(f"{row['GPU']}: {row['Data']}{differs}")
-    out.append("fits N GB: the memory model's predicted largest batch on a card of N GB.")
+        out.append(f"{which}: {row['Data']}{best}{differs}")
+    out += COLUMN_NOTES
     out += notes
     return "\n".join(out)
 

@@ -139,3 +139,23 @@ def test_compare_reads_data_files(tmp_path, capsys):
     assert main([*argv, "--no-reference", "--data", f]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[2].startswith("A100-SXM4-40GB") and "team" in out
+
+
+def test_a_data_file_is_labelled_as_a_data_set_not_a_reference(tmp_path, capsys):
+    from sweep.analysis.colors import series_gpu
+    from sweep.analysis.selection import is_reference, select, series_labels
+    from sweep.compare import main
+
+    f = export_jsonl(tmp_path / "team.jsonl", [row(A100, 1, 900.0), row(A100, 2, 1000.0, mem=30.0)])
+    frame = Data.load(None, data_files=[f]).frame()  # beside the shipped references
+    team, shipped = frame[frame["dataset"] == "team"], frame[frame["dataset"] != "team"]
+    assert set(series_labels(team)) == {f"{A100} (data team)"}  # not "(ref s)"
+    assert not is_reference(team).any() and is_reference(shipped).all()  # solid, not dashed
+    shipped = select(shipped, {"model": "roberta-large", "seq_len": 512})
+    assert series_labels(shipped).str.contains(r" \(ref ").all()  # the shipped keep theirs
+    assert series_gpu(f"{A100} (data team) · seq_len=4096") == "A100-SXM4-40GB"  # its colour
+    argv = ["--model", MODEL, "--seq-len", "4096", "--db", str(tmp_path / "no.db"), "--data", f]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert any(x.startswith("A100-SXM4-40GB: data team (s)") for x in out.splitlines())
+    assert "reference team" not in out

@@ -189,3 +189,38 @@ def test_rows_of_n_gpu_trials_are_not_compared_with_one_gpu_rows():
     a = answer(frame(rows), "roberta-base", 128)
     assert a.table.set_index("GPU").loc["H200", "Tokens/s (like baseline)"] == 40_000
     assert any(n.startswith("gpus_per_trial") and "shown" in n for n in a.notes)
+
+
+def test_the_capped_rows_note_only_when_capped_rows_of_the_selection_are_left_out():
+    rows = [row(A100, 8, 8000.0), row(H200, 8, 20000.0)]
+    rows.append(row(H200, 8, 99000.0, model="gpt2", capacity_gb=24))  # another model's, capped
+    a = answer(frame(rows), "roberta-base", 128)
+    assert not any("capacity_gb" in n for n in a.notes)
+    rows.append(row(H200, 16, 99000.0, capacity_gb=40))  # this selection's, capped
+    a = answer(frame(rows), "roberta-base", 128)
+    assert any("capacity_gb cap" in n for n in a.notes)
+    h = a.table.set_index("GPU").loc["H200"]
+    assert h["Tokens/s (like baseline)"] == 20_000 and h["Largest batch run"] == 8  # not its rate
+    other = answer(frame(rows), "roberta-base", 128, "fp16-mixed")  # no rows of that precision
+    assert not any("capacity_gb" in n for n in other.notes)
+
+
+def test_compare_text_names_the_like_for_like_rate_and_adds_the_gpus_own_best(tmp_path, capsys):
+    from sweep.compare import main
+    from sweep.results.store import Store
+
+    db = tmp_path / "r.db"
+    with Store(db) as store:
+        store.put(row(A100, 16, 16000.0, attention="eager", harness="lightning"))
+        store.put(row(H200, 16, 60000.0))  # the H200's best: sdpa, two options from the A100's
+        store.put(row(H200, 16, 30000.0, attention="eager"))  # its row: one option away
+    argv = ["--model", "roberta-base", "--seq-len", "128", "--db", str(db), "--no-reference"]
+    assert main([*argv, "--baseline", "A100"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    heads = lines[0].split("  ")
+    assert "tokens/s (like baseline)" in heads and "GPU's best tokens/s" in heads
+    assert "tokens/s" not in heads  # the like-for-like rate is never a bare "tokens/s"
+    h200 = lines[2].split()
+    assert h200[0] == "H200" and h200.index("30,000") < h200.index("60,000")
+    assert "H200: your results (s); GPU's best config: Attention kernel sdpa; differs" in lines[5]
+    assert lines[6] == "A100-SXM4-80GB: your results (s); GPU's best config: this row's"

@@ -42,3 +42,41 @@ def test_the_gpus_own_best_is_shown_beside_the_like_for_like_rate():
     h = a.table.set_index("GPU").loc["H200"]
     assert h["GPU's best tokens/s"] >= h["Tokens/s (like baseline)"]
     assert h["GPU's best config"]  # "this row's" or the options of the faster one
+
+
+def test_compare_text_shows_the_precision_of_each_row(tmp_path, capsys):
+    from sweep.compare import main
+    from sweep.results.store import Store
+
+    db = tmp_path / "r.db"
+    with Store(db) as store:
+        for t in (
+            row(H200, 8, 32000.0, precision="bf16-mixed"),
+            row(H200, 8, 30000.0, precision="fp16-mixed"),
+            row(A100, 8, 8000.0, precision="fp16-mixed"),
+        ):
+            store.put(t)
+    argv = ["--model", "roberta-base", "--seq-len", "128", "--db", str(db), "--no-reference"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["GPU", "precision"]
+    assert [x.split()[:2] for x in lines[2:5]] == [
+        ["H200", "bf16-mixed"],
+        ["H200", "fp16-mixed"],
+        ["A100-SXM4-80GB", "fp16-mixed"],
+    ]
+    assert lines[6].startswith("H200 bf16-mixed: your results")
+    assert main([*argv, "--precision", "fp16-mixed"]) == 0  # one precision asked: no column
+    assert "precision" not in capsys.readouterr().out.splitlines()[0]
+
+
+def test_compare_help_says_what_no_precision_does():
+    import argparse
+
+    from sweep.compare import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    (action,) = [a for a in p._actions if a.dest == "precision"]
+    assert "every precision measured, one row per GPU and precision" in action.help
+    assert "most measured" not in action.help

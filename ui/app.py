@@ -151,7 +151,8 @@ def _header(data: Data) -> str:
         "# transformers-sweep: which GPU, which configuration",
         "Training throughput, memory, time split, efficiency and cost of Transformer models "
         "on each GPU type. Pick a model and a sequence length; every tab follows the "
-        "selection. Reference rows are marked *(ref ...)* and drawn dashed.",
+        "selection. Reference rows are marked *(ref ...)* and drawn dashed; the rows of a "
+        "`--data` file, *(data NAME)*.",
     ]
     if data.n_measured:
         lines.append(f"Your results: **{data.n_measured} trials** from `{data.db_path}`.")

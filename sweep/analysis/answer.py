@@ -26,10 +26,11 @@ from sweep.analysis.interference import without_perturbed
 from sweep.analysis.landing import what_exists
 from sweep.analysis.parity import parity_marks
 from sweep.analysis.selection import (
-    MEASURED_DATASET,
     OOM_STATUSES,
     capped,
     config_text,
+    dataset_kind,
+    dataset_label,
     gpu_column,
     numeric,
     select,
@@ -222,7 +223,7 @@ def _limits(v: _Variant) -> dict[float, int | None]:
 
 def _data_label(v: _Variant) -> str:
     sweeps = sorted(set(v.rows.loc[v.rows["status"] == OK, "sweep"].dropna().astype(str)))
-    where = "your results" if v.dataset == MEASURED_DATASET else f"reference {v.dataset}"
+    where = dataset_label(v.dataset, dataset_kind(v.rows).iloc[0])
     return where + (f" ({', '.join(sweeps)})" if sweeps else "")
 
 
@@ -326,12 +327,6 @@ def answer(
     prices = DEFAULT_PRICES if prices is None else prices
     notes: list[str] = []
     frame = without_perturbed(frame)  # the interference check's run among the others
-    if capped(frame).any():  # an emulated card's speed is the bigger card's: never a rate here
-        frame = frame[~capped(frame)]
-        notes.append(
-            "Rows run under a capacity_gb cap (emulated cards) are left out: their speed "
-            "is the GPU they ran on, not the card emulated."
-        )
     sel = select(frame, {**(filters or {}), "model": model, "seq_len": seq_len})
     # No precision chosen: every precision measured, one row per GPU and precision (a GPU
     # measured in fp16 only must not vanish because another GPU has more bf16 rows).
@@ -342,6 +337,13 @@ def answer(
         present = sorted(set(gpu_names(sel)))
         wanted = {resolve_gpu(g, present) for g in gpus} - {None}
         sel = sel[gpu_names(sel).isin(wanted)]
+    frame = frame[~capped(frame)]
+    if capped(sel).any():  # an emulated card's speed is the bigger card's: never a rate here
+        sel = sel[~capped(sel)]
+        notes.append(
+            "Rows run under a capacity_gb cap (emulated cards) are left out: their speed "
+            "is the GPU they ran on, not the card emulated."
+        )
     for name in MATCH_FIELDS:  # task, mode, GPUs per trial, ...: the most measured one
         if name in MAIN_FIELDS:
             continue

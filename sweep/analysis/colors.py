@@ -37,8 +37,9 @@ GPU_COLORS = [
 
 
 def series_gpu(series: str) -> str:
-    """The GPU a series label names: its text before " (ref ...)" and " · field=value"."""
-    return short_gpu(series).split(" (ref ")[0].split(" · ")[0].strip()
+    """The GPU a series label names: its text before " (ref ...)", " (data ...)" and
+    " · field=value"."""
+    return re.split(r" \((?:ref|data) ", short_gpu(series))[0].split(" · ")[0].strip()
 
 
 def gpu_color(gpu: str) -> str:

@@ -20,7 +20,8 @@ from sweep.results.trust import GPU_BUSY_MIN_PCT
 
 
 def gpu_labels(df: pd.DataFrame) -> list[str]:
-    """The GPUs in ``df`` as speedup baselines: the GPU name, with "(ref ...)" for references."""
+    """The GPUs in ``df`` as speedup baselines: the GPU name, with "(ref ...)" for references and
+    "(data ...)" for a pooled results file's."""
     if df.empty:
         return []
     one = df.copy()

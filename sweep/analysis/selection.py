@@ -2,8 +2,9 @@
 filters the app offers, and the series label that keeps two configurations apart.
 
 Every analysis function takes the flat results frame (``sweep.results.record.flatten`` rows, one
-per trial, plus a ``dataset`` column: "measured" or the name of a shipped reference file). Units
-are in the column names, as in the records: ``*_per_s``, ``*_gib``, ``*_ms_*``, ``usd_*``.
+per trial, plus a ``dataset`` column: "measured", the name of a pooled results file or of a
+shipped reference file, and a ``dataset_kind`` column saying which). Units are in the column
+names, as in the records: ``*_per_s``, ``*_gib``, ``*_ms_*``, ``usd_*``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from sweep.results.record import OK, OOM, SKIPPED_OOM
 
 ANY = "(any)"
 MEASURED_DATASET = "measured"
+# What a data set is (the frame's ``dataset_kind``): the user's own rows, a results file pooled
+# with ``--data FILE`` (another team's measurements: a data set of its own, not a reference), or
+# a reference set shipped in ui/data.
+MEASURED_KIND, POOLED_KIND, REFERENCE_KIND = "measured", "data", "reference"
 UNKNOWN_GPU = "?"  # a row nothing names the GPU of: never offered as a GPU to choose
 
 # Config fields that define a series (the workload but its batch size, and where it runs): two
@@ -38,16 +43,24 @@ CONFIG_FIELDS = frozenset(field_names())
 CONFIG_ORDER = [f for f in workload_fields() if f != "batch_size"]
 
 
-def combine(measured: pd.DataFrame | None, references: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One frame of the user's rows and every reference set, with a ``dataset`` column."""
+def combine(
+    measured: pd.DataFrame | None,
+    references: dict[str, pd.DataFrame],
+    pooled: dict[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """One frame of the user's rows, every pooled results file's (``pooled``, by data set name)
+    and every reference set's, with ``dataset`` (its name) and ``dataset_kind`` columns."""
     parts = []
     if measured is not None and len(measured):
-        parts.append(measured.assign(dataset=MEASURED_DATASET))
-    for name, frame in references.items():
-        if len(frame):
-            parts.append(frame.assign(dataset=name))
+        parts.append(measured.assign(dataset=MEASURED_DATASET, dataset_kind=MEASURED_KIND))
+    for kind, sets in ((POOLED_KIND, pooled or {}), (REFERENCE_KIND, references)):
+        for name, frame in sets.items():
+            if len(frame):
+                parts.append(frame.assign(dataset=name, dataset_kind=kind))
     if not parts:
-        return pd.DataFrame(columns=["key", "status", "gpu", "dataset", "batch_size"])
+        return pd.DataFrame(
+            columns=["key", "status", "gpu", "dataset", "dataset_kind", "batch_size"]
+        )
     out = pd.concat(parts, ignore_index=True, sort=False)
     return out
 
@@ -154,15 +167,18 @@ def gpu_column(df: pd.DataFrame) -> pd.Series:
 
 
 def series_labels(df: pd.DataFrame) -> pd.Series:
-    """A legend label per row: the GPU, "(ref <sweep>)" for reference rows, and every workload
-    field that varies within ``df`` (so that two configurations are never drawn as one line)."""
+    """A legend label per row: the GPU, "(ref <sweep>)" for reference rows, "(data <name>)" for
+    a pooled results file's, and every workload field that varies within ``df`` (so that two
+    configurations are never drawn as one line)."""
     if df.empty:
         return pd.Series([], dtype=str, index=df.index)
     label = gpu_column(df).astype(str)
     if "dataset" in df:
-        ref = df["dataset"] != MEASURED_DATASET
+        kind = dataset_kind(df)
         sweep = df["sweep"] if "sweep" in df else df["dataset"]
-        label = label.where(~ref, label + " (ref " + sweep.fillna(df["dataset"]).astype(str) + ")")
+        ref = label + " (ref " + sweep.fillna(df["dataset"]).astype(str) + ")"
+        pooled = label + " (data " + df["dataset"].astype(str) + ")"
+        label = label.where(kind != REFERENCE_KIND, ref).where(kind != POOLED_KIND, pooled)
     # Varying among the rows that are drawn (ok and out-of-memory): a crashed or unsupported row
     # of another attention kernel must not rename every line.
     drawn = df[df["status"].isin((OK, *OOM_STATUSES))] if "status" in df else df
@@ -177,9 +193,27 @@ def with_series(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(series=series_labels(df))
 
 
+def dataset_kind(df: pd.DataFrame) -> pd.Series:
+    """Each row's kind of data set (``MEASURED_KIND``, ``POOLED_KIND``, ``REFERENCE_KIND``): its
+    ``dataset_kind``; where a frame has none, the user's rows are measured and any other a
+    reference."""
+    if "dataset" not in df:
+        return pd.Series(MEASURED_KIND, index=df.index, dtype=object)
+    guess = df["dataset"].map(lambda d: MEASURED_KIND if d == MEASURED_DATASET else REFERENCE_KIND)
+    return df["dataset_kind"].fillna(guess) if "dataset_kind" in df else guess
+
+
+def dataset_label(name: str, kind: str) -> str:
+    """A data set as tables and notes name it: "your results", "data <name>" (a pooled results
+    file) or "reference <name>" (a shipped set)."""
+    if kind == MEASURED_KIND:
+        return "your results"
+    return f"{'data' if kind == POOLED_KIND else 'reference'} {name}"
+
+
 def is_reference(df: pd.DataFrame) -> pd.Series:
-    """True for rows of a shipped reference set, False for the user's rows."""
-    return df["dataset"] != MEASURED_DATASET if "dataset" in df else pd.Series(False, df.index)
+    """True for rows of a shipped reference set, False for the user's and a pooled file's."""
+    return dataset_kind(df) == REFERENCE_KIND
 
 
 def short_gpu(name: Any) -> str:

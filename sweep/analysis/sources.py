@@ -209,7 +209,7 @@ class Data:
 
     def frame(self) -> pd.DataFrame:
         """Every row shown, with its ``dataset``: the user's, each file's, each reference set's."""
-        return combine(self.measured, {**self.pooled, **self.references})
+        return combine(self.measured, self.references, self.pooled)
 
     @property
     def n_measured(self) -> int:

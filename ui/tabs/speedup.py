@@ -13,11 +13,12 @@ from ui.tabs.common import Context, Tab, chart, plot_value, redraw_on_own_inputs
 
 def baseline_choices(frame: pd.DataFrame, current: str | None) -> tuple[list[str], str | None]:
     """The GPUs that can be the baseline, and the one to select: ``current`` while it is one of
-    them, else the first of the user's GPUs (then the first reference GPU)."""
+    them, else the first of the user's GPUs (then the first of a pooled file's or a reference
+    set's)."""
     labels = gpu_labels(frame)
     if current in labels:
         return labels, current
-    mine = [g for g in labels if "(ref " not in g]
+    mine = [g for g in labels if "(ref " not in g and "(data " not in g]
     return labels, (mine or labels or [None])[0]
 
 
