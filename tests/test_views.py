@@ -168,6 +168,23 @@ def test_series_never_merge_two_configurations(frame):
     assert "NVIDIA H200 · compile=True" in labels and "NVIDIA H200 · compile=False" in labels
 
 
+def test_a_field_missing_on_some_rows_labels_them_by_its_default_not_nan():
+    # pandas 3 keeps NaN through astype(str): rows without a capacity_gb got a NaN label and
+    # left every chart when capped rows were in the selection
+    df = pd.DataFrame(
+        {
+            "gpu": ["NVIDIA H200"] * 2,
+            "status": ["ok", "ok"],
+            "capacity_gb": [float("nan"), 24.0],
+            "dataset": ["measured"] * 2,
+        }
+    )
+    assert list(series_labels(df)) == [
+        "NVIDIA H200 · capacity_gb=None",
+        "NVIDIA H200 · capacity_gb=24",
+    ]
+
+
 # -- compare GPUs ----------------------------------------------------------------------------
 
 

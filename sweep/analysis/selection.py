@@ -183,8 +183,10 @@ def series_labels(df: pd.DataFrame) -> pd.Series:
     # of another attention kernel must not rename every line.
     drawn = df[df["status"].isin((OK, *OOM_STATUSES))] if "status" in df else df
     for col in WORKLOAD_FIELDS:
-        if col in df and drawn[col].astype(str).nunique() > 1:
-            label = label + f" · {col}=" + df[col].astype(str)
+        # as text with a missing value read as the field's default (pandas 3's astype(str) keeps
+        # NaN missing, and a missing part made the whole label NaN: the row left every chart)
+        if col in df and config_text(drawn, col).nunique() > 1:
+            label = label + f" · {col}=" + config_text(df, col)
     return label
 
 
