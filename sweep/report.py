@@ -277,23 +277,20 @@ def plan_lines(
             )
     header = ["#", "key", "stored", "gpu_type", "model", "batch", "seq", "precision", "device"]
     gpus = any(t.config.gpus_per_trial > 1 for t in planned)  # N-GPU trials: say their N
-    header += ["gpus"] if gpus else []
+    # and every other field that differs between the trials (finetune, capacity_gb...): two
+    # rows never read the same
+    shown = {"model", "batch_size", "seq_len", "precision", "device", "gpus_per_trial"}
+    dicts = [t.config.to_dict() for t in planned]
+    varying = [f for f in dicts[0] if f not in shown and len({str(d[f]) for d in dicts}) > 1]
+    header += (["gpus"] if gpus else []) + varying
     rows = [header]
-    for i, t in enumerate(planned):
+    for i, (t, d) in enumerate(zip(planned, dicts, strict=True)):
         c = t.config
         rows.append(
-            [
-                str(i),
-                t.key,
-                stored.get(t.key, "-"),
-                t.gpu_type or "any",
-                c.model,
-                str(c.batch_size),
-                str(c.seq_len),
-                c.precision,
-                c.device,
-            ]
+            [str(i), t.key, stored.get(t.key, "-"), t.gpu_type or "any", c.model]
+            + [str(c.batch_size), str(c.seq_len), c.precision, c.device]
             + ([str(c.gpus_per_trial)] if gpus else [])
+            + [str(d[f]) for f in varying]
         )
     widths = [max(len(r[j]) for r in rows) for j in range(len(header))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]

@@ -226,3 +226,6 @@ def test_the_plan_says_which_searches_run_and_which_are_answered_without_a_run()
         default_name="atlas",
     )
     assert "2 capped (0 started from" in plan_lines(alone, None, None, None)[1]
+    # the trial table names the field its rows differ in (they all read the same before)
+    header, *rows = [line.split() for line in lines[-4:]]
+    assert header[-1] == "capacity_gb" and [r[-1] for r in rows] == ["16.0", "24.0", "None"]
