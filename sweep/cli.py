@@ -312,11 +312,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
     from sweep.plan import sweepfile
     from sweep.plan.grid import SEARCH_MODES, expand
 
-    for name in sweepfile.preset_names():
+    names = sweepfile.preset_names()
+    width = max(map(len, names))
+    for name in names:
         spec = sweepfile.load(name)
         n = len(expand(spec))
         unit = "searches" if spec.mode in SEARCH_MODES else "trials"
-        print(f"{name:<12} {n:>4} {unit:<7} {spec.description}")
+        print(f"{name:<{width}} {n:>4} {unit:<8} {spec.description}")
     return 0
 
 
