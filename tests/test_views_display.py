@@ -136,6 +136,7 @@ def test_the_primary_answer_columns_fit_a_laptop_screen():
 def test_the_memory_fit_shows_each_cards_largest_batch_beside_a_short_series_label():
     from sweep.analysis.answer_view import column_widths
     from sweep.analysis.memory import FIT_NUMBER_WIDTH, FIT_WIDE, fit_view, short_series
+    from ui.tabs.common import hover_cell
 
     full = [
         "NVIDIA H200 (ref seed) · attention=sdpa · compile=False · harness=native",
@@ -184,6 +185,10 @@ def test_the_memory_fit_shows_each_cards_largest_batch_beside_a_short_series_lab
         for w in column_widths(list(view.columns), FIT_WIDE, FIT_NUMBER_WIDTH)
     ]
     assert sum(widths[:6]) <= 900 and sum(widths) <= 1200
+    # the cell shows the short label, its whole label on hover; both escaped
+    cell = hover_cell('H200 <b>"x"</b>', 'NVIDIA H200 & "x"')
+    escaped = "H200 &lt;b&gt;&quot;x&quot;&lt;/b&gt;"
+    assert cell == f'<span title="NVIDIA H200 &amp; &quot;x&quot;">{escaped}</span>'
     # no selection: the same headers, no rows
     empty = fit_view(fit.iloc[0:0])
     assert list(empty.columns) == list(view.columns) and len(empty) == 0
