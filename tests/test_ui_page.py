@@ -78,6 +78,8 @@ def test_the_page_is_gzipped_and_names_no_path_of_the_server(served_page):
     repo = os.path.dirname(os.path.dirname(STATIC))
     assert repo not in html  # no path of the server's checkout (Gradio's file cache aside)
     assert f'"{PLOTLY_URL}' in html or f"{PLOTLY_URL}" in html
+    # the tables' help is in the page, and no longer says what they do not do (sort on a click)
+    assert "Differs in" in html and "click a header" not in html.lower()
     js_headers, js = _get(served_page + PLOTLY_URL)
     assert js_headers["Content-Type"].startswith("text/javascript") and len(js) > 500_000
 

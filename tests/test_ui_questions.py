@@ -160,9 +160,49 @@ def fastest_like_for_like(person: Person, frame) -> None:
     assert _number(fastest[speedup]) > 1
 
 
+# The Memory fit's "Max batch" headers at 1440 px, the table scrolled into view: [header, within
+# the table's visible area, on top at its centre (not under the sticky series column)].
+FIT_HEADERS_JS = """() => {
+  const t = document.querySelector('#memory-fit');
+  t.scrollIntoView({block: 'start'});
+  const v = t.getBoundingClientRect(), right = Math.min(v.right, window.innerWidth);
+  return [...t.querySelectorAll('[role=columnheader]')]
+    .filter(h => h.innerText.includes('Max batch')).map(h => {
+      const r = h.getBoundingClientRect();
+      const at = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+      return [h.innerText.trim(), r.left >= v.left && r.right <= right, !!at && h.contains(at)];
+    });
+}"""
+# At a phone's width: the table scrolled right until each "Max batch" cell of the first row sits
+# just right of the sticky series column; the cell's text where it is whole within the visible
+# area and on top at its centre (document.elementFromPoint), else null.
+FIT_BESIDE_SERIES_JS = """() => {
+  const t = document.querySelector('#memory-fit');
+  t.scrollIntoView({block: 'start'});
+  const heads = [...t.querySelectorAll('[role=columnheader]')].map(h => h.innerText.trim());
+  const cells = [...t.querySelectorAll('[role=row]')[1].querySelectorAll('[role=gridcell]')];
+  let s = cells[0];
+  while (s && !(s.scrollWidth > s.clientWidth + 5)) s = s.parentElement;
+  const seen = {};
+  heads.forEach((h, i) => {
+    if (!h.startsWith('Max batch')) return;
+    if (s) s.scrollLeft += cells[i].getBoundingClientRect().left
+      - cells[0].getBoundingClientRect().right;
+    const r = cells[i].getBoundingClientRect();
+    const v = (s || t).getBoundingClientRect();
+    const at = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    const whole = r.left >= cells[0].getBoundingClientRect().right - 1 && r.right <= v.right + 1;
+    seen[h] = whole && !!at && cells[i].contains(at) ? cells[i].innerText.trim() : null;
+  });
+  return seen;
+}"""
+MEMORY_LINK = "?tab=memory&model=bert-large-uncased&seq_len=512&precision=bf16-mixed"
+
+
 def what_fits(person: Person, frame) -> None:
-    """2. What fits bert-large seq 512 on 24/40/80 GB: the Memory tab's fit, per series."""
-    from sweep.analysis.memory import memory_fit, memory_metrics_present, memory_points
+    """2. What fits bert-large seq 512 on 24/40/80 GB: the Memory tab's fit, per series, its
+    answers on screen at 1440 px without scrolling the table."""
+    from sweep.analysis.memory import fit_view, memory_fit, memory_metrics_present, memory_points
     from sweep.analysis.selection import select
 
     person.tab("Memory")
@@ -172,15 +212,38 @@ def what_fits(person: Person, frame) -> None:
     assert fvals["seq_len"] == "512"
     sel = select(frame, fvals)
     fit = memory_fit(memory_points(sel, memory_metrics_present(sel)[0]))
+    view = fit_view(fit)  # the short label each series shows, its whole label on hover
+    short = dict(zip(view.index, view["Series"], strict=True))
     fit = fit.dropna(subset=["max_batch_24gb"])
     assert len(fit) >= 1
     got = _rows(page, "#memory-fit")
-    by_series = {r[next(iter(r))]: r for r in got}
+    by_series = {r["Series"]: r for r in got}
     for _, want in fit.iterrows():
-        row = next(r for s, r in by_series.items() if s == want["series"])
+        row = by_series[short[want["series"]]]
         for gb in (24, 40, 80):
             cell = next(v for h, v in row.items() if re.search(rf"\b{gb} ?GB", h, re.I))
             assert _number(cell) == want[f"max_batch_{gb}gb"]
+    cell = page.locator("#memory-fit [role=gridcell]").first
+    cell.dispatch_event("mouseover")
+    assert cell.get_attribute("title") == view.index[0]
+    heads = page.evaluate(FIT_HEADERS_JS)
+    assert len(heads) == 5 and all(inside and on_top for _, inside, on_top in heads), heads
+
+
+def fit_at_a_phone(phone: Person, frame) -> None:
+    """The Memory fit at 390 px (a pasted link): each largest batch can be scrolled beside the
+    narrow sticky series column and read there."""
+    from sweep.analysis.memory import fit_view, memory_fit, memory_metrics_present, memory_points
+    from sweep.analysis.selection import select
+
+    fvals = {"model": "bert-large-uncased", "seq_len": "512", "precision": "bf16-mixed"}
+    sel = select(frame, fvals)
+    first = fit_view(memory_fit(memory_points(sel, memory_metrics_present(sel)[0]))).iloc[0]
+    phone.page.goto(phone.url + MEMORY_LINK)
+    phone.page.locator("#memory-fit [role=row]").nth(1).wait_for(timeout=60_000)
+    phone.settle()
+    seen = phone.page.evaluate(FIT_BESIDE_SERIES_JS)
+    assert seen == {h: str(first[h]) for h in first.index if h.startswith("Max batch")}
 
 
 def cheapest_decoder(person: Person, frame) -> None:
@@ -273,10 +336,14 @@ def test_each_question_is_answered_within_five_clicks_of_a_bare_link(tmp_path):
             # failure's captured output whether the page crashed or the browser went away
             page.on("crash", lambda _: print("the page crashed (Chromium's renderer)"))
             browser.on("disconnected", lambda _: print("the browser disconnected"))
-            page.add_init_script(WATCH_JS % json.dumps("|".join(map(re.escape, EMPTY))))
+            watch = WATCH_JS % json.dumps("|".join(map(re.escape, EMPTY)))
+            page.add_init_script(watch)
             person = Person(page, url)
             for question in QUESTIONS:
                 person.start()
                 question(person, frame)
                 clicks[question.__name__] = person.clicks
+            phone = new_page(browser, viewport={"width": 390, "height": 844})
+            phone.add_init_script(watch)
+            fit_at_a_phone(Person(phone, url), frame)
     assert all(n <= MAX_CLICKS for n in clicks.values()), clicks

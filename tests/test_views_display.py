@@ -131,3 +131,64 @@ def test_the_primary_answer_columns_fit_a_laptop_screen():
     # the widths Gradio is given: the eight primary columns in under 1000 px (1440 px screens)
     shown = [c for c in PRIMARY_COLUMNS if c != "Precision"]
     assert sum(int(w.removesuffix("px")) for w in column_widths(shown)) <= 1000
+
+
+def test_the_memory_fit_shows_each_cards_largest_batch_beside_a_short_series_label():
+    from sweep.analysis.answer_view import column_widths
+    from sweep.analysis.memory import FIT_NUMBER_WIDTH, FIT_WIDE, fit_view, short_series
+    from ui.tabs.common import hover_cell
+
+    full = [
+        "NVIDIA H200 (ref seed) · attention=sdpa · compile=False · harness=native",
+        "NVIDIA H200 (ref seed) · attention=sdpa · compile=True · harness=native",
+        "A100-SXM4-80GB · attention=eager · compile=False · harness=native",
+    ]
+    # the GPU's short name and only what differs between the rows ("harness=native" is shared)
+    assert short_series(full) == [
+        "H200 (ref seed) · attention=sdpa · compile=False",
+        "H200 (ref seed) · attention=sdpa · compile=True",
+        "A100-SXM4-80GB · attention=eager · compile=False",
+    ]
+    assert short_series(full[:1]) == ["H200 (ref seed)"] and short_series([]) == []
+    batches = {f"max_batch_{c}gb": [None, 30.0, 60.0] for c in (16, 24, 40, 80, 141)}
+    fit = pd.DataFrame(
+        {
+            "series": full,
+            "slope_gib_per_seq": [None, 0.5, 0.25],
+            "intercept_gib": [None, 7.2, 7.0],
+            "r2": [None, 1.0, 0.99],
+            "measured_up_to_batch": [8, 256, 128],
+            **batches,
+        }
+    )
+    view = fit_view(fit)
+    # the answers (largest batch per card) right after the series, then how the line was fitted
+    assert list(view.columns) == [
+        "Series",
+        "Max batch 16 GB",
+        "Max batch 24 GB",
+        "Max batch 40 GB",
+        "Max batch 80 GB",
+        "Max batch 141 GB",
+        "Measured up to batch",
+        "R²",
+        "Slope GiB per sequence",
+        "Intercept GiB",
+    ]
+    # the series with a prediction first; each row's whole label kept for its hover text
+    assert list(view.index) == [full[1], full[2], full[0]]
+    assert view["Series"].tolist() == [short_series(full)[i] for i in (1, 2, 0)]
+    assert view["Max batch 80 GB"].tolist()[:2] == [30, 60]
+    # at 1440 px: the largest batches within the first 900 px, the whole table within 1200
+    widths = [
+        int(w.removesuffix("px"))
+        for w in column_widths(list(view.columns), FIT_WIDE, FIT_NUMBER_WIDTH)
+    ]
+    assert sum(widths[:6]) <= 900 and sum(widths) <= 1200
+    # the cell shows the short label, its whole label on hover; both escaped
+    cell = hover_cell('H200 <b>"x"</b>', 'NVIDIA H200 & "x"')
+    escaped = "H200 &lt;b&gt;&quot;x&quot;&lt;/b&gt;"
+    assert cell == f'<span title="NVIDIA H200 &amp; &quot;x&quot;">{escaped}</span>'
+    # no selection: the same headers, no rows
+    empty = fit_view(fit.iloc[0:0])
+    assert list(empty.columns) == list(view.columns) and len(empty) == 0

@@ -69,7 +69,7 @@ SLUGS = [label.lower().replace(" ", "-") for label, _ in TABS]  # the URL's tab=
 # on, and the answer table, which a link to it then shows without a round trip to draw it.
 PREDRAWN = (0, 1)
 # At a phone's width (390 px) the header shrinks and the page's padding goes, so that the answer
-# table and the chart start on the first screen.
+# table and the chart start on the first screen, and the Memory fit's series column narrows.
 # Tables (class tsweep-table): a body cell is cut at its column's width, its whole text shown on
 # hover (HOVER_JS); headers wrap; the first column stays in view while the others scroll.
 CSS = """
@@ -82,12 +82,21 @@ CSS = """
   background: var(--table-even-background-fill, var(--background-fill-primary));
   box-shadow: 1px 0 0 var(--border-color-primary);
 }
+@media (min-width: 641px) {  /* the Memory fit's short series label whole, on two lines */
+  #memory-fit .first-column .cell-wrap span { white-space: normal; }
+}
 @media (max-width: 640px) {
   .gradio-container { padding: 0 4px !important; }
   #header h1 { font-size: 1.2rem; margin: 0.2rem 0; }
   #header p, #header blockquote { font-size: 0.8rem; margin: 0.2rem 0; }
   #header p:nth-of-type(1) { display: none; }
   #answer-table { font-size: 0.8rem; }
+  /* the series narrow (its cells, the header table's sizing row): the largest batches beside */
+  #memory-fit .first-column, #memory-fit .header-table tr > :first-child {
+    width: 110px !important; min-width: 110px !important; max-width: 110px !important;
+    flex: 0 0 110px !important;
+  }
+  #memory-fit .header-table { width: auto !important; }
 }
 """
 # System fonts only: the default theme would ask for web fonts; nothing leaves the machine.
@@ -98,12 +107,15 @@ THEME = gr.themes.Default(
 
 
 # A table cell shows its whole text on hover (CSS cuts long ones): its title, set when first
-# hovered, so that cells redrawn by a new selection get theirs too.
+# hovered, so that cells redrawn by a new selection get theirs too; a cell that shows a short
+# text (``ui.tabs.common.hover_cell``) gets its inner title, the whole one.
 HOVER_JS = """<script>
 document.addEventListener('mouseover', (e) => {
   const cell = e.target.closest && e.target.closest(
     '.tsweep-table [role=gridcell], .tsweep-table [role=columnheader]');
-  if (cell) cell.title = cell.innerText.trim();
+  if (!cell) return;
+  const inner = cell.querySelector('[title]');
+  cell.title = inner ? inner.title : cell.innerText.trim();
 });
 </script>"""
 # plotly.js fetched as the page starts (run when the first chart mounts), not after Gradio's start

@@ -6,6 +6,8 @@ from typing import Any
 
 import pandas as pd
 
+from sweep.analysis.selection import short_gpu
+from sweep.analysis.table import readable
 from sweep.analysis.throughput import throughput_points
 from sweep.results.memory_model import GIB, MemoryFit
 
@@ -75,3 +77,41 @@ def memory_fit(
             row[f"max_batch_{cap}gb"] = line.largest_batch(cap * GIB)
         rows.append(row)
     return pd.DataFrame(rows, columns=cols)
+
+
+# The fit table as the Memory tab shows it: the answers (the largest batch per card) beside the
+# series, then how the line was fitted. Widths (CSS pixels): room for a short series label on
+# two lines (its whole label on hover), the numbers narrow; the ten columns fill 1200 px, the
+# largest batches within the first 900 (1440 px screens).
+FIT_WIDE = {
+    "Series": 440,
+    "Measured up to batch": 100,
+    "R²": 60,
+    "Slope GiB per sequence": 100,
+    "Intercept GiB": 100,
+}
+FIT_NUMBER_WIDTH = 80
+
+
+def short_series(series: list[str]) -> list[str]:
+    """Each series label as a table cell shows it: the GPU's short name, its reference set, and
+    only the " · field=value" parts that are not the same in every row ("NVIDIA H200 (ref seed)
+    · attention=sdpa · harness=native" -> "H200 (ref seed) · attention=sdpa" where every row
+    ran native)."""
+    parts = [str(s).split(" · ") for s in series]
+    shared = set.intersection(*(set(p[1:]) for p in parts)) if parts else set()
+    return [" · ".join([short_gpu(p[0]), *(x for x in p[1:] if x not in shared)]) for p in parts]
+
+
+def fit_view(fit: pd.DataFrame) -> pd.DataFrame:
+    """``memory_fit``'s table for reading (``readable``): the short series label
+    (``short_series``) first, the largest batch per card next, then the line's figures; the
+    series with a prediction first, in their order. Its index is each row's whole series label
+    (the cell's hover text)."""
+    batches = [c for c in fit.columns if c.startswith("max_batch_")]
+    line = ["measured_up_to_batch", "r2", "slope_gib_per_seq", "intercept_gib"]
+    fit = fit.iloc[fit[batches].isna().all(axis=1).argsort(kind="stable")]
+    view = readable(fit[["series", *batches, *line]])
+    view.index = pd.Index(fit["series"].astype(str).tolist(), name=None)
+    view["Series"] = short_series(fit["series"].tolist())
+    return view

@@ -4,6 +4,7 @@ and the one way a tab redraws itself when one of its own widgets changes."""
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import math
 import os
@@ -127,6 +128,12 @@ def sticky_table(label: str, elem_id: str, **kw: Any) -> gr.Dataframe:
         pinned_columns=1,
         **kw,
     )
+
+
+def hover_cell(text: str, full: str) -> str:
+    """A table cell of datatype "html" that shows ``text`` and, on hover, ``full`` (the app's
+    HOVER_JS gives the cell the inner title); both escaped, as data files name them."""
+    return f'<span title="{html.escape(full)}">{html.escape(text)}</span>'
 
 
 def chart(label: str, elem_id: str) -> gr.HTML:

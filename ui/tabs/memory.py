@@ -5,9 +5,26 @@ from __future__ import annotations
 import gradio as gr
 
 from sweep.analysis import charts
-from sweep.analysis.memory import MEMORY_METRICS, memory_fit, memory_metrics_present, memory_points
-from sweep.analysis.table import readable
-from ui.tabs.common import Context, Tab, chart, plot_value, redraw_on_own_inputs, title
+from sweep.analysis.answer_view import column_widths
+from sweep.analysis.memory import (
+    FIT_NUMBER_WIDTH,
+    FIT_WIDE,
+    MEMORY_METRICS,
+    fit_view,
+    memory_fit,
+    memory_metrics_present,
+    memory_points,
+)
+from ui.tabs.common import (
+    Context,
+    Tab,
+    chart,
+    hover_cell,
+    plot_value,
+    redraw_on_own_inputs,
+    sticky_table,
+    title,
+)
 
 AUTO = "auto (first recorded)"
 
@@ -15,13 +32,11 @@ AUTO = "auto (first recorded)"
 def build(ctx: Context) -> Tab:
     metric = gr.Dropdown([AUTO, *MEMORY_METRICS], value=AUTO, label="Memory metric")
     plot = chart(label="Memory vs batch size", elem_id="memory-plot")
-    table = gr.Dataframe(
-        label="Linear fit per GPU and the largest batch it predicts for each "
-        "capacity (max_batch_<N>gb)",
-        interactive=False,
-        elem_id="memory-fit",
-        pinned_columns=1,  # the series stays in view beside the answers
-        elem_classes=["tsweep-table"],
+    # the largest batch per card beside a short series label (its whole label on hover), within
+    # 1440 px; the series stays in view while the line's figures scroll (tsweep-table)
+    table = sticky_table(
+        "Largest batch each card size holds, from a line through each series' measured memory",
+        "memory-fit",
     )
 
     def render(sel, fvals, mem_metric):
@@ -32,7 +47,15 @@ def build(ctx: Context) -> Tab:
         points = memory_points(sel, chosen)
         fit = memory_fit(points)
         figure = charts.memory(points, fit, chosen, title("Memory vs batch size", fvals))
-        return [plot_value(figure), readable(fit)]
+        view = fit_view(fit)
+        cells = [hover_cell(s, full) for s, full in zip(view["Series"], view.index, strict=True)]
+        columns = list(view.columns)
+        shown = gr.update(
+            value=view.assign(Series=cells).reset_index(drop=True),
+            column_widths=column_widths(columns, FIT_WIDE, FIT_NUMBER_WIDTH),
+            datatype=["html", *["str"] * (len(columns) - 1)],  # the series' hover text
+        )
+        return [plot_value(figure), shown]
 
     tab = Tab(inputs=[metric], outputs=[plot, table], render=render)
     redraw_on_own_inputs(ctx, tab)
