@@ -35,6 +35,8 @@ SUMMARY_COLUMNS = [
     "tokens_per_s",
     "peak_allocated_gib",
     "mfu",
+    "mfu_analytic",  # from model FLOPs (4N frozen + 6N trainable + attention): what a
+    # fine-tuning row's MFU is quoted as; the counter misses 4-bit and Triton kernels' work
     "gpu_busy_pct",
     "launch_bound_pct",
     "max_batch_size",

@@ -76,6 +76,9 @@ def test_summary_takes_the_median_over_repeats_and_keeps_failures():
     assert row8["n"] == 3 and row8["tokens_per_s"] == 200.0 and row8["status"] == "ok"
     row64 = table[table.batch_size == 64].iloc[0]
     assert row64["status"] == "oom" and pd.isna(row64["tokens_per_s"])
+    # the model-FLOPs MFU beside the counted one (a QLoRA row's counter misses 4-bit work)
+    cols = list(table.columns)
+    assert cols[cols.index("mfu") + 1] == "mfu_analytic"
 
 
 def test_summary_says_which_configurations_left_the_gpu_waiting_for_the_host():

@@ -29,6 +29,7 @@ FIRST_COLUMNS = [
     "peak_allocated_gib",
     "nvml_peak_used_gib",
     "mfu",
+    "mfu_analytic",
     "gpu_util_pct_mean",
     "step_time_cv",
     "error",
