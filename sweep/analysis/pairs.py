@@ -10,10 +10,12 @@ import pandas as pd
 from sweep.analysis.selection import (
     CONFIG_ORDER,
     WORKLOAD_FIELDS,
+    config_text,
     gpu_column,
     numeric,
     series_labels,
     short_gpu,
+    varies,
 )
 from sweep.results.record import OK
 from sweep.results.trust import GPU_BUSY_MIN_PCT
@@ -48,15 +50,11 @@ def speedup(df: pd.DataFrame, baseline: str, metric: str = "sequences_per_s") ->
     # The configuration must match in every workload field; the label names model, sequence
     # length and precision, and whichever other fields vary in this selection.
     fields = [c for c in WORKLOAD_FIELDS if c in d]
-    shown = [
-        c
-        for c in fields
-        if c in ("model", "seq_len", "precision") or d[c].astype(str).nunique() > 1
-    ]
-    # Fields left out of the label have one value here, so the label identifies the config.
-    config = (
-        d[shown].astype(str).apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
-    )
+    shown = [c for c in fields if c in ("model", "seq_len", "precision") or varies(d, c)]
+    # Fields left out of the label have one value here, so the label identifies the config; a
+    # missing value reads as the field's default (an uncapped row: capacity_gb=None)
+    text = pd.DataFrame({c: config_text(d, c) for c in shown}, index=d.index)
+    config = text.apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
     d = pd.DataFrame(
         {
             "config": config,
@@ -106,7 +104,7 @@ def pair_ratio(
     med["ratio"] = med[a] / med[b]
     med["gpu"] = med["gpu"].map(short_gpu)
     shown = [k for k in keys if k in ("gpu", "model", "seq_len", "batch_size")]
-    shown += [k for k in keys if k not in shown and med[k].astype(str).nunique() > 1]
+    shown += [k for k in keys if k not in shown and varies(med, k)]
     shown = [k for k in keys if k in shown]
     return med[[*shown, a, b, "ratio"]].sort_values(shown).reset_index(drop=True)
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from sweep.analysis.phases import PHASES, time_breakdown
-from sweep.analysis.selection import CONFIG_ORDER, numeric, short_gpu
+from sweep.analysis.selection import CONFIG_ORDER, numeric, short_gpu, varies
 from sweep.analysis.table import status_counts_table
 from sweep.analysis.throughput import fit_summary, throughput_points
 from sweep.results.record import OK
@@ -238,7 +238,7 @@ def mfu_table(meas: pd.DataFrame) -> pd.DataFrame:
     )
     best = med.loc[med.groupby(fields, dropna=False)["_rank"].idxmax()].drop(columns="_rank")
     best = best.assign(gpu=best["gpu"].map(short_gpu), mfu_pct=(best["mfu"] * 100).round(2))
-    varying = [f for f in fields if best[f].astype(str).nunique() > 1 or f in ("gpu", "model")]
+    varying = [f for f in fields if varies(best, f) or f in ("gpu", "model")]
     cols = [*varying, "batch_size", "tokens_per_s", "tflops_per_s", "mfu_pct", "peak_tflops"]
     return best[cols].sort_values([*varying, "batch_size"]).reset_index(drop=True)
 

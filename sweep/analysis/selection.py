@@ -93,6 +93,16 @@ def config_text(df: pd.DataFrame, name: str) -> pd.Series:
     return df[name].map(lambda v: default if v is None or v is pd.NA or v != v else value_text(v))
 
 
+def varies(df: pd.DataFrame, col: str) -> bool:
+    """Whether ``col`` holds more than one value in ``df``: a config field as text with a missing
+    value read as its default (``config_text``), any other column with a missing value counted as
+    a value of its own. (Not ``astype(str).nunique()``: pandas 3 keeps NaN through astype(str)
+    and nunique leaves it out, so an uncapped row beside a 40 GB one read as one capacity.)"""
+    if col in CONFIG_FIELDS:
+        return config_text(df, col).nunique() > 1
+    return df[col].nunique(dropna=False) > 1
+
+
 def _matches(df: pd.DataFrame, col: str, value: Any) -> pd.Series:
     # Dropdowns hand back strings; the frame holds ints and bools. Compare as text.
     if col in CONFIG_FIELDS:
