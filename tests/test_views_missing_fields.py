@@ -5,9 +5,13 @@ field that tells the two apart was dropped from the tables (and speedup pooled t
 
 from __future__ import annotations
 
+import pytest
+
+from sweep.analysis.landing import narrowed_choices
 from sweep.analysis.pairs import pair_ratio, speedup
 from sweep.analysis.report_rows import results_frame
 from sweep.analysis.report_tables import mfu_table
+from sweep.analysis.selection import combine, select
 from sweep.results.frame import trials_frame
 from sweep.results.record import Trial
 
@@ -70,3 +74,13 @@ def test_mfu_table_shows_the_capacity_that_tells_two_rows_apart():
     table = mfu_table(results_frame([("a.db", t) for t in rows]))
     assert len(table) == 2
     assert "capacity_gb" in table
+
+
+def test_a_capacity_chosen_in_its_dropdown_selects_the_capped_rows():
+    # the dropdown wrote 40.0, the filter compares config_text's "40": nothing was selected
+    rows = [_row(H100, 1000.0), _row(H100, 600.0, capacity_gb=40)]
+    frame = combine(trials_frame(rows), {})
+    choices = narrowed_choices(frame, {}, "capacity_gb")
+    assert choices[1:] == [("40 · 1 GPU", "40")]
+    chosen = select(frame, {"capacity_gb": choices[1][1]})
+    assert chosen["tokens_per_s"].tolist() == pytest.approx([600.0])

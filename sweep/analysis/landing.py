@@ -8,7 +8,14 @@ from typing import Any
 
 import pandas as pd
 
-from sweep.analysis.selection import ANY, filter_choices, gpu_column, select
+from sweep.analysis.selection import (
+    ANY,
+    CONFIG_FIELDS,
+    config_text,
+    filter_choices,
+    gpu_column,
+    select,
+)
 from sweep.results.record import OK
 
 # The filters a model's choice sets (``best_for_model``): they never narrow the model's choices.
@@ -36,7 +43,9 @@ def narrowed_choices(
     ok = _ok(select(df, others))
     counts: dict[str, int] = {}
     if column in ok and len(ok):
-        per = ok.assign(_gpu=gpu_column(ok).astype(str)).groupby(ok[column].astype(str))["_gpu"]
+        # keyed as the choices are written and select reads them (a capacity of 40.0: "40")
+        value = config_text(ok, column) if column in CONFIG_FIELDS else ok[column].astype(str)
+        per = ok.assign(_gpu=gpu_column(ok).astype(str)).groupby(value)["_gpu"]
         counts = per.nunique().to_dict()
     out = [(ANY, ANY)]
     current = str(filters.get(column)) if filters.get(column) not in (None, "") else ANY

@@ -66,7 +66,8 @@ def combine(
 
 
 def filter_choices(df: pd.DataFrame, column: str) -> list[str]:
-    """The distinct values of a column as strings (what a dropdown holds), numbers in numeric
+    """The distinct values of a column as strings (what a dropdown holds; a config field's as
+    ``select`` reads them, ``value_text``: a capacity of 40.0 reads "40"), numbers in numeric
     order."""
     if column not in df or df.empty:
         return []
@@ -75,7 +76,7 @@ def filter_choices(df: pd.DataFrame, column: str) -> list[str]:
         values.sort(key=lambda v: (float(v), str(v)))
     except (TypeError, ValueError):
         values.sort(key=str)
-    return [str(v) for v in values]
+    return [value_text(v) if column in CONFIG_FIELDS else str(v) for v in values]
 
 
 def value_text(v: Any) -> str:
