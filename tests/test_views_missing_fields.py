@@ -81,6 +81,9 @@ def test_a_capacity_chosen_in_its_dropdown_selects_the_capped_rows():
     rows = [_row(H100, 1000.0), _row(H100, 600.0, capacity_gb=40)]
     frame = combine(trials_frame(rows), {})
     choices = narrowed_choices(frame, {}, "capacity_gb")
-    assert choices[1:] == [("40 · 1 GPU", "40")]
+    assert choices[1:] == [("40 · 1 GPU", "40"), ("None · 1 GPU", "None")]
     chosen = select(frame, {"capacity_gb": choices[1][1]})
     assert chosen["tokens_per_s"].tolist() == pytest.approx([600.0])
+    # the whole card (no cap) is a choice too: the uncapped rows alone (it was not offered)
+    whole = select(frame, {"capacity_gb": choices[2][1]})
+    assert whole["tokens_per_s"].tolist() == pytest.approx([1000.0])

@@ -76,7 +76,14 @@ def filter_choices(df: pd.DataFrame, column: str) -> list[str]:
         values.sort(key=lambda v: (float(v), str(v)))
     except (TypeError, ValueError):
         values.sort(key=str)
-    return [value_text(v) if column in CONFIG_FIELDS else str(v) for v in values]
+    out = [value_text(v) if column in CONFIG_FIELDS else str(v) for v in values]
+    # a config field missing on some rows: they ran with its default ("None" for capacity_gb:
+    # the whole card), which select matches (config_text), so it is a choice too, listed last
+    default = config_text(df, column) if column in CONFIG_FIELDS else None
+    if default is not None and df[column].isna().any():
+        missing = default[df[column].isna()].iloc[0]
+        out += [] if missing in out else [missing]
+    return list(dict.fromkeys(out))
 
 
 def value_text(v: Any) -> str:
