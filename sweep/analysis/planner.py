@@ -221,7 +221,8 @@ def _longest(found: list[Evidence]) -> dict:
     if not seqs:
         return {}
     seq, knobs = max(seqs, key=lambda sk: (sk[0], -len(sk[1])))
-    return {"Longest sequence": seq, "Longest with": " + ".join(knobs) or "none"}
+    text = " + ".join(knobs) or "none"
+    return {"Longest sequence": seq, "Longest with": text, "_longest_knobs": text}
 
 
 def _at_least_a_smaller_cards(rows: list[dict], capacities) -> None:
@@ -240,7 +241,7 @@ def _at_least_a_smaller_cards(rows: list[dict], capacities) -> None:
                     r["Longest sequence"] = best[0]
                     r["Longest with"] = f"{best[1]} (as on the {best[2]} card)"
                 elif seq is not None:
-                    best = (seq, r["Longest with"].split(" (as on")[0], card)
+                    best = (seq, r["_longest_knobs"], card)
 
 
 def _lengths_measured(d: pd.DataFrame, model: str, seq_len: int) -> str:
@@ -272,6 +273,7 @@ def _parity(e: Evidence, marks: dict[str, str]) -> str:
 def _cost(row: dict, tokens: float, prices: pd.DataFrame, unpriced: set[str]) -> dict:
     """Hours for ``tokens`` at the row's measured rate, and dollars at its GPU's price."""
     gpu, tps = row.pop("_gpu", None), row.pop("_tps", None)
+    row.pop("_longest_knobs", None)
     if gpu is None or not tps:
         return row
     hours = tokens / tps / 3600.0

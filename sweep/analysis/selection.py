@@ -203,7 +203,7 @@ def series_labels(df: pd.DataFrame) -> pd.Series:
     for col in WORKLOAD_FIELDS:
         # as text with a missing value read as the field's default (pandas 3's astype(str) keeps
         # NaN missing, and a missing part made the whole label NaN: the row left every chart)
-        if col in df and config_text(drawn, col).nunique() > 1:
+        if col in df and varies(drawn, col):
             label = label + f" · {col}=" + config_text(df, col)
     return label
 
