@@ -43,3 +43,52 @@ def new_page(browser, **kwargs):
     page = browser.new_page(**kwargs)
     page.on("crash", lambda _: print("the page crashed (Chromium's renderer)"))
     return page
+
+
+# Gradio marks a component waiting for an event's output (.pending) and shows a progress bar
+# (.generating / .eta-bar) while it runs.
+BUSY_JS = "() => document.querySelectorAll('.pending, .generating, .eta-bar').length"
+
+
+def settle(page, timeout_s: float = 60.0) -> None:
+    """Wait until no event is pending and the page has been still for a moment: a view that
+    has appeared may be redrawn just after (a link's first view fires the change events of the
+    widgets it sets, and Gradio sends the first of them with the later ones' old values: the
+    answer table is drawn for the link, then without its chosen columns, then for it again)."""
+    import time
+
+    still, deadline = 0, time.monotonic() + timeout_s
+    while still < 3 and time.monotonic() < deadline:
+        page.wait_for_timeout(150)
+        still = still + 1 if page.evaluate(BUSY_JS) == 0 else 0
+    assert still >= 3, f"the page did not settle within {timeout_s:.0f} s"
+
+
+# The pointer's mouseover on the last cell ``css`` picks, and the cell's title then, in one step.
+_HOVER_JS = """(css) => {
+  const cells = document.querySelectorAll(css);
+  const cell = cells[cells.length - 1];
+  if (!cell) return null;
+  const init = {bubbles: true, cancelable: true, composed: true};
+  cell.dispatchEvent(new MouseEvent('mouseover', init));
+  return [cell.getAttribute('title'), cell.innerText.trim()];
+}"""
+
+
+def hover_title(page, css: str, timeout_s: float = 15.0) -> tuple:
+    """(title, text) of the last cell ``css`` picks right after the pointer's mouseover
+    (dispatched: a sticky column may cover the cell), once the title is the cell's text; after
+    ``timeout_s`` the last reading, for the caller's assert.
+
+    Dispatched and read in one step in the page, and again until then: should Gradio redraw the
+    table meanwhile (see ``settle``), a mouseover dispatched and a title read by two Playwright
+    calls reach two cells, the title set on the old one and read on its replacement (CI saw
+    ``None``)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = page.evaluate(_HOVER_JS, css) or (None, None)
+        if (got[0] and got[0] == got[1]) or time.monotonic() > deadline:
+            return tuple(got)
+        time.sleep(0.1)

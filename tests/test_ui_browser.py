@@ -13,7 +13,7 @@ import urllib.parse
 import pandas as pd
 import pytest
 
-from tests.browser_helpers import CHROMIUM, chromium, new_page
+from tests.browser_helpers import CHROMIUM, chromium, hover_title, new_page, settle
 from tests.test_ui_app import ENV, REPO, fixture_trials, make_db
 from ui.local import serving
 
@@ -102,6 +102,7 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
                 "('#answer-table').innerText.includes('Speedup vs A100-SXM4-80GB')",
                 timeout=60_000,
             )
+            settle(page)  # the link's view may be redrawn just after it shows
             got, want = _answer(page), _expected(query)
             assert set(got["GPU"]) == {"H200", "A100-SXM4-80GB", "L4"}
             speedup = "Speedup vs A100-SXM4-80GB"
@@ -131,9 +132,8 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
             name = fetched.value.suggested_filename
             assert name.startswith("answer_bert-base-uncased_seq128_bf16-mixed"), name
             # a cut cell shows its whole text on hover
-            cell = page.locator("#answer-table [role=gridcell]").last
-            cell.dispatch_event("mouseover")  # the pointer's event (a sticky column may cover it)
-            assert cell.get_attribute("title") == cell.inner_text().strip()
+            title, text = hover_title(page, "#answer-table [role=gridcell]")
+            assert text and title == text, (title, text)
             for name in ("model", "seq_len", "precision"):
                 # a choice reads with its count ("bert-base-uncased · 3 GPUs")
                 value = page.locator(f"#filter-{name} input").input_value().split(" · ")[0]
@@ -170,6 +170,7 @@ def test_browser_answers_the_questions_from_the_answer_table(tmp_path):
                 " && t && t.innerText.includes('Largest batch run'); }",
                 timeout=60_000,
             )
+            settle(other)
             assert other.locator("#filter-seq_len input").input_value().split(" · ")[0] == "512"
             want512 = _expected({**query, "seq_len": "512"})
             got512 = _answer(other)

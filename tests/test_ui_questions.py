@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.browser_helpers import CHROMIUM, chromium, new_page
+from tests.browser_helpers import BUSY_JS, CHROMIUM, chromium, new_page
 from tests.test_ui_app import ENV, REPO
 from ui.local import serving
 
@@ -61,9 +61,6 @@ WATCH_JS = """
   }).observe(document, {subtree: true, childList: true, characterData: true, attributes: true});
 })();
 """
-# Gradio marks a component waiting for an event's output (.pending) and shows a progress bar
-# (.generating / .eta-bar) while it runs.
-BUSY_JS = "() => document.querySelectorAll('.pending, .generating, .eta-bar').length"
 
 
 def _frame():
