@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
@@ -55,8 +56,6 @@ def settle(page, timeout_s: float = 60.0) -> None:
     has appeared may be redrawn just after (a link's first view fires the change events of the
     widgets it sets, and Gradio sends the first of them with the later ones' old values: the
     answer table is drawn for the link, then without its chosen columns, then for it again)."""
-    import time
-
     still, deadline = 0, time.monotonic() + timeout_s
     while still < 3 and time.monotonic() < deadline:
         page.wait_for_timeout(150)
@@ -84,8 +83,6 @@ def hover_title(page, css: str, timeout_s: float = 15.0) -> tuple:
     table meanwhile (see ``settle``), a mouseover dispatched and a title read by two Playwright
     calls reach two cells, the title set on the old one and read on its replacement (CI saw
     ``None``)."""
-    import time
-
     deadline = time.monotonic() + timeout_s
     while True:
         got = page.evaluate(_HOVER_JS, css) or (None, None)

@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 
 import pytest
 
-from tests.browser_helpers import BUSY_JS, CHROMIUM, chromium, new_page
+from tests.browser_helpers import CHROMIUM, chromium, new_page, settle
 from tests.test_ui_app import ENV, REPO
 from ui.local import serving
 
@@ -85,14 +84,10 @@ class Person:
         self.settle()
 
     def settle(self) -> None:
-        """Wait until no event is pending and the page has been still for a moment."""
-        page, still = self.page, 0
-        deadline = time.monotonic() + 60
-        while still < 3 and time.monotonic() < deadline:
-            page.wait_for_timeout(150)
-            still = still + 1 if page.evaluate(BUSY_JS) == 0 else 0
-        assert still >= 3, "the page did not settle within 60 s"
-        seen = page.evaluate("() => window.tsweepEmpty.splice(0)")
+        """Wait until no event is pending and the page has been still for a moment
+        (``browser_helpers.settle``); no empty view was shown meanwhile."""
+        settle(self.page)
+        seen = self.page.evaluate("() => window.tsweepEmpty.splice(0)")
         assert not seen, f"an empty view after {self.clicks} click(s): {seen}"
 
     def click(self, locator) -> None:

@@ -273,7 +273,6 @@ def _parity(e: Evidence, marks: dict[str, str]) -> str:
 def _cost(row: dict, tokens: float, prices: pd.DataFrame, unpriced: set[str]) -> dict:
     """Hours for ``tokens`` at the row's measured rate, and dollars at its GPU's price."""
     gpu, tps = row.pop("_gpu", None), row.pop("_tps", None)
-    row.pop("_longest_knobs", None)
     if gpu is None or not tps:
         return row
     hours = tokens / tps / 3600.0

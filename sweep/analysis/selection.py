@@ -79,10 +79,8 @@ def filter_choices(df: pd.DataFrame, column: str) -> list[str]:
     out = [value_text(v) if column in CONFIG_FIELDS else str(v) for v in values]
     # a config field missing on some rows: they ran with its default ("None" for capacity_gb:
     # the whole card), which select matches (config_text), so it is a choice too, listed last
-    default = config_text(df, column) if column in CONFIG_FIELDS else None
-    if default is not None and df[column].isna().any():
-        missing = default[df[column].isna()].iloc[0]
-        out += [] if missing in out else [missing]
+    if column in CONFIG_FIELDS and df[column].isna().any():
+        out.append(_default_text(column))
     return list(dict.fromkeys(out))
 
 
@@ -95,10 +93,15 @@ def config_text(df: pd.DataFrame, name: str) -> pd.Series:
     """Config field ``name`` of each row as text (what a dropdown holds; 2.0 reads "2"), a
     missing value (a row stored before the field existed, a frame without its column) read as
     the field's default: such a row ran with it."""
-    default = value_text(TrialConfig().to_dict()[name])
+    default = _default_text(name)
     if name not in df:
         return pd.Series(default, index=df.index, dtype=object)
     return df[name].map(lambda v: default if v is None or v is pd.NA or v != v else value_text(v))
+
+
+def _default_text(name: str) -> str:
+    """Config field ``name``'s default as text: what a row without the field ran with."""
+    return value_text(TrialConfig().to_dict()[name])
 
 
 def varies(df: pd.DataFrame, col: str) -> bool:
